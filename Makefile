@@ -1,0 +1,39 @@
+# The commands a newcomer runs are the commands CI runs: `make quickstart` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.mlinfra-installed
+
+.PHONY: setup quickstart test lint typecheck unit bench clean
+
+# Create .venv if missing and install the project (editable) with its dev and local-mode extras.
+setup: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Until local mode lands, the quickstart renders every stack offline.
+quickstart: setup
+	$(BIN)/mlinfra stack list
+	$(BIN)/mlinfra preview --all
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+# pytest exits 5 when a selection collects no test; that is not a failure.
+unit: setup
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS) || test $$? -eq 5
+
+test: lint typecheck unit
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mlinfra .pytest_cache .ruff_cache .mypy_cache

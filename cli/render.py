@@ -1,0 +1,226 @@
+"""Offline render: run the real Pulumi program under Pulumi's mock runtime and record every resource it declares.
+
+No engine, no credentials, no network. Provider-computed fields (ARNs, ids, auto-names) are filled with
+deterministic placeholders; the inputs recorded are exactly what the program sends the provider, under Pulumi's
+wire names (e.g. `metadataOptions.httpTokens`). Config values that are Pulumi secrets never reach the render: they
+arrive here as a placeholder and any input marked secret is masked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+MASK = "[secret]"
+MOCK_ACCOUNT = "123456789012"
+MOCK_AMI = "ami-0123456789abcdef0"
+_SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+@dataclass(frozen=True)
+class RenderedResource:
+    """One resource the program declared: its type token, logical name, parent's logical name and inputs."""
+
+    type: str
+    name: str
+    parent: str | None
+    inputs: dict[str, Any]
+    custom: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape `mlinfra preview --json` prints."""
+        return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs}
+
+
+@dataclass
+class RenderedStack:
+    """Every resource of one stack, in declaration order, and the stack outputs."""
+
+    stack: str
+    resources: list[RenderedResource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_token: str) -> list[RenderedResource]:
+        """Resources whose type token is `type_token` (e.g. `aws:s3/bucket:Bucket`)."""
+        return [r for r in self.resources if r.type == type_token]
+
+    def one(self, type_token: str) -> RenderedResource:
+        """The single resource of a type; raises AssertionError naming the type otherwise."""
+        found = self.of_type(type_token)
+        if len(found) != 1:
+            raise AssertionError(f"expected one {type_token}, found {[r.name for r in found]}")
+        return found[0]
+
+    def named(self, name: str) -> RenderedResource:
+        """The resource with logical name `name`."""
+        for resource in self.resources:
+            if resource.name == name:
+                return resource
+        raise KeyError(name)
+
+    def children(self, parent: str) -> list[RenderedResource]:
+        """Resources whose parent is the component with logical name `parent`."""
+        return [r for r in self.resources if r.parent == parent]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape `mlinfra preview --json` prints for one stack."""
+        return {"stack": self.stack, "resources": [r.to_json() for r in self.resources]}
+
+
+def _clean(value: Any) -> Any:
+    """Mask secrets and turn the wire format's doubles back into the integers they were."""
+    if isinstance(value, Mapping):
+        if value.get(_SECRET_SIG_KEY) == _SECRET_SIG:
+            return MASK
+        return {k: _clean(v) for k, v in value.items() if k != _SECRET_SIG_KEY}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _tree_order(resources: list[RenderedResource]) -> list[RenderedResource]:
+    """Parents before children, siblings by type then name: a stable order whatever the RPC timing."""
+    by_parent: dict[str | None, list[RenderedResource]] = {}
+    for resource in resources:
+        by_parent.setdefault(resource.parent, []).append(resource)
+    ordered: list[RenderedResource] = []
+
+    def visit(parent: str | None) -> None:
+        for resource in sorted(by_parent.get(parent, []), key=lambda r: (r.custom, r.type, r.name)):
+            ordered.append(resource)
+            visit(resource.name)
+
+    visit(None)
+    return ordered
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:7]
+
+
+def _make_mocks(region: str) -> Any:
+    import pulumi
+
+    class Mocks(pulumi.runtime.Mocks):
+        """Fills in what AWS would compute: ids, ARNs and auto-names, deterministically."""
+
+        def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+            inputs = dict(args.inputs)
+            token = args.typ
+            module = token.split(":")[1].split("/")[0] if token.count(":") >= 2 else "x"
+            autoname = f"{args.name}-{_short_hash(args.name)}"
+            name = inputs.get("name") or autoname
+            state: dict[str, Any] = {**inputs, "name": name}
+            arn = f"arn:aws:{module}:{region}:{MOCK_ACCOUNT}:{name}"
+            if token == "aws:s3/bucket:Bucket":
+                bucket = inputs.get("bucket") or autoname
+                state.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
+                return bucket, state
+            if token == "aws:kms/key:Key":
+                key_id = f"{_short_hash(args.name)}-0000-4000-8000-000000000000"
+                state.update(keyId=key_id, arn=f"arn:aws:kms:{region}:{MOCK_ACCOUNT}:key/{key_id}")
+                return key_id, state
+            if token == "aws:iam/role:Role":
+                arn = f"arn:aws:iam::{MOCK_ACCOUNT}:role/{name}"
+            elif token.startswith("aws:sagemaker/"):
+                kind = token.rsplit(":", 1)[1]
+                arn = f"arn:aws:sagemaker:{region}:{MOCK_ACCOUNT}:{kind.lower()}/{name}"
+            state.setdefault("arn", arn)
+            return f"{name}-id", state
+
+        def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+            if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+                return {
+                    "accountId": MOCK_ACCOUNT,
+                    "arn": f"arn:aws:iam::{MOCK_ACCOUNT}:user/preview",
+                    "userId": "PREVIEW",
+                    "id": MOCK_ACCOUNT,
+                }
+            if args.token == "aws:ssm/getParameter:getParameter":
+                return {"name": args.args.get("name"), "value": MOCK_AMI, "type": "String", "id": "ami"}
+            if args.token == "aws:index/getRegion:getRegion":
+                return {"name": region, "region": region, "id": region}
+            if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+                return {"names": [f"{region}a", f"{region}b"], "zoneIds": ["z1", "z2"], "id": region}
+            return {}
+
+    return Mocks()
+
+
+def _make_monitor(mocks: Any, stack: RenderedStack) -> Any:
+    from pulumi.runtime import rpc
+    from pulumi.runtime.mocks import MockMonitor
+
+    lock = threading.Lock()
+    names_by_urn: dict[str, str] = {}
+
+    class RecordingMonitor(MockMonitor):  # type: ignore[misc]
+        """The mock monitor, also recording each registration with its parent."""
+
+        def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+            response = super().RegisterResource(request)
+            if request.type == "pulumi:pulumi:Stack":
+                return response
+            inputs = _clean(rpc.deserialize_properties(request.object, keep_unknowns=False))
+            with lock:
+                names_by_urn[response.urn] = request.name
+                stack.resources.append(
+                    RenderedResource(
+                        type=request.type,
+                        name=request.name,
+                        parent=names_by_urn.get(request.parent),
+                        inputs=inputs,
+                        custom=bool(request.custom),
+                    )
+                )
+            return response
+
+    return RecordingMonitor(mocks)
+
+
+def engine_config(raw: Mapping[str, Any]) -> dict[str, str]:
+    """Config as the Pulumi engine hands it to a program: strings, structured values as JSON text."""
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
+
+
+def render(raw_config: Mapping[str, Any], *, project: str, stage: str, source: str) -> RenderedStack:
+    """Render one stack from its flat config (secrets already replaced by placeholders). Not thread-safe.
+
+    The program validates the config itself, through the same path as under `pulumi up`; a ConfigError propagates.
+    """
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+    from pulumi.runtime import settings as runtime_settings
+    from pulumi.runtime.mocks import set_mocks
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    from mlinfra_infra import program
+    from mlinfra_infra.config import load_stack_config
+
+    region = str(raw_config.get("aws:region") or "us-east-1")
+    stack = RenderedStack(stack=stage)
+    mocks = _make_mocks(region)
+    # A fresh root Stack resource per render, so stacks rendered in one process do not share a parent.
+    runtime_settings.ROOT.set(None)
+    set_mocks(mocks, project=project, stack=stage, preview=True, monitor=_make_monitor(mocks, stack))
+    runtime_config.set_all_config(engine_config(raw_config))
+    outputs: dict[str, Any] = {}
+
+    def run() -> None:
+        cfg = load_stack_config(program.raw_config_from_engine(), project=project, stage=stage, source=source)
+        declared = program.build(cfg)
+        resolved = _sync_await(pulumi.Output.from_input(declared).future())
+        outputs.update(resolved or {})
+
+    _sync_await(run_pulumi_func(run))
+    stack.resources = _tree_order(stack.resources)
+    stack.outputs = _clean(outputs)
+    return stack

@@ -1,0 +1,56 @@
+"""What every component shares: tags, IAM policy documents and the type-token prefix."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+
+from mlinfra_infra import naming
+
+TYPE_PREFIX = "mlinfra:aws"
+
+
+def tags(stage: str, owner: str, model: str | None = None) -> dict[str, str]:
+    """The tags every resource carries: stage, owner, managed-by, and the model where one applies."""
+    out = {"stage": stage, "owner": owner, "managed-by": naming.MANAGED_BY}
+    if model is not None:
+        out["model"] = model
+    return out
+
+
+def statement(
+    sid: str,
+    actions: Sequence[str],
+    resources: Sequence[Any],
+    *,
+    effect: str = "Allow",
+    principal: Mapping[str, Any] | None = None,
+    condition: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One IAM policy statement; resources may be Outputs (resolved by `policy_document`)."""
+    out: dict[str, Any] = {"Sid": sid, "Effect": effect, "Action": list(actions), "Resource": list(resources)}
+    if principal is not None:
+        out["Principal"] = dict(principal)
+    if condition is not None:
+        out["Condition"] = dict(condition)
+    return out
+
+
+def policy_document(*statements: Mapping[str, Any]) -> pulumi.Output[str]:
+    """A JSON IAM policy document from statements whose values may contain Outputs."""
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def assume_role_policy(service: str) -> str:
+    """A trust policy letting one AWS service assume the role."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"},
+            ],
+        }
+    )

@@ -1,0 +1,521 @@
+"""Typed stack configuration: every stage's settings, validated before any resource is declared.
+
+The same model validates a stack file read by the CLI (offline, no Pulumi engine) and the config the Pulumi engine
+hands the program, so a mistake found by `mlinfra preview` is exactly the mistake `pulumi up` would hit. Limits
+checked here are AWS's documented ones (name lengths and patterns, instance families, valid combinations), so the
+first real deployment does not fail on something a test could have caught.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from . import naming
+
+CONFIG_NAMESPACE = "mlinfra"
+# Other namespaces a stack file may carry: the AWS provider's settings and Pulumi's own.
+PASSTHROUGH_NAMESPACES = ("aws", "pulumi")
+SECRET_PLACEHOLDER = "[secret]"
+
+
+class ConfigError(ValueError):
+    """Raised when stack config is invalid; the message names the file, the key and what is allowed."""
+
+    def __init__(self, source: str, key: str, message: str) -> None:
+        self.source = source
+        self.key = key
+        self.message = message
+        super().__init__(f"{source}: {key}: {message}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Domain types. Patterns follow AWS's API references; each names what it accepts in its error.
+
+def _check_pattern(pattern: str, what: str) -> AfterValidator:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+StageName = Annotated[
+    str, _check_pattern(r"[a-z][a-z0-9]{0,11}", "a stage name (lowercase letters and digits, at most 12)")
+]
+ModelName = Annotated[
+    str,
+    _check_pattern(
+        r"[a-z0-9](?:-?[a-z0-9]){0,31}",
+        "a model name (lowercase letters, digits and single hyphens, at most 32 characters)",
+    ),
+]
+Digest = Annotated[str, _check_pattern(r"sha256:[0-9a-f]{64}", "a digest of the form sha256:<64 lowercase hex>")]
+ImageUri = Annotated[
+    str,
+    _check_pattern(
+        r"\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/[a-z0-9][a-z0-9._/-]*(?::[\w.-]{1,128}|@sha256:[0-9a-f]{64})",
+        "an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)",
+    ),
+]
+S3Uri = Annotated[
+    str,
+    _check_pattern(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+", "an S3 URI (s3://<bucket>/<key>)"),
+]
+AccountId = Annotated[str, _check_pattern(r"\d{12}", "a 12-digit AWS account id")]
+RoleArn = Annotated[
+    str,
+    _check_pattern(r"arn:aws(?:-cn|-us-gov)?:iam::\d{12}:role/[\w+=,.@/-]{1,512}", "an IAM role ARN"),
+]
+Region = Annotated[str, _check_pattern(r"[a-z]{2}(?:-gov)?-[a-z]+-\d", "an AWS region (e.g. eu-west-1)")]
+BucketName = Annotated[
+    str, AfterValidator(lambda v: naming.check_bucket_name(v) or v)
+]
+Cron = Annotated[
+    str,
+    _check_pattern(r"cron\(\S+ \S+ \S+ \S+ \S+ \S+\)", "a six-field AWS cron expression, e.g. cron(0 19 ? * MON-FRI *)"),
+]
+OwnerTag = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[\w .:/=+@-]+$")]
+
+
+def _sagemaker_instance(value: str) -> str:
+    naming.check_instance_type(value, naming.SAGEMAKER_INSTANCE_FAMILIES, prefix="ml.")
+    return value
+
+
+def _ec2_instance(value: str) -> str:
+    naming.check_instance_type(value, naming.EC2_INSTANCE_FAMILIES, prefix="")
+    return value
+
+
+SageMakerInstanceType = Annotated[str, AfterValidator(_sagemaker_instance)]
+Ec2InstanceType = Annotated[str, AfterValidator(_ec2_instance)]
+
+
+class _Settings(BaseModel):
+    """Base of every config block: camelCase keys as Pulumi writes them, unknown keys refused, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True, validate_default=True
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-model settings. Stage-wide defaults live under `mlinfra:modelDefaults`; each model may override any of them
+# beside its `pinned` block under `mlinfra:models.<model>`.
+
+class Pin(_Settings):
+    """The immutable model version a stage runs: written by `mlinfra promote`, read by the program."""
+
+    version: Annotated[int, Field(ge=1)]
+    digest: Digest
+    image: ImageUri
+    artifact: S3Uri
+
+
+class CaptureSettings(_Settings):
+    """SageMaker data capture of requests and responses into the registry's `capture/<model>/` prefix."""
+
+    enabled: bool = False
+    sampling_percent: Annotated[int, Field(ge=1, le=100)] = 100
+
+
+class AutoscalingSettings(_Settings):
+    """Application Auto Scaling target tracking on invocations per instance (real-time endpoints only)."""
+
+    enabled: bool = False
+    min_capacity: Annotated[int, Field(ge=1, le=100)] = 1
+    max_capacity: Annotated[int, Field(ge=1, le=100)] = 2
+    target_invocations_per_instance: Annotated[int, Field(ge=1, le=100_000)] = 100
+    scale_in_cooldown_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
+    scale_out_cooldown_seconds: Annotated[int, Field(ge=0, le=3600)] = 60
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingSettings:
+        if self.min_capacity > self.max_capacity:
+            raise ValueError(f"minCapacity ({self.min_capacity}) is above maxCapacity ({self.max_capacity})")
+        return self
+
+
+class DeploymentSettings(_Settings):
+    """Blue/green update policy: all-at-once, canary or linear traffic shifting, rolled back on the endpoint's alarms.
+
+    SageMaker allows a canary of at most 50% and linear steps of 10-50% of the new fleet, and wait intervals of at
+    most one hour.
+    """
+
+    strategy: Literal["all-at-once", "canary", "linear"] = "all-at-once"
+    traffic_percent: Annotated[int, Field(ge=1, le=50)] = 10
+    wait_minutes: Annotated[int, Field(ge=0, le=60)] = 5
+    termination_wait_minutes: Annotated[int, Field(ge=0, le=60)] = 0
+    timeout_minutes: Annotated[int, Field(ge=10, le=240)] = 60
+
+    @model_validator(mode="after")
+    def _linear_step(self) -> DeploymentSettings:
+        if self.strategy == "linear" and self.traffic_percent < 10:
+            raise ValueError("a linear step (trafficPercent) must be 10-50% of the new fleet")
+        return self
+
+
+class AlarmSettings(_Settings):
+    """Thresholds of the endpoint's health alarms (which also drive auto-rollback) and its drift alarm."""
+
+    errors_5xx: Annotated[int, Field(ge=1)] = 5
+    latency_p99_ms: Annotated[int, Field(ge=1, le=600_000)] = 1000
+    drift_psi: Annotated[float, Field(gt=0, le=10)] = 0.2
+    evaluation_periods: Annotated[int, Field(ge=1, le=100)] = 3
+    period_seconds: Literal[60, 300, 900, 3600] = 300
+
+
+class MetricThreshold(_Settings):
+    """A bound a registered metric must meet to pass a promotion gate."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> MetricThreshold:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        return self
+
+
+class GateSettings(_Settings):
+    """What a version must satisfy to be promoted into this stage (evaluated by `mlinfra promote`)."""
+
+    from_stage: StageName | None = None
+    require_approval: bool = False
+    min_soak_hours: Annotated[float, Field(ge=0, le=24 * 90)] = 0
+    block_on_source_alarm: bool = True
+    metrics: dict[str, MetricThreshold] = Field(default_factory=dict)
+
+
+class ModelSettings(_Settings):
+    """How one model is served and guarded in one stage."""
+
+    mode: Literal["serverless", "realtime"] = "realtime"
+    instance_type: SageMakerInstanceType = "ml.m5.large"
+    instance_count: Annotated[int, Field(ge=1, le=100)] = 1
+    serverless_memory_mb: Literal[1024, 2048, 3072, 4096, 5120, 6144] = 2048
+    serverless_max_concurrency: Annotated[int, Field(ge=1, le=200)] = 5
+    network_isolation: bool = True
+    capture: CaptureSettings = CaptureSettings()
+    autoscaling: AutoscalingSettings = AutoscalingSettings()
+    deployment: DeploymentSettings = DeploymentSettings()
+    alarms: AlarmSettings = AlarmSettings()
+    gates: GateSettings = GateSettings()
+
+    @model_validator(mode="after")
+    def _valid_combination(self) -> ModelSettings:
+        # Serverless endpoints support none of these (SageMaker Serverless Inference "feature exclusions").
+        if self.mode == "serverless":
+            for enabled, what in (
+                (self.capture.enabled, "capture.enabled"),
+                (self.network_isolation, "networkIsolation"),
+                (self.autoscaling.enabled, "autoscaling.enabled"),
+                (self.deployment.strategy != "all-at-once", "deployment.strategy canary/linear"),
+            ):
+                if enabled:
+                    raise ValueError(f"serverless endpoints do not support {what}; set mode: realtime or turn it off")
+        if self.autoscaling.enabled and not (
+            self.autoscaling.min_capacity <= self.instance_count <= self.autoscaling.max_capacity
+        ):
+            raise ValueError(
+                f"instanceCount {self.instance_count} is outside autoscaling "
+                f"{self.autoscaling.min_capacity}-{self.autoscaling.max_capacity}"
+            )
+        return self
+
+
+class ModelConfig(ModelSettings):
+    """A model declared in a stage: its settings and, once promoted there, the version it runs."""
+
+    pinned: Pin | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stage-wide blocks.
+
+class ObjectLockSettings(_Settings):
+    """S3 Object Lock default retention for the registry (prod): artifacts cannot be deleted or overwritten."""
+
+    mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
+    days: Annotated[int, Field(ge=1, le=36_500)] = 365
+
+
+class RegistrySettings(_Settings):
+    """The stage's model registry bucket and its key."""
+
+    bucket_name: BucketName | None = None
+    noncurrent_version_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    capture_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    abort_incomplete_upload_days: Annotated[int, Field(ge=1, le=30)] = 7
+    kms_deletion_window_days: Annotated[int, Field(ge=7, le=30)] = 30
+    object_lock: ObjectLockSettings | None = None
+    reader_role_arns: list[RoleArn] = Field(default_factory=list)
+
+
+class Notification(_Settings):
+    """An SNS subscription to the stage's alert topic; the endpoint may be a `secure:` value."""
+
+    protocol: Literal["email", "https", "sqs", "lambda"]
+    endpoint: Annotated[str, StringConstraints(min_length=1)]
+
+
+class MonitoringSettings(_Settings):
+    """Alert topic, drift alarms, Model Monitor schedule and the stage dashboard."""
+
+    enabled: bool = False
+    drift: bool = False
+    schedule: Literal["hourly", "daily"] = "hourly"
+    instance_type: SageMakerInstanceType = "ml.m5.large"
+    notifications: list[Notification] = Field(default_factory=list)
+
+
+class NetworkSettings(_Settings):
+    """Where the sandbox VM lives: an existing private subnet, or a minimal private VPC created for it."""
+
+    vpc_id: Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8,17}$")] | None = None
+    subnet_id: Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")] | None = None
+    cidr: Annotated[str, StringConstraints(pattern=r"^10\.\d{1,3}\.0\.0/16$")] = "10.42.0.0/16"
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> NetworkSettings:
+        if (self.vpc_id is None) != (self.subnet_id is None):
+            raise ValueError("give both vpcId and subnetId to use an existing network, or neither to create one")
+        return self
+
+
+class SandboxSettings(_Settings):
+    """The analyst VM: private, SSM-only, stopped every evening."""
+
+    enabled: bool = False
+    instance_type: Ec2InstanceType = "t3.large"
+    root_volume_gb: Annotated[int, Field(ge=20, le=1024)] = 50
+    stop_schedule: Cron = "cron(0 19 ? * MON-FRI *)"
+    timezone: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]+(?:/[A-Za-z_+-]+)*$")] = "UTC"
+    ami_parameter: Annotated[str, StringConstraints(pattern=r"^/aws/service/\S+$")] = (
+        "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+    )
+    network: NetworkSettings = NetworkSettings()
+
+
+class StackConfig(_Settings):
+    """Everything one stage's stack declares. Built by `load_stack_config`, never by hand."""
+
+    project: str
+    stage: StageName
+    region: Region
+    owner: OwnerTag
+    stages: list[StageName]
+    account_id: AccountId | None = None
+    registry: RegistrySettings = RegistrySettings()
+    model_defaults: ModelSettings = ModelSettings()
+    models: dict[ModelName, ModelConfig] = Field(default_factory=dict)
+    monitoring: MonitoringSettings = MonitoringSettings()
+    sandbox: SandboxSettings = SandboxSettings()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> StackConfig:
+        if len(set(self.stages)) != len(self.stages):
+            raise ValueError(f"stages lists a stage twice: {self.stages}")
+        for model, cfg in self.models.items():
+            gate_from = cfg.gates.from_stage
+            if gate_from is not None and gate_from not in self.stages:
+                raise ValueError(f"models.{model}.gates.fromStage {gate_from!r} is not one of {self.stages}")
+        return self
+
+    @property
+    def pinned_models(self) -> dict[str, ModelConfig]:
+        """The models that run a version in this stage, in a stable order."""
+        return {name: cfg for name, cfg in sorted(self.models.items()) if cfg.pinned is not None}
+
+
+# Top-level keys under the `mlinfra:` namespace and where they go. `stage` and `project` come from Pulumi itself.
+TOP_LEVEL_KEYS = ("owner", "stages", "accountId", "registry", "modelDefaults", "models", "monitoring", "sandbox")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading.
+
+def _all_aliases(model: type[BaseModel], seen: set[type[BaseModel]] | None = None) -> set[str]:
+    """Every camelCase key any block accepts, for "did you mean" suggestions."""
+    seen = seen if seen is not None else set()
+    if model in seen:
+        return set()
+    seen.add(model)
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        names.add(field.alias or name)
+        for arg in _field_models(field.annotation):
+            names |= _all_aliases(arg, seen)
+    return names
+
+
+def _field_models(annotation: Any) -> list[type[BaseModel]]:
+    found: list[type[BaseModel]] = []
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        found.append(annotation)
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found.extend(_field_models(arg))
+    return found
+
+
+_VOCABULARY = sorted(_all_aliases(StackConfig) | set(TOP_LEVEL_KEYS))
+
+
+def suggest(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
+    """A ' (did you mean X?)' suffix, or '' when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _strip_secrets(value: Any) -> tuple[Any, bool]:
+    """Replace Pulumi `secure:` values by a placeholder; offline nobody can (or should) decrypt them."""
+    if isinstance(value, Mapping):
+        if set(value) == {"secure"}:
+            return SECRET_PLACEHOLDER, True
+        out: dict[str, Any] = {}
+        any_secret = False
+        for k, v in value.items():
+            out[k], secret = _strip_secrets(v)
+            any_secret |= secret
+        return out, any_secret
+    if isinstance(value, list):
+        items = [_strip_secrets(v) for v in value]
+        return [v for v, _ in items], any(s for _, s in items)
+    return value, False
+
+
+def split_config(raw: Mapping[str, Any], source: str) -> tuple[dict[str, Any], dict[str, Any], set[str]]:
+    """Split flat Pulumi config (`ns:key` → value) into mlinfra keys, provider keys and the secret key names."""
+    ours: dict[str, Any] = {}
+    others: dict[str, Any] = {}
+    secrets: set[str] = set()
+    for full_key, value in raw.items():
+        namespace, sep, key = str(full_key).partition(":")
+        if not sep:
+            raise ConfigError(source, str(full_key), f"config keys need a namespace, e.g. {CONFIG_NAMESPACE}:{full_key}")
+        clean, secret = _strip_secrets(value)
+        if secret:
+            secrets.add(full_key)
+        if namespace == CONFIG_NAMESPACE:
+            if key not in TOP_LEVEL_KEYS:
+                raise ConfigError(source, full_key, "unknown key" + suggest(key, TOP_LEVEL_KEYS))
+            ours[key] = clean
+        elif namespace in PASSTHROUGH_NAMESPACES:
+            others[full_key] = clean
+        else:
+            raise ConfigError(
+                source,
+                full_key,
+                f"unknown namespace {namespace!r}" + suggest(namespace, (CONFIG_NAMESPACE, *PASSTHROUGH_NAMESPACES)),
+            )
+    return ours, others, secrets
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge two config blocks; the override wins key by key."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if not parts:
+        return f"{CONFIG_NAMESPACE}:"
+    head = parts[0]
+    prefix = f"aws:{head}" if head == "region" else f"{CONFIG_NAMESPACE}:{head}"
+    return ".".join([prefix, *parts[1:]])
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    loc = error["loc"]
+    if kind == "extra_forbidden":
+        return "unknown key" + suggest(str(loc[-1]), _VOCABULARY)
+    if kind == "missing":
+        return "required key is missing"
+    message = str(error["msg"])
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    given = error.get("input")
+    if kind.startswith(("literal_", "int_", "float_", "bool_", "string_", "greater", "less", "list_", "dict_")):
+        return f"{message} (got {given!r})"
+    return message
+
+
+def load_stack_config(
+    raw: Mapping[str, Any],
+    *,
+    project: str,
+    stage: str,
+    source: str,
+) -> StackConfig:
+    """Validate flat Pulumi config (`mlinfra:models` → {...}, `aws:region` → ...) into a StackConfig.
+
+    `raw` is project-level config overlaid by the stack's; `source` names the file in errors. Model entries inherit
+    `mlinfra:modelDefaults` key by key. Raises ConfigError naming the first wrong key.
+    """
+    ours, others, _ = split_config(raw, source)
+    defaults = ours.get("modelDefaults") or {}
+    models = ours.get("models") or {}
+    if not isinstance(models, Mapping):
+        raise ConfigError(source, f"{CONFIG_NAMESPACE}:models", "must be a mapping of model name to settings")
+    if not isinstance(defaults, Mapping):
+        raise ConfigError(source, f"{CONFIG_NAMESPACE}:modelDefaults", "must be a mapping of settings")
+    data = dict(ours)
+    if "aws:region" in others:
+        data["region"] = others["aws:region"]
+    data["project"] = project
+    data["stage"] = stage
+    # Validate the defaults alone first, so an error in them is reported under modelDefaults, not under a model.
+    try:
+        ModelSettings.model_validate(defaults)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(source, _key_path(("modelDefaults", *err["loc"])), _describe(err)) from None
+    data["models"] = {
+        name: _merge(defaults, spec if isinstance(spec, Mapping) else {}) for name, spec in models.items()
+    }
+    try:
+        config = StackConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        if loc == ("region",) and err["type"] == "missing":
+            raise ConfigError(source, "aws:region", "required key is missing (e.g. aws:region: eu-west-1)") from None
+        if loc == ("stage",):
+            raise ConfigError(source, "stack name", _describe(err)) from None
+        raise ConfigError(source, _key_path(loc), _describe(err)) from None
+    # Names derived from project, stage and model must fit AWS's limits (checked once all three are known).
+    try:
+        naming.check_stage_names(config.project, config.stage, config.region, config.account_id, config.registry.bucket_name)
+    except ValueError as exc:
+        raise ConfigError(source, f"{CONFIG_NAMESPACE}:registry.bucketName", str(exc)) from None
+    for model in config.models:
+        try:
+            naming.check_model_names(config.project, config.stage, model)
+        except ValueError as exc:
+            raise ConfigError(source, f"{CONFIG_NAMESPACE}:models.{model}", str(exc)) from None
+    return config

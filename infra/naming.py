@@ -1,0 +1,110 @@
+"""Names of everything a stage creates, derived deterministically from project, stage and model.
+
+The CLI finds registries, package groups and endpoints by these names without the Pulumi engine or stack outputs,
+so both sides import them from here. Each check enforces AWS's documented limit for that kind of name.
+"""
+
+from __future__ import annotations
+
+import re
+
+# SageMaker resource names: at most 63 characters of [a-zA-Z0-9-], no leading/trailing or double hyphen issue
+# (API pattern ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}).
+SAGEMAKER_NAME = re.compile(r"[a-zA-Z0-9](?:-*[a-zA-Z0-9]){0,62}")
+SAGEMAKER_NAME_MAX = 63
+# Pulumi auto-naming appends "-" and 7 random hex characters to a logical name.
+AUTONAME_SUFFIX = 8
+# S3 bucket names: 3-63 characters, lowercase letters, digits, hyphens (dots are legal but break TLS to
+# virtual-hosted endpoints, so mlinfra refuses them), starting and ending with a letter or digit.
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+
+# Instance families offered for SageMaker real-time hosting and for the sandbox VM. A typo in a family is the most
+# common first-deploy failure; sizes are checked by shape.
+SAGEMAKER_INSTANCE_FAMILIES = frozenset(
+    "t2 t3 m4 m5 m5d m6g m6gd m6i m6id m7i c4 c5 c5d c6g c6gd c6gn c6i c6id c7g c7i r5 r5d r6g r6gd r6i r6id r7i "
+    "g4dn g5 g6 g6e p2 p3 p4d p4de p5 inf1 inf2 trn1".split()
+)
+EC2_INSTANCE_FAMILIES = frozenset(
+    "t3 t3a m5 m5a m6i m6a m7i m7a c5 c6i c7i r5 r6i r7i g4dn g5 g6".split()
+)
+_SIZE = re.compile(r"(?:nano|micro|small|medium|large|metal|\d{0,2}xlarge)")
+
+MANAGED_BY = "mlinfra"
+VARIANT_NAME = "primary"  # stable: autoscaling targets and alarms address the variant by name
+
+
+def check_instance_type(value: str, families: frozenset[str], *, prefix: str) -> None:
+    """Raise ValueError unless `value` is `<prefix><family>.<size>` with a known family."""
+    body = value.removeprefix(prefix) if prefix else value
+    family, _, size = body.partition(".")
+    if (prefix and not value.startswith(prefix)) or family not in families or not _SIZE.fullmatch(size):
+        known = ", ".join(sorted(families)[:8])
+        raise ValueError(f"{value!r} is not a valid instance type (expected {prefix}<family>.<size>, families: {known}, ...)")
+
+
+def check_bucket_name(name: str) -> None:
+    """Raise ValueError unless `name` follows S3's bucket naming rules (no dots, no IP-like names)."""
+    if not BUCKET_NAME.fullmatch(name) or "--" in name or name.startswith(("xn--", "sthree-")) or name.endswith(
+        ("-s3alias", "--ol-s3")
+    ):
+        raise ValueError(
+            f"{name!r} is not a valid bucket name (3-63 lowercase letters, digits and single hyphens, "
+            "starting and ending with a letter or digit)"
+        )
+
+
+def registry_bucket(project: str, stage: str, region: str, account_id: str) -> str:
+    """The registry bucket a stage uses when its config does not name one: globally unique by account and region."""
+    return f"{project}-{stage}-{account_id}-{region}".lower()
+
+
+def package_group(project: str, stage: str, model: str) -> str:
+    """The SageMaker Model Package Group of a model in a stage (stages may share an account)."""
+    return f"{project}-{stage}-{model}"
+
+
+def endpoint(project: str, stage: str, model: str) -> str:
+    """The fixed SageMaker endpoint name of a model in a stage; configs and models behind it are auto-named."""
+    return f"{project}-{stage}-{model}"
+
+
+def alarm(project: str, stage: str, model: str, what: str) -> str:
+    """A CloudWatch alarm name (unique per account and region)."""
+    return f"{project}-{stage}-{model}-{what}"
+
+
+def key_alias(project: str, stage: str) -> str:
+    """The KMS alias of a stage's registry key."""
+    return f"alias/{project}-{stage}-registry"
+
+
+def topic(project: str, stage: str) -> str:
+    """The SNS alert topic of a stage."""
+    return f"{project}-{stage}-alerts"
+
+
+def dashboard(project: str, stage: str) -> str:
+    """The CloudWatch dashboard of a stage."""
+    return f"{project}-{stage}"
+
+
+def _check_sagemaker(name: str, what: str, reserve: int = 0) -> None:
+    limit = SAGEMAKER_NAME_MAX - reserve
+    if len(name) > limit or not SAGEMAKER_NAME.fullmatch(name):
+        raise ValueError(
+            f"{what} name {name!r} is {len(name)} characters; SageMaker allows {limit} of [a-zA-Z0-9-] here "
+            "(shorten the project, stage or model name)"
+        )
+
+
+def check_model_names(project: str, stage: str, model: str) -> None:
+    """Raise ValueError if any name derived for `model` in `stage` breaks SageMaker's limits."""
+    _check_sagemaker(endpoint(project, stage, model), "endpoint")
+    _check_sagemaker(package_group(project, stage, model), "model package group")
+    # Models, endpoint configs and monitoring jobs are auto-named from "<endpoint>" plus a short kind suffix.
+    _check_sagemaker(endpoint(project, stage, model) + "-dq", "monitoring job definition", reserve=AUTONAME_SUFFIX)
+
+
+def check_stage_names(project: str, stage: str, region: str, account_id: str | None, bucket: str | None) -> None:
+    """Raise ValueError if the registry bucket name of a stage (given or derived) breaks S3's rules."""
+    check_bucket_name(bucket or registry_bucket(project, stage, region, account_id or "0" * 12))

@@ -1,0 +1,19 @@
+"""Names of the stack outputs, shared by the program, the CLI and the tests."""
+
+REGISTRY_BUCKET = "registryBucket"
+REGISTRY_KEY_ARN = "registryKeyArn"
+PACKAGE_GROUPS = "modelPackageGroups"
+ENDPOINT_NAMES = "endpointNames"
+ALERT_TOPIC_ARN = "alertTopicArn"
+DASHBOARD_NAME = "dashboardName"
+SANDBOX_INSTANCE_ID = "sandboxInstanceId"
+
+ALL = (
+    REGISTRY_BUCKET,
+    REGISTRY_KEY_ARN,
+    PACKAGE_GROUPS,
+    ENDPOINT_NAMES,
+    ALERT_TOPIC_ARN,
+    DASHBOARD_NAME,
+    SANDBOX_INSTANCE_ID,
+)

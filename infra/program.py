@@ -1,0 +1,129 @@
+"""The Pulumi program: read the stage's typed config and wire the four components together."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from . import naming, outputs
+from .components.endpoint import ModelEndpoint, ModelEndpointArgs
+from .components.monitoring import DriftMonitoring, DriftMonitoringArgs, MonitoredEndpoint
+from .components.registry import ModelRegistry, ModelRegistryArgs
+from .components.sandbox import SandboxVM, SandboxVMArgs
+from .config import CONFIG_NAMESPACE, ConfigError, StackConfig, load_stack_config
+
+# Top-level mlinfra keys whose values are structured (Pulumi hands the program structured config as JSON text).
+STRUCTURED_KEYS = ("stages", "registry", "modelDefaults", "models", "monitoring", "sandbox")
+
+
+def build(cfg: StackConfig) -> dict[str, Any]:
+    """Declare every resource of one stage; return the stack outputs by their shared names."""
+    account_id: pulumi.Input[str] = (
+        cfg.account_id if cfg.account_id is not None else aws.get_caller_identity_output().account_id
+    )
+    bucket_name: pulumi.Input[str] = (
+        cfg.registry.bucket_name
+        if cfg.registry.bucket_name is not None
+        else pulumi.Output.from_input(account_id).apply(
+            lambda account: naming.registry_bucket(cfg.project, cfg.stage, cfg.region, account)
+        )
+    )
+    common = {"project": cfg.project, "stage": cfg.stage, "owner": cfg.owner, "region": cfg.region}
+
+    registry = ModelRegistry(
+        "registry",
+        ModelRegistryArgs(
+            **common,
+            account_id=account_id,
+            bucket_name=bucket_name,
+            models=sorted(cfg.models),
+            settings=cfg.registry,
+        ),
+    )
+
+    endpoints: dict[str, ModelEndpoint] = {}
+    for model, model_cfg in cfg.pinned_models.items():
+        endpoints[model] = ModelEndpoint(
+            f"{model}-endpoint",
+            ModelEndpointArgs(
+                **common,
+                account_id=account_id,
+                model=model,
+                settings=model_cfg,
+                registry_bucket=registry.bucket_name,
+                registry_bucket_arn=registry.bucket_arn,
+                registry_key_arn=registry.key_arn,
+            ),
+        )
+
+    exported: dict[str, Any] = {
+        outputs.REGISTRY_BUCKET: registry.bucket_name,
+        outputs.REGISTRY_KEY_ARN: registry.key_arn,
+        outputs.PACKAGE_GROUPS: registry.package_groups,
+        outputs.ENDPOINT_NAMES: {model: endpoint.endpoint_name for model, endpoint in endpoints.items()},
+    }
+
+    if cfg.monitoring.enabled:
+        monitoring = DriftMonitoring(
+            "monitoring",
+            DriftMonitoringArgs(
+                **common,
+                account_id=account_id,
+                settings=cfg.monitoring,
+                endpoints=[
+                    MonitoredEndpoint(
+                        model=model,
+                        endpoint_name=endpoint.endpoint_name,
+                        health_alarm_names=endpoint.alarm_names,
+                        settings=cfg.models[model],
+                    )
+                    for model, endpoint in endpoints.items()
+                ],
+                registry_bucket=registry.bucket_name,
+                registry_bucket_arn=registry.bucket_arn,
+                registry_key_arn=registry.key_arn,
+            ),
+        )
+        exported[outputs.ALERT_TOPIC_ARN] = monitoring.topic_arn
+        exported[outputs.DASHBOARD_NAME] = monitoring.dashboard_name
+
+    if cfg.sandbox.enabled:
+        sandbox = SandboxVM(
+            "sandbox",
+            SandboxVMArgs(
+                **common,
+                account_id=account_id,
+                settings=cfg.sandbox,
+                registry_bucket=registry.bucket_name,
+                registry_bucket_arn=registry.bucket_arn,
+                registry_key_arn=registry.key_arn,
+            ),
+        )
+        exported[outputs.SANDBOX_INSTANCE_ID] = sandbox.instance_id
+
+    return exported
+
+
+def raw_config_from_engine() -> dict[str, Any]:
+    """All config the engine passed this run, structured values decoded from their JSON text."""
+    from pulumi.runtime import config as runtime_config
+
+    raw: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    structured = {f"{CONFIG_NAMESPACE}:{key}" for key in STRUCTURED_KEYS}
+    return {key: json.loads(value) if key in structured and isinstance(value, str) else value for key, value in raw.items()}
+
+
+def main() -> None:
+    """Entry point under the Pulumi engine: validate config first, then declare and export."""
+    stack = pulumi.get_stack()
+    try:
+        cfg = load_stack_config(
+            raw_config_from_engine(), project=pulumi.get_project(), stage=stack, source=f"stacks/Pulumi.{stack}.yaml"
+        )
+    except ConfigError as exc:
+        raise pulumi.RunError(str(exc)) from None
+    for name, value in build(cfg).items():
+        pulumi.export(name, value)
