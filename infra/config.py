@@ -176,7 +176,7 @@ class DeploymentSettings(_Settings):
 class AlarmSettings(_Settings):
     """Thresholds of the endpoint's health alarms (which also drive auto-rollback) and its drift alarm."""
 
-    errors_5xx: Annotated[int, Field(ge=1)] = 5
+    errors_5xx: Annotated[int, Field(ge=1, alias="errors5xx")] = 5
     latency_p99_ms: Annotated[int, Field(ge=1, le=600_000)] = 1000
     drift_psi: Annotated[float, Field(gt=0, le=10)] = 0.2
     evaluation_periods: Annotated[int, Field(ge=1, le=100)] = 3
@@ -332,13 +332,9 @@ class StackConfig(_Settings):
     sandbox: SandboxSettings = SandboxSettings()
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> StackConfig:
+    def _unique_stages(self) -> StackConfig:
         if len(set(self.stages)) != len(self.stages):
             raise ValueError(f"stages lists a stage twice: {self.stages}")
-        for model, cfg in self.models.items():
-            gate_from = cfg.gates.from_stage
-            if gate_from is not None and gate_from not in self.stages:
-                raise ValueError(f"models.{model}.gates.fromStage {gate_from!r} is not one of {self.stages}")
         return self
 
     @property
@@ -442,7 +438,7 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
-    parts = [str(p) for p in loc]
+    parts = [str(p) for p in loc if p != "[key]"]
     if not parts:
         return f"{CONFIG_NAMESPACE}:"
     head = parts[0]
@@ -513,7 +509,14 @@ def load_stack_config(
         naming.check_stage_names(config.project, config.stage, config.region, config.account_id, config.registry.bucket_name)
     except ValueError as exc:
         raise ConfigError(source, f"{CONFIG_NAMESPACE}:registry.bucketName", str(exc)) from None
-    for model in config.models:
+    for model, model_cfg in config.models.items():
+        gate_from = model_cfg.gates.from_stage
+        if gate_from is not None and gate_from not in config.stages:
+            raise ConfigError(
+                source,
+                f"{CONFIG_NAMESPACE}:models.{model}.gates.fromStage",
+                f"{gate_from!r} is not a stage{suggest(gate_from, config.stages)} (stages: {', '.join(config.stages)})",
+            )
         try:
             naming.check_model_names(config.project, config.stage, model)
         except ValueError as exc:

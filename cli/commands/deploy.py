@@ -1,0 +1,93 @@
+"""`mlinfra up | destroy`: apply or tear down a stack through Pulumi's Automation API."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import click
+
+from mlinfra.errors import MlinfraError, ToolMissingError
+from mlinfra.options import stack_option
+from mlinfra.project import Project
+from mlinfra.stackfile import load_stage
+
+INSTALL_HINT = "install it (https://www.pulumi.com/docs/install/) and run again; `mlinfra preview` works without it"
+
+
+def require_pulumi_cli() -> str:
+    """The path of the `pulumi` CLI; ToolMissingError (exit 1) with how to install it otherwise."""
+    found = shutil.which("pulumi")
+    if found is None:
+        raise ToolMissingError(f"the pulumi CLI is not installed (needed to deploy): {INSTALL_HINT}")
+    return found
+
+
+def _select(project: Project, stage: str) -> Any:
+    from pulumi import automation as auto
+
+    try:
+        return auto.select_stack(stack_name=stage, work_dir=str(project.root))
+    except auto.errors.CommandError as exc:
+        raise MlinfraError(f"pulumi could not select stack {stage}: {str(exc).strip().splitlines()[-1]}") from None
+
+
+def run_up(project: Project, stage: str, *, yes: bool) -> None:
+    """Validate the stage's config, then `pulumi up` it, streaming Pulumi's output."""
+    load_stage(project, stage)  # bad config fails first (exit 2, file and key), before the engine is looked for
+    require_pulumi_cli()
+    if not yes:
+        click.confirm(f"Apply stack {stage}?", abort=True)
+    from pulumi import automation as auto
+
+    stack = _select(project, stage)
+    try:
+        result = stack.up(on_output=lambda line: click.echo(line, nl=False))
+    except auto.errors.CommandError as exc:
+        raise MlinfraError(f"pulumi up failed for {stage}: {str(exc).strip().splitlines()[-1]}") from None
+    click.echo(f"\n{stage}: {result.summary.result}")
+
+
+@click.command()
+@stack_option
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def up(stack: str | None, yes: bool) -> None:
+    """Deploy a stack: validate its config, then run `pulumi up` through the Automation API.
+
+    Needs the `pulumi` CLI and AWS credentials. Without the CLI it exits 1 and says how to install it.
+
+    \b
+    Examples:
+      mlinfra up --stack dev
+      mlinfra up --stack prod --yes        # in CI, after review of `pulumi preview`
+    """
+    project = Project.find()
+    run_up(project, project.resolve_stack(stack), yes=yes)
+
+
+@click.command()
+@stack_option
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def destroy(stack: str | None, yes: bool) -> None:
+    """Tear down every resource of a stack through the Automation API.
+
+    The prod registry is protected (Object Lock, `protect`), so destroying prod fails until that is lifted on
+    purpose. Needs the `pulumi` CLI; without it, exits 1 and says how to install it.
+
+    \b
+    Examples:
+      mlinfra destroy --stack sandbox
+    """
+    project = Project.find()
+    stage = project.resolve_stack(stack)
+    require_pulumi_cli()
+    if not yes:
+        click.confirm(f"Destroy every resource of stack {stage}?", abort=True)
+    from pulumi import automation as auto
+
+    selected = _select(project, stage)
+    try:
+        selected.destroy(on_output=lambda line: click.echo(line, nl=False))
+    except auto.errors.CommandError as exc:
+        raise MlinfraError(f"pulumi destroy failed for {stage}: {str(exc).strip().splitlines()[-1]}") from None
+    click.echo(f"\n{stage}: destroyed")

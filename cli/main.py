@@ -1,0 +1,64 @@
+"""The `mlinfra` command: a click group that loads each command module only when that command runs.
+
+Importing this module costs only click: heavy libraries (pulumi, pulumi_aws, boto3, moto) are imported inside the
+commands that use them, so `mlinfra --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from .errors import MlinfraError
+
+# Command name -> "module:attribute", grouped by subject (one module per subject under mlinfra.commands).
+COMMANDS = {
+    "stack": "mlinfra.commands.stack:stack",
+    "preview": "mlinfra.commands.preview:preview",
+    "up": "mlinfra.commands.deploy:up",
+    "destroy": "mlinfra.commands.deploy:destroy",
+}
+
+
+class MlinfraGroup(click.Group):
+    """Loads commands lazily and turns project errors into one-line messages with documented exit codes."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)  # noqa: S101 - a wiring mistake, caught by the help tests
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MlinfraError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=MlinfraGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="mlinfra")
+def cli() -> None:
+    """Move ML models from a notebook to a monitored SageMaker endpoint, one stage at a time.
+
+    mlinfra works inside a clone of the platform repository (it finds Pulumi.yaml by walking up). Each stage
+    (sandbox, dev, staging, prod) is a Pulumi stack configured in stacks/Pulumi.<stage>.yaml.
+
+    \b
+    Examples:
+      mlinfra stack list                 stages, their models and pinned versions
+      mlinfra stack select dev           act on dev from now on (or pass --stack / set MLINFRA_STACK)
+      mlinfra preview --all              render every stack offline: no engine, no credentials
+      mlinfra up --stack dev             apply a stack through Pulumi's Automation API
+
+    Exit codes: 0 ok, 1 operation failed, 2 bad usage or input, 3 refused by a gate, policy, budget or threshold.
+    """

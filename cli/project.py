@@ -1,0 +1,148 @@
+"""The platform repository mlinfra works in: its root, Pulumi.yaml, the stack files and the selected stack."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInputError
+
+PROJECT_FILE = "Pulumi.yaml"
+STATE_DIR = ".mlinfra"
+SELECTION_FILE = "selected-stack"
+STACK_ENV = "MLINFRA_STACK"
+ROOT_ENV = "MLINFRA_PROJECT"
+
+
+def read_yaml(path: Path, shown: str | None = None) -> Any:
+    """Parse a YAML file (safe loader); malformed YAML or a missing file raises BadInputError naming the file.
+
+    `shown` is how messages name the file (default: the path as given).
+    """
+    shown = shown or str(path)
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInputError(f"{shown}: file not found") from None
+    except OSError as exc:
+        raise BadInputError(f"{shown}: cannot read ({exc.strerror})") from None
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BadInputError(f"{shown}:{where}: invalid YAML: {problem}") from None
+
+
+def _config_value(entry: Any) -> Any:
+    """A project-level config entry is a plain value or a mapping with `value` (or `default`)."""
+    if isinstance(entry, dict) and ("value" in entry or "default" in entry):
+        return entry.get("value", entry.get("default"))
+    return entry
+
+
+@dataclass(frozen=True)
+class Project:
+    """A checkout of the platform repository, found by walking up to Pulumi.yaml."""
+
+    root: Path
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> Project:
+        """The project containing `start` (default: $MLINFRA_PROJECT or the working directory)."""
+        here = (start or Path(os.environ.get(ROOT_ENV) or Path.cwd())).resolve()
+        for candidate in (here, *here.parents):
+            if (candidate / PROJECT_FILE).is_file():
+                return cls(candidate)
+        raise BadInputError(f"no {PROJECT_FILE} in {here} or any parent: run mlinfra inside a clone of the platform repo")
+
+    @cached_property
+    def settings(self) -> dict[str, Any]:
+        """Pulumi.yaml, parsed."""
+        data = read_yaml(self.root / PROJECT_FILE, PROJECT_FILE)
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            raise BadInputError(f"{PROJECT_FILE}: name: required key is missing")
+        return data
+
+    @property
+    def name(self) -> str:
+        """The Pulumi project name (the prefix of every derived resource name)."""
+        return str(self.settings["name"])
+
+    @property
+    def stacks_dir(self) -> Path:
+        """Where the stack files live (Pulumi.yaml's stackConfigDir, default the root)."""
+        return self.root / str(self.settings.get("stackConfigDir") or ".")
+
+    def config_defaults(self) -> dict[str, Any]:
+        """Project-level config from Pulumi.yaml's `config:` block, as flat `ns:key` → value."""
+        block = self.settings.get("config") or {}
+        if not isinstance(block, dict):
+            raise BadInputError(f"{PROJECT_FILE}: config: must be a mapping")
+        return {str(key): _config_value(value) for key, value in block.items()}
+
+    def stage_file(self, stage: str) -> Path:
+        """The stack file of a stage (it may not exist)."""
+        return self.stacks_dir / f"Pulumi.{stage}.yaml"
+
+    def stages(self) -> list[str]:
+        """Stages with a stack file, in the project's promotion order, then any others alphabetically."""
+        found = {p.name[len("Pulumi.") : -len(".yaml")] for p in self.stacks_dir.glob("Pulumi.*.yaml")}
+        order = self.config_defaults().get("mlinfra:stages") or []
+        ordered = [stage for stage in order if stage in found]
+        return ordered + sorted(found - set(ordered))
+
+    def relative(self, path: Path) -> str:
+        """A path as shown in messages: relative to the project root."""
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    # Selection -------------------------------------------------------------------------------------------------
+
+    @property
+    def selection_file(self) -> Path:
+        """Where the selected stack is remembered for this checkout."""
+        return self.root / STATE_DIR / SELECTION_FILE
+
+    def selected(self) -> str | None:
+        """The stack selected in this checkout, if any."""
+        try:
+            return self.selection_file.read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+
+    def select(self, stage: str) -> None:
+        """Remember `stage` as this checkout's stack (atomic write)."""
+        self.require_stage(stage)
+        self.selection_file.parent.mkdir(exist_ok=True)
+        tmp = self.selection_file.with_suffix(".tmp")
+        tmp.write_text(stage + "\n", encoding="utf-8")
+        tmp.replace(self.selection_file)
+
+    def require_stage(self, stage: str) -> str:
+        """`stage` if it has a stack file; BadInputError with a suggestion otherwise."""
+        if self.stage_file(stage).is_file():
+            return stage
+        from mlinfra_infra.config import suggest
+
+        known = self.stages()
+        raise BadInputError(
+            f"unknown stage {stage!r}: no {self.relative(self.stage_file(stage))}"
+            f"{suggest(stage, known)} (known: {', '.join(known) or 'none'})"
+        )
+
+    def resolve_stack(self, option: str | None) -> str:
+        """The stack a command acts on: --stack, else $MLINFRA_STACK, else the selection."""
+        stage = option or os.environ.get(STACK_ENV) or self.selected()
+        if not stage:
+            raise BadInputError("no stack selected: pass --stack STAGE or run `mlinfra stack select STAGE`")
+        return self.require_stage(stage)

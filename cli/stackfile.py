@@ -1,0 +1,65 @@
+"""Reading a stage's stack file into validated config, with errors that name the file and the key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import BadInputError
+from .project import Project, read_yaml
+
+if TYPE_CHECKING:
+    from mlinfra_infra.config import StackConfig
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage's stack: where its file is, its flat config (secrets as placeholders) and the typed config."""
+
+    project: Project
+    name: str
+    raw: dict[str, Any]
+    config: StackConfig
+
+    @property
+    def source(self) -> str:
+        """The stack file, relative to the project root, as errors name it."""
+        return self.project.relative(self.project.stage_file(self.name))
+
+
+def raw_config(project: Project, stage: str) -> dict[str, Any]:
+    """Project-level config overlaid by the stack file's `config:` block, secrets replaced by placeholders."""
+    from mlinfra_infra.config import ConfigError, split_config
+
+    path = project.stage_file(project.require_stage(stage))
+    source = project.relative(path)
+    data = read_yaml(path, source)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise BadInputError(f"{source}: must be a mapping with a `config:` block")
+    unknown = set(data) - {"config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"}
+    if unknown:
+        raise BadInputError(f"{source}: {sorted(unknown)[0]}: unknown top-level key (expected config:)")
+    block = data.get("config") or {}
+    if not isinstance(block, dict):
+        raise BadInputError(f"{source}: config: must be a mapping of keys to values")
+    merged = {**project.config_defaults(), **{str(k): v for k, v in block.items()}}
+    try:
+        ours, others, _ = split_config(merged, source)
+    except ConfigError as exc:
+        raise BadInputError(str(exc)) from None
+    return {**others, **{f"mlinfra:{key}": value for key, value in ours.items()}}
+
+
+def load_stage(project: Project, stage: str) -> Stage:
+    """Read and validate one stage; BadInputError (exit 2) names the file and key of the first problem."""
+    from mlinfra_infra.config import ConfigError, load_stack_config
+
+    raw = raw_config(project, stage)
+    source = project.relative(project.stage_file(stage))
+    try:
+        config = load_stack_config(raw, project=project.name, stage=stage, source=source)
+    except ConfigError as exc:
+        raise BadInputError(str(exc)) from None
+    return Stage(project=project, name=stage, raw=raw, config=config)

@@ -1,0 +1,106 @@
+"""`mlinfra stack list | select | show` against the shipped stack files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from ruamel.yaml import YAML
+
+from tests.builders import pin
+from tests.cli.conftest import snapshot
+
+Run = Callable[..., Result]
+
+
+def pin_model(root: Path, stage: str, model: str, version: int) -> None:
+    path = root / "stacks" / f"Pulumi.{stage}.yaml"
+    yaml = YAML()
+    data = yaml.load(path.read_text())
+    data["config"]["mlinfra:models"][model] = {"pinned": pin(model, version, stage)}
+    with path.open("w") as handle:
+        yaml.dump(data, handle)
+
+
+def test_list_shows_every_stage_in_promotion_order(project_dir: Path, run: Run) -> None:
+    result = run("stack", "list", "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [row["stage"] for row in rows] == ["sandbox", "dev", "staging", "prod"]
+    assert all(row["models"] == {"churn": {"pinned": None}} for row in rows)
+    assert not any(row["selected"] for row in rows)
+
+
+def test_select_persists_and_marks_the_stage(project_dir: Path, run: Run) -> None:
+    assert run("stack", "select", "staging").exit_code == 0
+    assert (project_dir / ".mlinfra" / "selected-stack").read_text().strip() == "staging"
+    rows = json.loads(run("stack", "list", "--json").stdout)
+    assert [row["stage"] for row in rows if row["selected"]] == ["staging"]
+    table = run("stack", "list").stdout
+    assert any(line.split()[:2] == ["*", "staging"] for line in table.splitlines())
+
+
+def test_selection_overridden_by_env_and_option(project_dir: Path, run: Run) -> None:
+    run("stack", "select", "dev")
+    assert json.loads(run("stack", "show", "--json").stdout)["stage"] == "dev"
+    shown = run("stack", "show", "--json", env={"MLINFRA_STACK": "prod"})
+    assert json.loads(shown.stdout)["stage"] == "prod"
+    assert json.loads(run("stack", "show", "staging", "--json", env={"MLINFRA_STACK": "prod"}).stdout)["stage"] == (
+        "staging"
+    )
+
+
+def test_show_lists_pins_and_the_deterministic_bucket(project_dir: Path, run: Run) -> None:
+    pin_model(project_dir, "prod", "churn", 7)
+    data = json.loads(run("stack", "show", "prod", "--json").stdout)
+    assert data["models"]["churn"]["pinned"]["version"] == 7
+    assert data["models"]["churn"]["gates"]["requireApproval"] is True
+    assert data["registryBucket"] == "mlinfra-prod-<account>-eu-west-1"
+    table = run("stack", "show", "prod").stdout
+    assert "v7" in table and "approval" in table
+    rows = json.loads(run("stack", "list", "--json").stdout)
+    assert rows[-1]["models"] == {"churn": {"pinned": 7}}
+
+
+def test_shipped_prod_requires_approval_from_staging(project_dir: Path, run: Run) -> None:
+    gates = json.loads(run("stack", "show", "prod", "--json").stdout)["models"]["churn"]["gates"]
+    assert gates["requireApproval"] is True
+    assert gates["fromStage"] == "staging"
+
+
+def test_select_unknown_stage_suggests_and_writes_nothing(project_dir: Path, run: Run) -> None:
+    before = snapshot(project_dir)
+    result = run("stack", "select", "prd")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: unknown stage 'prd': no stacks/Pulumi.prd.yaml (did you mean 'prod'?) "
+        "(known: sandbox, dev, staging, prod)\n"
+    )
+    assert snapshot(project_dir) == before
+
+
+def test_show_without_selection_says_how_to_select(project_dir: Path, run: Run) -> None:
+    result = run("stack", "show")
+    assert result.exit_code == 2
+    assert result.stderr == "error: no stack selected: pass --stack STAGE or run `mlinfra stack select STAGE`\n"
+
+
+def test_list_reports_a_broken_stack_and_exits_2(project_dir: Path, run: Run) -> None:
+    (project_dir / "stacks" / "Pulumi.dev.yaml").write_text("config:\n  mlinfra:models: [unclosed\n")
+    result = run("stack", "list", "--json")
+    assert result.exit_code == 2
+    rows = json.loads(result.stdout)
+    assert "invalid YAML" in rows[1]["error"]
+    assert rows[0]["models"] == {"churn": {"pinned": None}}  # the others still listed
+    assert result.stderr.startswith("error: stacks/Pulumi.dev.yaml: line 3: invalid YAML")
+
+
+def test_outside_a_project_is_a_clear_error(tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run("stack", "list")
+    assert result.exit_code == 2
+    assert "no Pulumi.yaml in" in result.stderr
+    assert result.stderr.count("\n") == 1
