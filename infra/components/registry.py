@@ -10,12 +10,9 @@ import pulumi_aws as aws
 
 from mlinfra_infra import naming
 from mlinfra_infra.config import RegistrySettings
+from mlinfra_infra.layout import CAPTURE_PREFIX, MODELS_PREFIX, MONITORING_PREFIX
 
 from .common import TYPE_PREFIX, policy_document, statement, tags
-
-# Prefixes of the registry layout (see ARCHITECTURE.md, "Registry and promotion").
-MODELS_PREFIX = "models/"
-CAPTURE_PREFIX = "capture/"
 
 
 @dataclass
@@ -164,6 +161,13 @@ class ModelRegistry(pulumi.ComponentResource):
                     "id": "expire-data-capture",
                     "status": "Enabled",
                     "filter": {"prefix": CAPTURE_PREFIX},
+                    "expiration": {"days": settings.capture_retention_days},
+                },
+                # Model Monitor's reports are derived from the capture and kept as long as it is.
+                {
+                    "id": "expire-monitoring-reports",
+                    "status": "Enabled",
+                    "filter": {"prefix": MONITORING_PREFIX},
                     "expiration": {"days": settings.capture_retention_days},
                 },
             ],

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ipaddress
+from dataclasses import dataclass, field
 
 import pulumi
+import pulumi_aws as aws
 
+import mlinfra_templates
 from mlinfra_infra.config import SandboxSettings
+from mlinfra_infra.layout import AUDIT_PREFIX, MODELS_PREFIX, STAGES_PREFIX
 
-from .common import TYPE_PREFIX
+from .common import TYPE_PREFIX, assume_role_policy, policy_document, statement, tags
+
+CLOUD_INIT_TEMPLATE = "sandbox/cloud-init.yaml.j2"
+# What the SSM agent needs to register and carry Session Manager sessions
+# (https://docs.aws.amazon.com/systems-manager/latest/userguide/setup-create-vpc.html), then what the mlinfra CLI
+# calls from the VM: SageMaker to register model packages, STS to learn its own identity.
+INTERFACE_ENDPOINT_SERVICES = ("ssm", "ssmmessages", "ec2messages", "sagemaker.api", "sts")
+SSM_MANAGED_POLICY_ARN = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+# EventBridge Scheduler's universal target for the EC2 StopInstances API.
+STOP_INSTANCES_TARGET = "arn:aws:scheduler:::aws-sdk:ec2:stopInstances"
+# Registry prefixes the analyst reads and writes (see ARCHITECTURE.md, "Registry and promotion").
+REGISTRY_PREFIXES = (MODELS_PREFIX, STAGES_PREFIX, AUDIT_PREFIX)
+HTTPS = 443
 
 
 @dataclass
@@ -26,12 +42,333 @@ class SandboxVMArgs:
     registry_key_arn: pulumi.Input[str]
 
 
+@dataclass
+class _Network:
+    """Where the instance goes and what must exist before it first boots."""
+
+    vpc_id: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    ready: list[pulumi.Resource] = field(default_factory=list)
+
+
 class SandboxVM(pulumi.ComponentResource):
-    """STUB (being written)."""
+    """An EC2 instance for analysts: private subnet, no inbound rules, SSM Session Manager only, stopped nightly.
+
+    Security: no public IP and no key pair; a security group with no ingress and HTTPS-only egress; IMDSv2 with a
+    hop limit of 1 (containers on the VM cannot reach the instance's credentials); a root volume encrypted with the
+    registry key; an instance profile that reaches only the stage's registry prefixes, its key and its own model
+    package groups. Without an existing network in config it creates a VPC with no internet route at all, reaching
+    AWS through VPC endpoints.
+    """
 
     instance_id: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+    subnet_id: pulumi.Output[str]
+    role_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: SandboxVMArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(f"{TYPE_PREFIX}:SandboxVM", name, None, opts)
-        self.instance_id = pulumi.Output.from_input("")
-        self.register_outputs({"instanceId": self.instance_id})
+        # Kept for the helpers below; prefixed because pulumi.Resource already uses `_name`.
+        self._vm_name = name
+        self._vm_args = args
+        self._vm_tags = tags(args.stage, args.owner)
+        settings = args.settings
+        account = pulumi.Output.from_input(args.account_id)
+
+        net = settings.network
+        # An existing subnet from config is used as given: its routes and endpoints are its owner's business.
+        network = (
+            _Network(vpc_id=net.vpc_id, subnet_id=net.subnet_id)
+            if net.vpc_id is not None and net.subnet_id is not None
+            else self._private_network(net.cidr)
+        )
+
+        security_group = aws.ec2.SecurityGroup(
+            f"{name}-instance-sg",
+            vpc_id=network.vpc_id,
+            description=f"mlinfra {args.stage} analyst VM: no inbound, HTTPS out only",
+            # No inbound rule of any kind: Session Manager sessions ride on the SSM agent's outbound connection, so
+            # nothing ever needs to connect in.
+            ingress=[],
+            # HTTPS out is all the SSM agent, S3, SageMaker, STS and dnf use. The destination stays open because
+            # S3 has no fixed range: in the network created here its addresses are the gateway endpoint's prefix
+            # list, whose id AWS assigns at creation (and the offline render cannot know), and with no internet
+            # route 443 anywhere reaches only the endpoints and S3. In an existing network, what the VM reaches is
+            # that network's routing (NAT, endpoints, proxy) to decide.
+            egress=[
+                {
+                    "description": "HTTPS to AWS APIs",
+                    "protocol": "tcp",
+                    "from_port": HTTPS,
+                    "to_port": HTTPS,
+                    "cidr_blocks": ["0.0.0.0/0"],
+                }
+            ],
+            tags=self._tags("instance"),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        role, profile, ssm_core = self._instance_role(account)
+
+        user_data = pulumi.Output.from_input(args.registry_bucket).apply(
+            lambda bucket: mlinfra_templates.render(
+                CLOUD_INIT_TEMPLATE,
+                project=args.project,
+                stage=args.stage,
+                region=args.region,
+                registry_bucket=bucket,
+            )
+        )
+        ami = aws.ssm.get_parameter_output(name=settings.ami_parameter, opts=pulumi.InvokeOutputOptions(parent=self))
+        instance = aws.ec2.Instance(
+            f"{name}-instance",
+            ami=ami.value,
+            instance_type=settings.instance_type,
+            subnet_id=network.subnet_id,
+            vpc_security_group_ids=[security_group.id],
+            iam_instance_profile=profile.name,
+            associate_public_ip_address=False,
+            # No key_name: access is by Session Manager, authorised by IAM and logged by CloudTrail.
+            metadata_options={
+                "http_endpoint": "enabled",
+                "http_tokens": "required",
+                # One hop: a container on the VM cannot fetch the instance role's credentials.
+                "http_put_response_hop_limit": 1,
+                "instance_metadata_tags": "disabled",
+            },
+            root_block_device={
+                "encrypted": True,
+                "kms_key_id": args.registry_key_arn,
+                "volume_type": "gp3",
+                "volume_size": settings.root_volume_gb,
+                "delete_on_termination": True,
+                # Tagged here rather than with volume_tags, which fights any volume attached later.
+                "tags": self._tags("root"),
+            },
+            monitoring=True,
+            ebs_optimized=True,
+            user_data=user_data,
+            # A template change updates the VM in place (stop, start) instead of destroying the analyst's disk.
+            user_data_replace_on_change=False,
+            tags=self._tags(),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # The endpoints and routes must exist before first boot: cloud-init's dnf needs the S3 gateway
+                # endpoint and the SSM agent registers once at start-up. The managed policy attachment is a
+                # separate resource the instance profile does not wait for.
+                depends_on=[*network.ready, ssm_core],
+                # The AMI parameter moves whenever Amazon publishes an image; following it would replace the VM,
+                # and the analyst's work with it, on an unrelated `pulumi up`. Replace it deliberately instead.
+                ignore_changes=["ami"],
+            ),
+        )
+
+        self._stop_schedule(instance, account)
+
+        self.instance_id = instance.id
+        self.security_group_id = security_group.id
+        self.subnet_id = pulumi.Output.from_input(network.subnet_id)
+        self.role_arn = role.arn
+        self.register_outputs(
+            {
+                "instanceId": self.instance_id,
+                "securityGroupId": self.security_group_id,
+                "subnetId": self.subnet_id,
+                "roleArn": self.role_arn,
+            }
+        )
+
+    def _tags(self, suffix: str | None = None) -> dict[str, str]:
+        """The shared tags plus a Name for the EC2 console."""
+        label = f"{self._vm_args.project}-{self._vm_args.stage}-vm" + (f"-{suffix}" if suffix else "")
+        return {**self._vm_tags, "Name": label}
+
+    def _private_network(self, cidr: str) -> _Network:
+        """A VPC with one private subnet and no route out: AWS is reached through VPC endpoints only."""
+        name, region = self._vm_name, self._vm_args.region
+        child = pulumi.ResourceOptions(parent=self)
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=cidr,
+            # Private DNS of interface endpoints needs both, or ssm.<region>.amazonaws.com resolves to public IPs.
+            enable_dns_support=True,
+            enable_dns_hostnames=True,
+            tags=self._tags(),
+            opts=child,
+        )
+        # AWS gives every VPC a default security group that allows all traffic between its members. Adopting it
+        # without rules empties it, so nothing placed in it by mistake is reachable (Security Hub EC2.2).
+        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, tags=self._tags("default"), opts=child)
+        zone = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOutputOptions(parent=self))
+        subnet = aws.ec2.Subnet(
+            f"{name}-subnet",
+            vpc_id=vpc.id,
+            cidr_block=_first_subnet(cidr),
+            availability_zone=zone.names.apply(lambda names: names[0]),
+            map_public_ip_on_launch=False,
+            tags=self._tags("private"),
+            opts=child,
+        )
+        # Only the implicit local route: there is no internet gateway and no NAT to route to.
+        route_table = aws.ec2.RouteTable(f"{name}-routes", vpc_id=vpc.id, tags=self._tags("private"), opts=child)
+        association = aws.ec2.RouteTableAssociation(
+            f"{name}-routes-subnet", subnet_id=subnet.id, route_table_id=route_table.id, opts=child
+        )
+        # The registry, and Amazon Linux's package repositories, are S3 buckets: a gateway endpoint reaches them
+        # at no charge and adds S3's prefix list to the route table.
+        s3 = aws.ec2.VpcEndpoint(
+            f"{name}-endpoint-s3",
+            vpc_id=vpc.id,
+            service_name=f"com.amazonaws.{region}.s3",
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[route_table.id],
+            tags=self._tags("s3"),
+            opts=child,
+        )
+        endpoint_sg = aws.ec2.SecurityGroup(
+            f"{name}-endpoint-sg",
+            vpc_id=vpc.id,
+            description=f"mlinfra {self._vm_args.stage} analyst VM endpoints: HTTPS from the VPC",
+            ingress=[
+                {
+                    "description": "HTTPS from the VPC",
+                    "protocol": "tcp",
+                    "from_port": HTTPS,
+                    "to_port": HTTPS,
+                    "cidr_blocks": [cidr],
+                }
+            ],
+            # Endpoint interfaces only answer; the provider removes AWS's default allow-all egress rule when none
+            # is declared.
+            tags=self._tags("endpoints"),
+            opts=child,
+        )
+        interfaces: list[pulumi.Resource] = [
+            aws.ec2.VpcEndpoint(
+                f"{name}-endpoint-{service.replace('.', '-')}",
+                vpc_id=vpc.id,
+                service_name=f"com.amazonaws.{region}.{service}",
+                vpc_endpoint_type="Interface",
+                private_dns_enabled=True,
+                subnet_ids=[subnet.id],
+                security_group_ids=[endpoint_sg.id],
+                tags=self._tags(service.replace(".", "-")),
+                opts=child,
+            )
+            for service in INTERFACE_ENDPOINT_SERVICES
+        ]
+        return _Network(vpc_id=vpc.id, subnet_id=subnet.id, ready=[association, s3, *interfaces])
+
+    def _instance_role(
+        self, account: pulumi.Output[str]
+    ) -> tuple[aws.iam.Role, aws.iam.InstanceProfile, aws.iam.RolePolicyAttachment]:
+        """The instance's role: the SSM agent's managed policy plus the stage's registry, nothing else."""
+        name, args = self._vm_name, self._vm_args
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(
+            f"{name}-role",
+            description=f"mlinfra {args.stage} analyst VM: SSM agent and the {args.stage} registry",
+            assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
+            tags=self._tags(),
+            opts=child,
+        )
+        ssm_core = aws.iam.RolePolicyAttachment(
+            f"{name}-ssm-core", role=role.name, policy_arn=SSM_MANAGED_POLICY_ARN, opts=child
+        )
+        bucket_arn = pulumi.Output.from_input(args.registry_bucket_arn)
+        sagemaker = pulumi.Output.concat("arn:aws:sagemaker:", args.region, ":", account)
+        packages = f"{args.project}-{args.stage}-*"
+        aws.iam.RolePolicy(
+            f"{name}-registry-access",
+            role=role.id,
+            policy=policy_document(
+                statement("ListRegistry", ["s3:ListBucket"], [bucket_arn]),
+                # No DeleteObject: registered versions and audit records are immutable.
+                statement(
+                    "ReadWriteRegistryRecords",
+                    ["s3:GetObject", "s3:PutObject", "s3:GetObjectAttributes"],
+                    [pulumi.Output.concat(bucket_arn, f"/{prefix}*") for prefix in REGISTRY_PREFIXES],
+                ),
+                statement(
+                    "UseRegistryKey",
+                    ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                    [args.registry_key_arn],
+                ),
+                # Tags given to CreateModelPackage are authorised as sagemaker:AddTags on the new package.
+                statement(
+                    "RegisterModelPackages",
+                    [
+                        "sagemaker:CreateModelPackage",
+                        "sagemaker:DescribeModelPackage",
+                        "sagemaker:UpdateModelPackage",
+                        "sagemaker:DescribeModelPackageGroup",
+                        "sagemaker:AddTags",
+                    ],
+                    [
+                        pulumi.Output.concat(sagemaker, f":model-package-group/{packages}"),
+                        pulumi.Output.concat(sagemaker, f":model-package/{packages}/*"),
+                    ],
+                ),
+                # ListModelPackages supports no resource-level permission: IAM only honours it on "*". It returns
+                # summaries (names, versions, status) and nothing from the registry's bucket.
+                statement("ListModelPackages", ["sagemaker:ListModelPackages"], ["*"]),
+                # sts:GetCallerIdentity needs no permission, so the CLI's identity check is not listed.
+            ),
+            opts=child,
+        )
+        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, tags=self._tags(), opts=child)
+        return role, profile, ssm_core
+
+    def _stop_schedule(self, instance: aws.ec2.Instance, account: pulumi.Output[str]) -> None:
+        """An EventBridge Scheduler schedule that stops the VM every evening, so an idle sandbox costs little."""
+        name, args, settings = self._vm_name, self._vm_args, self._vm_args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        # Trust policies take no Resource element, so this one is written out rather than built by `statement`.
+        # aws:SourceAccount stops another account's schedule from borrowing the role (confused deputy).
+        trust = pulumi.Output.json_dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "scheduler.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                        "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                    }
+                ],
+            }
+        )
+        role = aws.iam.Role(
+            f"{name}-stop-role",
+            description=f"EventBridge Scheduler stops the mlinfra {args.stage} analyst VM",
+            assume_role_policy=trust,
+            tags=self._tags("stop"),
+            opts=child,
+        )
+        instance_arn = pulumi.Output.concat("arn:aws:ec2:", args.region, ":", account, ":instance/", instance.id)
+        policy = aws.iam.RolePolicy(
+            f"{name}-stop-policy",
+            role=role.id,
+            policy=policy_document(statement("StopTheSandboxVM", ["ec2:StopInstances"], [instance_arn])),
+            opts=child,
+        )
+        # Schedules take no tags (only schedule groups do). Scheduler does not check the role when the schedule is
+        # created, so the dependency makes sure the permission exists before the first evening comes.
+        aws.scheduler.Schedule(
+            f"{name}-nightly-stop",
+            description=f"Stop the mlinfra {args.stage} analyst VM every evening",
+            schedule_expression=settings.stop_schedule,
+            schedule_expression_timezone=settings.timezone,
+            flexible_time_window={"mode": "OFF"},
+            target={
+                "arn": STOP_INSTANCES_TARGET,
+                "role_arn": role.arn,
+                "input": pulumi.Output.json_dumps({"InstanceIds": [instance.id]}),
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+        )
+
+
+def _first_subnet(cidr: str) -> str:
+    """The first /24 of the VPC's range: room for the VM and the endpoints' interfaces."""
+    return str(next(ipaddress.ip_network(cidr).subnets(new_prefix=24)))

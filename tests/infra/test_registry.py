@@ -1,0 +1,119 @@
+"""ModelRegistry under Pulumi's mock runtime: every security property of the registry bucket and its key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from mlinfra.render import RenderedStack
+from mlinfra_infra import outputs
+from tests.conftest import policy
+
+Render = Callable[..., RenderedStack]
+READER = "arn:aws:iam::210987654321:role/mlinfra-prod-promoter"
+
+
+@pytest.fixture
+def stack(render_stack: Render) -> RenderedStack:
+    return render_stack({"mlinfra:models": {"churn": {}, "fraud": {}}}, stage="dev")
+
+
+def test_bucket_name_is_derived_from_project_stage_account_region(stack: RenderedStack) -> None:
+    bucket = stack.one("aws:s3/bucket:Bucket")
+    assert bucket.inputs["bucket"] == "mlinfra-dev-123456789012-eu-west-1"
+    assert stack.outputs[outputs.REGISTRY_BUCKET] == bucket.inputs["bucket"]
+    assert bucket.inputs["objectLockEnabled"] is False
+
+
+def test_configured_bucket_name_wins(render_stack: Render) -> None:
+    stack = render_stack({"mlinfra:registry": {"bucketName": "acme-models-dev"}})
+    assert stack.one("aws:s3/bucket:Bucket").inputs["bucket"] == "acme-models-dev"
+
+
+def test_customer_managed_key_with_rotation_and_bucket_key(stack: RenderedStack) -> None:
+    key = stack.one("aws:kms/key:Key")
+    assert key.inputs["enableKeyRotation"] is True, "registry-key: rotation must be on"
+    sse = stack.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    rule = sse.inputs["rules"][0]
+    assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
+    assert rule["applyServerSideEncryptionByDefault"]["kmsMasterKeyId"] == stack.outputs[outputs.REGISTRY_KEY_ARN]
+    assert rule["bucketKeyEnabled"] is True
+
+
+def test_all_public_access_blocked_and_acls_disabled(stack: RenderedStack) -> None:
+    block = stack.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    for flag in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"):
+        assert block[flag] is True, f"registry-public-access: {flag} must be true"
+    ownership = stack.one("aws:s3/bucketOwnershipControls:BucketOwnershipControls").inputs
+    assert ownership["rule"]["objectOwnership"] == "BucketOwnerEnforced"
+
+
+def test_versioning_enabled(stack: RenderedStack) -> None:
+    versioning = stack.one("aws:s3/bucketVersioning:BucketVersioning").inputs
+    assert versioning["versioningConfiguration"]["status"] == "Enabled"
+
+
+def test_policy_denies_non_tls_access(stack: RenderedStack) -> None:
+    doc = policy(stack.one("aws:s3/bucketPolicy:BucketPolicy").inputs)
+    deny = [s for s in doc["Statement"] if s["Effect"] == "Deny" and "aws:SecureTransport" in str(s.get("Condition"))]
+    assert len(deny) == 1, "registry-policy: one TLS-only deny statement"
+    assert deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert deny[0]["Action"] == ["s3:*"]
+    assert not [s for s in doc["Statement"] if s["Effect"] == "Allow"], "no grants without readers configured"
+
+
+def test_lifecycle_rules(stack: RenderedStack) -> None:
+    rules = {
+        r["id"]: r
+        for r in stack.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
+    }
+    assert rules["abort-incomplete-uploads"]["abortIncompleteMultipartUpload"]["daysAfterInitiation"] == 7
+    assert rules["expire-noncurrent-versions"]["noncurrentVersionExpiration"]["noncurrentDays"] == 90
+    assert rules["expire-data-capture"]["filter"] == {"prefix": "capture/"}
+    assert rules["expire-data-capture"]["expiration"]["days"] == 30
+    assert rules["expire-monitoring-reports"]["filter"] == {"prefix": "monitoring/"}
+
+
+def test_one_package_group_per_declared_model(stack: RenderedStack) -> None:
+    groups = sorted(
+        r.inputs["modelPackageGroupName"] for r in stack.of_type("aws:sagemaker/modelPackageGroup:ModelPackageGroup")
+    )
+    assert groups == ["mlinfra-dev-churn", "mlinfra-dev-fraud"]
+    assert stack.outputs[outputs.PACKAGE_GROUPS] == {"churn": "mlinfra-dev-churn", "fraud": "mlinfra-dev-fraud"}
+    assert not stack.of_type("aws:sagemaker/endpoint:Endpoint"), "unpinned models get no endpoint"
+
+
+def test_object_lock_only_when_configured(render_stack: Render, stack: RenderedStack) -> None:
+    assert not stack.of_type("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration")
+    locked = render_stack({"mlinfra:registry": {"objectLock": {"mode": "COMPLIANCE", "days": 30}}}, stage="prod")
+    assert locked.one("aws:s3/bucket:Bucket").inputs["objectLockEnabled"] is True
+    rule = locked.one("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration").inputs["rule"]
+    assert rule["defaultRetention"] == {"mode": "COMPLIANCE", "days": 30}
+
+
+def test_next_stage_readers_get_read_on_models_prefix_only(render_stack: Render) -> None:
+    stack = render_stack({"mlinfra:registry": {"readerRoleArns": [READER]}}, stage="staging")
+    bucket_arn = "arn:aws:s3:::mlinfra-staging-123456789012-eu-west-1"
+    doc = policy(stack.one("aws:s3/bucketPolicy:BucketPolicy").inputs)
+    grants = [s for s in doc["Statement"] if s["Effect"] == "Allow"]
+    read = next(s for s in grants if "s3:GetObject" in s["Action"])
+    assert read["Principal"] == {"AWS": [READER]}
+    assert read["Resource"] == [f"{bucket_arn}/models/*"]
+    assert not any(a.startswith(("s3:Put", "s3:Delete")) for s in grants for a in s["Action"])
+    listing = next(s for s in grants if s["Action"] == ["s3:ListBucket"])
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["models/*"]}}
+    key_doc: dict[str, Any] = policy(stack.one("aws:kms/key:Key").inputs)
+    decrypt = next(s for s in key_doc["Statement"] if s["Sid"] == "NextStagePromotionRolesDecryptThroughS3")
+    assert decrypt["Principal"] == {"AWS": [READER]}
+    assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}}
+
+
+def test_every_registry_resource_is_tagged(stack: RenderedStack) -> None:
+    taggable = [r for r in stack.children("registry") if "tags" in r.inputs]
+    assert {r.type for r in taggable} >= {"aws:s3/bucket:Bucket", "aws:kms/key:Key"}
+    for resource in taggable:
+        assert resource.inputs["tags"]["managed-by"] == "mlinfra", resource.name
+        assert resource.inputs["tags"]["stage"] == "dev", resource.name
+        assert resource.inputs["tags"]["owner"] == "ml-platform", resource.name
