@@ -24,6 +24,10 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
+	mkdir -p build/typecheck
+	ln -sfn ../../cli build/typecheck/mlinfra
+	ln -sfn ../../infra build/typecheck/mlinfra_infra
+	ln -sfn ../../model_templates build/typecheck/mlinfra_templates
 	$(BIN)/mypy
 
 # pytest exits 5 when a selection collects no test; that is not a failure.

@@ -61,7 +61,9 @@ class Project:
         for candidate in (here, *here.parents):
             if (candidate / PROJECT_FILE).is_file():
                 return cls(candidate)
-        raise BadInputError(f"no {PROJECT_FILE} in {here} or any parent: run mlinfra inside a clone of the platform repo")
+        raise BadInputError(
+            f"no {PROJECT_FILE} in {here} or any parent: run mlinfra inside a clone of the platform repo"
+        )
 
     @cached_property
     def settings(self) -> dict[str, Any]:

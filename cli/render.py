@@ -135,21 +135,21 @@ def _make_mocks(region: str) -> Any:
             state.setdefault("arn", arn)
             return f"{name}-id", state
 
-        def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
             if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
                 return {
                     "accountId": MOCK_ACCOUNT,
                     "arn": f"arn:aws:iam::{MOCK_ACCOUNT}:user/preview",
                     "userId": "PREVIEW",
                     "id": MOCK_ACCOUNT,
-                }
+                }, []
             if args.token == "aws:ssm/getParameter:getParameter":
-                return {"name": args.args.get("name"), "value": MOCK_AMI, "type": "String", "id": "ami"}
+                return {"name": args.args.get("name"), "value": MOCK_AMI, "type": "String", "id": "ami"}, []
             if args.token == "aws:index/getRegion:getRegion":
-                return {"name": region, "region": region, "id": region}
+                return {"name": region, "region": region, "id": region}, []
             if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-                return {"names": [f"{region}a", f"{region}b"], "zoneIds": ["z1", "z2"], "id": region}
-            return {}
+                return {"names": [f"{region}a", f"{region}b"], "zoneIds": ["z1", "z2"], "id": region}, []
+            return {}, []
 
     return Mocks()
 
@@ -161,11 +161,11 @@ def _make_monitor(mocks: Any, stack: RenderedStack) -> Any:
     lock = threading.Lock()
     names_by_urn: dict[str, str] = {}
 
-    class RecordingMonitor(MockMonitor):  # type: ignore[misc]
+    class RecordingMonitor(MockMonitor):
         """The mock monitor, also recording each registration with its parent."""
 
         def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
-            response = super().RegisterResource(request)
+            response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
             if request.type == "pulumi:pulumi:Stack":
                 return response
             inputs = _clean(rpc.deserialize_properties(request.object, keep_unknowns=False))

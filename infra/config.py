@@ -24,12 +24,12 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from . import naming
+from . import layout, naming
 
 CONFIG_NAMESPACE = "mlinfra"
 # Other namespaces a stack file may carry: the AWS provider's settings and Pulumi's own.
 PASSTHROUGH_NAMESPACES = ("aws", "pulumi")
-SECRET_PLACEHOLDER = "[secret]"
+SECRET_PLACEHOLDER = "[secret]"  # noqa: S105 - a mask, not a password
 
 
 class ConfigError(ValueError):
@@ -44,6 +44,7 @@ class ConfigError(ValueError):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Domain types. Patterns follow AWS's API references; each names what it accepts in its error.
+
 
 def _check_pattern(pattern: str, what: str) -> AfterValidator:
     compiled = re.compile(pattern)
@@ -84,12 +85,12 @@ RoleArn = Annotated[
     _check_pattern(r"arn:aws(?:-cn|-us-gov)?:iam::\d{12}:role/[\w+=,.@/-]{1,512}", "an IAM role ARN"),
 ]
 Region = Annotated[str, _check_pattern(r"[a-z]{2}(?:-gov)?-[a-z]+-\d", "an AWS region (e.g. eu-west-1)")]
-BucketName = Annotated[
-    str, AfterValidator(lambda v: naming.check_bucket_name(v) or v)
-]
+BucketName = Annotated[str, AfterValidator(lambda v: naming.check_bucket_name(v) or v)]
 Cron = Annotated[
     str,
-    _check_pattern(r"cron\(\S+ \S+ \S+ \S+ \S+ \S+\)", "a six-field AWS cron expression, e.g. cron(0 19 ? * MON-FRI *)"),
+    _check_pattern(
+        r"cron\(\S+ \S+ \S+ \S+ \S+ \S+\)", "a six-field AWS cron expression, e.g. cron(0 19 ? * MON-FRI *)"
+    ),
 ]
 OwnerTag = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[\w .:/=+@-]+$")]
 
@@ -119,6 +120,7 @@ class _Settings(BaseModel):
 # ---------------------------------------------------------------------------------------------------------------
 # Per-model settings. Stage-wide defaults live under `mlinfra:modelDefaults`; each model may override any of them
 # beside its `pinned` block under `mlinfra:models.<model>`.
+
 
 class Pin(_Settings):
     """The immutable model version a stage runs: written by `mlinfra promote`, read by the program."""
@@ -166,10 +168,22 @@ class DeploymentSettings(_Settings):
     termination_wait_minutes: Annotated[int, Field(ge=0, le=60)] = 0
     timeout_minutes: Annotated[int, Field(ge=10, le=240)] = 60
 
+    @property
+    def bake_minutes(self) -> int:
+        """Total baking time of one deployment: one wait per traffic-shifting step, plus the termination wait."""
+        steps = -(-100 // self.traffic_percent) if self.strategy == "linear" else 1
+        return steps * self.wait_minutes + self.termination_wait_minutes
+
     @model_validator(mode="after")
-    def _linear_step(self) -> DeploymentSettings:
+    def _linear_step_and_timeout(self) -> DeploymentSettings:
         if self.strategy == "linear" and self.traffic_percent < 10:
             raise ValueError("a linear step (trafficPercent) must be 10-50% of the new fleet")
+        # SageMaker rejects a deployment whose maximum execution time does not exceed its total baking time.
+        if self.timeout_minutes <= self.bake_minutes:
+            raise ValueError(
+                f"timeoutMinutes ({self.timeout_minutes}) must exceed the total wait of the {self.strategy} "
+                f"deployment ({self.bake_minutes} min); raise it (at most 240) or shorten waitMinutes"
+            )
         return self
 
 
@@ -251,6 +265,7 @@ class ModelConfig(ModelSettings):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Stage-wide blocks.
+
 
 class ObjectLockSettings(_Settings):
     """S3 Object Lock default retention for the registry (prod): artifacts cannot be deleted or overwritten."""
@@ -350,6 +365,7 @@ TOP_LEVEL_KEYS = ("owner", "stages", "accountId", "registry", "modelDefaults", "
 # ---------------------------------------------------------------------------------------------------------------
 # Loading.
 
+
 def _all_aliases(model: type[BaseModel], seen: set[type[BaseModel]] | None = None) -> set[str]:
     """Every camelCase key any block accepts, for "did you mean" suggestions."""
     seen = seen if seen is not None else set()
@@ -407,7 +423,9 @@ def split_config(raw: Mapping[str, Any], source: str) -> tuple[dict[str, Any], d
     for full_key, value in raw.items():
         namespace, sep, key = str(full_key).partition(":")
         if not sep:
-            raise ConfigError(source, str(full_key), f"config keys need a namespace, e.g. {CONFIG_NAMESPACE}:{full_key}")
+            raise ConfigError(
+                source, str(full_key), f"config keys need a namespace, e.g. {CONFIG_NAMESPACE}:{full_key}"
+            )
         clean, secret = _strip_secrets(value)
         if secret:
             secrets.add(full_key)
@@ -506,7 +524,9 @@ def load_stack_config(
         raise ConfigError(source, _key_path(loc), _describe(err)) from None
     # Names derived from project, stage and model must fit AWS's limits (checked once all three are known).
     try:
-        naming.check_stage_names(config.project, config.stage, config.region, config.account_id, config.registry.bucket_name)
+        naming.check_stage_names(
+            config.project, config.stage, config.region, config.account_id, config.registry.bucket_name
+        )
     except ValueError as exc:
         raise ConfigError(source, f"{CONFIG_NAMESPACE}:registry.bucketName", str(exc)) from None
     for model, model_cfg in config.models.items():
@@ -521,4 +541,29 @@ def load_stack_config(
             naming.check_model_names(config.project, config.stage, model)
         except ValueError as exc:
             raise ConfigError(source, f"{CONFIG_NAMESPACE}:models.{model}", str(exc)) from None
+        if model_cfg.pinned is not None:
+            _check_pin_location(config, model, model_cfg.pinned, source)
     return config
+
+
+def _check_pin_location(config: StackConfig, model: str, pin: Pin, source: str) -> None:
+    """A pinned artifact must be this stage's registry copy of exactly that digest, or the endpoint cannot read it."""
+    key = layout.artifact_key(model, pin.digest)
+    bucket, _, found_key = pin.artifact.removeprefix("s3://").partition("/")
+    if config.registry.bucket_name is not None or config.account_id is not None:
+        expected_bucket = config.registry.bucket_name or naming.registry_bucket(
+            config.project, config.stage, config.region, config.account_id or ""
+        )
+        bucket_ok = bucket == expected_bucket
+    else:
+        expected_bucket = naming.registry_bucket(config.project, config.stage, config.region, "<account>")
+        bucket_ok = re.fullmatch(
+            re.escape(expected_bucket).replace(re.escape("<account>"), r"\d{12}"), bucket
+        ) is not None
+    if not bucket_ok or found_key != key:
+        raise ConfigError(
+            source,
+            f"{CONFIG_NAMESPACE}:models.{model}.pinned.artifact",
+            f"{pin.artifact!r} is not this stage's copy of {pin.digest[:19]}...; expected s3://{expected_bucket}/{key} "
+            "(promote with `mlinfra promote`, which copies it there)",
+        )

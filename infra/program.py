@@ -109,11 +109,13 @@ def build(cfg: StackConfig) -> dict[str, Any]:
 
 def raw_config_from_engine() -> dict[str, Any]:
     """All config the engine passed this run, structured values decoded from their JSON text."""
-    from pulumi.runtime import config as runtime_config
+    from pulumi.runtime import config as runtime_config  # noqa: PLC0415 - engine internals, only under the engine
 
     raw: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     structured = {f"{CONFIG_NAMESPACE}:{key}" for key in STRUCTURED_KEYS}
-    return {key: json.loads(value) if key in structured and isinstance(value, str) else value for key, value in raw.items()}
+    return {
+        key: json.loads(value) if key in structured and isinstance(value, str) else value for key, value in raw.items()
+    }
 
 
 def main() -> None:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
-
 
 PROJECT = "mlinfra"
 REGION = "eu-west-1"

@@ -92,9 +92,8 @@ def _print_tree(rendered: Any) -> None:
 
 def render_stage(project: Project, stage: str) -> Any:
     """Render one stage offline; config problems become BadInputError naming file and key."""
-    from mlinfra_infra.config import ConfigError
-
     from mlinfra.render import render
+    from mlinfra_infra.config import ConfigError
 
     raw = raw_config(project, stage)
     source = project.relative(project.stage_file(stage))

@@ -21,7 +21,8 @@ def _summary(stage: Stage) -> dict[str, Any]:
     return {
         "stage": stage.name,
         "models": {
-            name: {"pinned": model.pinned.version if model.pinned else None} for name, model in sorted(cfg.models.items())
+            name: {"pinned": model.pinned.version if model.pinned else None}
+            for name, model in sorted(cfg.models.items())
         },
     }
 
@@ -29,7 +30,9 @@ def _summary(stage: Stage) -> dict[str, Any]:
 def _pins_text(models: dict[str, Any]) -> str:
     if not models:
         return "-"
-    return ", ".join(f"{name} v{info['pinned']}" if info["pinned"] else f"{name} (not pinned)" for name, info in models.items())
+    return ", ".join(
+        f"{name} v{info['pinned']}" if info["pinned"] else f"{name} (not pinned)" for name, info in models.items()
+    )
 
 
 @click.group()
@@ -104,7 +107,7 @@ def select(stage: str, as_json: bool) -> None:
     pulumi_selected = False
     pulumi_bin = shutil.which("pulumi")
     if pulumi_bin is not None:
-        result = subprocess.run(  # noqa: S603 - fixed argument list
+        result = subprocess.run(
             [pulumi_bin, "stack", "select", stage, "--create=false"],
             cwd=project.root,
             capture_output=True,

@@ -41,5 +41,7 @@ def run() -> Callable[..., Result]:
 def snapshot(root: Path) -> dict[str, str]:
     """Path -> sha256 of every file below root, to prove a failed command wrote nothing."""
     return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }

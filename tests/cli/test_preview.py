@@ -58,7 +58,7 @@ def test_preview_tree_shows_key_properties(project_dir: Path, run: Run) -> None:
 
 
 def test_preview_with_a_pin_declares_the_endpoint(project_dir: Path, run: Run) -> None:
-    edit_stack(project_dir, "staging", "mlinfra:models", {"churn": {"pinned": pin(stage="dev")}})
+    edit_stack(project_dir, "staging", "mlinfra:models", {"churn": {"pinned": pin(stage="staging")}})
     doc = json.loads(run("preview", "-s", "staging", "--json").stdout)
     endpoints = [r for r in doc["resources"] if r["type"] == "aws:sagemaker/endpoint:Endpoint"]
     assert [e["inputs"]["name"] for e in endpoints] == ["mlinfra-staging-churn"]
@@ -84,22 +84,43 @@ def test_stack_and_all_together_is_a_usage_error(project_dir: Path, run: Run) ->
 
 
 BAD_EDITS = [
-    ("mlinfra:models", {"churn": {"instanceTyp": "ml.m5.large"}},
-     "error: stacks/Pulumi.dev.yaml: mlinfra:models.churn.instanceTyp: unknown key (did you mean 'instanceType'?)"),
-    ("mlinfra:models", {"churn": {"instanceCount": "lots"}},
-     "error: stacks/Pulumi.dev.yaml: mlinfra:models.churn.instanceCount: Input should be a valid integer, unable to "
-     "parse string as an integer (got 'lots')"),
-    ("mlinfra:models", {"churn": {"instanceType": "ml.x1.huge", "mode": "realtime"}},
-     "error: stacks/Pulumi.dev.yaml: mlinfra:models.churn.instanceType: 'ml.x1.huge' is not a valid instance type"),
-    ("mlinfra:models", {"a-model-name-that-is-far-too-long-for-sagemaker-endpoints": {}},
-     "error: stacks/Pulumi.dev.yaml: mlinfra:models.a-model-name-that-is-far-too-long-for-sagemaker-endpoints: "),
-    ("mlinfra:models", {"churn": {"pinned": {"version": 1, "digest": "sha256:" + "0" * 64, "image": pin()["image"]}}},
-     "error: stacks/Pulumi.dev.yaml: mlinfra:models.churn.pinned.artifact: required key is missing"),
-    ("mlinfra:models", {"churn": {"pinned": {**pin(), "digest": "sha256:XYZ"}}},
-     "error: stacks/Pulumi.dev.yaml: mlinfra:models.churn.pinned.digest: 'sha256:XYZ' is not a digest of the form "
-     "sha256:<64 lowercase hex>"),
-    ("mlinfra:monitorin", {"enabled": True},
-     "error: stacks/Pulumi.dev.yaml: mlinfra:monitorin: unknown key (did you mean 'monitoring'?)"),
+    (
+        "mlinfra:models",
+        {"churn": {"instanceTyp": "ml.m5.large"}},
+        "error: stacks/Pulumi.dev.yaml: mlinfra:models.churn.instanceTyp: unknown key (did you mean 'instanceType'?)",
+    ),
+    (
+        "mlinfra:models",
+        {"churn": {"instanceCount": "lots"}},
+        "error: stacks/Pulumi.dev.yaml: mlinfra:models.churn.instanceCount: Input should be a valid integer, unable to "
+        "parse string as an integer (got 'lots')",
+    ),
+    (
+        "mlinfra:models",
+        {"churn": {"instanceType": "ml.x1.huge", "mode": "realtime"}},
+        "error: stacks/Pulumi.dev.yaml: mlinfra:models.churn.instanceType: 'ml.x1.huge' is not a valid instance type",
+    ),
+    (
+        "mlinfra:models",
+        {"a-model-name-that-is-far-too-long-for-sagemaker-endpoints": {}},
+        "error: stacks/Pulumi.dev.yaml: mlinfra:models.a-model-name-that-is-far-too-long-for-sagemaker-endpoints: ",
+    ),
+    (
+        "mlinfra:models",
+        {"churn": {"pinned": {"version": 1, "digest": "sha256:" + "0" * 64, "image": pin()["image"]}}},
+        "error: stacks/Pulumi.dev.yaml: mlinfra:models.churn.pinned.artifact: required key is missing",
+    ),
+    (
+        "mlinfra:models",
+        {"churn": {"pinned": {**pin(), "digest": "sha256:XYZ"}}},
+        "error: stacks/Pulumi.dev.yaml: mlinfra:models.churn.pinned.digest: 'sha256:XYZ' is not a digest of the form "
+        "sha256:<64 lowercase hex>",
+    ),
+    (
+        "mlinfra:monitorin",
+        {"enabled": True},
+        "error: stacks/Pulumi.dev.yaml: mlinfra:monitorin: unknown key (did you mean 'monitoring'?)",
+    ),
 ]
 
 
@@ -145,4 +166,7 @@ def test_missing_region(project_dir: Path, run: Run) -> None:
     path.write_text(path.read_text().replace("  aws:region: eu-west-1\n", ""))
     result = run("preview", "-s", "dev")
     assert result.exit_code == 2
-    assert result.stderr == "error: stacks/Pulumi.dev.yaml: aws:region: required key is missing (e.g. aws:region: eu-west-1)\n"
+    assert (
+        result.stderr
+        == "error: stacks/Pulumi.dev.yaml: aws:region: required key is missing (e.g. aws:region: eu-west-1)\n"
+    )

@@ -53,44 +53,93 @@ def test_pinned_model_and_model_defaults_merge_key_by_key() -> None:
 @pytest.mark.parametrize(
     ("overrides", "key", "fragment"),
     [
-        ({"mlinfra:models": {"churn": {"instanceTyp": "ml.m5.large"}}}, "mlinfra:models.churn.instanceTyp",
-         "did you mean 'instanceType'"),
+        (
+            {"mlinfra:models": {"churn": {"instanceTyp": "ml.m5.large"}}},
+            "mlinfra:models.churn.instanceTyp",
+            "did you mean 'instanceType'",
+        ),
         ({"mlinfra:modelz": {}}, "mlinfra:modelz", "did you mean 'models'"),
         ({"mlinfa:models": {}}, "mlinfa:models", "did you mean 'mlinfra'"),
-        ({"mlinfra:models": {"churn": {"instanceCount": "two"}}}, "mlinfra:models.churn.instanceCount",
-         "valid integer"),
-        ({"mlinfra:models": {"churn": {"instanceType": "ml.m99.large"}}}, "mlinfra:models.churn.instanceType",
-         "not a valid instance type"),
-        ({"mlinfra:models": {"churn": {"instanceType": "m5.large"}}}, "mlinfra:models.churn.instanceType",
-         "ml.<family>.<size>"),
+        (
+            {"mlinfra:models": {"churn": {"instanceCount": "two"}}},
+            "mlinfra:models.churn.instanceCount",
+            "valid integer",
+        ),
+        (
+            {"mlinfra:models": {"churn": {"instanceType": "ml.m99.large"}}},
+            "mlinfra:models.churn.instanceType",
+            "not a valid instance type",
+        ),
+        (
+            {"mlinfra:models": {"churn": {"instanceType": "m5.large"}}},
+            "mlinfra:models.churn.instanceType",
+            "ml.<family>.<size>",
+        ),
         ({"mlinfra:sandbox": {"instanceType": "t9.large"}}, "mlinfra:sandbox.instanceType", "not a valid instance"),
         ({"mlinfra:models": {"Churn_Model": {}}}, "mlinfra:models.Churn_Model", "not a model name"),
-        ({"mlinfra:models": {"churn": {"pinned": {k: v for k, v in pin().items() if k != "image"}}}},
-         "mlinfra:models.churn.pinned.image", "required key is missing"),
-        ({"mlinfra:models": {"churn": {"pinned": {**pin(), "digest": "sha256:abc"}}}},
-         "mlinfra:models.churn.pinned.digest", "sha256:<64 lowercase hex>"),
-        ({"mlinfra:models": {"churn": {"pinned": {**pin(), "digest": "md5:" + "a" * 64}}}},
-         "mlinfra:models.churn.pinned.digest", "sha256:"),
-        ({"mlinfra:models": {"churn": {"pinned": {**pin(), "version": 0}}}}, "mlinfra:models.churn.pinned.version",
-         "greater than or equal to 1"),
-        ({"mlinfra:models": {"churn": {"pinned": {**pin(), "image": "docker.io/me/model:1"}}}},
-         "mlinfra:models.churn.pinned.image", "ECR image URI"),
+        (
+            {"mlinfra:models": {"churn": {"pinned": {k: v for k, v in pin().items() if k != "image"}}}},
+            "mlinfra:models.churn.pinned.image",
+            "required key is missing",
+        ),
+        (
+            {"mlinfra:models": {"churn": {"pinned": {**pin(), "digest": "sha256:abc"}}}},
+            "mlinfra:models.churn.pinned.digest",
+            "sha256:<64 lowercase hex>",
+        ),
+        (
+            {"mlinfra:models": {"churn": {"pinned": {**pin(), "digest": "md5:" + "a" * 64}}}},
+            "mlinfra:models.churn.pinned.digest",
+            "sha256:",
+        ),
+        (
+            {"mlinfra:models": {"churn": {"pinned": {**pin(), "version": 0}}}},
+            "mlinfra:models.churn.pinned.version",
+            "greater than or equal to 1",
+        ),
+        (
+            {"mlinfra:models": {"churn": {"pinned": {**pin(), "image": "docker.io/me/model:1"}}}},
+            "mlinfra:models.churn.pinned.image",
+            "ECR image URI",
+        ),
         ({"mlinfra:models": {"churn": {"mode": "batch"}}}, "mlinfra:models.churn.mode", "'serverless' or 'realtime'"),
-        ({"mlinfra:models": {"churn": {"mode": "serverless", "networkIsolation": False, "capture": {"enabled": True}}}},
-         "mlinfra:models.churn", "serverless endpoints do not support capture.enabled"),
-        ({"mlinfra:models": {"churn": {"autoscaling": {"enabled": True, "minCapacity": 3, "maxCapacity": 2}}}},
-         "mlinfra:models.churn.autoscaling", "above maxCapacity"),
-        ({"mlinfra:models": {"churn": {"deployment": {"strategy": "canary", "trafficPercent": 80}}}},
-         "mlinfra:models.churn.deployment.trafficPercent", "less than or equal to 50"),
+        (
+            {
+                "mlinfra:models": {
+                    "churn": {"mode": "serverless", "networkIsolation": False, "capture": {"enabled": True}}
+                }
+            },
+            "mlinfra:models.churn",
+            "serverless endpoints do not support capture.enabled",
+        ),
+        (
+            {"mlinfra:models": {"churn": {"autoscaling": {"enabled": True, "minCapacity": 3, "maxCapacity": 2}}}},
+            "mlinfra:models.churn.autoscaling",
+            "above maxCapacity",
+        ),
+        (
+            {"mlinfra:models": {"churn": {"deployment": {"strategy": "canary", "trafficPercent": 80}}}},
+            "mlinfra:models.churn.deployment.trafficPercent",
+            "less than or equal to 50",
+        ),
         ({"mlinfra:registry": {"bucketName": "My.Bucket"}}, "mlinfra:registry.bucketName", "not a valid bucket name"),
-        ({"mlinfra:registry": {"objectLock": {"mode": "STRICT"}}}, "mlinfra:registry.objectLock.mode",
-         "'GOVERNANCE' or 'COMPLIANCE'"),
+        (
+            {"mlinfra:registry": {"objectLock": {"mode": "STRICT"}}},
+            "mlinfra:registry.objectLock.mode",
+            "'GOVERNANCE' or 'COMPLIANCE'",
+        ),
         ({"mlinfra:accountId": "1234"}, "mlinfra:accountId", "12-digit"),
         ({"mlinfra:modelDefaults": {"instanceCount": 0}}, "mlinfra:modelDefaults.instanceCount", "greater than"),
-        ({"mlinfra:sandbox": {"network": {"vpcId": "vpc-0123456789abcdef0"}}}, "mlinfra:sandbox.network",
-         "give both vpcId and subnetId"),
-        ({"mlinfra:models": {"churn": {"gates": {"fromStage": "stagng"}}}}, "mlinfra:models.churn.gates.fromStage",
-         "did you mean 'staging'"),
+        (
+            {"mlinfra:sandbox": {"network": {"vpcId": "vpc-0123456789abcdef0"}}},
+            "mlinfra:sandbox.network",
+            "give both vpcId and subnetId",
+        ),
+        (
+            {"mlinfra:models": {"churn": {"gates": {"fromStage": "stagng"}}}},
+            "mlinfra:models.churn.gates.fromStage",
+            "did you mean 'staging'",
+        ),
     ],
 )
 def test_bad_config_names_file_and_key(overrides: dict[str, Any], key: str, fragment: str) -> None:
@@ -99,6 +148,30 @@ def test_bad_config_names_file_and_key(overrides: dict[str, Any], key: str, frag
     assert err.key == key, str(err)
     assert fragment in err.message, str(err)
     assert "\n" not in str(err)
+
+
+def test_pin_must_point_at_this_stages_copy_of_the_digest() -> None:
+    elsewhere = pin(stage="staging")  # a staging artifact pinned in dev: dev's endpoint role could not read it
+    err = error_of({"mlinfra:models": {"churn": {"pinned": elsewhere}}})
+    assert err.key == "mlinfra:models.churn.pinned.artifact"
+    assert "expected s3://mlinfra-dev-<account>-eu-west-1/models/churn/sha256/" in err.message
+    wrong_digest = {**pin(), "artifact": pin(version=9)["artifact"]}
+    assert error_of({"mlinfra:models": {"churn": {"pinned": wrong_digest}}}).key.endswith("pinned.artifact")
+    # With the account known, the bucket must match exactly.
+    err = error_of({"mlinfra:accountId": "999999999999", "mlinfra:models": {"churn": {"pinned": pin()}}})
+    assert "expected s3://mlinfra-dev-999999999999-eu-west-1/" in err.message
+
+
+def test_deployment_timeout_must_exceed_the_total_bake_time() -> None:
+    err = error_of(
+        {"mlinfra:models": {"churn": {"deployment": {"strategy": "linear", "trafficPercent": 10, "waitMinutes": 30}}}}
+    )
+    assert err.key == "mlinfra:models.churn.deployment"
+    assert "must exceed the total wait of the linear deployment (300 min)" in err.message
+    ok = load(
+        {"mlinfra:models": {"churn": {"deployment": {"strategy": "canary", "waitMinutes": 30, "timeoutMinutes": 45}}}}
+    )
+    assert ok.models["churn"].deployment.bake_minutes == 30
 
 
 def test_missing_region_is_named() -> None:
@@ -125,8 +198,10 @@ def test_overlong_stage_name_is_refused() -> None:
 
 
 def test_secure_values_become_placeholders_and_are_reported() -> None:
-    raw = merge(base_config(), {"mlinfra:monitoring": {"notifications": [{"protocol": "https",
-                                                                          "endpoint": {"secure": "v1:abcd"}}]}})
+    raw = merge(
+        base_config(),
+        {"mlinfra:monitoring": {"notifications": [{"protocol": "https", "endpoint": {"secure": "v1:abcd"}}]}},
+    )
     ours, _, secrets = split_config(raw, SOURCE)
     assert secrets == {"mlinfra:monitoring"}
     assert ours["monitoring"]["notifications"][0]["endpoint"] == SECRET_PLACEHOLDER
