@@ -557,9 +557,9 @@ def _check_pin_location(config: StackConfig, model: str, pin: Pin, source: str) 
         bucket_ok = bucket == expected_bucket
     else:
         expected_bucket = naming.registry_bucket(config.project, config.stage, config.region, "<account>")
-        bucket_ok = re.fullmatch(
-            re.escape(expected_bucket).replace(re.escape("<account>"), r"\d{12}"), bucket
-        ) is not None
+        bucket_ok = (
+            re.fullmatch(re.escape(expected_bucket).replace(re.escape("<account>"), r"\d{12}"), bucket) is not None
+        )
     if not bucket_ok or found_key != key:
         raise ConfigError(
             source,
