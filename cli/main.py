@@ -47,7 +47,12 @@ class MlinfraGroup(click.Group):
 
 @click.group(cls=MlinfraGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="mlinfra")
-def cli() -> None:
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Use the local AWS emulator (`mlinfra local start`); same as MLINFRA_LOCAL=1. Never falls back to AWS.",
+)
+def cli(local: bool) -> None:
     """Move ML models from a notebook to a monitored SageMaker endpoint, one stage at a time.
 
     mlinfra works inside a clone of the platform repository (it finds Pulumi.yaml by walking up). Each stage
@@ -62,3 +67,9 @@ def cli() -> None:
 
     Exit codes: 0 ok, 1 operation failed, 2 bad usage or input, 3 refused by a gate, policy, budget or threshold.
     """
+    if local:
+        import os
+
+        from .aws import LOCAL_ENV
+
+        os.environ[LOCAL_ENV] = "1"

@@ -331,6 +331,14 @@ class SandboxSettings(_Settings):
     network: NetworkSettings = NetworkSettings()
 
 
+class AccessSettings(_Settings):
+    """How mlinfra reaches this stage's account: a role to assume (stages in separate accounts), or the caller's."""
+
+    role_arn: RoleArn | None = None
+    external_id: Annotated[str, StringConstraints(min_length=2, max_length=1224)] | None = None
+    session_seconds: Annotated[int, Field(ge=900, le=43_200)] = 3600
+
+
 class StackConfig(_Settings):
     """Everything one stage's stack declares. Built by `load_stack_config`, never by hand."""
 
@@ -340,6 +348,7 @@ class StackConfig(_Settings):
     owner: OwnerTag
     stages: list[StageName]
     account_id: AccountId | None = None
+    access: AccessSettings = AccessSettings()
     registry: RegistrySettings = RegistrySettings()
     model_defaults: ModelSettings = ModelSettings()
     models: dict[ModelName, ModelConfig] = Field(default_factory=dict)
@@ -353,13 +362,36 @@ class StackConfig(_Settings):
         return self
 
     @property
+    def entry_stage(self) -> str:
+        """The stage versions are registered into (the first of `stages`); its package versions number them."""
+        return self.stages[0]
+
+    def previous_stage(self, stage: str | None = None) -> str | None:
+        """The stage before `stage` (default: this one) in promotion order, or None for the entry stage."""
+        stage = stage or self.stage
+        if stage not in self.stages:
+            return None
+        index = self.stages.index(stage)
+        return self.stages[index - 1] if index > 0 else None
+
+    @property
     def pinned_models(self) -> dict[str, ModelConfig]:
         """The models that run a version in this stage, in a stable order."""
         return {name: cfg for name, cfg in sorted(self.models.items()) if cfg.pinned is not None}
 
 
 # Top-level keys under the `mlinfra:` namespace and where they go. `stage` and `project` come from Pulumi itself.
-TOP_LEVEL_KEYS = ("owner", "stages", "accountId", "registry", "modelDefaults", "models", "monitoring", "sandbox")
+TOP_LEVEL_KEYS = (
+    "owner",
+    "stages",
+    "accountId",
+    "access",
+    "registry",
+    "modelDefaults",
+    "models",
+    "monitoring",
+    "sandbox",
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------

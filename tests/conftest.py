@@ -11,6 +11,8 @@ import pytest
 from mlinfra.render import RenderedStack, render
 from tests.builders import IMAGE, PROJECT, REGION, base_config, digest_of, merge, pin
 
+pytest_plugins = ["tests.emulator"]
+
 __all__ = ["IMAGE", "PROJECT", "REGION", "base_config", "digest_of", "merge", "pin", "policy"]
 
 

@@ -1,0 +1,200 @@
+"""AWS access for the CLI: one boto3 session per stage (assuming the stage's role where configured), standard retries,
+local mode against the emulator, and AWS errors turned into one-line messages.
+
+Every client honours `AWS_ENDPOINT_URL` (boto3 does) and the standard credential chain. In local mode
+(`--local` or MLINFRA_LOCAL=1) the endpoint is the emulator started by `mlinfra local start`, and a command fails
+(exit 1) when no emulator answers instead of falling back to real credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import BadInputError, MlinfraError
+
+if TYPE_CHECKING:
+    import boto3
+
+    from mlinfra_infra.config import StackConfig
+
+LOCAL_ENV = "MLINFRA_LOCAL"
+ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+LOCAL_STATE = Path(".mlinfra") / "local" / "emulator.json"
+DEFAULT_LOCAL_PORT = 5000
+# Credentials the emulator accepts; used only in local mode and only when no credentials are configured.
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "mlinfra-local", "AWS_SECRET_ACCESS_KEY": "mlinfra-local"}  # noqa: S105
+
+# Called with every new boto3 session; tests install botocore event hooks here (fault injection, call counting).
+SESSION_HOOKS: list[Callable[[boto3.Session], None]] = []
+
+
+def local_mode() -> bool:
+    """Whether local mode is on (MLINFRA_LOCAL=1, set by `mlinfra --local`)."""
+    return os.environ.get(LOCAL_ENV, "").lower() in {"1", "true", "yes", "on"}
+
+
+def local_state_file(root: Path) -> Path:
+    """Where `mlinfra local start --detach` records the emulator it started (pid, port, url)."""
+    return root / LOCAL_STATE
+
+
+def local_endpoint(root: Path | None) -> str:
+    """The emulator's URL: $AWS_ENDPOINT_URL, else the one `mlinfra local start` recorded, else the default port."""
+    if os.environ.get(ENDPOINT_ENV):
+        return os.environ[ENDPOINT_ENV]
+    if root is not None:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            return str(json.loads(local_state_file(root).read_text())["url"])
+    return f"http://127.0.0.1:{DEFAULT_LOCAL_PORT}"
+
+
+def emulator_answers(url: str, timeout: float = 1.0) -> bool:
+    """Whether an AWS emulator answers HTTP at `url`."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/moto-api/", timeout=timeout) as response:  # noqa: S310
+            return int(response.status) < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except (OSError, ValueError):
+        return False
+
+
+def enter_local_mode(root: Path | None) -> str:
+    """Point this process's AWS clients at the emulator; MlinfraError (exit 1) if none answers."""
+    url = local_endpoint(root)
+    if not emulator_answers(url):
+        raise MlinfraError(
+            f"local mode: no AWS emulator answers at {url}; start one with `mlinfra local start --detach` "
+            "(local mode never falls back to real AWS credentials)"
+        )
+    os.environ[ENDPOINT_ENV] = url
+    if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
+        os.environ.update(LOCAL_CREDENTIALS)
+    return url
+
+
+def new_session(region: str, credentials: dict[str, str] | None = None) -> boto3.Session:
+    """A boto3 session in `region` (optionally with temporary credentials), with SESSION_HOOKS applied."""
+    import boto3
+
+    kwargs: dict[str, Any] = {"region_name": region}
+    if credentials is not None:
+        kwargs.update(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+        )
+    session = boto3.Session(**kwargs)
+    for hook in SESSION_HOOKS:
+        hook(session)
+    return session
+
+
+def client_config() -> Any:
+    """botocore config: standard retry mode (throttling, 5xx and dropped connections retried with backoff)."""
+    from botocore.config import Config
+
+    return Config(retries={"mode": "standard", "max_attempts": 6}, connect_timeout=10, read_timeout=120)
+
+
+class StageAws:
+    """AWS clients for one stage: the caller's credentials, or the stage's role assumed with them."""
+
+    def __init__(self, config: StackConfig, root: Path | None = None) -> None:
+        self.config = config
+        self.root = root
+        self.region = config.region
+        self._clients: dict[str, Any] = {}
+
+    @cached_property
+    def caller_session(self) -> boto3.Session:
+        """The caller's own session (whoever runs mlinfra); in local mode, pointed at the emulator first."""
+        if local_mode():
+            enter_local_mode(self.root)
+        return new_session(self.region)
+
+    @cached_property
+    def caller_arn(self) -> str:
+        """The caller's identity, recorded in audit records even when a stage role is assumed."""
+        with aws_errors("reading the caller identity"):
+            return str(self.caller_session.client("sts", config=client_config()).get_caller_identity()["Arn"])
+
+    @cached_property
+    def session(self) -> boto3.Session:
+        """The session that acts on this stage: the stage's role if configured, else the caller's."""
+        access = self.config.access
+        if access.role_arn is None:
+            return self.caller_session
+        sts = self.caller_session.client("sts", config=client_config())
+        kwargs: dict[str, Any] = {
+            "RoleArn": access.role_arn,
+            "RoleSessionName": f"mlinfra-{self.config.stage}",
+            "DurationSeconds": access.session_seconds,
+        }
+        if access.external_id:
+            kwargs["ExternalId"] = access.external_id
+        with aws_errors(f"assuming {access.role_arn} for stage {self.config.stage}"):
+            credentials = sts.assume_role(**kwargs)["Credentials"]
+        return new_session(self.region, credentials)
+
+    def client(self, service: str) -> Any:
+        """A (cached) client for `service` acting on this stage."""
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service, config=client_config())  # type: ignore[call-overload]
+        return self._clients[service]
+
+    @cached_property
+    def account_id(self) -> str:
+        """The stage's account: from its config, else the identity the stage's session runs as."""
+        if self.config.account_id:
+            return self.config.account_id
+        with aws_errors("reading the stage's account id"):
+            return str(self.client("sts").get_caller_identity()["Account"])
+
+    @cached_property
+    def registry_bucket(self) -> str:
+        """The stage's registry bucket, derived exactly as the Pulumi program derives it."""
+        from mlinfra_infra import naming
+
+        return self.config.registry.bucket_name or naming.registry_bucket(
+            self.config.project, self.config.stage, self.region, self.account_id
+        )
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError ('' for anything else)."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+@contextlib.contextmanager
+def aws_errors(doing: str) -> Iterator[None]:
+    """Turn botocore failures inside the block into one-line MlinfraErrors that say what was being done."""
+    from botocore import exceptions as bex
+
+    try:
+        yield
+    except bex.NoCredentialsError:
+        raise MlinfraError(
+            f"{doing}: no AWS credentials found; configure them (aws configure / SSO) or use local mode "
+            "(`mlinfra local start --detach`, then `mlinfra --local ...`)"
+        ) from None
+    except bex.ParamValidationError as exc:
+        raise BadInputError(f"{doing}: {str(exc).splitlines()[-1].strip()}") from None
+    except bex.ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise MlinfraError(f"{doing}: {error.get('Code', 'error')}: {error.get('Message', str(exc))}") from None
+    except (bex.EndpointConnectionError, bex.ConnectionClosedError, bex.ReadTimeoutError) as exc:
+        raise MlinfraError(f"{doing}: cannot reach AWS ({exc}); check the network or AWS_ENDPOINT_URL") from None
+    except bex.BotoCoreError as exc:
+        raise MlinfraError(f"{doing}: {exc}") from None
