@@ -1,5 +1,7 @@
-"""AWS access for the CLI: one boto3 session per stage (assuming the stage's role where configured), standard retries,
-local mode against the emulator, and AWS errors turned into one-line messages.
+"""AWS access for the CLI: per-stage boto3 sessions, role assumption, retries, local mode and one-line errors.
+
+One session per stage (assuming the stage's role where configured), botocore's standard retries, local mode
+against the emulator, and AWS errors turned into one-line messages.
 
 Every client honours `AWS_ENDPOINT_URL` (boto3 does) and the standard credential chain. In local mode
 (`--local` or MLINFRA_LOCAL=1) the endpoint is the emulator started by `mlinfra local start`, and a command fails
@@ -13,7 +15,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +32,7 @@ ENDPOINT_ENV = "AWS_ENDPOINT_URL"
 LOCAL_STATE = Path(".mlinfra") / "local" / "emulator.json"
 DEFAULT_LOCAL_PORT = 5000
 # Credentials the emulator accepts; used only in local mode and only when no credentials are configured.
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "mlinfra-local", "AWS_SECRET_ACCESS_KEY": "mlinfra-local"}  # noqa: S105
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "mlinfra-local", "AWS_SECRET_ACCESS_KEY": "mlinfra-local"}
 
 # Called with every new boto3 session; tests install botocore event hooks here (fault injection, call counting).
 SESSION_HOOKS: list[Callable[[boto3.Session], None]] = []
@@ -81,7 +83,7 @@ def enter_local_mode(root: Path | None) -> str:
     return url
 
 
-def new_session(region: str, credentials: dict[str, str] | None = None) -> boto3.Session:
+def new_session(region: str, credentials: Mapping[str, Any] | None = None) -> boto3.Session:
     """A boto3 session in `region` (optionally with temporary credentials), with SESSION_HOOKS applied."""
     import boto3
 
@@ -99,7 +101,7 @@ def new_session(region: str, credentials: dict[str, str] | None = None) -> boto3
 
 
 def client_config() -> Any:
-    """botocore config: standard retry mode (throttling, 5xx and dropped connections retried with backoff)."""
+    """The botocore config: standard retry mode (throttling, 5xx and dropped connections retried with backoff)."""
     from botocore.config import Config
 
     return Config(retries={"mode": "standard", "max_attempts": 6}, connect_timeout=10, read_timeout=120)

@@ -19,6 +19,13 @@ COMMANDS = {
     "preview": "mlinfra.commands.preview:preview",
     "up": "mlinfra.commands.deploy:up",
     "destroy": "mlinfra.commands.deploy:destroy",
+    "register": "mlinfra.commands.models:register",
+    "promote": "mlinfra.commands.models:promote",
+    "approve": "mlinfra.commands.models:approve",
+    "rollback": "mlinfra.commands.models:rollback",
+    "history": "mlinfra.commands.models:history",
+    "status": "mlinfra.commands.models:status",
+    "local": "mlinfra.commands.local:local",
 }
 
 

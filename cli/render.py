@@ -105,7 +105,7 @@ def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:7]
 
 
-def _make_mocks(region: str) -> Any:
+def _make_mocks(region: str, account_id: str = MOCK_ACCOUNT) -> Any:
     import pulumi
 
     class Mocks(pulumi.runtime.Mocks):
@@ -118,30 +118,30 @@ def _make_mocks(region: str) -> Any:
             autoname = f"{args.name}-{_short_hash(args.name)}"
             name = inputs.get("name") or autoname
             state: dict[str, Any] = {**inputs, "name": name}
-            arn = f"arn:aws:{module}:{region}:{MOCK_ACCOUNT}:{name}"
+            arn = f"arn:aws:{module}:{region}:{account_id}:{name}"
             if token == "aws:s3/bucket:Bucket":
                 bucket = inputs.get("bucket") or autoname
                 state.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
                 return bucket, state
             if token == "aws:kms/key:Key":
                 key_id = f"{_short_hash(args.name)}-0000-4000-8000-000000000000"
-                state.update(keyId=key_id, arn=f"arn:aws:kms:{region}:{MOCK_ACCOUNT}:key/{key_id}")
+                state.update(keyId=key_id, arn=f"arn:aws:kms:{region}:{account_id}:key/{key_id}")
                 return key_id, state
             if token == "aws:iam/role:Role":
-                arn = f"arn:aws:iam::{MOCK_ACCOUNT}:role/{name}"
+                arn = f"arn:aws:iam::{account_id}:role/{name}"
             elif token.startswith("aws:sagemaker/"):
                 kind = token.rsplit(":", 1)[1]
-                arn = f"arn:aws:sagemaker:{region}:{MOCK_ACCOUNT}:{kind.lower()}/{name}"
+                arn = f"arn:aws:sagemaker:{region}:{account_id}:{kind.lower()}/{name}"
             state.setdefault("arn", arn)
             return f"{name}-id", state
 
         def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
             if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
                 return {
-                    "accountId": MOCK_ACCOUNT,
-                    "arn": f"arn:aws:iam::{MOCK_ACCOUNT}:user/preview",
+                    "accountId": account_id,
+                    "arn": f"arn:aws:iam::{account_id}:user/preview",
                     "userId": "PREVIEW",
-                    "id": MOCK_ACCOUNT,
+                    "id": account_id,
                 }, []
             if args.token == "aws:ssm/getParameter:getParameter":
                 return {"name": args.args.get("name"), "value": MOCK_AMI, "type": "String", "id": "ami"}, []
@@ -190,10 +190,13 @@ def engine_config(raw: Mapping[str, Any]) -> dict[str, str]:
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
 
 
-def render(raw_config: Mapping[str, Any], *, project: str, stage: str, source: str) -> RenderedStack:
+def render(
+    raw_config: Mapping[str, Any], *, project: str, stage: str, source: str, account_id: str = MOCK_ACCOUNT
+) -> RenderedStack:
     """Render one stack from its flat config (secrets already replaced by placeholders). Not thread-safe.
 
     The program validates the config itself, through the same path as under `pulumi up`; a ConfigError propagates.
+    `account_id` is the account the caller identity reports and ARNs name (the emulator's, for local bootstrap).
     """
     import pulumi
     from pulumi.runtime import config as runtime_config
@@ -207,7 +210,7 @@ def render(raw_config: Mapping[str, Any], *, project: str, stage: str, source: s
 
     region = str(raw_config.get("aws:region") or "us-east-1")
     stack = RenderedStack(stack=stage)
-    mocks = _make_mocks(region)
+    mocks = _make_mocks(region, account_id)
     # A fresh root Stack resource per render, so stacks rendered in one process do not share a parent.
     runtime_settings.ROOT.set(None)
     set_mocks(mocks, project=project, stack=stage, preview=True, monitor=_make_monitor(mocks, stack))

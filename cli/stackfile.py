@@ -27,18 +27,25 @@ class Stage:
         return self.project.relative(self.project.stage_file(self.name))
 
 
+STACK_FILE_KEYS = frozenset({"config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"})
+
+
 def raw_config(project: Project, stage: str) -> dict[str, Any]:
     """Project-level config overlaid by the stack file's `config:` block, secrets replaced by placeholders."""
-    from mlinfra_infra.config import ConfigError, split_config
-
     path = project.stage_file(project.require_stage(stage))
     source = project.relative(path)
-    data = read_yaml(path, source)
+    return raw_config_of(project, read_yaml(path, source), source)
+
+
+def raw_config_of(project: Project, data: Any, source: str) -> dict[str, Any]:
+    """The flat config of a parsed stack file (`data`), merged over Pulumi.yaml's project-level config."""
+    from mlinfra_infra.config import ConfigError, split_config
+
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise BadInputError(f"{source}: must be a mapping with a `config:` block")
-    unknown = set(data) - {"config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"}
+    unknown = set(data) - STACK_FILE_KEYS
     if unknown:
         raise BadInputError(f"{source}: {sorted(unknown)[0]}: unknown top-level key (expected config:)")
     block = data.get("config") or {}
@@ -52,14 +59,18 @@ def raw_config(project: Project, stage: str) -> dict[str, Any]:
     return {**others, **{f"mlinfra:{key}": value for key, value in ours.items()}}
 
 
-def load_stage(project: Project, stage: str) -> Stage:
-    """Read and validate one stage; BadInputError (exit 2) names the file and key of the first problem."""
+def validate(project: Project, stage: str, raw: dict[str, Any], source: str) -> StackConfig:
+    """Validate flat config into a StackConfig; BadInputError (exit 2) names the file and key."""
     from mlinfra_infra.config import ConfigError, load_stack_config
 
-    raw = raw_config(project, stage)
-    source = project.relative(project.stage_file(stage))
     try:
-        config = load_stack_config(raw, project=project.name, stage=stage, source=source)
+        return load_stack_config(raw, project=project.name, stage=stage, source=source)
     except ConfigError as exc:
         raise BadInputError(str(exc)) from None
-    return Stage(project=project, name=stage, raw=raw, config=config)
+
+
+def load_stage(project: Project, stage: str) -> Stage:
+    """Read and validate one stage; BadInputError (exit 2) names the file and key of the first problem."""
+    raw = raw_config(project, stage)
+    source = project.relative(project.stage_file(stage))
+    return Stage(project=project, name=stage, raw=raw, config=validate(project, stage, raw, source))

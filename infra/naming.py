@@ -69,6 +69,13 @@ EC2_INSTANCE_FAMILIES = frozenset(
 _SIZE = re.compile(r"(?:nano|micro|small|medium|large|metal|\d{0,2}xlarge)")
 
 MANAGED_BY = "mlinfra"
+# Kinds of per-model alarms: the endpoint's own health alarms (which roll deployments back), the drift alarm, and the
+# composite that notifies. `mlinfra promote` reads their states by these names to gate on the source stage.
+ALARM_5XX = "5xx"
+ALARM_LATENCY = "latency-p99"
+ALARM_DRIFT = "drift"
+ALARM_HEALTH = "health"
+ALARM_KINDS = (ALARM_5XX, ALARM_LATENCY, ALARM_DRIFT, ALARM_HEALTH)
 VARIANT_NAME = "primary"  # stable: autoscaling targets and alarms address the variant by name
 
 

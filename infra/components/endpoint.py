@@ -317,7 +317,7 @@ class ModelEndpoint(pulumi.ComponentResource):
         }
         errors = aws.cloudwatch.MetricAlarm(
             f"{name}-5xx",
-            name=naming.alarm(args.project, args.stage, args.model, "5xx"),
+            name=naming.alarm(args.project, args.stage, args.model, naming.ALARM_5XX),
             alarm_description=f"{endpoint_name}: more than {alarms.errors_5xx} 5XX responses in a period",
             metric_name="Invocation5XXErrors",
             statistic="Sum",
@@ -326,7 +326,7 @@ class ModelEndpoint(pulumi.ComponentResource):
         )
         latency = aws.cloudwatch.MetricAlarm(
             f"{name}-latency-p99",
-            name=naming.alarm(args.project, args.stage, args.model, "latency-p99"),
+            name=naming.alarm(args.project, args.stage, args.model, naming.ALARM_LATENCY),
             alarm_description=f"{endpoint_name}: p99 model latency above {alarms.latency_p99_ms} ms",
             metric_name="ModelLatency",
             extended_statistic="p99",

@@ -225,7 +225,7 @@ class DriftMonitoring(pulumi.ComponentResource):
         # a baseline exists, not at deploy time; `mlinfra drift` reduces them to one MaxPSI per model, watched here.
         return aws.cloudwatch.MetricAlarm(
             f"{self._prefix}-{model}-drift",
-            name=naming.alarm(args.project, args.stage, model, "drift"),
+            name=naming.alarm(args.project, args.stage, model, naming.ALARM_DRIFT),
             alarm_description=(
                 f"{model} in {args.stage}: input drift (max PSI over features) above "
                 f"{endpoint.settings.alarms.drift_psi}; run `mlinfra drift {model} --stack {args.stage}` for details"
@@ -400,7 +400,7 @@ class DriftMonitoring(pulumi.ComponentResource):
         def declare(rule: pulumi.Input[str], depends_on: list[pulumi.Resource]) -> aws.cloudwatch.CompositeAlarm:
             return aws.cloudwatch.CompositeAlarm(
                 f"{self._prefix}-{model}-health",
-                alarm_name=naming.alarm(args.project, args.stage, model, "health"),
+                alarm_name=naming.alarm(args.project, args.stage, model, naming.ALARM_HEALTH),
                 alarm_description=(
                     f"{model} in {args.stage}: an error, latency or drift alarm is firing; "
                     f"see dashboard {naming.dashboard(args.project, args.stage)}"

@@ -1,0 +1,163 @@
+"""`mlinfra local start | stop | status | bootstrap`: an AWS emulator on this machine instead of an AWS account."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import click
+
+from mlinfra import local as emulator
+from mlinfra.aws import DEFAULT_LOCAL_PORT, ENDPOINT_ENV, LOCAL_ENV
+from mlinfra.errors import BadInputError
+from mlinfra.options import emit_json, json_option, stack_option
+from mlinfra.project import Project
+
+
+@click.group()
+def local() -> None:
+    """Run an AWS emulator (moto's server) on loopback and create the stacks' registries in it.
+
+    Everything but `pulumi up` then works without an AWS account: `mlinfra --local ...` (or MLINFRA_LOCAL=1) sends
+    every AWS call to the emulator and never falls back to real credentials. Needs `pip install 'mlinfra[local]'`.
+
+    \b
+    Examples:
+      mlinfra local start --detach       run the emulator in the background
+      mlinfra local bootstrap --all      create every stage's registry in it
+      mlinfra --local stack show dev
+      mlinfra local stop
+    """
+
+
+@local.command("start")
+@click.option(
+    "--port",
+    "-p",
+    type=click.IntRange(1, 65535),
+    default=DEFAULT_LOCAL_PORT,
+    show_default=True,
+    help="Port on 127.0.0.1 to listen on.",
+)
+@click.option(
+    "--detach", "-d", is_flag=True, help="Run in the background and return; stop it with `mlinfra local stop`."
+)
+def start(port: int, detach: bool) -> None:
+    """Start the AWS emulator on 127.0.0.1 and record it in .mlinfra/local/emulator.json.
+
+    Without --detach it runs in the foreground until Ctrl-C. The `export AWS_ENDPOINT_URL=...` line goes to stdout
+    (so `eval "$(mlinfra local start --detach)"` points other AWS tools at it), everything else to stderr; the
+    emulator's own log is .mlinfra/local/emulator.log. Fails (exit 1) when the port is busy or an emulator started
+    here is already running.
+
+    \b
+    Examples:
+      mlinfra local start --detach
+      eval "$(mlinfra local start --detach --port 5050)"
+      mlinfra local start                # foreground, Ctrl-C stops it
+    """
+    project = Project.find()
+
+    def ready(started: emulator.Emulator) -> None:
+        click.echo(
+            f"Started the AWS emulator (pid {started.pid}) at {started.url}; log: {emulator.LOCAL_LOG.as_posix()}",
+            err=True,
+        )
+        click.echo(f"export {ENDPOINT_ENV}={started.url}")
+        click.echo(f"then use `mlinfra --local ...` or {LOCAL_ENV}=1", err=True)
+        if not detach:
+            click.echo("Press Ctrl-C to stop it.", err=True)
+
+    stopped = emulator.start(project.root, port, detach=detach, on_ready=ready)
+    if not detach:
+        click.echo(f"Stopped the AWS emulator (pid {stopped.pid}).", err=True)
+
+
+@local.command("stop")
+def stop() -> None:
+    """Stop the emulator started with `mlinfra local start` in this checkout.
+
+    Sends SIGTERM, then SIGKILL after 5 s. When none is running it says so and exits 0 (a stale record, its process
+    gone, is removed), so it is safe in scripts and cleanup steps.
+
+    \b
+    Examples:
+      mlinfra local stop
+    """
+    project = Project.find()
+    result = emulator.stop(project.root)
+    if result.emulator is None:
+        click.echo("No emulator running.")
+    elif result.was_running:
+        click.echo(f"Stopped the AWS emulator (pid {result.emulator.pid}) at {result.emulator.url}.")
+    else:
+        click.echo(f"No emulator running; removed the stale record of pid {result.emulator.pid}.")
+
+
+@local.command("status")
+@json_option
+def status(as_json: bool) -> None:
+    """Show whether the emulator started here is running and whether an emulator answers where local mode looks.
+
+    Local mode uses $AWS_ENDPOINT_URL, else the emulator recorded by `mlinfra local start`, else port 5000. Exits 0
+    either way. --json prints {"running", "url", "pid", "port", "started", "answers"}.
+
+    \b
+    Examples:
+      mlinfra local status
+      mlinfra local status --json | jq .answers
+    """
+    project = Project.find()
+    info = emulator.status(project.root)
+    if as_json:
+        emit_json(info)
+        return
+    if info["running"]:
+        click.echo(f"emulator  running (pid {info['pid']}, port {info['port']}, since {info['started']})")
+    else:
+        click.echo("emulator  not started here (start one with `mlinfra local start --detach`)")
+    click.echo(f"endpoint  {info['url']} ({'answers' if info['answers'] else 'no answer'})")
+
+
+@local.command("bootstrap")
+@stack_option
+@click.option("--all", "all_stacks", is_flag=True, help="Bootstrap every stack in stacks/.")
+@json_option
+def bootstrap(stack: str | None, all_stacks: bool, as_json: bool) -> None:
+    """Create in the emulator the keys, registry buckets, topics and package groups the stacks declare.
+
+    Names and settings come from the offline render of each stack (as `mlinfra preview` shows it), rendered with the
+    emulator's account id, so every command in local mode finds them. Idempotent: a second run reports everything
+    as existing. Endpoints, IAM, EC2, alarms and the rest are listed as skipped. Always runs against the emulator,
+    never AWS: exits 1 when no emulator answers. --json prints {"endpoint", "stages": [{"stage", "region",
+    "accountId", "counts", "created", "updated", "existing", "skipped"}]}.
+
+    \b
+    Examples:
+      mlinfra local bootstrap --all
+      mlinfra local bootstrap --stack dev
+      mlinfra local bootstrap --all --json | jq '.stages[].counts'
+    """
+    if all_stacks and stack:
+        raise click.UsageError("give --stack or --all, not both")
+    project = Project.find()
+    stages = project.stages() if all_stacks else [project.resolve_stack(stack)]
+    if not stages:
+        raise BadInputError(f"no stack files in {project.relative(project.stacks_dir)}/")
+    result = emulator.bootstrap(project, stages)
+    if as_json:
+        emit_json(result.to_json())
+        return
+    click.echo(f"Bootstrapped the AWS emulator at {result.endpoint}.")
+    for stage in result.stages:
+        counts = stage.counts()
+        click.echo(
+            f"{stage.stage} ({stage.region}, account {stage.account_id}): {counts['created']} created, "
+            f"{counts['updated']} updated, {counts['existing']} existing, {counts['skipped']} skipped"
+        )
+        rows = [(outcome, entry) for outcome in ("created", "updated", "existing") for entry in getattr(stage, outcome)]
+        width = max((len(entry["type"]) for _, entry in rows), default=0)
+        for outcome, entry in rows:
+            click.echo(f"  {outcome:<9} {entry['type']:<{width}}  {entry['name']}")
+        if stage.skipped:
+            kinds = Counter(entry["type"] for entry in stage.skipped)
+            click.echo("  skipped   " + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())))

@@ -1,0 +1,654 @@
+"""Moving immutable model versions between stages: register, promote, approve, rollback, history and status.
+
+Every action follows one protocol so that a failure at any step leaves the registry, the stage pointer, the audit
+trail and the stack file in agreement, and a re-run converges:
+
+1. Read and check everything (stack files, records, integrity, gates) — failures write nothing.
+2. Write what is content-addressed or create-only (artifact copy, model package, version record) — idempotent.
+3. Commit: move the stage pointer with If-Match (the pointer carries the audit record of its move). A lost race is
+   a conflict (exit 1); a dropped connection is resolved by re-reading the pointer.
+4. Under a per-stage lock held across the commit, pin the version in the stack file (atomic, local).
+5. Write the audit record (create-only). Until it is written, `history` shows the record the pointer carries, and
+   the next action on that model and stage writes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlinfra_infra import layout, naming
+
+from . import gates as gate_checks
+from .aws import StageAws, aws_errors, error_code
+from .errors import BadInputError, MlinfraError, RefusedError
+from .project import STATE_DIR, Project
+from .registry import ConflictError, MultipartSink, StageRegistry, Stored, now
+from .stackfile import Stage, load_stage
+
+ACTIONS = ("register", "promote", "approve", "rollback")
+
+
+@dataclass
+class Context:
+    """A project and the stages an action touches, loaded once, with their registries."""
+
+    project: Project
+    stages: dict[str, Stage]
+    registries: dict[str, StageRegistry]
+
+    @classmethod
+    def load(cls, project: Project, *names: str) -> Context:
+        """Load and validate the stack files first (bad input exits 2 before any AWS call)."""
+        stages = {name: load_stage(project, name) for name in names}
+        return cls(project, stages, {})
+
+    def registry(self, stage: str) -> StageRegistry:
+        """The registry of a loaded stage (its AWS session is created on first use)."""
+        if stage not in self.registries:
+            if stage not in self.stages:
+                self.stages[stage] = load_stage(self.project, stage)
+            self.registries[stage] = StageRegistry(StageAws(self.stages[stage].config, self.project.root))
+        return self.registries[stage]
+
+
+def require_model(stage: Stage, model: str) -> None:
+    """BadInputError unless `model` is declared in the stage's stack file."""
+    if model not in stage.config.models:
+        from mlinfra_infra.config import suggest
+
+        declared = sorted(stage.config.models)
+        raise BadInputError(
+            f"unknown model {model!r} in {stage.source}{suggest(model, declared)} "
+            f"(declared: {', '.join(declared) or 'none'}; declare it under mlinfra:models)"
+        )
+
+
+def actor(aws: StageAws) -> dict[str, str]:
+    """Who acts: the caller's AWS identity and the local user."""
+    return {"actor": aws.caller_arn, "user": getpass.getuser()}
+
+
+@contextlib.contextmanager
+def stage_lock(project: Project, stage: str) -> Iterator[None]:
+    """Serialise commits to one stage from this checkout, so the stack file follows the pointer's order."""
+    path = project.root / STATE_DIR / "locks" / f"{stage}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _same_request(record: dict[str, Any], request: dict[str, Any]) -> bool:
+    keys = ("action", "model", "stage", "version", "actor", "reason", "source")
+    return all(record.get(k) == request.get(k) for k in keys)
+
+
+def repair_audit(registry: StageRegistry, model: str, pointer: Stored | None) -> None:
+    """Write the audit record a pointer carries if an earlier run committed but failed before writing it."""
+    if pointer is not None and isinstance(pointer.data.get("record"), dict):
+        registry.write_audit(pointer.data["record"])
+
+
+def _pin_for(registry: StageRegistry, model: str, record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": record["version"],
+        "digest": record["digest"],
+        "image": record["image"],
+        "artifact": registry.artifact_uri(model, record["digest"]),
+    }
+
+
+def commit(
+    ctx: Context,
+    registry: StageRegistry,
+    model: str,
+    *,
+    record: dict[str, Any],
+    audit: dict[str, Any],
+    expected: Stored | None,
+    pin: bool,
+) -> None:
+    """Move the stage pointer (the commit), pin the stack file, write the audit record. See the module docstring."""
+    from .stackedit import pin_version
+
+    pointer = {
+        "model": model,
+        "stage": registry.stage,
+        "version": record["version"],
+        "digest": record["digest"],
+        "since": audit["time"],
+        "record": audit,
+    }
+    with stage_lock(ctx.project, registry.stage):
+        try:
+            registry.move_pointer(model, pointer, expected)
+        except ConflictError:
+            _resolve_uncertain(registry, model, audit, conflict=True)
+        except MlinfraError:
+            raise
+        except Exception:  # noqa: BLE001 - any transport failure: the pointer itself says whether the write landed
+            _resolve_uncertain(registry, model, audit, conflict=False)
+        if pin:
+            pin_version(ctx.project, registry.stage, model, _pin_for(registry, model, record))
+    registry.write_audit(audit)
+
+
+def _resolve_uncertain(registry: StageRegistry, model: str, audit: dict[str, Any], *, conflict: bool) -> None:
+    current = registry.pointer(model)
+    if current is not None and current.data.get("record", {}).get("id") == audit["id"]:
+        return  # our write landed
+    if not conflict:
+        raise MlinfraError(
+            f"moving {model}'s pointer in {registry.stage} failed; nothing was committed, re-run the command"
+        )
+    holder = current.data.get("record", {}) if current else {}
+    raise ConflictError(
+        f"conflict: {model} in {registry.stage} was moved to v{holder.get('version')} by "
+        f"{holder.get('actor', 'someone')} while this ran; nothing was changed here — check `mlinfra status` "
+        "and run the command again if it is still wanted"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# register
+
+
+def register(
+    project: Project,
+    path: Path,
+    model: str,
+    *,
+    framework: str | None,
+    framework_version: str | None,
+    image: str | None,
+    metrics_path: Path | None,
+    baseline_path: Path | None,
+    git_sha: str | None,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Register a model directory or model.tar.gz into the entry stage; returns the version record.
+
+    Same bytes registered again return the existing version. Numbers come from the entry stage's model package.
+    """
+    from . import images, inputs, packaging
+
+    any_stage = load_stage(project, project.stages()[0]) if project.stages() else None
+    if any_stage is None:
+        raise BadInputError(f"no stack files in {project.relative(project.stacks_dir)}/")
+    entry = any_stage.config.entry_stage
+    ctx = Context.load(project, entry)
+    stage = ctx.stages[entry]
+    require_model(stage, model)
+    # Bad input first: nothing is uploaded for a wrong path, framework or metrics file.
+    archive = packaging.is_archive(path)
+    metrics = inputs.read_metrics(metrics_path) if metrics_path else {}
+    baseline = inputs.read_baseline(baseline_path) if baseline_path else None
+    if image is None and (framework is None or framework_version is None):
+        raise BadInputError("give --framework and --framework-version (to resolve the inference image) or --image")
+    if image is not None:
+        from mlinfra_infra.config import Pin
+
+        _check_image(image, Pin)
+    if on_total is not None:
+        on_total(packaging.input_size(path))
+
+    registry = ctx.registry(entry)
+    with ThreadPoolExecutor(1) as pool:
+        # The SDK's image lookup is offline but slow to import: it runs while the artifact uploads.
+        image_future = (
+            pool.submit(images.resolve_image, framework, framework_version, stage.config.region)
+            if image is None and framework and framework_version
+            else None
+        )
+        packed, temp_key = _upload(registry, path, model, archive=archive, progress=progress)
+        resolved_image = image_future.result() if image_future else image
+    assert resolved_image is not None  # noqa: S101 - one of the two is required above
+
+    with aws_errors(f"registering {model} in {entry}"):
+        existing = registry.find_package(model, packed.digest)
+        if existing is not None:
+            record = registry.version(model, int(existing["ModelPackageVersion"]))
+            if record is not None:
+                registry.s3.delete_object(Bucket=registry.bucket, Key=temp_key)
+                return {**record, "existing": True}
+        registry.finalize_upload(temp_key, model, packed.digest)
+        artifact = registry.artifact_uri(model, packed.digest)
+        who = actor(registry.aws)
+        package = registry.create_package(
+            model,
+            packed.digest,
+            resolved_image,
+            artifact,
+            {"digest": packed.digest, "registeredBy": who["actor"], "stage": entry},
+        )
+        version = int(package["ModelPackageVersion"])
+        record = {
+            "model": model,
+            "version": version,
+            "digest": packed.digest,
+            "size": packed.size,
+            "framework": framework,
+            "frameworkVersion": framework_version,
+            "image": resolved_image,
+            "artifact": artifact,
+            "metrics": metrics,
+            "gitSha": git_sha,
+            "registeredBy": who["actor"],
+            "registeredByUser": who["user"],
+            "registeredAt": now(),
+            "stage": entry,
+            "packageArn": package["ModelPackageArn"],
+            "lineage": None,
+            "baseline": f"{layout.version_prefix(model, version)}baseline.json" if baseline else None,
+        }
+        if baseline is not None:
+            with contextlib.suppress(ConflictError):
+                registry.write(f"{layout.version_prefix(model, version)}baseline.json", baseline)
+        registry.write_version(record)
+        _move_entry_pointer(ctx, registry, model, record, who)
+    return record
+
+
+def _upload(
+    registry: StageRegistry, path: Path, model: str, *, archive: bool, progress: Callable[[int], None] | None
+) -> tuple[Any, str]:
+    """Stream the artifact (packed, or the archive as given) to a temporary key, hashing it on the way."""
+    from . import packaging
+
+    with aws_errors(f"uploading {model} to {registry.bucket}"):
+        temp_key = registry.temp_upload_key(model)
+        sink = MultipartSink(registry.s3, registry.bucket, temp_key, on_bytes=progress)
+        try:
+            packed = packaging.stream_archive(path, sink.write) if archive else packaging.pack(path, sink.write)
+            sink.close()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                sink.abort()
+            raise
+    return packed, temp_key
+
+
+def _check_image(image: str, pin_model: Any) -> None:
+    from pydantic import ValidationError
+
+    try:
+        pin_model.model_validate(
+            {"version": 1, "digest": "sha256:" + "0" * 64, "image": image, "artifact": "s3://bucket/key"}
+        )
+    except ValidationError:
+        raise BadInputError(
+            f"--image {image!r} is not an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)"
+        ) from None
+
+
+def _move_entry_pointer(
+    ctx: Context, registry: StageRegistry, model: str, record: dict[str, Any], who: dict[str, str]
+) -> None:
+    """The entry stage's pointer marks the latest registered version (the default for the next promotion)."""
+    for _ in range(5):
+        current = registry.pointer(model)
+        repair_audit(registry, model, current)
+        audit = {
+            "id": uuid.uuid4().hex,
+            "action": "register",
+            "model": model,
+            "stage": registry.stage,
+            "version": record["version"],
+            "previous": current.data.get("version") if current else None,
+            "digest": record["digest"],
+            "time": now(),
+            "reason": f"registered {record['digest'][:19]}",
+            "source": None,
+            "forced": False,
+            "gates": [],
+            **who,
+        }
+        try:
+            commit(ctx, registry, model, record=record, audit=audit, expected=current, pin=False)
+            return
+        except ConflictError:
+            continue  # another registration moved it; the latest one wins, try again on top of it
+    raise MlinfraError(f"{model} was registered as v{record['version']}, but the {registry.stage} pointer kept moving")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# promote / rollback
+
+
+@dataclass
+class Plan:
+    """A checked promotion or rollback, ready to commit."""
+
+    model: str
+    target: str
+    source: str
+    version: int
+    record: dict[str, Any]
+    gates: list[gate_checks.GateResult]
+    previous: int | None
+
+
+def promote(
+    project: Project,
+    model: str,
+    to: str,
+    *,
+    version: int | None,
+    source: str | None,
+    reason: str | None,
+    force: bool,
+) -> dict[str, Any]:
+    """Promote a version into stage `to`; returns {"model","stage","version","previous","digest"} (+ details)."""
+    if force and not reason:
+        raise BadInputError("--force skips the gates and needs --reason saying why")
+    project.require_stage(to)
+    ctx = Context.load(project, to)
+    target_stage = ctx.stages[to]
+    require_model(target_stage, model)
+    cfg = target_stage.config
+    if to == cfg.entry_stage:
+        raise BadInputError(f"{to} is the entry stage: versions enter it with `mlinfra register`, not promote")
+    model_cfg = cfg.models[model]
+    expected_source = model_cfg.gates.from_stage or cfg.previous_stage(to)
+    source = source or expected_source
+    if source is None or source == to:
+        raise BadInputError(f"cannot promote {model} into {to} from {source}")
+    project.require_stage(source)
+    source_stage = ctx.stages.setdefault(source, load_stage(project, source))
+    require_model(source_stage, model)
+
+    source_reg = ctx.registry(source)
+    with aws_errors(f"reading {model} in {source}"):
+        source_pointer = source_reg.pointer(model)
+        if version is None:
+            if source_pointer is None:
+                raise BadInputError(f"no version of {model} runs in {source} yet; give --version N")
+            version = int(source_pointer.data["version"])
+        record = source_reg.require_version(model, version)
+        source_reg.verify_artifact(model, record["digest"])
+
+    results: list[gate_checks.GateResult] = [
+        gate_checks.source_stage_gate(model_cfg.gates, cfg.previous_stage(to), source),
+    ]
+    with aws_errors(f"evaluating {to}'s gates"):
+        package = source_reg.package_of(model, record) if model_cfg.gates.require_approval else None
+        results.append(gate_checks.approval_gate(model_cfg.gates, package, source, version))
+        results += gate_checks.metric_gates(model_cfg.gates, record.get("metrics") or {})
+        results.append(gate_checks.source_alarm_gate(model_cfg.gates, source_reg, model))
+        results.append(gate_checks.soak_gate(model_cfg.gates, source_pointer, source, version))
+    failed = [r for r in results if not r.passed]
+    if failed and not force:
+        lines = "; ".join(f"{r.gate}: {r.reason}" for r in failed)
+        raise RefusedError(f"{model} v{version} may not enter {to} ({len(failed)} gate(s) failed): {lines}")
+
+    plan = Plan(model, to, source, version, record, results, None)
+    return _execute(ctx, plan, action="promote", reason=reason or "", forced=bool(failed) and force)
+
+
+def rollback(project: Project, model: str, stage: str, *, to: int | None, reason: str) -> dict[str, Any]:
+    """Return a stage to the version it ran before (or version `to`); integrity checked, metric gates skipped."""
+    project.require_stage(stage)
+    ctx = Context.load(project, stage)
+    require_model(ctx.stages[stage], model)
+    registry = ctx.registry(stage)
+    with aws_errors(f"reading {model} in {stage}"):
+        pointer = registry.pointer(model)
+        if pointer is None:
+            raise BadInputError(f"{model} has never run in {stage}; nothing to roll back")
+        current = int(pointer.data["version"])
+        if to is None:
+            to = _previous_version(registry, model, pointer, current)
+        if to == current:
+            raise BadInputError(f"{model} already runs v{to} in {stage}")
+        record = registry.require_version(model, to)
+        registry.verify_artifact(model, record["digest"])
+    results = [gate_checks.GateResult("metrics", True, "skipped for a rollback")]
+    plan = Plan(model, stage, stage, to, record, results, current)
+    return _execute(ctx, plan, action="rollback", reason=reason, forced=False)
+
+
+def _previous_version(registry: StageRegistry, model: str, pointer: Stored, current: int) -> int:
+    previous = pointer.data.get("record", {}).get("previous")
+    if isinstance(previous, int) and previous != current:
+        return previous
+    for record in sorted(registry.audit_records(model), key=lambda r: r["time"], reverse=True):
+        if record.get("action") in {"promote", "rollback"} and record.get("version") != current:
+            return int(record["version"])
+    raise BadInputError(f"{model} has run no other version in {registry.stage}; give --to N")
+
+
+def _execute(ctx: Context, plan: Plan, *, action: str, reason: str, forced: bool) -> dict[str, Any]:
+    model, record = plan.model, plan.record
+    target = ctx.registry(plan.target)
+    source = ctx.registry(plan.source)
+    who = actor(target.aws)
+    request = {
+        "action": action,
+        "model": model,
+        "stage": plan.target,
+        "version": plan.version,
+        "reason": reason,
+        "source": plan.source,
+        **who,
+    }
+    with aws_errors(f"{action} of {model} v{plan.version} into {plan.target}"):
+        current = target.pointer(model)
+        repair_audit(target, model, current)
+        if current is not None and _same_request(current.data.get("record", {}), request):
+            # A re-run of a promotion that committed: make sure the stack file and the audit trail caught up.
+            from .stackedit import pin_version
+
+            with stage_lock(ctx.project, plan.target):
+                pin_version(ctx.project, plan.target, model, _pin_for(target, model, record))
+            done = current.data["record"]
+            return _summary(done, target, model, record, already=True)
+
+        if plan.target != plan.source:
+            target.copy_artifact_from(source, model, record["digest"], int(record["size"]))
+            target.verify_artifact(model, record["digest"])
+            package = target.create_package(
+                model,
+                record["digest"],
+                record["image"],
+                target.artifact_uri(model, record["digest"]),
+                {
+                    "digest": record["digest"],
+                    "version": str(plan.version),
+                    "sourceStage": plan.source,
+                    "sourcePackageArn": str(record.get("packageArn")),
+                },
+            )
+            target_record = {
+                **record,
+                "stage": plan.target,
+                "artifact": target.artifact_uri(model, record["digest"]),
+                "packageArn": package["ModelPackageArn"],
+                "lineage": {
+                    "sourceStage": plan.source,
+                    "sourcePackageArn": record.get("packageArn"),
+                    "sourceArtifact": record.get("artifact"),
+                },
+            }
+            target.write_version(target_record)
+            record = target.require_version(model, plan.version)
+        audit = {
+            "id": uuid.uuid4().hex,
+            **request,
+            "previous": current.data.get("version") if current else None,
+            "digest": record["digest"],
+            "time": now(),
+            "forced": forced,
+            "gates": [g.to_json() for g in plan.gates],
+        }
+        commit(ctx, target, model, record=record, audit=audit, expected=current, pin=True)
+    return _summary(audit, target, model, record, already=False)
+
+
+def _summary(
+    audit: dict[str, Any], target: StageRegistry, model: str, record: dict[str, Any], *, already: bool
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "stage": target.stage,
+        "version": audit["version"],
+        "previous": audit.get("previous"),
+        "digest": record["digest"],
+        "artifact": target.artifact_uri(model, record["digest"]),
+        "action": audit["action"],
+        "forced": audit.get("forced", False),
+        "gates": audit.get("gates", []),
+        "alreadyDone": already,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# approve
+
+
+def approve(project: Project, model: str, version: int, stage: str, reason: str) -> dict[str, Any]:
+    """Approve version `version` for promotion into `stage`: its package in the preceding stage becomes Approved."""
+    project.require_stage(stage)
+    ctx = Context.load(project, stage)
+    cfg = ctx.stages[stage].config
+    require_model(ctx.stages[stage], model)
+    source = cfg.models[model].gates.from_stage or cfg.previous_stage(stage)
+    if source is None:
+        raise BadInputError(f"{stage} is the entry stage: nothing is promoted into it, so nothing to approve")
+    source_reg = ctx.registry(source)
+    target = ctx.registry(stage)
+    with aws_errors(f"approving {model} v{version} for {stage}"):
+        record = source_reg.require_version(model, version)
+        source_reg.approve_package(model, record, f"approved for {stage}: {reason}")
+        audit = {
+            "id": uuid.uuid4().hex,
+            "action": "approve",
+            "model": model,
+            "stage": stage,
+            "version": version,
+            "previous": None,
+            "digest": record["digest"],
+            "time": now(),
+            "reason": reason,
+            "source": source,
+            "forced": False,
+            "gates": [],
+            **actor(source_reg.aws),
+        }
+        target.write_audit(audit)
+    return {"model": model, "stage": stage, "version": version, "approvedIn": source, "actor": audit["actor"]}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# history and status
+
+
+def history(project: Project, model: str, stage: str | None) -> list[dict[str, Any]]:
+    """Audit records of `model` (in one stage, or every stage), newest first.
+
+    Includes a committed record whose audit write is still pending (it travels with the pointer).
+    """
+    names = [project.require_stage(stage)] if stage else project.stages()
+    ctx = Context.load(project, *names)
+    if not any(model in s.config.models for s in ctx.stages.values()):
+        require_model(ctx.stages[names[0]], model)
+    records: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if model not in ctx.stages[name].config.models:
+            continue
+        registry = ctx.registry(name)
+        with aws_errors(f"reading {model}'s audit trail in {name}"):
+            try:
+                found = registry.audit_records(model)
+                pointer = registry.pointer(model)
+            except MlinfraError:
+                if stage:
+                    raise
+                continue  # a stage not deployed (no bucket) has no history
+        for record in found:
+            records[record["id"]] = record
+        if pointer is not None and isinstance(pointer.data.get("record"), dict):
+            records.setdefault(pointer.data["record"]["id"], pointer.data["record"])
+    return sorted(records.values(), key=lambda r: r["time"], reverse=True)
+
+
+def live_version(aws: StageAws, endpoint: str) -> int | None:
+    """The version the live endpoint serves (from its model's MLINFRA_VERSION), None if there is no endpoint."""
+    sagemaker = aws.client("sagemaker")
+    try:
+        described = sagemaker.describe_endpoint(EndpointName=endpoint)
+        config = sagemaker.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+        model_name = config["ProductionVariants"][0]["ModelName"]
+        environment = sagemaker.describe_model(ModelName=model_name).get("PrimaryContainer", {}).get("Environment", {})
+    except Exception as exc:
+        if error_code(exc) in {"ValidationException", "ResourceNotFound"}:
+            return None
+        raise
+    value = environment.get("MLINFRA_VERSION")
+    return int(value) if value and str(value).isdigit() else None
+
+
+def status(project: Project, names: list[str]) -> list[dict[str, Any]]:
+    """Per model and stage: pinned (stack file), pointer (registry), live (endpoint), alarms, and what disagrees."""
+    ctx = Context.load(project, *names)
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        stage = ctx.stages[name]
+        cfg = stage.config
+        registry = ctx.registry(name)
+        for model, model_cfg in sorted(cfg.models.items()):
+            pinned = model_cfg.pinned.version if model_cfg.pinned else None
+            row: dict[str, Any] = {"model": model, "stage": name, "pinned": pinned, "pointer": None, "live": None}
+            notes: list[str] = []
+            with aws_errors(f"reading {model}'s state in {name}"):
+                try:
+                    pointer = registry.pointer(model)
+                except MlinfraError as exc:
+                    pointer = None
+                    notes.append(str(exc).split(":")[0])
+                row["pointer"] = pointer.data.get("version") if pointer else None
+                if pointer is not None and pointer.data.get("record"):
+                    audit_key = registry.audit_key(pointer.data["record"])
+                    if registry.read(audit_key) is None:
+                        notes.append("audit record pending: the next action on this model writes it")
+                row["live"] = live_version(registry.aws, naming.endpoint(cfg.project, name, model))
+                alarm_names = [naming.alarm(cfg.project, name, model, kind) for kind in naming.ALARM_KINDS]
+                alarms = registry.aws.client("cloudwatch").describe_alarms(AlarmNames=alarm_names)
+            row["alarms"] = {
+                a["AlarmName"]: a.get("StateValue")
+                for a in [*alarms.get("MetricAlarms", []), *alarms.get("CompositeAlarms", [])]
+            }
+            notes += _mismatches(row, entry=name == cfg.entry_stage)
+            row["notes"] = notes
+            rows.append(row)
+    return rows
+
+
+def _mismatches(row: dict[str, Any], *, entry: bool) -> list[str]:
+    notes = []
+    pinned, pointer, live = row["pinned"], row["pointer"], row["live"]
+    if not entry and pointer != pinned:
+        notes.append(f"pointer v{pointer}, pinned v{pinned}: stack file out of step (re-run the promotion)")
+    if pinned is not None and live != pinned:
+        notes.append(f"pinned v{pinned}, live {f'v{live}' if live else 'nothing'}: apply pending")
+    firing = [name for name, state in row.get("alarms", {}).items() if state == "ALARM"]
+    if firing:
+        notes.append(f"ALARM: {', '.join(firing)}")
+    return notes
+
+
+def default_actor() -> str:
+    """The local user name (for messages)."""
+    return os.environ.get("USER") or getpass.getuser()

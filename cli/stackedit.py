@@ -1,0 +1,245 @@
+"""Comment-preserving, validated, atomic edits of a stage's stack file: pinning the model version a stage runs.
+
+`mlinfra promote` ends by pinning the promoted version in `stacks/Pulumi.<stage>.yaml`. The edit goes through
+ruamel.yaml's round-trip mode, so comments, key order, quoting and indentation survive and the diff a reviewer sees
+is the pin alone; the result is validated with the same typed config the Pulumi program uses before a byte is
+written; and the file is replaced atomically (temp file in the same directory, fsync, `os.replace`), so an
+interrupted promotion leaves either the old file or the new one, never half of each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import stat
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import BadInputError
+from .project import Project
+
+if TYPE_CHECKING:
+    from mlinfra_infra.config import StackConfig
+
+MODELS_KEY = "mlinfra:models"
+PIN_KEY = "pinned"
+PIN_FIELDS = ("version", "digest", "image", "artifact")
+# Keys a stack file may hold at its top level (Pulumi's own); see stackfile.raw_config.
+# Indentation of the shipped stack files: mappings by 2, sequence dashes 2 in from their key, items 4 in.
+DEFAULT_INDENT = (2, 4, 2)
+
+
+def _yaml(indent: tuple[int, int, int]) -> Any:
+    """A round-trip YAML instance that writes back what it read: quotes kept, no line re-wrapping."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt", pure=True)
+    yaml.preserve_quotes = True
+    mapping, sequence, offset = indent
+    yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
+    yaml.width = 4096  # never fold a long value (image URIs, comments in flow collections) onto two lines
+    return yaml
+
+
+def _guess_indent(text: str) -> tuple[int, int, int]:
+    """The file's (mapping, sequence, offset) indentation, as ruamel's `indent()` takes it; shipped defaults if unsure.
+
+    Mapping indent: how far the first nested key sits in from its parent `key:` line. Sequence: where the first
+    block sequence's dash (offset) and its item (sequence) sit relative to the parent key.
+    """
+    mapping: int | None = None
+    sequence: int | None = None
+    offset: int | None = None
+    parent: int | None = None  # column of the previous line if it was a bare `key:` opening a block
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        column = len(line) - len(line.lstrip(" "))
+        if parent is not None:
+            if stripped.startswith("- ") and column >= parent and sequence is None:
+                offset = column - parent
+                item = line[column + 1 :]
+                sequence = column + 1 + len(item) - len(item.lstrip(" ")) - parent
+            elif not stripped.startswith("- ") and column > parent and mapping is None:
+                mapping = column - parent
+        parent = column if stripped.endswith(":") and not stripped.startswith("- ") else None
+        if mapping is not None and sequence is not None:
+            break
+    if mapping is None and sequence is None:
+        return DEFAULT_INDENT
+    mapping = mapping or DEFAULT_INDENT[0]
+    if sequence is None or offset is None:
+        return mapping, mapping + DEFAULT_INDENT[2], DEFAULT_INDENT[2]
+    return mapping, sequence, offset
+
+
+def _invalid_yaml(source: str, exc: Exception) -> BadInputError:
+    """The one-line error for a stack file that is not YAML (same shape as project.read_yaml's)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" line {mark.line + 1}:" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return BadInputError(f"{source}:{where} invalid YAML: {problem} (fix the file by hand, then re-run)")
+
+
+def _mapping(parent: Any, key: str, source: str, where: str) -> Any:
+    """`parent[key]` as a block-style round-trip mapping, created if absent or null; BadInputError if not a mapping."""
+    from ruamel.yaml.comments import CommentedMap
+
+    value = parent.get(key)
+    if value is None:
+        value = CommentedMap()
+        parent[key] = value
+    elif not isinstance(value, CommentedMap):
+        kind = "a list" if isinstance(value, list) else repr(value)
+        raise BadInputError(f"{source}: {where}: must be a mapping, not {kind}; fix it by hand")
+    # `churn: {}` is a flow mapping; once it holds a pin it reads better (and diffs better) as a block.
+    value.fa.set_block_style()
+    return value
+
+
+def _kind(value: Any) -> type:
+    """The YAML kind of a scalar (a quoted string read back is still a str; True is not 1)."""
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind
+    return type(value)
+
+
+def _same_pin(current: Any, wanted: Mapping[str, Any]) -> bool:
+    """Whether the pin in the file already is `wanted`, kinds included (version 3 is not "3")."""
+    if not isinstance(current, Mapping) or set(current) != set(wanted):
+        return False
+    return all(_kind(current[k]) is _kind(wanted[k]) and current[k] == wanted[k] for k in wanted)
+
+
+def _set_pin(entry: Any, pin: Mapping[str, Any]) -> None:
+    """Write `pin` into the model's mapping; an existing `pinned` block is updated in place, keeping its comments."""
+    from ruamel.yaml.comments import CommentedMap
+
+    current = entry.get(PIN_KEY)
+    if not isinstance(current, CommentedMap):
+        current = CommentedMap()
+        entry[PIN_KEY] = current
+    for key in [k for k in current if k not in pin]:
+        del current[key]
+    for key in (*[k for k in PIN_FIELDS if k in pin], *[k for k in pin if k not in PIN_FIELDS]):
+        current[key] = pin[key]
+
+
+def _dump(yaml: Any, document: Any, prefix: str) -> str:
+    stream = io.StringIO()
+    yaml.dump(document, stream)
+    return prefix + stream.getvalue()
+
+
+def _validate(project: Project, stage: str, source: str, text: str) -> StackConfig:
+    """Validate the text about to be written exactly as `load_stage` will read it back."""
+    from ruamel.yaml import YAML
+
+    from .stackfile import raw_config_of, validate
+
+    data = YAML(typ="safe", pure=True).load(text)
+    try:
+        return validate(project, stage, raw_config_of(project, data, source), source)
+    except BadInputError as exc:
+        raise BadInputError(f"{exc}; nothing was written") from None
+
+
+def _write_atomically(path: Path, text: str, newline: str) -> None:
+    """Replace `path` by `text`: temp file beside it, fsync, `os.replace`; the file's mode and line endings are kept."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.chmod(mode)
+        tmp.replace(path)  # atomic (os.replace): readers see the old file or the new one
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    # Make the rename itself durable; not every platform can open a directory.
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def pin_version(project: Project, stage: str, model: str, pin: Mapping[str, Any]) -> bool:
+    """Pin `model`'s version in `stacks/Pulumi.<stage>.yaml`; True if the file changed, False if already pinned.
+
+    `pin` holds version, digest, image and artifact. `mlinfra:models.<model>` is created if missing; the model's
+    other settings and every comment are kept. The resulting stack is validated before anything is written, and the
+    file is replaced atomically. Raises BadInputError (naming the file and key) for an unknown stage, a file that is
+    not valid YAML, or a pin or stack that does not validate; the file is then left untouched.
+    """
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.error import YAMLError
+
+    path = project.stage_file(project.require_stage(stage))
+    source = project.relative(path)
+    try:
+        raw = path.read_bytes()
+        original = raw.decode("utf-8").replace("\r\n", "\n")
+    except OSError as exc:
+        raise BadInputError(f"{source}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{source}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    newline = "\r\n" if b"\r\n" in raw else "\n"
+    yaml = _yaml(_guess_indent(original))
+    try:
+        document = yaml.load(original)
+    except YAMLError as exc:
+        raise _invalid_yaml(source, exc) from None
+    prefix = ""
+    if document is None:
+        # Nothing but comments (or nothing at all): keep them above the new config block.
+        prefix = original if not original or original.endswith("\n") else original + "\n"
+        document = CommentedMap()
+    if not isinstance(document, CommentedMap):
+        raise BadInputError(f"{source}: must be a mapping with a `config:` block")
+
+    models = _mapping(_mapping(document, "config", source, "config"), MODELS_KEY, source, MODELS_KEY)
+    entry = _mapping(models, model, source, f"{MODELS_KEY}.{model}")
+    before = _plain(entry.get(PIN_KEY))
+    _set_pin(entry, pin)
+    pinned = _validate(project, stage, source, _dump(yaml, document, prefix)).models[model].pinned
+    if pinned is None:  # pragma: no cover - a `pinned` block was just written and validated
+        raise BadInputError(f"{source}: {MODELS_KEY}.{model}.{PIN_KEY}: not set; file not changed")
+    canonical = pinned.model_dump(by_alias=True)
+    if _same_pin(before, canonical):
+        return False  # already pinned: leave the file (and its mtime) alone
+    if not _same_pin(_plain(pin), canonical):
+        _set_pin(entry, canonical)  # write validated values in their canonical types: version "3" becomes 3
+    text = _dump(yaml, document, prefix)
+    if text == original:
+        return False
+    _write_atomically(path, text, newline)
+    return True
+
+
+def _plain(value: Any) -> Any:
+    """A snapshot of a mapping as a plain dict (the round-trip document is edited in place afterwards)."""
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def read_pin(project: Project, stage: str, model: str) -> dict[str, Any] | None:
+    """The version pinned for `model` in `stage` (version, digest, image, artifact), or None if none is pinned.
+
+    None also when the stage does not declare the model. The stack is read and validated like `load_stage`, so an
+    invalid stack file raises BadInputError naming the file and key.
+    """
+    from .stackfile import load_stage
+
+    settings = load_stage(project, stage).config.models.get(model)
+    if settings is None or settings.pinned is None:
+        return None
+    return settings.pinned.model_dump(by_alias=True)

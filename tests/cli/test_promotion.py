@@ -1,0 +1,333 @@
+"""register / promote / approve / rollback / history / status against the AWS emulator over HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from click.testing import Result
+from ruamel.yaml import YAML
+
+from mlinfra.project import Project
+from mlinfra.registry import checksum_of
+from mlinfra.stackedit import read_pin
+from mlinfra_infra import layout, naming
+from tests.cli.conftest import snapshot
+
+Run = Callable[..., Result]
+IMAGE = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+ACCOUNT = "123456789012"
+
+
+def bucket(stage: str) -> str:
+    return naming.registry_bucket("mlinfra", stage, "eu-west-1", ACCOUNT)
+
+
+def ok(result: Result) -> Any:
+    assert result.exit_code == 0, f"exit {result.exit_code}: {result.stderr}"
+    return json.loads(result.stdout) if result.stdout.strip().startswith(("{", "[")) else result.stdout
+
+
+def make_model(root: Path, content: str = "weights-1") -> Path:
+    model = root / "model"
+    model.mkdir(parents=True, exist_ok=True)
+    (model / "model.bin").write_text(content)
+    (model / "inference.py").write_text("def predict(x):\n    return x\n")
+    return model
+
+
+@pytest.fixture
+def platform(project_dir: Path, aws_env: str, run: Run) -> Path:
+    """The shipped stacks, bootstrapped in a fresh emulator."""
+    ok(run("local", "bootstrap", "--all", "--json"))
+    return project_dir
+
+
+def register(run: Run, root: Path, content: str = "weights-1", *extra: str) -> dict[str, Any]:
+    model = make_model(root / f"src-{content}", content) if content else root
+    metrics = root / "metrics.json"
+    metrics.write_text(json.dumps({"auc": 0.91, "f1": 0.8}))
+    return ok(run("register", str(model), "--model", "churn", "--image", IMAGE, "--metrics", str(metrics),
+                  "--git-sha", "abc123", "--json", *extra))  # fmt: skip
+
+
+def s3() -> Any:
+    return boto3.client("s3", region_name="eu-west-1")
+
+
+def read_json(stage: str, key: str) -> dict[str, Any]:
+    return json.loads(s3().get_object(Bucket=bucket(stage), Key=key)["Body"].read())
+
+
+def set_since(stage: str, model: str, hours_ago: float) -> None:
+    """Pretend the stage has run its version for `hours_ago` hours (the soak gate reads the pointer's `since`)."""
+    pointer = read_json(stage, layout.stage_key(model))
+    pointer["since"] = (datetime.now(UTC) - timedelta(hours=hours_ago)).isoformat().replace("+00:00", "Z")
+    s3().put_object(Bucket=bucket(stage), Key=layout.stage_key(model), Body=json.dumps(pointer).encode())
+
+
+# --- register --------------------------------------------------------------------------------------------------
+
+
+def test_register_uploads_records_and_numbers_by_package_version(platform: Path, run: Run, tmp_path: Path) -> None:
+    out = register(run, tmp_path)
+    assert set(out) == {"model", "version", "digest", "artifact", "image"}
+    assert out["version"] == 1
+    assert out["artifact"] == f"s3://{bucket('sandbox')}/{layout.artifact_key('churn', out['digest'])}"
+    attributes = s3().get_object_attributes(
+        Bucket=bucket("sandbox"), Key=layout.artifact_key("churn", out["digest"]), ObjectAttributes=["Checksum"]
+    )
+    assert attributes["Checksum"]["ChecksumSHA256"] == checksum_of(out["digest"])
+    record = read_json("sandbox", layout.version_key("churn", 1))
+    assert record["metrics"] == {"auc": 0.91, "f1": 0.8}
+    assert record["gitSha"] == "abc123"
+    assert record["registeredBy"].startswith("arn:aws:")
+    package = boto3.client("sagemaker", region_name="eu-west-1").describe_model_package(
+        ModelPackageName=record["packageArn"]
+    )
+    assert package["ModelPackageVersion"] == 1
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    keys = [o["Key"] for o in s3().list_objects_v2(Bucket=bucket("sandbox"))["Contents"]]
+    assert not [k for k in keys if k.startswith("uploads/")], "the temporary upload is removed"
+
+
+def test_same_bytes_twice_return_the_existing_version(platform: Path, run: Run, tmp_path: Path) -> None:
+    first = register(run, tmp_path)
+    again = register(run, tmp_path)
+    assert again == first
+    other = register(run, tmp_path, "weights-2")
+    assert other["version"] == 2
+    assert other["digest"] != first["digest"]
+
+
+def test_register_unknown_model_and_bad_metrics_write_nothing(platform: Path, run: Run, tmp_path: Path) -> None:
+    model = make_model(tmp_path)
+    before = s3().list_objects_v2(Bucket=bucket("sandbox")).get("KeyCount")
+    result = run("register", str(model), "--model", "chrun", "--image", IMAGE)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "error: unknown model 'chrun' in stacks/Pulumi.sandbox.yaml (did you mean 'churn'?)"
+    )
+    (tmp_path / "m.json").write_text("{not json")
+    result = run("register", str(model), "--model", "churn", "--image", IMAGE, "--metrics", str(tmp_path / "m.json"))
+    assert result.exit_code == 2
+    assert "not valid JSON" in result.stderr and result.stderr.count("\n") == 1
+    result = run("register", str(model), "--model", "churn")
+    assert result.exit_code == 2
+    assert "--framework and --framework-version" in result.stderr
+    assert s3().list_objects_v2(Bucket=bucket("sandbox")).get("KeyCount") == before
+
+
+@pytest.mark.parametrize("kind", ["absolute", "dotdot", "symlink", "device"])
+def test_malicious_archive_is_refused_and_nothing_is_stored(
+    platform: Path, run: Run, tmp_path: Path, kind: str
+) -> None:
+    import io
+    import tarfile
+
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo({"absolute": "/etc/evil", "dotdot": "../evil"}.get(kind, "evil"))
+        if kind == "symlink":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        elif kind == "device":
+            info.type = tarfile.CHRTYPE
+        data = b"x" if kind in {"absolute", "dotdot"} else b""
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    result = run("register", str(archive), "--model", "churn", "--image", IMAGE)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith(f"error: {archive}")
+    assert result.stderr.count("\n") == 1
+    contents = s3().list_objects_v2(Bucket=bucket("sandbox")).get("Contents", [])
+    assert not contents, f"nothing stored, found {[c['Key'] for c in contents]}"
+    assert not s3().list_multipart_uploads(Bucket=bucket("sandbox")).get("Uploads")
+
+
+def test_register_a_tarball(platform: Path, run: Run, tmp_path: Path) -> None:
+    from mlinfra.packaging import pack
+
+    archive = tmp_path / "model.tar.gz"
+    with archive.open("wb") as handle:
+        packed = pack(make_model(tmp_path), handle.write)
+    out = ok(run("register", str(archive), "--model", "churn", "--image", IMAGE, "--json"))
+    assert out["digest"] == packed.digest
+    # The directory it came from gives the same digest, hence the same version.
+    assert ok(run("register", str(tmp_path / "model"), "-m", "churn", "--image", IMAGE, "--json"))["version"] == 1
+
+
+# --- promote ---------------------------------------------------------------------------------------------------
+
+
+def test_promote_copies_registers_moves_pins_and_audits(platform: Path, run: Run, tmp_path: Path) -> None:
+    reg = register(run, tmp_path)
+    out = ok(run("promote", "churn", "--to", "dev", "--reason", "first", "--json"))
+    assert out == {"model": "churn", "stage": "dev", "version": 1, "previous": None, "digest": reg["digest"]}
+    key = layout.artifact_key("churn", reg["digest"])
+    attributes = s3().get_object_attributes(Bucket=bucket("dev"), Key=key, ObjectAttributes=["Checksum"])
+    assert attributes["Checksum"]["ChecksumSHA256"] == checksum_of(reg["digest"])
+    pin = read_pin(Project(platform), "dev", "churn")
+    assert pin == {"version": 1, "digest": reg["digest"], "image": IMAGE, "artifact": f"s3://{bucket('dev')}/{key}"}
+    assert read_json("dev", layout.stage_key("churn"))["version"] == 1
+    record = read_json("dev", layout.version_key("churn", 1))
+    assert record["lineage"]["sourceStage"] == "sandbox"
+    assert record["packageArn"].startswith(f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:model-package/mlinfra-dev-churn/")
+    history = ok(run("history", "churn", "--json"))
+    assert [(h["action"], h["stage"], h["version"]) for h in history] == [
+        ("promote", "dev", 1),
+        ("register", "sandbox", 1),
+    ]
+    assert {"action", "model", "stage", "version", "actor", "time", "reason"} <= set(history[0])
+    assert history[0]["reason"] == "first"
+    # The stack file still renders, now with the endpoint.
+    preview = ok(run("preview", "--stack", "dev", "--json"))
+    assert [r["inputs"]["name"] for r in preview["resources"] if r["type"] == "aws:sagemaker/endpoint:Endpoint"] == [
+        "mlinfra-dev-churn"
+    ]
+
+
+def test_promote_again_is_idempotent_and_default_follows_the_previous_stage(
+    platform: Path, run: Run, tmp_path: Path
+) -> None:
+    register(run, tmp_path)
+    ok(run("promote", "churn", "--to", "dev", "--reason", "r"))
+    again = ok(run("promote", "churn", "--to", "dev", "--reason", "r", "--json"))
+    assert again["version"] == 1
+    assert len([h for h in ok(run("history", "churn", "--stage", "dev", "--json")) if h["action"] == "promote"]) == 1
+    register(run, tmp_path, "weights-2")
+    moved = ok(run("promote", "churn", "--to", "dev", "--json"))
+    assert (moved["version"], moved["previous"]) == (2, 1)
+
+
+def test_skipping_a_stage_is_refused_unless_forced_with_a_reason(platform: Path, run: Run, tmp_path: Path) -> None:
+    register(run, tmp_path)
+    before = snapshot(platform)
+    result = run("promote", "churn", "--to", "staging", "--from", "sandbox")
+    assert result.exit_code == 3
+    assert "source-stage: promotes from sandbox, but this stage requires dev" in result.stderr
+    assert snapshot(platform) == before
+    result = run("promote", "churn", "--to", "staging", "--from", "sandbox", "--force")
+    assert result.exit_code == 2
+    assert result.stderr == "error: --force skips the gates and needs --reason saying why\n"
+    forced = ok(run("promote", "churn", "--to", "staging", "--from", "sandbox", "--force", "--reason", "hotfix"))
+    assert "skipped with --force" in forced
+    record = ok(run("history", "churn", "--stage", "staging", "--json"))[0]
+    assert record["forced"] is True and record["reason"] == "hotfix"
+
+
+def test_prod_gates_list_every_failure_then_pass(platform: Path, run: Run, tmp_path: Path) -> None:
+    register(run, tmp_path)
+    ok(run("promote", "churn", "--to", "dev"))
+    ok(run("promote", "churn", "--to", "staging"))
+    result = run("promote", "churn", "--to", "prod")
+    assert result.exit_code == 3
+    assert "2 gate(s) failed" in result.stderr
+    assert "approval: v1 is PendingManualApproval in staging; run `mlinfra approve`" in result.stderr
+    assert "soak: v1 has run 0.0 h in staging; 24 h required" in result.stderr
+    approved = ok(run("approve", "churn", "--version", "1", "--stage", "prod", "--reason", "card reviewed", "--json"))
+    assert approved["approvedIn"] == "staging"
+    set_since("staging", "churn", 25)
+    out = ok(run("promote", "churn", "--to", "prod", "--json"))
+    assert out["version"] == 1
+    actions = [h["action"] for h in ok(run("history", "churn", "--stage", "prod", "--json"))]
+    assert actions == ["promote", "approve"]
+
+
+def test_metric_threshold_gate(platform: Path, run: Run, tmp_path: Path) -> None:
+    path = platform / "stacks" / "Pulumi.dev.yaml"
+    yaml = YAML()
+    data = yaml.load(path.read_text())
+    data["config"]["mlinfra:modelDefaults"]["gates"]["metrics"] = {"auc": {"min": 0.95}, "latency": {"max": 10}}
+    with path.open("w") as handle:
+        yaml.dump(data, handle)
+    register(run, tmp_path)
+    result = run("promote", "churn", "--to", "dev")
+    assert result.exit_code == 3
+    assert "metric:auc: auc = 0.91 is below the minimum 0.95" in result.stderr
+    assert "metric:latency: latency was not registered with this version" in result.stderr
+
+
+def test_source_alarm_in_alarm_blocks(platform: Path, run: Run, tmp_path: Path) -> None:
+    register(run, tmp_path)
+    ok(run("promote", "churn", "--to", "dev"))
+    cloudwatch = boto3.client("cloudwatch", region_name="eu-west-1")
+    name = naming.alarm("mlinfra", "dev", "churn", naming.ALARM_5XX)
+    cloudwatch.put_metric_alarm(AlarmName=name, MetricName="Invocation5XXErrors", Namespace="AWS/SageMaker",
+                                Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1,
+                                ComparisonOperator="GreaterThanThreshold")  # fmt: skip
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test")
+    result = run("promote", "churn", "--to", "staging")
+    assert result.exit_code == 3
+    assert f"source-alarms: in ALARM in dev: {name}" in result.stderr
+
+
+def test_digest_mismatch_is_caught_without_download(platform: Path, run: Run, tmp_path: Path) -> None:
+    reg = register(run, tmp_path)
+    ok(run("promote", "churn", "--to", "dev"))
+    key = layout.artifact_key("churn", reg["digest"])
+    s3().put_object(Bucket=bucket("dev"), Key=key, Body=b"tampered", ChecksumAlgorithm="SHA256")
+    before = snapshot(platform)
+    result = run("promote", "churn", "--to", "staging")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: digest mismatch: s3://{bucket('dev')}/{key} no longer matches")
+    assert snapshot(platform) == before
+
+
+def test_unknown_stage_model_version(platform: Path, run: Run, tmp_path: Path) -> None:
+    register(run, tmp_path)
+    assert run("promote", "churn", "--to", "qa").stderr.startswith("error: unknown stage 'qa'")
+    result = run("promote", "fraud", "--to", "dev")
+    assert result.exit_code == 2 and "unknown model 'fraud'" in result.stderr
+    result = run("promote", "churn", "--to", "dev", "--version", "9")
+    assert result.exit_code == 2
+    assert result.stderr == "error: churn v9 is not in sandbox's registry (versions there: v1)\n"
+    result = run("promote", "churn", "--to", "sandbox")
+    assert result.exit_code == 2 and "entry stage" in result.stderr
+
+
+def test_invalid_stack_yaml_refused_before_any_aws_call(platform: Path, run: Run, tmp_path: Path) -> None:
+    register(run, tmp_path)
+    (platform / "stacks" / "Pulumi.dev.yaml").write_text("config:\n  mlinfra:models: {churn: [\n")
+    before = snapshot(platform)
+    result = run("promote", "churn", "--to", "dev")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: stacks/Pulumi.dev.yaml: line 3: invalid YAML")
+    assert snapshot(platform) == before
+    assert "Contents" not in s3().list_objects_v2(Bucket=bucket("dev"))
+
+
+# --- rollback, status ------------------------------------------------------------------------------------------
+
+
+def test_rollback_returns_to_the_previous_version(platform: Path, run: Run, tmp_path: Path) -> None:
+    register(run, tmp_path)
+    ok(run("promote", "churn", "--to", "dev"))
+    register(run, tmp_path, "weights-2")
+    ok(run("promote", "churn", "--to", "dev"))
+    out = ok(run("rollback", "churn", "--stage", "dev", "--reason", "latency", "--json"))
+    assert (out["version"], out["previous"]) == (1, 2)
+    assert read_pin(Project(platform), "dev", "churn")["version"] == 1
+    assert ok(run("history", "churn", "--stage", "dev", "--json"))[0]["action"] == "rollback"
+    result = run("rollback", "churn", "--stage", "dev", "--to", "7", "--reason", "x")
+    assert result.exit_code == 2
+    assert "churn v7 is not in dev's registry" in result.stderr
+
+
+def test_status_compares_pinned_pointer_and_live(platform: Path, run: Run, tmp_path: Path) -> None:
+    register(run, tmp_path)
+    ok(run("promote", "churn", "--to", "dev"))
+    rows = ok(run("status", "--all", "--json"))
+    dev = next(r for r in rows if r["stage"] == "dev")
+    assert {k: dev[k] for k in ("model", "stage", "pinned", "pointer", "live")} == {
+        "model": "churn", "stage": "dev", "pinned": 1, "pointer": 1, "live": None,
+    }  # fmt: skip
+    assert "pinned v1, live nothing: apply pending" in dev["notes"]
+    sandbox = next(r for r in rows if r["stage"] == "sandbox")
+    assert sandbox["pointer"] == 1 and sandbox["pinned"] is None
+    table = ok(run("status", "--stack", "dev"))
+    assert "apply pending" in table
