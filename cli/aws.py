@@ -16,7 +16,7 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,11 +83,22 @@ def enter_local_mode(root: Path | None) -> str:
     return url
 
 
+@cache
+def _shared_loader() -> Any:
+    """One botocore data loader for every session: service models are parsed once per process, not per stage."""
+    from botocore.loaders import create_loader
+
+    return create_loader()
+
+
 def new_session(region: str, credentials: Mapping[str, Any] | None = None) -> boto3.Session:
     """A boto3 session in `region` (optionally with temporary credentials), with SESSION_HOOKS applied."""
     import boto3
+    import botocore.session
 
-    kwargs: dict[str, Any] = {"region_name": region}
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _shared_loader())
+    kwargs: dict[str, Any] = {"region_name": region, "botocore_session": core}
     if credentials is not None:
         kwargs.update(
             aws_access_key_id=credentials["AccessKeyId"],

@@ -19,12 +19,12 @@ COMMANDS = {
     "preview": "mlinfra.commands.preview:preview",
     "up": "mlinfra.commands.deploy:up",
     "destroy": "mlinfra.commands.deploy:destroy",
-    "register": "mlinfra.commands.models:register",
-    "promote": "mlinfra.commands.models:promote",
-    "approve": "mlinfra.commands.models:approve",
-    "rollback": "mlinfra.commands.models:rollback",
-    "history": "mlinfra.commands.models:history",
-    "status": "mlinfra.commands.models:status",
+    "register": "mlinfra.commands.register:register",
+    "promote": "mlinfra.commands.promotion:promote",
+    "approve": "mlinfra.commands.promotion:approve",
+    "rollback": "mlinfra.commands.promotion:rollback",
+    "history": "mlinfra.commands.status:history",
+    "status": "mlinfra.commands.status:status",
     "local": "mlinfra.commands.local:local",
 }
 

@@ -72,6 +72,14 @@ class RenderedStack:
         return {"stack": self.stack, "resources": [r.to_json() for r in self.resources]}
 
 
+def short_type(type_token: str) -> str:
+    """`aws:s3/bucket:Bucket` -> `s3:Bucket`; component tokens stay whole."""
+    parts = type_token.split(":")
+    if len(parts) == 3 and "/" in parts[1]:
+        return f"{parts[1].split('/')[0]}:{parts[2]}"
+    return type_token
+
+
 def _clean(value: Any) -> Any:
     """Mask secrets and turn the wire format's doubles back into the integers they were."""
     if isinstance(value, Mapping):

@@ -6,7 +6,8 @@ from collections import Counter
 
 import click
 
-from mlinfra import local as emulator
+from mlinfra import bootstrap as local_bootstrap
+from mlinfra import emulator
 from mlinfra.aws import DEFAULT_LOCAL_PORT, ENDPOINT_ENV, LOCAL_ENV
 from mlinfra.errors import BadInputError
 from mlinfra.options import emit_json, json_option, stack_option
@@ -143,7 +144,7 @@ def bootstrap(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     stages = project.stages() if all_stacks else [project.resolve_stack(stack)]
     if not stages:
         raise BadInputError(f"no stack files in {project.relative(project.stacks_dir)}/")
-    result = emulator.bootstrap(project, stages)
+    result = local_bootstrap.bootstrap(project, stages)
     if as_json:
         emit_json(result.to_json())
         return

@@ -69,17 +69,11 @@ def key_properties(type_token: str, inputs: dict[str, Any]) -> list[tuple[str, A
     return [(name, value) for name, value in found if value is not None]
 
 
-def short_type(type_token: str) -> str:
-    """`aws:s3/bucket:Bucket` -> `s3:Bucket`; component tokens stay whole."""
-    parts = type_token.split(":")
-    if len(parts) == 3 and "/" in parts[1]:
-        return f"{parts[1].split('/')[0]}:{parts[2]}"
-    return type_token
-
-
 def _print_tree(rendered: Any) -> None:
     from rich.markup import escape
     from rich.tree import Tree
+
+    from mlinfra.render import short_type
 
     root = Tree(f"[bold]stack {rendered.stack}[/bold]  ({len(rendered.resources)} resources)")
     nodes: dict[str | None, Tree] = {None: root}

@@ -17,7 +17,7 @@ import boto3
 import pytest
 from click.testing import Result
 
-from mlinfra import local
+from mlinfra import emulator as local
 from mlinfra.aws import emulator_answers
 from mlinfra.project import Project
 from mlinfra.render import RenderedStack, render

@@ -1,0 +1,115 @@
+"""`mlinfra promote | approve | rollback`: moving a model version between stages, with gates and an audit trail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from mlinfra.options import emit_json, json_option
+from mlinfra.project import Project
+
+
+@click.command()
+@click.argument("model")
+@click.option("--to", "to", required=True, metavar="STAGE", help="Stage to promote into.")
+@click.option("--version", "version", type=click.IntRange(min=1), help="Version; default: what the source stage runs.")
+@click.option("--from", "source", metavar="STAGE", help="Promote from this stage instead of the preceding one.")
+@click.option("--reason", help="Why; recorded in the audit trail (required with --force).")
+@click.option("--force", is_flag=True, help="Skip the gates (needs --reason; the audit record says so).")
+@click.option("--apply", "apply_now", is_flag=True, help="Run `pulumi up` for the stage right after.")
+@json_option
+def promote(
+    model: str,
+    to: str,
+    version: int | None,
+    source: str | None,
+    reason: str | None,
+    force: bool,
+    apply_now: bool,
+    as_json: bool,
+) -> None:
+    """Promote MODEL into a stage: verify, gate, copy, record, pin.
+
+    Verifies the artifact's digest (S3 checksum, nothing downloaded); evaluates the stage's gates (source stage,
+    approval, metric thresholds, no source alarm firing, soak time), listing every failing gate (exit 3); copies the
+    artifact server-side into the stage's registry; registers its model package with lineage; moves the stage
+    pointer (If-Match; a concurrent promotion makes this one exit 1 with "conflict"); pins the version in
+    stacks/Pulumi.<STAGE>.yaml; writes the audit record. Re-running a promotion that failed converges.
+
+    \b
+    Examples:
+      mlinfra promote churn --to dev
+      mlinfra promote churn --to prod --version 7 --reason "Q3 retrain" --apply
+      mlinfra promote churn --to staging --force --reason "hotfix, soak waived by CTO" --json
+    """
+    from mlinfra import promotion
+
+    project = Project.find()
+    result = promotion.promote(project, model, to, version=version, source=source, reason=reason, force=force)
+    _report(result, as_json, project)
+    if apply_now:
+        from mlinfra.commands.deploy import run_up
+
+        run_up(project, to, yes=True)
+
+
+def _report(result: dict[str, Any], as_json: bool, project: Project) -> None:
+    if as_json:
+        emit_json({k: result[k] for k in ("model", "stage", "version", "previous", "digest")})
+        return
+    model, stage = result["model"], result["stage"]
+    previous = f"v{result['previous']}" if result["previous"] else "nothing"
+    done = " (already done; caught up)" if result["alreadyDone"] else ""
+    click.echo(f"{model}: {stage} now runs v{result['version']} (was {previous}){done}")
+    if result.get("forced"):
+        click.echo("  gates were skipped with --force; the audit record says so")
+    click.echo(f"  pinned in {project.relative(project.stage_file(stage))}")
+    click.echo(f"Next: commit the stack file; CI applies it on merge (or `mlinfra up --stack {stage}`).")
+
+
+@click.command()
+@click.argument("model")
+@click.option("--version", "version", type=click.IntRange(min=1), required=True, help="Version to approve.")
+@click.option("--stage", "stage", required=True, metavar="STAGE", help="Stage the version is approved to enter.")
+@click.option("--reason", required=True, help="Why; recorded with the approver's identity.")
+@json_option
+def approve(model: str, version: int, stage: str, reason: str, as_json: bool) -> None:
+    """Approve version N of MODEL for promotion into STAGE.
+
+    Marks the version's model package in the preceding stage Approved (SageMaker's approval status, which the
+    target stage's approval gate reads) and writes an audit record naming who approved.
+
+    \b
+    Examples:
+      mlinfra approve churn --version 7 --stage prod --reason "reviewed model card and drift report"
+    """
+    from mlinfra import promotion
+
+    result = promotion.approve(Project.find(), model, version, stage, reason)
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(f"{model} v{version} approved for {stage} (package in {result['approvedIn']}) by {result['actor']}")
+
+
+@click.command()
+@click.argument("model")
+@click.option("--stage", "stage", required=True, metavar="STAGE", help="Stage to roll back.")
+@click.option("--to", "to", type=click.IntRange(min=1), help="Version to return to; default: the one it ran before.")
+@click.option("--reason", required=True, help="Why; recorded in the audit trail.")
+@json_option
+def rollback(model: str, stage: str, to: int | None, reason: str, as_json: bool) -> None:
+    """Return MODEL in STAGE to the version it ran before (or --to N), through the promotion path.
+
+    The artifact's integrity is checked; metric gates are skipped; the rollback is audited and pinned.
+
+    \b
+    Examples:
+      mlinfra rollback churn --stage prod --reason "p99 latency regression"
+      mlinfra rollback churn --stage prod --to 5 --reason "back to the last known good" --json
+    """
+    from mlinfra import promotion
+
+    project = Project.find()
+    _report(promotion.rollback(project, model, stage, to=to, reason=reason), as_json, project)

@@ -1,0 +1,111 @@
+"""`mlinfra register`: a model directory or model.tar.gz becomes an immutable version in the entry stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlinfra.options import emit_json, json_option
+from mlinfra.project import Project
+
+FRAMEWORKS = ("sklearn", "xgboost", "pytorch")
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--model", "-m", required=True, help="Model name, as declared under mlinfra:models.")
+@click.option("--framework", type=click.Choice(FRAMEWORKS), help="Framework of the prebuilt inference image.")
+@click.option("--framework-version", help="Framework version of the inference image, e.g. 1.2-1 for sklearn.")
+@click.option("--image", help="Inference image URI, instead of --framework/--framework-version.")
+@click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), help="JSON object: metric name -> number.")
+@click.option(
+    "--baseline", "baseline_path", type=click.Path(path_type=Path), help="Training data sample, .csv/.parquet."
+)
+@click.option("--git-sha", default="auto", show_default=True, help="Commit the model was built from; 'auto' asks git.")
+@json_option
+def register(
+    path: Path,
+    model: str,
+    framework: str | None,
+    framework_version: str | None,
+    image: str | None,
+    metrics_path: Path | None,
+    baseline_path: Path | None,
+    git_sha: str,
+    as_json: bool,
+) -> None:
+    """Register PATH (a model directory or a model.tar.gz) as a new immutable version in the entry stage.
+
+    The directory is packed reproducibly (same files, same digest), hashed while it streams to S3 (multipart, each
+    part checksummed), stored under its digest, and given a SageMaker model package whose version number becomes
+    the model's version in every stage. Registering the same bytes again returns the existing version.
+
+    \b
+    Examples:
+      mlinfra register ./model --model churn --framework sklearn --framework-version 1.2-1 --metrics metrics.json
+      mlinfra register model.tar.gz -m churn --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/churn:1.4
+      mlinfra --local register ./model -m churn --framework xgboost --framework-version 1.7-1 --json
+    """
+    from mlinfra import inputs, promotion
+
+    project = Project.find()
+    sha = inputs.git_sha(Path.cwd()) if git_sha == "auto" else (git_sha or None)
+    with _Progress(as_json) as (advance, set_total):
+        record = promotion.register(
+            project,
+            path,
+            model,
+            framework=framework,
+            framework_version=framework_version,
+            image=image,
+            metrics_path=metrics_path,
+            baseline_path=baseline_path,
+            git_sha=sha,
+            progress=advance,
+            on_total=set_total,
+        )
+    summary = {k: record[k] for k in ("model", "version", "digest", "artifact", "image")}
+    if as_json:
+        emit_json(summary)
+        return
+    verb = "already registered as" if record.get("existing") else "registered"
+    click.echo(f"{model} {verb} v{record['version']} ({record['digest'][:19]}...) in {record['stage']}")
+    click.echo(f"  artifact {record['artifact']}")
+    click.echo(f"  image    {record['image']}")
+    click.echo(f"Next: mlinfra promote {model} --version {record['version']} --to <next stage>")
+
+
+class _Progress:
+    """A rich progress bar of bytes read (on stderr), or nothing when printing JSON."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> tuple[Any, Any]:
+        if self.quiet:
+            return (lambda n: None), (lambda n: None)
+        import sys
+
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+        self.bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+            disable=not sys.stderr.isatty(),
+        )
+        self.bar.__enter__()
+        self.task = self.bar.add_task("uploading", total=None)
+        return (lambda n: self.bar.advance(self.task, n)), (lambda n: self.bar.update(self.task, total=n))
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)

@@ -1,0 +1,92 @@
+"""`mlinfra history | status`: what happened to a model, and what each stage pins, points to and runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from mlinfra.options import console, emit_json, json_option
+from mlinfra.project import Project
+
+
+def _time(text: str) -> str:
+    return text.replace("T", " ")[:19]
+
+
+@click.command()
+@click.argument("model")
+@click.option("--stage", "stage", metavar="STAGE", help="Only this stage (default: every stage).")
+@json_option
+def history(model: str, stage: str | None, as_json: bool) -> None:
+    """Show MODEL's audit trail, newest first: registrations, promotions, approvals, rollbacks.
+
+    \b
+    Examples:
+      mlinfra history churn
+      mlinfra history churn --stage prod --json | jq '.[0]'
+    """
+    from rich.table import Table
+
+    from mlinfra import promotion
+
+    records = promotion.history(Project.find(), model, stage)
+    if as_json:
+        emit_json(records)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("TIME (UTC)", "ACTION", "STAGE", "VERSION", "FROM", "ACTOR", "REASON"):
+        table.add_column(column)
+    for r in records:
+        previous = f"v{r['previous']}" if r.get("previous") else "-"
+        forced = " (forced)" if r.get("forced") else ""
+        table.add_row(
+            _time(r["time"]),
+            r["action"] + forced,
+            r["stage"],
+            f"v{r['version']}",
+            previous,
+            r.get("actor", "-").rsplit("/", 1)[-1],
+            r.get("reason") or "-",
+        )
+    console().print(table)
+
+
+@click.command()
+@click.option("--stack", "-s", "stack", metavar="STAGE", help="Stage to show (default: the selected one).")
+@click.option("--all", "all_stacks", is_flag=True, help="Every stage.")
+@json_option
+def status(stack: str | None, all_stacks: bool, as_json: bool) -> None:
+    """Show per model and stage: the pinned version, the registry's pointer, the live endpoint and its alarms.
+
+    Mismatches are called out ("pinned v7, live v6: apply pending"). The live version is read from SageMaker where
+    an endpoint exists (never in local mode: the emulator has no endpoints).
+
+    \b
+    Examples:
+      mlinfra status --all
+      mlinfra status --stack prod --json
+    """
+    from rich.table import Table
+
+    from mlinfra import promotion
+
+    if stack and all_stacks:
+        raise click.UsageError("give --stack or --all, not both")
+    project = Project.find()
+    names = project.stages() if all_stacks else [project.resolve_stack(stack)]
+    rows = promotion.status(project, names)
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("STAGE", "MODEL", "PINNED", "POINTER", "LIVE", "NOTES"):
+        table.add_column(column)
+
+    def v(value: Any) -> str:
+        return f"v{value}" if value else "-"
+
+    for row in rows:
+        table.add_row(row["stage"], row["model"], v(row["pinned"]), v(row["pointer"]), v(row["live"]),
+                      "; ".join(row["notes"]) or "ok")  # fmt: skip
+    console().print(table)
