@@ -14,10 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Until local mode lands, the quickstart renders every stack offline.
+# The outer loop on the local AWS emulator, in a scratch copy of the stacks (examples/quickstart.py).
 quickstart: setup
-	$(BIN)/mlinfra stack list
-	$(BIN)/mlinfra preview --all
+	$(BIN)/python examples/quickstart.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bench import bench_help, bench_preview
+from bench import bench_help, bench_pack, bench_preview, bench_promote, bench_register
 
 
 def main() -> int:
-    results = [bench_help.main(), bench_preview.main()]
+    results = [module.main() for module in (bench_help, bench_preview, bench_pack, bench_promote, bench_register)]
     return 0 if all(results) else 1
 
 

@@ -259,7 +259,8 @@ def register(
                 registry.write(f"{layout.version_prefix(model, version)}baseline.json", baseline)
         registry.write_version(record)
         _move_entry_pointer(ctx, registry, model, record, who)
-    return record
+    stages = stage.config.stages
+    return {**record, "nextStage": stages[1] if len(stages) > 1 else None}
 
 
 def _upload(

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from mlinfra_infra.config import StackConfig
 
 UPLOADS_PREFIX = "uploads/"
-PART_SIZE = 16 * 1024 * 1024
+PART_SIZE = 8 * 1024 * 1024  # S3 allows 10,000 parts: 80 GB artifacts; smaller parts keep memory low
 MAX_PARTS_IN_FLIGHT = 4
 COPY_LIMIT = 5 * 1024**3  # CopyObject's limit; larger artifacts would need a multipart copy
 PACKAGE_DESCRIPTION = "mlinfra {model} {digest}"

@@ -74,7 +74,7 @@ def register(
     click.echo(f"{model} {verb} v{record['version']} ({record['digest'][:19]}...) in {record['stage']}")
     click.echo(f"  artifact {record['artifact']}")
     click.echo(f"  image    {record['image']}")
-    click.echo(f"Next: mlinfra promote {model} --version {record['version']} --to <next stage>")
+    click.echo(f"Next: mlinfra promote {model} --version {record['version']} --to {record.get('nextStage') or 'STAGE'}")
 
 
 class _Progress:

@@ -87,6 +87,12 @@ def status(stack: str | None, all_stacks: bool, as_json: bool) -> None:
         return f"v{value}" if value else "-"
 
     for row in rows:
-        table.add_row(row["stage"], row["model"], v(row["pinned"]), v(row["pointer"]), v(row["live"]),
-                      "; ".join(row["notes"]) or "ok")  # fmt: skip
+        table.add_row(
+            row["stage"],
+            row["model"],
+            v(row["pinned"]),
+            v(row["pointer"]),
+            v(row["live"]),
+            "; ".join(row["notes"]) or "ok",
+        )
     console().print(table)

@@ -52,8 +52,22 @@ def register(run: Run, root: Path, content: str = "weights-1", *extra: str) -> d
     model = make_model(root / f"src-{content}", content) if content else root
     metrics = root / "metrics.json"
     metrics.write_text(json.dumps({"auc": 0.91, "f1": 0.8}))
-    return ok(run("register", str(model), "--model", "churn", "--image", IMAGE, "--metrics", str(metrics),
-                  "--git-sha", "abc123", "--json", *extra))  # fmt: skip
+    return ok(
+        run(
+            "register",
+            str(model),
+            "--model",
+            "churn",
+            "--image",
+            IMAGE,
+            "--metrics",
+            str(metrics),
+            "--git-sha",
+            "abc123",
+            "--json",
+            *extra,
+        )
+    )
 
 
 def s3() -> Any:
@@ -257,9 +271,16 @@ def test_source_alarm_in_alarm_blocks(platform: Path, run: Run, tmp_path: Path) 
     ok(run("promote", "churn", "--to", "dev"))
     cloudwatch = boto3.client("cloudwatch", region_name="eu-west-1")
     name = naming.alarm("mlinfra", "dev", "churn", naming.ALARM_5XX)
-    cloudwatch.put_metric_alarm(AlarmName=name, MetricName="Invocation5XXErrors", Namespace="AWS/SageMaker",
-                                Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1,
-                                ComparisonOperator="GreaterThanThreshold")  # fmt: skip
+    cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        MetricName="Invocation5XXErrors",
+        Namespace="AWS/SageMaker",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanThreshold",
+    )
     cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test")
     result = run("promote", "churn", "--to", "staging")
     assert result.exit_code == 3
@@ -324,8 +345,12 @@ def test_status_compares_pinned_pointer_and_live(platform: Path, run: Run, tmp_p
     rows = ok(run("status", "--all", "--json"))
     dev = next(r for r in rows if r["stage"] == "dev")
     assert {k: dev[k] for k in ("model", "stage", "pinned", "pointer", "live")} == {
-        "model": "churn", "stage": "dev", "pinned": 1, "pointer": 1, "live": None,
-    }  # fmt: skip
+        "model": "churn",
+        "stage": "dev",
+        "pinned": 1,
+        "pointer": 1,
+        "live": None,
+    }
     assert "pinned v1, live nothing: apply pending" in dev["notes"]
     sandbox = next(r for r in rows if r["stage"] == "sandbox")
     assert sandbox["pointer"] == 1 and sandbox["pinned"] is None

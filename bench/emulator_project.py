@@ -1,0 +1,85 @@
+"""A scratch platform project wired to a fresh AWS emulator, for the benchmarks that talk to AWS."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from bench.common import BIN, REPO
+
+
+@contextmanager
+def emulator_project(models: list[str]) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A copy of the stacks with `models` declared, a running emulator bootstrapped for it, and the env to use."""
+    from mlinfra.aws import emulator_answers
+    from tests.emulator import free_port, stop_process
+
+    work = Path(tempfile.mkdtemp(prefix="mlinfra-bench-"))
+    root = work / "platform"
+    root.mkdir()
+    shutil.copy(REPO / "Pulumi.yaml", root / "Pulumi.yaml")
+    shutil.copytree(REPO / "stacks", root / "stacks")
+    yaml = YAML()
+    for path in (root / "stacks").glob("Pulumi.*.yaml"):
+        data = yaml.load(path.read_text())
+        for model in models:
+            data["config"]["mlinfra:models"][model] = {}
+        with path.open("w") as handle:
+            yaml.dump(data, handle)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (work / "moto.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ENDPOINT_URL=url,
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="eu-west-1",
+        MLINFRA_LOCAL="1",
+        TMPDIR=str(work),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not emulator_answers(url):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the emulator did not start")
+            time.sleep(0.1)
+        subprocess.run(
+            [str(BIN / "mlinfra"), "local", "bootstrap", "--all"],
+            cwd=root,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        yield root, env
+    finally:
+        stop_process(server)
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def write_model(directory: Path, size: int, files: int = 1) -> Path:
+    """A model directory of `size` random bytes in `files` files (random: weights barely compress either)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    per_file = size // files
+    for index in range(files):
+        with (directory / f"weights-{index}.bin").open("wb") as handle:
+            remaining = per_file
+            while remaining:
+                chunk = min(remaining, 8 << 20)
+                handle.write(os.urandom(chunk))
+                remaining -= chunk
+    (directory / "inference.py").write_text("def predict(x):\n    return x\n")
+    return directory
