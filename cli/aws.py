@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from functools import cache, cached_property
 from pathlib import Path
@@ -60,6 +58,9 @@ def local_endpoint(root: Path | None) -> str:
 
 def emulator_answers(url: str, timeout: float = 1.0) -> bool:
     """Whether an AWS emulator answers HTTP at `url`."""
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(f"{url.rstrip('/')}/moto-api/", timeout=timeout) as response:  # noqa: S310
             return int(response.status) < 500

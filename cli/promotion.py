@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import getpass
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -72,9 +71,9 @@ def require_model(stage: Stage, model: str) -> None:
         )
 
 
-def actor(aws: StageAws) -> dict[str, str]:
-    """Who acts: the caller's AWS identity and the local user."""
-    return {"actor": aws.caller_arn, "user": getpass.getuser()}
+def actor(aws: StageAws) -> dict[str, Any]:
+    """Who acts: the caller's own AWS identity (even when a stage role is assumed), the role, and the local user."""
+    return {"actor": aws.caller_arn, "role": aws.config.access.role_arn, "user": getpass.getuser()}
 
 
 @contextlib.contextmanager
@@ -296,7 +295,7 @@ def _check_image(image: str, pin_model: Any) -> None:
 
 
 def _move_entry_pointer(
-    ctx: Context, registry: StageRegistry, model: str, record: dict[str, Any], who: dict[str, str]
+    ctx: Context, registry: StageRegistry, model: str, record: dict[str, Any], who: dict[str, Any]
 ) -> None:
     """The entry stage's pointer marks the latest registered version (the default for the next promotion)."""
     for _ in range(5):
@@ -648,8 +647,3 @@ def _mismatches(row: dict[str, Any], *, entry: bool) -> list[str]:
     if firing:
         notes.append(f"ALARM: {', '.join(firing)}")
     return notes
-
-
-def default_actor() -> str:
-    """The local user name (for messages)."""
-    return os.environ.get("USER") or getpass.getuser()

@@ -72,26 +72,34 @@ class Stored:
 class MultipartSink:
     """Receives an artifact's bytes as they are produced and uploads them as S3 multipart parts.
 
-    Parts carry their own SHA-256 checksum (S3 verifies each); at most MAX_PARTS_IN_FLIGHT parts are buffered, so
-    memory stays bounded whatever the artifact size. An artifact smaller than one part is sent as a single PUT.
+    Parts (PART_SIZE or a little more: whole chunks) carry their own SHA-256 checksum (S3 verifies each); at most
+    MAX_PARTS_IN_FLIGHT parts are buffered, so memory stays bounded whatever the artifact size. An artifact smaller
+    than one part is sent as a single PUT.
     """
 
     s3: Any
     bucket: str
     key: str
     on_bytes: Any = None
-    _buffer: bytearray = field(default_factory=bytearray)
+    _chunks: list[bytes] = field(default_factory=list)
+    _buffered: int = 0
     _upload_id: str | None = None
     _parts: list[Any] = field(default_factory=list)
     _pool: ThreadPoolExecutor | None = None
     _number: int = 0
 
     def write(self, chunk: bytes) -> None:
-        """Accept the next bytes of the artifact."""
-        self._buffer += chunk
-        while len(self._buffer) >= PART_SIZE:
-            self._send(bytes(self._buffer[:PART_SIZE]))
-            del self._buffer[:PART_SIZE]
+        """Accept the next bytes of the artifact (kept by reference until a part is full: one copy per part)."""
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered >= PART_SIZE:
+            self._flush()
+
+    def _flush(self) -> None:
+        body = b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        self._send(body)
 
     def _send(self, body: bytes) -> None:
         import hashlib
@@ -128,7 +136,7 @@ class MultipartSink:
     def close(self) -> None:
         """Send what is buffered and complete the upload."""
         if self._upload_id is None:
-            body = bytes(self._buffer)
+            body = b"".join(self._chunks)
             import hashlib
 
             self.s3.put_object(
@@ -140,9 +148,8 @@ class MultipartSink:
             if self.on_bytes is not None:
                 self.on_bytes(len(body))
             return
-        if self._buffer:
-            self._send(bytes(self._buffer))
-            self._buffer.clear()
+        if self._chunks:
+            self._flush()
         parts = [p.result() for p in self._parts]
         assert self._pool is not None  # noqa: S101
         self._pool.shutdown()

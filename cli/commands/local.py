@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import click
 
-from mlinfra import bootstrap as local_bootstrap
-from mlinfra import emulator
 from mlinfra.aws import DEFAULT_LOCAL_PORT, ENDPOINT_ENV, LOCAL_ENV
 from mlinfra.errors import BadInputError
 from mlinfra.options import emit_json, json_option, stack_option
 from mlinfra.project import Project
+
+if TYPE_CHECKING:
+    from mlinfra import emulator
 
 
 @click.group()
@@ -56,6 +58,8 @@ def start(port: int, detach: bool) -> None:
       eval "$(mlinfra local start --detach --port 5050)"
       mlinfra local start                # foreground, Ctrl-C stops it
     """
+    from mlinfra import emulator
+
     project = Project.find()
 
     def ready(started: emulator.Emulator) -> None:
@@ -85,6 +89,8 @@ def stop() -> None:
       mlinfra local stop
     """
     project = Project.find()
+    from mlinfra import emulator
+
     result = emulator.stop(project.root)
     if result.emulator is None:
         click.echo("No emulator running.")
@@ -108,6 +114,8 @@ def status(as_json: bool) -> None:
       mlinfra local status --json | jq .answers
     """
     project = Project.find()
+    from mlinfra import emulator
+
     info = emulator.status(project.root)
     if as_json:
         emit_json(info)
@@ -144,6 +152,8 @@ def bootstrap(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     stages = project.stages() if all_stacks else [project.resolve_stack(stack)]
     if not stages:
         raise BadInputError(f"no stack files in {project.relative(project.stacks_dir)}/")
+    from mlinfra import bootstrap as local_bootstrap
+
     result = local_bootstrap.bootstrap(project, stages)
     if as_json:
         emit_json(result.to_json())

@@ -356,3 +356,53 @@ def test_status_compares_pinned_pointer_and_live(platform: Path, run: Run, tmp_p
     assert sandbox["pointer"] == 1 and sandbox["pinned"] is None
     table = ok(run("status", "--stack", "dev"))
     assert "apply pending" in table
+
+
+# --- stages in separate accounts -------------------------------------------------------------------------------
+
+
+def test_prod_in_its_own_account_through_an_assumed_role(
+    project_dir: Path, aws_env: str, run: Run, tmp_path: Path
+) -> None:
+    role = "arn:aws:iam::222222222222:role/mlinfra-prod-promoter"
+    prod = project_dir / "stacks" / "Pulumi.prod.yaml"
+    prod.write_text(prod.read_text() + f"  mlinfra:access:\n    roleArn: {role}\n")
+    # staging's registry grants prod's promotion role read on models/ (rendered into its bucket policy).
+    staging = project_dir / "stacks" / "Pulumi.staging.yaml"
+    staging.write_text(staging.read_text() + f"  mlinfra:registry:\n    readerRoleArns: [{role}]\n")
+    ok(run("local", "bootstrap", "--all", "--json"))
+    register(run, tmp_path)
+    ok(run("promote", "churn", "--to", "dev"))
+    ok(run("promote", "churn", "--to", "staging"))
+    ok(run("approve", "churn", "--version", "1", "--stage", "prod", "--reason", "ok"))
+    set_since("staging", "churn", 30)
+    out = ok(run("promote", "churn", "--to", "prod", "--json"))
+    assert out["version"] == 1
+
+    credentials = boto3.client("sts", region_name="eu-west-1").assume_role(RoleArn=role, RoleSessionName="check")[
+        "Credentials"
+    ]
+    as_prod = boto3.client(
+        "s3",
+        region_name="eu-west-1",
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+    prod_bucket = naming.registry_bucket("mlinfra", "prod", "eu-west-1", "222222222222")
+    key = layout.artifact_key("churn", out["digest"])
+    assert as_prod.head_object(Bucket=prod_bucket, Key=key)["ContentLength"] > 0
+    pin = read_pin(Project(project_dir), "prod", "churn")
+    assert pin is not None and pin["artifact"] == f"s3://{prod_bucket}/{key}"
+    record = ok(run("history", "churn", "--stage", "prod", "--json"))[0]
+    assert record["role"] == role
+    assert ":222222222222:" not in record["actor"], "the audit names the caller, not only the role it assumed"
+    policy = json.loads(
+        next(
+            r["inputs"]["policy"]
+            for r in ok(run("preview", "--stack", "staging", "--json"))["resources"]
+            if r["type"] == "aws:s3/bucketPolicy:BucketPolicy"
+        )
+    )
+    grant = next(s for s in policy["Statement"] if s.get("Sid") == "NextStagePromotionRolesReadModels")
+    assert grant["Principal"] == {"AWS": [role]}
