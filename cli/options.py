@@ -34,3 +34,18 @@ def console() -> Any:
     from rich.console import Console
 
     return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+
+
+all_option: Callable[[F], F] = click.option("--all", "all_stacks", is_flag=True, help="Every stack in stacks/.")
+
+
+def chosen_stages(project: Any, stack: str | None, all_stacks: bool) -> list[str]:
+    """The stages `--stack S` / `--all` (or the selection) name; a usage error when both are given."""
+    from .errors import BadInputError
+
+    if all_stacks and stack:
+        raise click.UsageError("give --stack or --all, not both")
+    stages: list[str] = project.stages() if all_stacks else [project.resolve_stack(stack)]
+    if not stages:
+        raise BadInputError(f"no stack files in {project.relative(project.stacks_dir)}/")
+    return stages

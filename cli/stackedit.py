@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 MODELS_KEY = "mlinfra:models"
 PIN_KEY = "pinned"
 PIN_FIELDS = ("version", "digest", "image", "artifact")
-# Keys a stack file may hold at its top level (Pulumi's own); see stackfile.raw_config.
 # Indentation of the shipped stack files: mappings by 2, sequence dashes 2 in from their key, items 4 in.
 DEFAULT_INDENT = (2, 4, 2)
 

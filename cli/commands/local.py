@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mlinfra.aws import DEFAULT_LOCAL_PORT, ENDPOINT_ENV, LOCAL_ENV
-from mlinfra.errors import BadInputError
-from mlinfra.options import emit_json, json_option, stack_option
+from mlinfra.options import all_option, chosen_stages, emit_json, json_option, stack_option
 from mlinfra.project import Project
 
 if TYPE_CHECKING:
@@ -129,7 +128,7 @@ def status(as_json: bool) -> None:
 
 @local.command("bootstrap")
 @stack_option
-@click.option("--all", "all_stacks", is_flag=True, help="Bootstrap every stack in stacks/.")
+@all_option
 @json_option
 def bootstrap(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     """Create in the emulator the keys, registry buckets, topics and package groups the stacks declare.
@@ -146,12 +145,8 @@ def bootstrap(stack: str | None, all_stacks: bool, as_json: bool) -> None:
       mlinfra local bootstrap --stack dev
       mlinfra local bootstrap --all --json | jq '.stages[].counts'
     """
-    if all_stacks and stack:
-        raise click.UsageError("give --stack or --all, not both")
     project = Project.find()
-    stages = project.stages() if all_stacks else [project.resolve_stack(stack)]
-    if not stages:
-        raise BadInputError(f"no stack files in {project.relative(project.stacks_dir)}/")
+    stages = chosen_stages(project, stack, all_stacks)
     from mlinfra import bootstrap as local_bootstrap
 
     result = local_bootstrap.bootstrap(project, stages)

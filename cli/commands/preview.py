@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from mlinfra.errors import BadInputError, MlinfraError
-from mlinfra.options import console, emit_json, json_option, stack_option
+from mlinfra.options import all_option, chosen_stages, console, emit_json, json_option, stack_option
 from mlinfra.project import Project
 from mlinfra.stackfile import raw_config
 
@@ -102,7 +102,7 @@ def render_stage(project: Project, stage: str) -> Any:
 
 @click.command()
 @stack_option
-@click.option("--all", "all_stacks", is_flag=True, help="Render every stack in stacks/.")
+@all_option
 @json_option
 def preview(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     """Render a stack offline and print its resource tree with key properties.
@@ -118,12 +118,8 @@ def preview(stack: str | None, all_stacks: bool, as_json: bool) -> None:
       mlinfra preview --all
       mlinfra preview --stack dev --json | jq '.resources[] | select(.type == "aws:ec2/instance:Instance")'
     """
-    if all_stacks and stack:
-        raise click.UsageError("give --stack or --all, not both")
     project = Project.find()
-    stages = project.stages() if all_stacks else [project.resolve_stack(stack)]
-    if not stages:
-        raise BadInputError(f"no stack files in {project.relative(project.stacks_dir)}/")
+    stages = chosen_stages(project, stack, all_stacks)
     rendered = [render_stage(project, stage) for stage in stages]
     if as_json:
         documents = [r.to_json() for r in rendered]

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from mlinfra.options import console, emit_json, json_option
+from mlinfra.options import all_option, chosen_stages, console, emit_json, json_option, stack_option
 from mlinfra.project import Project
 
 
@@ -53,8 +53,8 @@ def history(model: str, stage: str | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--stack", "-s", "stack", metavar="STAGE", help="Stage to show (default: the selected one).")
-@click.option("--all", "all_stacks", is_flag=True, help="Every stage.")
+@stack_option
+@all_option
 @json_option
 def status(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     """Show per model and stage: the pinned version, the registry's pointer, the live endpoint and its alarms.
@@ -71,10 +71,8 @@ def status(stack: str | None, all_stacks: bool, as_json: bool) -> None:
 
     from mlinfra import promotion
 
-    if stack and all_stacks:
-        raise click.UsageError("give --stack or --all, not both")
     project = Project.find()
-    names = project.stages() if all_stacks else [project.resolve_stack(stack)]
+    names = chosen_stages(project, stack, all_stacks)
     rows = promotion.status(project, names)
     if as_json:
         emit_json(rows)
