@@ -30,7 +30,7 @@ from . import gates as gate_checks
 from .aws import StageAws, aws_errors, error_code
 from .errors import BadInputError, MlinfraError, RefusedError
 from .project import STATE_DIR, Project
-from .registry import ConflictError, MultipartSink, StageRegistry, Stored, now
+from .registry import ConflictError, MissingRegistryError, MultipartSink, StageRegistry, Stored, now
 from .stackfile import Stage, load_stage
 
 ACTIONS = ("register", "promote", "approve", "rollback")
@@ -573,7 +573,7 @@ def history(project: Project, model: str, stage: str | None) -> list[dict[str, A
             try:
                 found = registry.audit_records(model)
                 pointer = registry.pointer(model)
-            except MlinfraError:
+            except MissingRegistryError:
                 if stage:
                     raise
                 continue  # a stage not deployed (no bucket) has no history
@@ -615,7 +615,7 @@ def status(project: Project, names: list[str]) -> list[dict[str, Any]]:
             with aws_errors(f"reading {model}'s state in {name}"):
                 try:
                     pointer = registry.pointer(model)
-                except MlinfraError as exc:
+                except MissingRegistryError as exc:
                     pointer = None
                     notes.append(str(exc).split(":")[0])
                 row["pointer"] = pointer.data.get("version") if pointer else None

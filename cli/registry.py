@@ -36,6 +36,10 @@ class ConflictError(MlinfraError):
     """Raised when a conditional write loses a race (another promotion moved the pointer first)."""
 
 
+class MissingRegistryError(MlinfraError):
+    """Raised when a stage's registry bucket does not exist (the stack is not deployed or bootstrapped)."""
+
+
 class IntegrityError(MlinfraError):
     """Raised when an artifact's stored checksum does not match the digest its records promise."""
 
@@ -214,7 +218,7 @@ class StageRegistry:
             if error_code(exc) in {"NoSuchKey", "404"}:
                 return None
             if error_code(exc) == "NoSuchBucket":
-                raise MlinfraError(self._missing_bucket()) from None
+                raise MissingRegistryError(self._missing_bucket()) from None
             raise
         body = response["Body"].read()
         try:
@@ -246,7 +250,7 @@ class StageRegistry:
             if error_code(exc) in {"PreconditionFailed", "ConditionalRequestConflict", "412"}:
                 raise ConflictError(f"s3://{self.bucket}/{key} changed concurrently") from None
             if error_code(exc) == "NoSuchBucket":
-                raise MlinfraError(self._missing_bucket()) from None
+                raise MissingRegistryError(self._missing_bucket()) from None
             raise
         return str(response["ETag"])
 
@@ -403,7 +407,7 @@ class StageRegistry:
                     yield str(item["Key"])
         except Exception as exc:
             if error_code(exc) == "NoSuchBucket":
-                raise MlinfraError(self._missing_bucket()) from None
+                raise MissingRegistryError(self._missing_bucket()) from None
             raise
 
     # Model packages ----------------------------------------------------------------------------------------------

@@ -406,3 +406,92 @@ def test_prod_in_its_own_account_through_an_assumed_role(
     )
     grant = next(s for s in policy["Statement"] if s.get("Sid") == "NextStagePromotionRolesReadModels")
     assert grant["Principal"] == {"AWS": [role]}
+
+
+# --- images, baselines, live endpoints, --apply, local mode without an emulator ------------------------------------
+
+
+def test_register_resolves_the_framework_image_and_stores_the_baseline(
+    platform: Path, run: Run, tmp_path: Path
+) -> None:
+    model = make_model(tmp_path)
+    baseline = tmp_path / "baseline.csv"
+    baseline.write_text("tenure,plan\n3,basic\n5,pro\n,basic\n")
+    out = ok(
+        run(
+            "register",
+            str(model),
+            "-m",
+            "churn",
+            "--framework",
+            "sklearn",
+            "--framework-version",
+            "1.2-1",
+            "--baseline",
+            str(baseline),
+            "--json",
+        )
+    )
+    assert out["image"] == IMAGE, "resolved offline by the sagemaker SDK's image_uris"
+    stored = read_json("sandbox", f"{layout.version_prefix('churn', 1)}baseline.json")
+    assert stored["rows"] == 3
+    assert stored["columns"]["tenure"]["missing"] == 1
+    assert stored["columns"]["plan"]["type"] == "categorical"
+    assert read_json("sandbox", layout.version_key("churn", 1))["baseline"].endswith("/versions/1/baseline.json")
+
+
+def test_status_reads_the_live_version_from_the_endpoint(platform: Path, run: Run, tmp_path: Path) -> None:
+    # The emulator cannot update an endpoint (no UpdateEndpoint) and nothing serves, but it keeps the resources
+    # `pulumi up` would create: an endpoint whose model carries MLINFRA_VERSION, as ModelEndpoint declares it.
+    register(run, tmp_path)
+    ok(run("promote", "churn", "--to", "dev"))
+    sagemaker = boto3.client("sagemaker", region_name="eu-west-1")
+    sagemaker.create_model(
+        ModelName="mlinfra-dev-churn-m-1234567",
+        PrimaryContainer={"Image": IMAGE, "Environment": {"MLINFRA_VERSION": "1"}},
+        ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/sagemaker",
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="mlinfra-dev-churn-c-1234567",
+        ProductionVariants=[
+            {
+                "VariantName": "primary",
+                "ModelName": "mlinfra-dev-churn-m-1234567",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    sagemaker.create_endpoint(EndpointName="mlinfra-dev-churn", EndpointConfigName="mlinfra-dev-churn-c-1234567")
+    dev = next(r for r in ok(run("status", "--stack", "dev", "--json")) if r["model"] == "churn")
+    assert (dev["pinned"], dev["pointer"], dev["live"]) == (1, 1, 1)
+    assert dev["notes"] == []
+    register(run, tmp_path, "weights-2")
+    ok(run("promote", "churn", "--to", "dev"))
+    dev = next(r for r in ok(run("status", "--stack", "dev", "--json")) if r["model"] == "churn")
+    assert "pinned v2, live v1: apply pending" in dev["notes"]
+
+
+def test_apply_without_the_pulumi_cli_commits_then_says_so(platform: Path, run: Run, tmp_path: Path) -> None:
+    register(run, tmp_path)
+    result = run("promote", "churn", "--to", "dev", "--apply", env={"PATH": str(tmp_path)})
+    assert result.exit_code == 1
+    assert "dev now runs v1" in result.stdout
+    assert result.stderr.startswith("error: the pulumi CLI is not installed")
+    assert read_pin(Project(platform), "dev", "churn")["version"] == 1
+
+
+@pytest.mark.parametrize("command", [("status", "--all"), ("history", "churn"), ("promote", "churn", "--to", "dev")])
+def test_local_mode_without_an_emulator_fails_instead_of_using_aws(
+    project_dir: Path, run: Run, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    from tests.emulator import free_port
+
+    port = free_port()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    result = run("--local", *command)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: local mode: no AWS emulator answers at http://127.0.0.1:{port}; start one with "
+        "`mlinfra local start --detach` (local mode never falls back to real AWS credentials)\n"
+    )
