@@ -332,7 +332,7 @@ def _pyarrow(shown: str) -> tuple[ModuleType, ModuleType]:
         return importlib.import_module("pyarrow"), importlib.import_module("pyarrow.parquet")
     except ImportError:
         raise BadInputError(
-            f"{shown}: reading Parquet needs pyarrow: `pip install pyarrow`, or give a CSV sample instead"
+            f"{shown}: reading Parquet needs pyarrow: `pip install 'mlinfra[parquet]'`, or give a CSV sample instead"
         ) from None
 
 

@@ -176,13 +176,13 @@ def test_parquet_without_pyarrow_says_how_to_install(tmp_path: Path, monkeypatch
     with pytest.raises(BadInputError) as caught:
         read_baseline(path)
     assert str(caught.value) == (
-        f"{path}: reading Parquet needs pyarrow: `pip install pyarrow`, or give a CSV sample instead"
+        f"{path}: reading Parquet needs pyarrow: `pip install 'mlinfra[parquet]'`, or give a CSV sample instead"
     )
 
 
 def test_baseline_of_parquet_matches_the_csv(tmp_path: Path) -> None:
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa  # installed by the `parquet` extra, which `dev` includes
+    import pyarrow.parquet as pq
     table = pa.table(
         {
             "age": pa.array([34, None, 51, 28, None], pa.int64()),
@@ -203,7 +203,6 @@ def test_baseline_of_parquet_matches_the_csv(tmp_path: Path) -> None:
 
 
 def test_not_parquet_is_refused(tmp_path: Path) -> None:
-    pytest.importorskip("pyarrow")
     path = write(tmp_path / "fake.parquet", "a,b\n1,2\n")
     with pytest.raises(BadInputError, match=r"fake\.parquet: not a readable Parquet file"):
         read_baseline(path)
