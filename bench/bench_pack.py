@@ -1,9 +1,9 @@
 """`pack` of a 256 MiB model directory against tarfile + gzip at the same level (limit 1.15x), and sha256 alone.
 
 The weights are random bytes: incompressible, like real weights (float weights deflate by ~7%), and the worst case
-for deflate's speed. `pack` does strictly more than the tarfile baseline (normalised headers, a sha256 of the
-output) and compresses blocks on up to 4 threads, so on a machine with idle cores it should beat the baseline;
-the single-thread line shows what the extra work costs when it cannot.
+for deflate's speed. `pack` also normalises headers and hashes its output, but it stores blocks that do not
+compress (see `packaging._compresses`) where the tarfile baseline deflates everything, and it compresses on up to
+4 threads; sha256 of the raw files is the floor any packer pays for the digest.
 """
 
 from __future__ import annotations

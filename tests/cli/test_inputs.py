@@ -183,6 +183,7 @@ def test_parquet_without_pyarrow_says_how_to_install(tmp_path: Path, monkeypatch
 def test_baseline_of_parquet_matches_the_csv(tmp_path: Path) -> None:
     import pyarrow as pa  # installed by the `parquet` extra, which `dev` includes
     import pyarrow.parquet as pq
+
     table = pa.table(
         {
             "age": pa.array([34, None, 51, 28, None], pa.int64()),

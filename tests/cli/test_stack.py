@@ -104,3 +104,19 @@ def test_outside_a_project_is_a_clear_error(tmp_path: Path, run: Run, monkeypatc
     assert result.exit_code == 2
     assert "no Pulumi.yaml in" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_select_also_selects_the_pulumi_stack_when_the_cli_is_installed(
+    project_dir: Path, run: Run, tmp_path: Path
+) -> None:
+    # Stands in for the `pulumi` binary (which cannot be installed here) only to see how mlinfra invokes it.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    pulumi = bin_dir / "pulumi"
+    pulumi.write_text(f'#!/bin/sh\necho "$PWD $*" >> {calls}\n')
+    pulumi.chmod(0o755)
+    result = run("stack", "select", "dev", "--json", env={"PATH": str(bin_dir)})
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {"stage": "dev", "pulumiSelected": True}
+    assert calls.read_text() == f"{project_dir} stack select dev --create=false\n"
