@@ -289,7 +289,7 @@ class StageRegistry:
         """Every version number with a record in this stage, ascending."""
         found: list[int] = []
         prefix = f"{layout.MODELS_PREFIX}{model}/versions/"
-        for key in self._keys(prefix):
+        for key in self.keys(prefix):
             name = key[len(prefix) :]
             if name.endswith(".json") and name[:-5].isdigit():
                 found.append(int(name[:-5]))
@@ -377,6 +377,28 @@ class StageRegistry:
         if copied is not None and copied != checksum_of(digest):
             raise IntegrityError(f"digest mismatch while copying {model} {digest[:19]}... to {self.stage}")
 
+    def copy_version_files_from(self, source: StageRegistry, model: str, version: int) -> int:
+        """Copy the files stored with a version (baseline, model card) server-side; returns how many were copied.
+
+        They travel with the version so that each stage's Model Monitor finds its baseline in its own registry.
+        """
+        copied = 0
+        for key in source.keys(layout.version_prefix(model, version)):
+            try:
+                self.s3.head_object(Bucket=self.bucket, Key=key)
+                continue  # already here: the files of a version never change
+            except Exception as exc:
+                if error_code(exc) not in {"404", "NoSuchKey", "NotFound"}:
+                    raise
+            self.s3.copy_object(
+                Bucket=self.bucket,
+                Key=key,
+                CopySource={"Bucket": source.bucket, "Key": key},
+                ChecksumAlgorithm="SHA256",
+            )
+            copied += 1
+        return copied
+
     def temp_upload_key(self, model: str) -> str:
         """A fresh key under uploads/ for an artifact whose digest is not known yet."""
         return f"{UPLOADS_PREFIX}{model}/{uuid.uuid4().hex}.tar.gz"
@@ -410,14 +432,15 @@ class StageRegistry:
 
     def audit_records(self, model: str) -> list[dict[str, Any]]:
         """Every audit record of `model` in this stage (any order)."""
-        keys = list(self._keys(layout.audit_prefix(model)))
+        keys = list(self.keys(layout.audit_prefix(model)))
         if not keys:
             return []
         with ThreadPoolExecutor(8) as pool:
             stored = list(pool.map(self.read, keys))
         return [s.data for s in stored if s is not None]
 
-    def _keys(self, prefix: str) -> Iterator[str]:
+    def keys(self, prefix: str) -> Iterator[str]:
+        """Every key under `prefix` in this registry."""
         paginator = self.s3.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):

@@ -438,6 +438,9 @@ def test_register_resolves_the_framework_image_and_stores_the_baseline(
     assert stored["columns"]["tenure"]["missing"] == 1
     assert stored["columns"]["plan"]["type"] == "categorical"
     assert read_json("sandbox", layout.version_key("churn", 1))["baseline"].endswith("/versions/1/baseline.json")
+    # The baseline travels with the version, so each stage's monitoring finds it in its own registry.
+    ok(run("promote", "churn", "--to", "dev"))
+    assert read_json("dev", f"{layout.version_prefix('churn', 1)}baseline.json") == stored
 
 
 def test_status_reads_the_live_version_from_the_endpoint(platform: Path, run: Run, tmp_path: Path) -> None:
