@@ -367,8 +367,9 @@ def promote(
     if source is None or source == to:
         raise BadInputError(f"cannot promote {model} into {to} from {source}")
     project.require_stage(source)
-    source_stage = ctx.stages.setdefault(source, load_stage(project, source))
-    require_model(source_stage, model)
+    if source not in ctx.stages:
+        ctx.stages[source] = load_stage(project, source)
+    require_model(ctx.stages[source], model)
 
     source_reg = ctx.registry(source)
     with aws_errors(f"reading {model} in {source}"):
