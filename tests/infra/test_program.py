@@ -53,11 +53,12 @@ def test_unpinned_shipped_stack_declares_registry_and_package_group_only(stage: 
     assert not stack.of_type("aws:sagemaker/model:Model")
 
 
-def test_sandbox_has_the_vm_and_no_endpoint(stacks: dict[str, RenderedStack]) -> None:
+def test_only_sandbox_has_the_vm_and_it_has_no_monitoring(stacks: dict[str, RenderedStack]) -> None:
     sandbox = stacks["sandbox"]
     assert sandbox.of_type("mlinfra:aws:SandboxVM")
     assert sandbox.outputs[outputs.SANDBOX_INSTANCE_ID]
-    assert not stacks["prod"].of_type("mlinfra:aws:SandboxVM")
+    assert not sandbox.of_type("mlinfra:aws:DriftMonitoring")
+    assert [s for s in STAGES if stacks[s].of_type("mlinfra:aws:SandboxVM")] == ["sandbox"]
 
 
 def test_dev_serves_serverless_with_health_alarms(stacks: dict[str, RenderedStack]) -> None:
