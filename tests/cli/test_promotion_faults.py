@@ -72,6 +72,21 @@ def hooks() -> Iterator[list[Any]]:
     mlinfra_aws.SESSION_HOOKS[:] = saved
 
 
+def make_cold(digest: str) -> None:
+    """Remove dev's copy of v2 (artifact, version record and files) so the next promotion copies and records again.
+
+    Its model package stays (the emulator cannot delete one); the package step is faulted in its own test.
+    """
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    for prefix in (
+        layout.artifact_key("churn", digest),
+        layout.version_key("churn", 2),
+        layout.version_prefix("churn", 2),
+    ):
+        for item in s3.list_objects_v2(Bucket=bucket("dev"), Prefix=prefix).get("Contents", []):
+            s3.delete_object(Bucket=bucket("dev"), Key=item["Key"])
+
+
 def assert_consistent(root: Path, run: Run) -> dict[str, Any]:
     """Pointer, stack file pin, audit trail and registry of dev agree."""
     pointer = read_json("dev", layout.stage_key("churn"))
@@ -92,11 +107,13 @@ def test_a_fault_after_any_call_leaves_agreement_and_a_rerun_converges(
 ) -> None:
     promote = ("promote", "churn", "--to", "dev", "--version", "2", "--reason", "faulty")
     rollback = ("rollback", "churn", "--stage", "dev", "--to", "1", "--reason", "reset")
+    digest_of_v2 = read_json("sandbox", layout.version_key("churn", 2))["digest"]
     outcomes = []
     at = 0
     while True:
-        # The first runs meet a cold target (artifact copy, package creation); later ones a warm one. Every call of
-        # either path gets its turn: the loop ends when a promotion makes fewer calls than the fault waits for.
+        # Every run meets a cold target (no copy of v2 in dev, no package, no version record), so every call of the
+        # full path gets its turn; the loop ends when a promotion makes fewer calls than the fault waits for.
+        make_cold(digest_of_v2)
         at += 1
         fault = Fault(at, Fault.KINDS[at % len(Fault.KINDS)])
         hooks.append(fault.install)
@@ -119,9 +136,37 @@ def test_a_fault_after_any_call_leaves_agreement_and_a_rerun_converges(
         assert pointer["version"] == 2
         assert pointer["record"]["reason"] == "faulty"
         ok(run(*rollback))
-    assert len(outcomes) >= 10, f"faults were injected after {len(outcomes)} calls: {outcomes}"
-    failed = [o for o in outcomes if o[2] == 1]
-    assert failed, "some injected faults must surface as failures"
+    assert len(outcomes) >= 15, f"faults were injected after {len(outcomes)} calls: {outcomes}"
+    faulted = {name for _, name, _ in outcomes}
+    assert {"CopyObject", "PutObject", "GetObjectAttributes", "ListModelPackages"} <= faulted, faulted
+    assert [o for o in outcomes if o[2] == 1], "some injected faults must surface as failures"
+
+
+@pytest.mark.parametrize("kind", Fault.KINDS)
+def test_fault_after_creating_the_target_package_converges_to_one_package(
+    two_versions: Path, run: Run, hooks: list[Any], kind: str
+) -> None:
+    class AfterPackage(Fault):
+        def after_call(self, model: Any, **_: Any) -> None:
+            if model.name == "CreateModelPackage" and self.fired is None:
+                self.at = self.calls + 1  # fire on this call
+                super().after_call(model=model)
+
+    fault = AfterPackage(0, kind)
+    hooks.append(fault.install)
+    result = run("promote", "churn", "--to", "dev", "--version", "2", "--reason", "pkg")
+    hooks.remove(fault.install)
+    assert fault.fired == "CreateModelPackage"
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
+    pointer = assert_consistent(two_versions, run)
+    assert pointer["version"] == 1, "nothing was committed"
+    ok(run("promote", "churn", "--to", "dev", "--version", "2", "--reason", "pkg"))
+    assert assert_consistent(two_versions, run)["version"] == 2
+    digest = read_json("dev", layout.version_key("churn", 2))["digest"]
+    packages = boto3.client("sagemaker", region_name="eu-west-1").list_model_packages(
+        ModelPackageGroupName="mlinfra-dev-churn"
+    )["ModelPackageSummaryList"]
+    assert len([p for p in packages if digest in p.get("ModelPackageDescription", "")]) == 1
 
 
 def test_pointer_write_that_landed_before_the_connection_dropped_counts(
