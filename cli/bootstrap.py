@@ -22,13 +22,12 @@ from .aws import (
     error_code,
     local_endpoint,
 )
-from .errors import BadInputError, MlinfraError
-from .render import short_type
+from .errors import MlinfraError
+from .render import render_stage, short_type
 
 if TYPE_CHECKING:
     from .project import Project
     from .render import RenderedResource, RenderedStack
-    from .stackfile import Stage
 
 # Hosts that are AWS itself: bootstrap refuses them even if they answer like an emulator would.
 _AWS_HOST_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
@@ -122,23 +121,6 @@ def _refuse_real_aws(url: str) -> None:
         )
 
 
-def _render(stage: Stage, account_id: str) -> RenderedStack:
-    """Render a stage offline with the emulator's account; config problems name file and key (exit 2)."""
-    from mlinfra_infra.config import ConfigError
-
-    from .render import render
-
-    try:
-        return render(
-            stage.raw, project=stage.project.name, stage=stage.name, source=stage.source, account_id=account_id
-        )
-    except ConfigError as exc:
-        raise BadInputError(str(exc)) from None
-    except Exception as exc:  # the program failed under the mock runtime: report it in one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise MlinfraError(f"{stage.source}: rendering the program failed: {first}") from exc
-
-
 def bootstrap(project: Project, stages: Sequence[str], endpoint_account_id: str | None = None) -> BootstrapResult:
     """Create in the local emulator what each stage's offline render declares; idempotent.
 
@@ -158,7 +140,7 @@ def bootstrap(project: Project, stages: Sequence[str], endpoint_account_id: str 
         aws = StageAws(stage.config, project.root)
         account = endpoint_account_id or aws.account_id
         report = StageBootstrap(stage=stage.name, region=stage.config.region, account_id=account)
-        planned.append((aws, _render(stage, account), report))
+        planned.append((aws, render_stage(stage, account_id=account), report))
     for aws, rendered, report in planned:
         _StageBootstrapper(aws, rendered, report).run()
     return BootstrapResult(endpoint=url, stages=[report for _, _, report in planned])

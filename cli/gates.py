@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from mlinfra_infra import naming
 
 from .aws import aws_errors
+from .registry import parse_time
 
 if TYPE_CHECKING:
     from mlinfra_infra.config import GateSettings
@@ -91,7 +92,7 @@ def soak_gate(gates: GateSettings, pointer: Stored | None, source: str, version:
     if pointer is None or pointer.data.get("version") != version:
         running = f"v{pointer.data.get('version')}" if pointer else "nothing"
         return GateResult("soak", False, f"{source} runs {running}, not v{version}; it cannot have soaked")
-    since = datetime.fromisoformat(str(pointer.data["since"]).replace("Z", "+00:00"))
+    since = parse_time(str(pointer.data["since"]))
     soaked = (datetime.now(UTC) - since).total_seconds() / 3600
     if soaked < hours:
         return GateResult("soak", False, f"v{version} has run {soaked:.1f} h in {source}; {hours:g} h required")

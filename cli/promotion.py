@@ -184,11 +184,14 @@ def register(
     """
     from . import images, inputs, packaging
 
-    any_stage = load_stage(project, project.stages()[0]) if project.stages() else None
-    if any_stage is None:
+    names = project.stages()
+    if not names:
         raise BadInputError(f"no stack files in {project.relative(project.stacks_dir)}/")
-    entry = any_stage.config.entry_stage
-    ctx = Context.load(project, entry)
+    first = load_stage(project, names[0])
+    entry = first.config.entry_stage  # the first stage of the project's promotion order
+    ctx = Context(project, {first.name: first}, {})
+    if entry not in ctx.stages:
+        ctx.stages[entry] = load_stage(project, project.require_stage(entry))
     stage = ctx.stages[entry]
     require_model(stage, model)
     # Bad input first: nothing is uploaded for a wrong path, framework or metrics file.
@@ -198,9 +201,7 @@ def register(
     if image is None and (framework is None or framework_version is None):
         raise BadInputError("give --framework and --framework-version (to resolve the inference image) or --image")
     if image is not None:
-        from mlinfra_infra.config import Pin
-
-        _check_image(image, Pin)
+        _check_image(image)
     if on_total is not None:
         on_total(packaging.input_size(path))
 
@@ -213,7 +214,13 @@ def register(
             else None
         )
         packed, temp_key = _upload(registry, path, model, archive=archive, progress=progress)
-        resolved_image = image_future.result() if image_future else image
+        try:
+            resolved_image = image_future.result() if image_future else image
+        except BaseException:
+            # A framework version the SDK does not know: nothing may stay behind in the registry.
+            with contextlib.suppress(Exception):
+                registry.s3.delete_object(Bucket=registry.bucket, Key=temp_key)
+            raise
     assert resolved_image is not None  # noqa: S101 - one of the two is required above
 
     with aws_errors(f"registering {model} in {entry}"):
@@ -281,13 +288,13 @@ def _upload(
     return packed, temp_key
 
 
-def _check_image(image: str, pin_model: Any) -> None:
-    from pydantic import ValidationError
+def _check_image(image: str) -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    from mlinfra_infra.config import ImageUri
 
     try:
-        pin_model.model_validate(
-            {"version": 1, "digest": "sha256:" + "0" * 64, "image": image, "artifact": "s3://bucket/key"}
-        )
+        TypeAdapter(ImageUri).validate_python(image)
     except ValidationError:
         raise BadInputError(
             f"--image {image!r} is not an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)"

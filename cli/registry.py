@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -27,7 +28,6 @@ from .errors import BadInputError, MlinfraError
 if TYPE_CHECKING:
     from mlinfra_infra.config import StackConfig
 
-UPLOADS_PREFIX = "uploads/"
 PART_SIZE = 8 * 1024 * 1024  # S3 allows 10,000 parts: 80 GB artifacts; smaller parts keep memory low
 MAX_PARTS_IN_FLIGHT = 4
 COPY_LIMIT = 5 * 1024**3  # CopyObject's limit; larger artifacts would need a multipart copy
@@ -123,8 +123,6 @@ class MultipartSink:
         self._send(body)
 
     def _send(self, body: bytes) -> None:
-        import hashlib
-
         if self._upload_id is None:
             _return_large_buffers_to_the_os()
             self._upload_id = self.s3.create_multipart_upload(
@@ -159,8 +157,6 @@ class MultipartSink:
         """Send what is buffered and complete the upload."""
         if self._upload_id is None:
             body = b"".join(self._chunks)
-            import hashlib
-
             self.s3.put_object(
                 Bucket=self.bucket,
                 Key=self.key,
@@ -401,7 +397,7 @@ class StageRegistry:
 
     def temp_upload_key(self, model: str) -> str:
         """A fresh key under uploads/ for an artifact whose digest is not known yet."""
-        return f"{UPLOADS_PREFIX}{model}/{uuid.uuid4().hex}.tar.gz"
+        return f"{layout.UPLOADS_PREFIX}{model}/{uuid.uuid4().hex}.tar.gz"
 
     # Stage pointer -----------------------------------------------------------------------------------------------
 

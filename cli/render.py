@@ -13,7 +13,10 @@ import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .stackfile import Stage
 
 MASK = "[secret]"
 MOCK_ACCOUNT = "123456789012"
@@ -235,3 +238,20 @@ def render(
     stack.resources = _tree_order(stack.resources)
     stack.outputs = _clean(outputs)
     return stack
+
+
+def render_stage(stage: Stage, *, account_id: str = MOCK_ACCOUNT) -> RenderedStack:
+    """Render a loaded stage; config problems exit 2 (file and key), a failing program exits 1, in one line each."""
+    from mlinfra_infra.config import ConfigError
+
+    from .errors import BadInputError, MlinfraError
+
+    try:
+        return render(
+            stage.raw, project=stage.project.name, stage=stage.name, source=stage.source, account_id=account_id
+        )
+    except ConfigError as exc:
+        raise BadInputError(str(exc)) from None
+    except Exception as exc:  # the program failed under the mock runtime: report it in one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MlinfraError(f"{stage.source}: rendering the program failed: {first}") from exc

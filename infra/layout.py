@@ -11,6 +11,7 @@ STAGES_PREFIX = "stages/"
 AUDIT_PREFIX = "audit/"
 CAPTURE_PREFIX = "capture/"
 MONITORING_PREFIX = "monitoring/"
+UPLOADS_PREFIX = "uploads/"  # artifacts being registered, before their digest (hence their key) is known
 ARTIFACT_NAME = "model.tar.gz"
 
 

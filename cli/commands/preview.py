@@ -6,10 +6,8 @@ from typing import Any
 
 import click
 
-from mlinfra.errors import BadInputError, MlinfraError
 from mlinfra.options import all_option, chosen_stages, console, emit_json, json_option, stack_option
 from mlinfra.project import Project
-from mlinfra.stackfile import raw_config
 
 # The inputs worth a glance per resource type, as dotted paths into the provider inputs.
 KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
@@ -84,22 +82,6 @@ def _print_tree(rendered: Any) -> None:
     console().print(root)
 
 
-def render_stage(project: Project, stage: str) -> Any:
-    """Render one stage offline; config problems become BadInputError naming file and key."""
-    from mlinfra.render import render
-    from mlinfra_infra.config import ConfigError
-
-    raw = raw_config(project, stage)
-    source = project.relative(project.stage_file(stage))
-    try:
-        return render(raw, project=project.name, stage=stage, source=source)
-    except ConfigError as exc:
-        raise BadInputError(str(exc)) from None
-    except Exception as exc:  # the program failed under the mock runtime: report it in one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise MlinfraError(f"{source}: rendering the program failed: {first}") from exc
-
-
 @click.command()
 @stack_option
 @all_option
@@ -120,7 +102,10 @@ def preview(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     """
     project = Project.find()
     stages = chosen_stages(project, stack, all_stacks)
-    rendered = [render_stage(project, stage) for stage in stages]
+    from mlinfra.render import render_stage
+    from mlinfra.stackfile import load_stage
+
+    rendered = [render_stage(load_stage(project, stage)) for stage in stages]
     if as_json:
         documents = [r.to_json() for r in rendered]
         emit_json(documents if all_stacks else documents[0])

@@ -397,29 +397,27 @@ class DriftMonitoring(pulumi.ComponentResource):
         # Health alarms arrive as names (they belong to the ModelEndpoint); the Output carries the dependency on them.
         health = pulumi.Output.from_input(endpoint.health_alarm_names)
 
-        def declare(rule: pulumi.Input[str], depends_on: list[pulumi.Resource]) -> aws.cloudwatch.CompositeAlarm:
-            return aws.cloudwatch.CompositeAlarm(
-                f"{self._prefix}-{model}-health",
-                alarm_name=naming.alarm(args.project, args.stage, model, naming.ALARM_HEALTH),
-                alarm_description=(
-                    f"{model} in {args.stage}: an error, latency or drift alarm is firing; "
-                    f"see dashboard {naming.dashboard(args.project, args.stage)}"
-                ),
-                alarm_rule=rule,
-                actions_enabled=True,
-                alarm_actions=[self.topic_arn],
-                ok_actions=[self.topic_arn],
-                tags=tags(args.stage, args.owner, model),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
-            )
-
+        # Every ModelEndpoint declares its health alarms, so the rule is never empty (alarm_rule refuses one that is).
+        rule: pulumi.Output[str] = health.apply(alarm_rule)
+        depends_on: list[pulumi.Resource] = []
         if drift_alarm is not None:
             # CloudWatch rejects a rule naming an alarm that does not exist yet.
             rule = pulumi.Output.all(health, drift_alarm.name).apply(lambda both: alarm_rule([*both[0], both[1]]))
-            declare(rule, [drift_alarm])
-            return
-        # Every ModelEndpoint declares its health alarms, so the rule is never empty (alarm_rule refuses one that is).
-        declare(health.apply(alarm_rule), [])
+            depends_on = [drift_alarm]
+        aws.cloudwatch.CompositeAlarm(
+            f"{self._prefix}-{model}-health",
+            alarm_name=naming.alarm(args.project, args.stage, model, naming.ALARM_HEALTH),
+            alarm_description=(
+                f"{model} in {args.stage}: an error, latency or drift alarm is firing; "
+                f"see dashboard {naming.dashboard(args.project, args.stage)}"
+            ),
+            alarm_rule=rule,
+            actions_enabled=True,
+            alarm_actions=[self.topic_arn],
+            ok_actions=[self.topic_arn],
+            tags=tags(args.stage, args.owner, model),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
 
     def _dashboard_body(self) -> pulumi.Output[str]:
         """Build the dashboard: per endpoint traffic, errors, p99 latency and drift; a note when nothing is pinned."""

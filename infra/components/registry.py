@@ -10,7 +10,7 @@ import pulumi_aws as aws
 
 from mlinfra_infra import naming
 from mlinfra_infra.config import RegistrySettings
-from mlinfra_infra.layout import CAPTURE_PREFIX, MODELS_PREFIX, MONITORING_PREFIX
+from mlinfra_infra.layout import CAPTURE_PREFIX, MODELS_PREFIX, MONITORING_PREFIX, UPLOADS_PREFIX
 
 from .common import TYPE_PREFIX, policy_document, statement, tags
 
@@ -162,6 +162,13 @@ class ModelRegistry(pulumi.ComponentResource):
                     "status": "Enabled",
                     "filter": {"prefix": CAPTURE_PREFIX},
                     "expiration": {"days": settings.capture_retention_days},
+                },
+                # A registration that died between upload and its move to the content address leaves a temp object.
+                {
+                    "id": "expire-abandoned-uploads",
+                    "status": "Enabled",
+                    "filter": {"prefix": UPLOADS_PREFIX},
+                    "expiration": {"days": settings.abort_incomplete_upload_days},
                 },
                 # Model Monitor's reports are derived from the capture and kept as long as it is.
                 {

@@ -498,3 +498,15 @@ def test_local_mode_without_an_emulator_fails_instead_of_using_aws(
         f"error: local mode: no AWS emulator answers at http://127.0.0.1:{port}; start one with "
         "`mlinfra local start --detach` (local mode never falls back to real AWS credentials)\n"
     )
+
+
+def test_unknown_framework_version_leaves_nothing_behind(platform: Path, run: Run, tmp_path: Path) -> None:
+    # The image is resolved while the artifact uploads; a version the SDK does not know must not leave the upload.
+    result = run(
+        "register", str(make_model(tmp_path)), "-m", "churn", "--framework", "sklearn", "--framework-version", "0.0-0"
+    )
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "0.0-0" in result.stderr
+    assert "Contents" not in s3().list_objects_v2(Bucket=bucket("sandbox"))
+    assert not s3().list_multipart_uploads(Bucket=bucket("sandbox")).get("Uploads")

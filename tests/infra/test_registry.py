@@ -74,6 +74,8 @@ def test_lifecycle_rules(stack: RenderedStack) -> None:
     assert rules["expire-data-capture"]["filter"] == {"prefix": "capture/"}
     assert rules["expire-data-capture"]["expiration"]["days"] == 30
     assert rules["expire-monitoring-reports"]["filter"] == {"prefix": "monitoring/"}
+    assert rules["expire-abandoned-uploads"]["filter"] == {"prefix": "uploads/"}
+    assert rules["expire-abandoned-uploads"]["expiration"]["days"] == 7
 
 
 def test_one_package_group_per_declared_model(stack: RenderedStack) -> None:
