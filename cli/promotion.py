@@ -229,7 +229,7 @@ def register(
             record = registry.version(model, int(existing["ModelPackageVersion"]))
             if record is not None:
                 registry.s3.delete_object(Bucket=registry.bucket, Key=temp_key)
-                return {**record, "existing": True}
+                return {**record, "existing": True, "nextStage": _next_stage(stage.config)}
         registry.finalize_upload(temp_key, model, packed.digest)
         artifact = registry.artifact_uri(model, packed.digest)
         who = actor(registry.aws)
@@ -265,8 +265,12 @@ def register(
                 registry.write(f"{layout.version_prefix(model, version)}baseline.json", baseline)
         registry.write_version(record)
         _move_entry_pointer(ctx, registry, model, record, who)
-    stages = stage.config.stages
-    return {**record, "nextStage": stages[1] if len(stages) > 1 else None}
+    return {**record, "nextStage": _next_stage(stage.config)}
+
+
+def _next_stage(config: Any) -> str | None:
+    """The stage a fresh registration is promoted into first (the one after the entry stage)."""
+    return config.stages[1] if len(config.stages) > 1 else None
 
 
 def _upload(
