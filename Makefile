@@ -31,6 +31,7 @@ typecheck: setup
 	ln -sfn ../../cli build/typecheck/mlinfra
 	ln -sfn ../../infra build/typecheck/mlinfra_infra
 	ln -sfn ../../model_templates build/typecheck/mlinfra_templates
+	ln -sfn ../../drift build/typecheck/mlinfra_drift
 	$(BIN)/mypy
 
 # pytest exits 5 when a selection collects no test; that is not a failure.

@@ -1,0 +1,12 @@
+"""The CloudWatch names drift is published under, shared by the publisher and the alarms that watch it.
+
+The DriftMonitoring component's alarms and `mlinfra drift --publish` (and the scheduled drift job) both read these,
+so the metric a job puts and the metric an alarm watches can never drift apart.
+"""
+
+from __future__ import annotations
+
+NAMESPACE = "mlinfra/Drift"
+MAX_PSI = "MaxPSI"  # the largest per-feature PSI of one run, dimensions Stage and Model
+STAGE_DIMENSION = "Stage"
+MODEL_DIMENSION = "Model"

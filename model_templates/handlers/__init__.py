@@ -1,0 +1,1 @@
+"""Inference handler templates, one per framework adapter (`<framework>/inference.py.j2`)."""

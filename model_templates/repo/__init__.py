@@ -1,0 +1,1 @@
+"""An analyst's model repository (`mlinfra init-model-repo`): its CI workflow and files."""

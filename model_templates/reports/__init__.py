@@ -1,0 +1,1 @@
+"""Report templates rendered to self-contained HTML (the drift report), autoescaped."""
