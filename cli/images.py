@@ -1,18 +1,23 @@
-"""Prebuilt SageMaker inference images per framework, resolved offline from the sagemaker SDK's bundled image config.
+"""Prebuilt SageMaker inference images per framework, resolved offline from the image config sagemaker-core ships.
 
-Each framework has an adapter that registers itself under its name and knows the arguments the SDK's
-`image_uris.retrieve` needs for a CPU inference image of a given version. The SDK reads JSON files shipped inside
-the package and botocore's bundled endpoint data, so no network call and no credentials are involved. Importing it
-takes seconds, so it happens on first use only.
+The sagemaker SDK (distribution `sagemaker-core`) ships one JSON file per framework (`image_uri_config/<name>.json`:
+versions, aliases, Python versions, processors, repositories and the ECR account of each region) and its
+`image_uris.retrieve` turns them into an image URI. Importing the SDK costs about 2 s and 150 MB, more than a small
+model's whole registration, so mlinfra reads those same JSON files from the installed distribution (located through
+its metadata, without importing it) and applies retrieve's rules for a CPU inference image: the version or its
+alias, the Python version, the processor of a CPU instance, `<account>.dkr.<ecr hostname>/<repository>:<tag>` with
+the hostname from botocore's endpoint data. A test compares every supported version against the SDK's own
+`retrieve`, so the two cannot disagree unnoticed.
+
+Each framework has an adapter that registers itself under its name.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
+import json
 import re
-from collections.abc import Callable
-from types import ModuleType
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from .errors import BadInputError, MlinfraError
@@ -20,16 +25,39 @@ from .errors import BadInputError, MlinfraError
 IMAGE_SCOPE = "inference"
 # Images differ by processor (cpu/gpu); endpoints default to CPU instances, so resolve against a CPU instance type.
 CPU_INSTANCE_TYPE = "ml.m5.large"
-SDK_MODULE = "sagemaker.core.image_uris"
 SDK_DISTRIBUTION = "sagemaker-core"
+CONFIG_DIR = "sagemaker/core/image_uri_config"
 SHOWN_VERSIONS = 5
+
+
+class ImageConfig:
+    """One framework's bundled image config for the inference scope (what `image_uris.retrieve` reads)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        scoped = data if "versions" in data else data[IMAGE_SCOPE]
+        self.versions: dict[str, Any] = scoped["versions"]
+        self.aliases: dict[str, str] = scoped.get("version_aliases", {})
+        self.processors: list[str] | None = scoped.get("processors")
+
+    def listed(self) -> list[str]:
+        """Versions and aliases (retrieve accepts either)."""
+        return [*self.versions, *self.aliases]
+
+    def version_config(self, version: str) -> dict[str, Any]:
+        """The config of a version or alias."""
+        return dict(self.versions[self.aliases.get(version, version)])
+
+    def py_versions(self, version: str) -> list[str]:
+        """The Python versions listed for a version or alias."""
+        found: list[str] = self.version_config(version).get("py_versions", [])
+        return found
 
 
 class FrameworkAdapter:
     """How one framework's prebuilt inference image is looked up: the SDK's name for it and retrieve()'s arguments.
 
-    Subclass it, set `name` (as mlinfra spells the framework) and `sdk_name`, override `retrieve_args` if the SDK
-    needs more than a version, and decorate the class with `@register`.
+    Subclass it, set `name` (as mlinfra spells the framework) and `sdk_name` (the config file's name), override
+    `py_version` if the image is chosen among several Python versions, and decorate the class with `@register`.
     """
 
     name: ClassVar[str]
@@ -37,15 +65,14 @@ class FrameworkAdapter:
     # Versions the SDK lists that must not be pinned (moving tags, images with another serving contract).
     excluded: ClassVar[frozenset[str]] = frozenset()
 
-    def versions(self, sdk: ModuleType) -> list[str]:
+    def versions(self, config: ImageConfig) -> list[str]:
         """The versions (and aliases) the installed SDK has an inference image for, oldest first."""
-        listed: list[str] = sdk.list_versions(self.sdk_name, IMAGE_SCOPE)
-        return sorted((v for v in listed if v not in self.excluded), key=_version_key)
+        return sorted((v for v in config.listed() if v not in self.excluded), key=_version_key)
 
-    def retrieve_args(self, version: str, sdk: ModuleType) -> dict[str, Any]:
-        """Keyword arguments for `image_uris.retrieve` besides framework and region."""
-        del sdk  # used by adapters that look up more (e.g. the Python version)
-        return {"version": version, "image_scope": IMAGE_SCOPE, "instance_type": CPU_INSTANCE_TYPE}
+    def py_version(self, version: str, config: ImageConfig) -> str | None:
+        """The Python version of the image; None lets retrieve's rule pick the only one listed."""
+        del version, config
+        return None
 
 
 _ADAPTERS: dict[str, FrameworkAdapter] = {}
@@ -86,13 +113,10 @@ class PyTorchAdapter(FrameworkAdapter):
     name = "pytorch"
     sdk_name = "pytorch"
 
-    def retrieve_args(self, version: str, sdk: ModuleType) -> dict[str, Any]:
-        """Version, scope and CPU instance type, plus the newest py_version the SDK lists for this version."""
-        args = super().retrieve_args(version, sdk)
-        py_versions: list[str] = sdk.list_py_versions(self.sdk_name, version, IMAGE_SCOPE)
-        if py_versions:
-            args["py_version"] = max(py_versions, key=_version_key)
-        return args
+    def py_version(self, version: str, config: ImageConfig) -> str | None:
+        """The newest Python version listed for this version."""
+        listed = config.py_versions(version)
+        return max(listed, key=_version_key) if listed else None
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -117,15 +141,35 @@ def _adapter(framework: str) -> FrameworkAdapter:
         ) from None
 
 
-def _sdk() -> ModuleType:
-    """The SDK's image_uris module (slow to import: only when an image is resolved)."""
+def _missing_sdk() -> MlinfraError:
+    return MlinfraError(
+        f"resolving a prebuilt SageMaker image needs the image config of the sagemaker SDK ({SDK_DISTRIBUTION} is "
+        f"not installed): pip install {SDK_DISTRIBUTION}"
+    )
+
+
+def config_dir() -> Path:
+    """Where the installed sagemaker-core keeps its image config (found through its metadata; nothing imported)."""
+    from importlib import metadata
+
     try:
-        return importlib.import_module(SDK_MODULE)
-    except ImportError as exc:
-        raise MlinfraError(
-            f"resolving a prebuilt SageMaker image needs the sagemaker SDK ({exc.name} is missing): "
-            f"pip install {SDK_DISTRIBUTION}"
-        ) from None
+        distribution = metadata.distribution(SDK_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        raise _missing_sdk() from None
+    folder = Path(str(distribution.locate_file(CONFIG_DIR)))
+    if not folder.is_dir():
+        raise _missing_sdk()
+    return folder
+
+
+@functools.cache
+def image_config(framework: str) -> ImageConfig:
+    """The bundled image config of an adapter's framework."""
+    path = config_dir() / f"{_adapter(framework).sdk_name}.json"
+    try:
+        return ImageConfig(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError) as exc:
+        raise MlinfraError(f"{path}: unreadable image config of {_sdk_version()} ({exc}); reinstall it") from None
 
 
 def _sdk_version() -> str:
@@ -139,7 +183,30 @@ def _sdk_version() -> str:
 
 def supported_versions(framework: str) -> list[str]:
     """The versions of `framework` the installed SDK has a prebuilt inference image for, oldest first."""
-    return _adapter(framework).versions(_sdk())
+    return _adapter(framework).versions(image_config(framework))
+
+
+@functools.cache
+def _ecr_hostname(region: str) -> str:
+    """ECR's hostname in `region` from botocore's endpoint data (as the SDK resolves it)."""
+    import botocore.loaders
+    import botocore.regions
+
+    resolver = botocore.regions.EndpointResolver(botocore.loaders.create_loader().load_data("endpoints"))
+    endpoint = resolver.construct_endpoint("ecr", region)
+    if not endpoint and region == "il-central-1":
+        return f"ecr.{region}.amazonaws.com"  # the SDK's own exception for a region botocore once lacked
+    if not endpoint:
+        raise BadInputError(f"no ECR endpoint for region {region!r} in botocore's endpoint data (check the region)")
+    return str(endpoint["hostname"])
+
+
+def _processor(available: list[str] | None) -> str | None:
+    """The processor retrieve picks for CPU_INSTANCE_TYPE (its family, when the config lists it, else cpu)."""
+    if not available:
+        return None
+    family = CPU_INSTANCE_TYPE.split(".")[1]
+    return family if family in available else "cpu"
 
 
 @functools.cache
@@ -150,8 +217,8 @@ def resolve_image(framework: str, version: str, region: str) -> str:
     for (with the newest supported ones) or a region it does not know.
     """
     adapter = _adapter(framework)
-    sdk = _sdk()
-    supported = adapter.versions(sdk)
+    config = image_config(framework)
+    supported = adapter.versions(config)
     if version in adapter.excluded:
         raise BadInputError(
             f"{framework} version {version!r} is not a framework image mlinfra can pin "
@@ -165,13 +232,27 @@ def resolve_image(framework: str, version: str, region: str) -> str:
             f"{framework} version {version!r} has no prebuilt SageMaker inference image in {_sdk_version()}"
             f"{suggest(version, supported)}; newest supported: {newest} (upgrade the SDK for newer ones)"
         )
-    retrieve: Callable[..., str] = sdk.retrieve
-    try:
-        return retrieve(adapter.sdk_name, region=region, **adapter.retrieve_args(version, sdk))
-    except ValueError as exc:
-        # e.g. "Unsupported region: mars-1. You may need to upgrade ...": keep the SDK's first sentence only.
-        reason = str(exc).split(". ", 1)[0].rstrip(".")
+    settings = config.version_config(version)
+    py_version = adapter.py_version(version, config)
+    if "repository" in settings:
+        listed = settings.get("py_versions") or []
+        if py_version is None and len(listed) == 1:
+            py_version = listed[0]
+    else:  # configs nested by Python version
+        if py_version is None and len(settings) == 1:
+            py_version = next(iter(settings))
+        settings = settings.get(py_version or "", settings)
+    registries: dict[str, str] = settings["registries"]
+    if region not in registries:
         raise BadInputError(
-            f"no {framework} {version} inference image for region {region!r}: {reason} "
+            f"no {framework} {version} inference image for region {region!r}: Unsupported region "
             f"(check the region, or upgrade {_sdk_version()})"
-        ) from None
+        )
+    processor = _processor(config.processors or settings.get("processors"))
+    container_version = (settings.get("container_version") or {}).get(processor)
+    if not settings.get("processor_in_tag", True):
+        processor = None
+    tag_prefix = settings.get("tag_prefix", version)
+    tag = "-".join(x for x in (tag_prefix, processor, py_version, container_version) if x)
+    repository = settings["repository"] + (f":{tag}" if tag else "")
+    return f"{registries[region]}.dkr.{_ecr_hostname(region)}/{repository}"

@@ -1,8 +1,15 @@
-"""Prebuilt SageMaker inference images resolved offline through the sagemaker SDK's bundled image config."""
+"""Prebuilt SageMaker inference images resolved offline from the image config the sagemaker SDK ships.
+
+mlinfra reads the SDK's JSON without importing the SDK; these tests import it (once per module) to check that every
+version mlinfra offers resolves to exactly the URI the SDK's own `image_uris.retrieve` returns.
+"""
 
 from __future__ import annotations
 
+import importlib
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -20,8 +27,45 @@ REGION = "eu-west-1"
 def sdk() -> Iterator[ModuleType]:
     """The SDK's image_uris module, imported once for the module (the import takes seconds)."""
     images.resolve_image.cache_clear()
-    yield images._sdk()
+    yield importlib.import_module("sagemaker.core.image_uris")
     images.resolve_image.cache_clear()
+
+
+def _sdk_uri(sdk: ModuleType, framework: str, version: str, region: str) -> str:
+    adapter = images._ADAPTERS[framework]
+    args: dict[str, str] = {"version": version, "image_scope": "inference", "instance_type": images.CPU_INSTANCE_TYPE}
+    if framework == "pytorch":
+        args["py_version"] = max(sdk.list_py_versions("pytorch", version, "inference"), key=images._version_key)
+    return str(sdk.retrieve(adapter.sdk_name, region=region, **args))
+
+
+@pytest.mark.parametrize("framework", ["sklearn", "xgboost", "pytorch"])
+def test_every_supported_version_resolves_as_the_sdk_does(sdk: ModuleType, framework: str) -> None:
+    versions = images.supported_versions(framework)
+    assert versions, "the installed SDK lists versions"
+    sdk_listed = set(sdk.list_versions(images._ADAPTERS[framework].sdk_name, "inference"))
+    assert set(versions) <= sdk_listed
+    assert sdk_listed - set(versions) <= images._ADAPTERS[framework].excluded
+    for region in (REGION, "us-east-1", "cn-north-1", "ap-southeast-2"):
+        for version in versions:
+            try:
+                expected = _sdk_uri(sdk, framework, version, region)
+            except ValueError:
+                with pytest.raises(BadInputError):
+                    images.resolve_image(framework, version, region)
+                continue
+            assert images.resolve_image(framework, version, region) == expected, (framework, version, region)
+
+
+def test_resolving_an_image_does_not_import_the_sdk() -> None:
+    code = (
+        "import sys; from mlinfra import images; images.resolve_image.cache_clear(); "
+        "print(images.resolve_image('pytorch', '2.1', 'eu-west-1')); "
+        "print(any(m.startswith('sagemaker') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert "/pytorch-inference:2.1-cpu-py3" in out[0]
+    assert out[1] == "False"
 
 
 def test_framework_names() -> None:
@@ -94,9 +138,9 @@ def test_unknown_region(sdk: ModuleType) -> None:
 
 
 def test_missing_sdk_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(images, "SDK_MODULE", "sagemaker_not_installed.image_uris")
-    with pytest.raises(MlinfraError, match=r"needs the sagemaker SDK .*: pip install sagemaker-core"):
-        images._sdk()
+    monkeypatch.setattr(images, "SDK_DISTRIBUTION", "sagemaker-not-installed")
+    with pytest.raises(MlinfraError, match=r"needs the image config of the sagemaker SDK .*: pip install"):
+        images.config_dir()
 
 
 def test_adapters_register_under_their_name() -> None:
