@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,19 +27,44 @@ def read_yaml(path: Path, shown: str | None = None) -> Any:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInputError(f"{shown}: file not found") from None
-    except OSError as exc:
-        raise BadInputError(f"{shown}: cannot read ({exc.strerror})") from None
+    text = read_text(path, shown)
     try:
         return YAML(typ="safe", pure=True).load(text)
     except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise BadInputError(f"{shown}:{where}: invalid YAML: {problem}") from None
+        raise BadInputError(yaml_error(shown, exc)) from None
+
+
+def read_text(path: Path, shown: str | None = None) -> str:
+    """A UTF-8 text file; a missing, unreadable or non-UTF-8 file raises BadInputError naming the file (exit 2)."""
+    shown = shown or str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInputError(f"{shown}: file not found") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{shown}: is a directory, not a file") from None
+    except OSError as exc:
+        raise BadInputError(f"{shown}: cannot read ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{shown}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+_DUPLICATE_KEY = re.compile(r'found duplicate key "(?P<key>.*?)" with value')
+
+
+def yaml_error(shown: str, exc: Exception) -> str:
+    """One line for a YAML error: the file, the line, and what is wrong (a duplicate key named as such)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" line {mark.line + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    duplicate = _DUPLICATE_KEY.match(str(problem))
+    if duplicate:
+        context = getattr(exc, "context_mark", None)
+        first = f" (in the mapping that starts at line {context.line + 1})" if context is not None else ""
+        return f"{shown}:{where}: duplicate key {duplicate['key']!r}{first}; keep one of them"
+    return f"{shown}:{where}: invalid YAML: {problem}"
 
 
 def _config_value(entry: Any) -> Any:
@@ -96,7 +122,7 @@ class Project:
 
     def stages(self) -> list[str]:
         """Stages with a stack file, in the project's promotion order, then any others alphabetically."""
-        found = {p.name[len("Pulumi.") : -len(".yaml")] for p in self.stacks_dir.glob("Pulumi.*.yaml")}
+        found = {p.name[len("Pulumi.") : -len(".yaml")] for p in self.stacks_dir.glob("Pulumi.*.yaml") if p.is_file()}
         order = self.config_defaults().get("mlinfra:stages") or []
         ordered = [stage for stage in order if stage in found]
         return ordered + sorted(found - set(ordered))
@@ -117,10 +143,9 @@ class Project:
 
     def selected(self) -> str | None:
         """The stack selected in this checkout, if any."""
-        try:
-            return self.selection_file.read_text(encoding="utf-8").strip() or None
-        except FileNotFoundError:
+        if not self.selection_file.exists():
             return None
+        return read_text(self.selection_file, self.relative(self.selection_file)).strip() or None
 
     def select(self, stage: str) -> None:
         """Remember `stage` as this checkout's stack (atomic write)."""
@@ -132,8 +157,11 @@ class Project:
 
     def require_stage(self, stage: str) -> str:
         """`stage` if it has a stack file; BadInputError with a suggestion otherwise."""
-        if self.stage_file(stage).is_file():
+        path = self.stage_file(stage)
+        if path.is_file():
             return stage
+        if path.exists():
+            raise BadInputError(f"{self.relative(path)} is a directory, not a stack file: remove or rename it")
         from mlinfra_infra.config import suggest
 
         known = self.stages()

@@ -78,10 +78,9 @@ def _guess_indent(text: str) -> tuple[int, int, int]:
 
 def _invalid_yaml(source: str, exc: Exception) -> BadInputError:
     """The one-line error for a stack file that is not YAML (same shape as project.read_yaml's)."""
-    mark = getattr(exc, "problem_mark", None)
-    where = f" line {mark.line + 1}:" if mark is not None else ""
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return BadInputError(f"{source}:{where} invalid YAML: {problem} (fix the file by hand, then re-run)")
+    from .project import yaml_error
+
+    return BadInputError(f"{yaml_error(source, exc)} (fix the file by hand, then re-run)")
 
 
 def _mapping(parent: Any, key: str, source: str, where: str) -> Any:
