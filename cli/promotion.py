@@ -152,12 +152,37 @@ def _resolve_uncertain(registry: StageRegistry, model: str, audit: dict[str, Any
         raise MlinfraError(
             f"moving {model}'s pointer in {registry.stage} failed; nothing was committed, re-run the command"
         )
+    raise _conflict(registry, model, current)
+
+
+def _conflict(registry: StageRegistry, model: str, current: Stored | None, *, pinned: bool = False) -> ConflictError:
+    """The one-line error of a promotion that lost a race: who moved the pointer, and that this run changed nothing."""
     holder = current.data.get("record", {}) if current else {}
-    raise ConflictError(
-        f"conflict: {model} in {registry.stage} was moved to v{holder.get('version')} by "
-        f"{holder.get('actor', 'someone')} while this ran; nothing was changed here — check `mlinfra status` "
+    version = current.data.get("version") if current else None
+    done = f"the stack file pins v{version}, as the pointer does" if pinned else "nothing was changed here"
+    return ConflictError(
+        f"conflict: {model} in {registry.stage} was moved to v{version} by "
+        f"{holder.get('actor', 'someone')} while this ran; {done} — check `mlinfra status` "
         "and run the command again if it is still wanted"
     )
+
+
+def catch_up(ctx: Context, registry: StageRegistry, model: str, seen: Stored) -> None:
+    """Finish a committed action whose pin may lag: pin what the pointer holds now, read under the stage lock.
+
+    `seen` is the pointer this run found carrying its own request. If another action moved the pointer since, the
+    stack file follows the pointer (not this run's version) and a ConflictError says who moved it.
+    """
+    from .stackedit import pin_version
+
+    with stage_lock(ctx.project, registry.stage):
+        current = registry.pointer(model)
+        if current is None:
+            raise _conflict(registry, model, current)
+        record = registry.require_version(model, int(current.data["version"]))
+        pin_version(ctx.project, registry.stage, model, _pin_for(registry, model, record))
+        if current.data.get("record", {}).get("id") != seen.data.get("record", {}).get("id"):
+            raise _conflict(registry, model, current, pinned=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -350,6 +375,8 @@ class Plan:
     record: dict[str, Any]
     gates: list[gate_checks.GateResult]
     previous: int | None
+    # The pointer the plan was decided on (a rollback's "previous version"); the commit requires it unchanged.
+    expected: Stored | None = None
 
 
 def promote(
@@ -415,6 +442,14 @@ def rollback(project: Project, model: str, stage: str, *, to: int | None, reason
     project.require_stage(stage)
     ctx = Context.load(project, stage)
     require_model(ctx.stages[stage], model)
+    cfg = ctx.stages[stage].config
+    if stage == cfg.entry_stage:
+        following = _next_stage(cfg) or "STAGE"
+        raise BadInputError(
+            f"{stage} is the entry stage: it runs no endpoint and pins no version, so there is nothing to roll "
+            f"back; promote the version you want into the next stage instead (`mlinfra promote {model} --to "
+            f"{following} --version {to or 'N'}`)"
+        )
     registry = ctx.registry(stage)
     with aws_errors(f"reading {model} in {stage}"):
         pointer = registry.pointer(model)
@@ -423,12 +458,10 @@ def rollback(project: Project, model: str, stage: str, *, to: int | None, reason
         current = int(pointer.data["version"])
         if to is None:
             to = _previous_version(registry, model, pointer, current)
-        if to == current:
-            raise BadInputError(f"{model} already runs v{to} in {stage}")
         record = registry.require_version(model, to)
         registry.verify_artifact(model, record["digest"])
     results = [gate_checks.GateResult("metrics", True, "skipped for a rollback")]
-    plan = Plan(model, stage, stage, to, record, results, current)
+    plan = Plan(model, stage, stage, to, record, results, current, expected=pointer)
     return _execute(ctx, plan, action="rollback", reason=reason, forced=False)
 
 
@@ -457,16 +490,19 @@ def _execute(ctx: Context, plan: Plan, *, action: str, reason: str, forced: bool
         **who,
     }
     with aws_errors(f"{action} of {model} v{plan.version} into {plan.target}"):
-        current = target.pointer(model)
+        current = plan.expected or target.pointer(model)
         repair_audit(target, model, current)
         if current is not None and _same_request(current.data.get("record", {}), request):
-            # A re-run of a promotion that committed: make sure the stack file and the audit trail caught up.
-            from .stackedit import pin_version
-
-            with stage_lock(ctx.project, plan.target):
-                pin_version(ctx.project, plan.target, model, _pin_for(target, model, record))
-            done = current.data["record"]
-            return _summary(done, target, model, record, already=True)
+            # A re-run of an action that committed: the audit record is written (above); the stack file follows
+            # the pointer as it is now, read under the stage lock (another action may have moved it since).
+            catch_up(ctx, target, model, current)
+            return _summary(current.data["record"], target, model, record, already=True)
+        if current is not None and current.data.get("version") == plan.version:
+            done = current.data.get("record", {})
+            raise BadInputError(
+                f"{model} already runs v{plan.version} in {plan.target} (since {current.data.get('since')}, "
+                f"{done.get('action', 'moved')} by {done.get('actor', 'someone')}); nothing to do, nothing recorded"
+            )
 
         if plan.target != plan.source:
             target.copy_artifact_from(source, model, record["digest"], int(record["size"]))

@@ -320,7 +320,8 @@ class StageRegistry:
         return s3_uri(self.bucket, layout.artifact_key(model, digest))
 
     def stored_checksum(self, model: str, digest: str) -> str | None:
-        """The artifact's stored SHA-256 checksum (base64), or None when the artifact is absent."""
+        """The artifact's stored SHA-256 checksum (base64); None when the artifact is absent, "" when it is there
+        without a SHA-256 checksum (every write mlinfra makes carries one: it was overwritten out of band)."""
         try:
             attributes = self.s3.get_object_attributes(
                 Bucket=self.bucket, Key=layout.artifact_key(model, digest), ObjectAttributes=["Checksum", "ObjectSize"]
@@ -330,13 +331,19 @@ class StageRegistry:
                 return None
             raise
         found = attributes.get("Checksum", {}).get("ChecksumSHA256")
-        return str(found) if found is not None else None
+        return str(found) if found is not None else ""
 
     def verify_artifact(self, model: str, digest: str) -> None:
         """Check the stored artifact is exactly `digest` (S3's checksum; nothing downloaded)."""
         found = self.stored_checksum(model, digest)
         if found is None:
             raise IntegrityError(f"{self.artifact_uri(model, digest)} is missing: the registry lost the artifact")
+        if not found:
+            raise IntegrityError(
+                f"digest mismatch: {self.artifact_uri(model, digest)} was overwritten without a SHA-256 checksum, so "
+                f"its bytes are no longer the registered {digest[:19]}... (changed behind the registry's back); do "
+                "not promote it, investigate and re-register"
+            )
         if found != checksum_of(digest):
             raise IntegrityError(
                 f"digest mismatch: {self.artifact_uri(model, digest)} no longer matches {digest[:19]}... "
@@ -450,19 +457,31 @@ class StageRegistry:
     # Model packages ----------------------------------------------------------------------------------------------
 
     def find_package(self, model: str, digest: str) -> dict[str, Any] | None:
-        """The package of this stage's group registered for `digest` (matched by its description)."""
+        """The package of this stage's group registered for `digest` (matched by its description).
+
+        When a retried CreateModelPackage left two packages for one digest (a service that does not honour the
+        ClientToken), the oldest one (lowest version) is the digest's package, always: the duplicate is tolerated
+        and never used.
+        """
         wanted = PACKAGE_DESCRIPTION.format(model=model, digest=digest)
         paginator = self.sagemaker.get_paginator("list_model_packages")
+        found: list[dict[str, Any]] = []
         try:
             for page in paginator.paginate(ModelPackageGroupName=self.package_group(model)):
-                for summary in page.get("ModelPackageSummaryList", []):
-                    if summary.get("ModelPackageDescription") == wanted:
-                        return dict(summary)
+                found += [
+                    dict(s)
+                    for s in page.get("ModelPackageSummaryList", [])
+                    if s.get("ModelPackageDescription") == wanted
+                ]
         except Exception as exc:
             if error_code(exc) in {"ValidationException", "ResourceNotFound"}:
-                self._require_group(model)
+                self.require_group(model)
             raise
-        return None
+        return min(found, key=lambda s: int(s.get("ModelPackageVersion") or 0)) if found else None
+
+    def require_group(self, model: str) -> None:
+        """MlinfraError unless the model's package group exists in this stage (checked before any upload)."""
+        self._require_group(model)
 
     def _require_group(self, model: str) -> None:
         try:
@@ -494,6 +513,10 @@ class StageRegistry:
             },
             CustomerMetadataProperties={k: str(v)[:256] for k, v in metadata.items()},
         )
+        # A retried request may have created two packages: the digest's package is the oldest, whichever this is.
+        found = self.find_package(model, digest)
+        if found is not None:
+            return found
         described = self.sagemaker.describe_model_package(ModelPackageName=response["ModelPackageArn"])
         return {
             "ModelPackageArn": described["ModelPackageArn"],

@@ -239,9 +239,13 @@ def test_eight_concurrent_promoters_one_winner_per_move(two_versions: Path, aws_
     assert winners, f"someone wins: {results}"
     for i, err in losers:
         code = results[i][3]
+        assert err.count("\n") == 1, err
+        if code == 2:
+            # It read the pointer after another racer had moved it to the version it wanted: nothing to do.
+            assert f"already runs v{1 + i % 2} in dev" in err and "nothing recorded" in err, err
+            continue
         assert code == 1, f"racer-{i} exited {code}: {err}"
         assert "conflict" in err and "run the command again" in err, err
-        assert err.count("\n") == 1, err
     pointer = read_json("dev", layout.stage_key("churn"))
     pin = read_pin(Project(two_versions), "dev", "churn")
     assert pin is not None and pin["version"] == pointer["version"]
