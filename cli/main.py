@@ -20,6 +20,8 @@ COMMANDS = {
     "up": "mlinfra.commands.deploy:up",
     "destroy": "mlinfra.commands.deploy:destroy",
     "register": "mlinfra.commands.register:register",
+    "attach": "mlinfra.commands.attach:attach",
+    "baseline": "mlinfra.commands.attach:baseline",
     "promote": "mlinfra.commands.promotion:promote",
     "approve": "mlinfra.commands.promotion:approve",
     "rollback": "mlinfra.commands.promotion:rollback",

@@ -19,7 +19,6 @@ import fcntl
 import getpass
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from . import gates as gate_checks
 from .aws import StageAws, aws_errors, error_code
 from .errors import BadInputError, MlinfraError, RefusedError
 from .project import STATE_DIR, Project
-from .registry import ConflictError, MissingRegistryError, MultipartSink, StageRegistry, Stored, now
+from .registry import ConflictError, MissingRegistryError, MultipartSink, StageRegistry, Stored, checksum_of, now
 from .stackfile import Stage, load_stage
 
 ACTIONS = ("register", "promote", "approve", "rollback")
@@ -205,57 +204,61 @@ def register(
 ) -> dict[str, Any]:
     """Register a model directory or model.tar.gz into the entry stage; returns the version record.
 
-    Same bytes registered again return the existing version. Numbers come from the entry stage's model package.
+    Everything that can be checked is checked before a byte is uploaded (stack file, model, inputs, image, the
+    package group). The bytes are hashed first: bytes that are already version N are not uploaded again; new
+    metrics or a new baseline given with them are attached to vN (audited), another image is refused. Numbers come
+    from the entry stage's model package.
     """
     from . import images, inputs, packaging
 
-    names = project.stages()
-    if not names:
-        raise BadInputError(f"no stack files in {project.relative(project.stacks_dir)}/")
-    first = load_stage(project, names[0])
-    entry = first.config.entry_stage  # the first stage of the project's promotion order
-    ctx = Context(project, {first.name: first}, {})
-    if entry not in ctx.stages:
-        ctx.stages[entry] = load_stage(project, project.require_stage(entry))
-    stage = ctx.stages[entry]
+    ctx, stage = entry_stage(project)
+    entry = stage.name
     require_model(stage, model)
-    # Bad input first: nothing is uploaded for a wrong path, framework or metrics file.
+    # Bad input first: nothing is uploaded for a wrong path, framework, image or metrics file.
     archive = packaging.is_archive(path)
-    metrics = inputs.read_metrics(metrics_path) if metrics_path else {}
+    metrics = inputs.read_metrics(metrics_path) if metrics_path else None
     baseline = inputs.read_baseline(baseline_path) if baseline_path else None
     if image is None and (framework is None or framework_version is None):
         raise BadInputError("give --framework and --framework-version (to resolve the inference image) or --image")
     if image is not None:
         _check_image(image)
+        resolved_image = image
+    else:
+        assert framework is not None and framework_version is not None  # noqa: S101 - checked just above
+        # Offline, from the SDK's bundled image config, without importing the SDK: milliseconds.
+        resolved_image = images.resolve_image(framework, framework_version, stage.config.region)
+
+    registry = ctx.registry(entry)
+    with aws_errors(f"registering {model} in {entry}"):
+        registry.require_group(model)  # a stage without the model's package group gets no upload
+    # Hash first: bytes that are already a version are never uploaded again.
+    digest = _pack(path, archive=archive, sink=None).digest
+    with aws_errors(f"registering {model} in {entry}"):
+        existing = registry.find_package(model, digest)
+        known = registry.version(model, int(existing["ModelPackageVersion"])) if existing else None
+    if known is not None:
+        return _register_existing(
+            registry, stage, model, known, image=resolved_image, metrics=metrics, baseline=baseline
+        )
     if on_total is not None:
         on_total(packaging.input_size(path))
 
-    registry = ctx.registry(entry)
-    with ThreadPoolExecutor(1) as pool:
-        # The SDK's image lookup is offline but slow to import: it runs while the artifact uploads.
-        image_future = (
-            pool.submit(images.resolve_image, framework, framework_version, stage.config.region)
-            if image is None and framework and framework_version
-            else None
-        )
-        packed, temp_key = _upload(registry, path, model, archive=archive, progress=progress)
-        try:
-            resolved_image = image_future.result() if image_future else image
-        except BaseException:
-            # A framework version the SDK does not know: nothing may stay behind in the registry.
-            with contextlib.suppress(Exception):
-                registry.s3.delete_object(Bucket=registry.bucket, Key=temp_key)
-            raise
-    assert resolved_image is not None  # noqa: S101 - one of the two is required above
-
     with aws_errors(f"registering {model} in {entry}"):
-        existing = registry.find_package(model, packed.digest)
-        if existing is not None:
-            record = registry.version(model, int(existing["ModelPackageVersion"]))
-            if record is not None:
-                registry.s3.delete_object(Bucket=registry.bucket, Key=temp_key)
-                return {**record, "existing": True, "nextStage": _next_stage(stage.config)}
-        registry.finalize_upload(temp_key, model, packed.digest)
+        if registry.stored_checksum(model, digest) != checksum_of(digest):
+            packed, temp_key = _upload(registry, path, model, archive=archive, progress=progress)
+            try:
+                if packed.digest != digest:
+                    raise MlinfraError(
+                        f"{path} changed while it was registered ({digest[:19]}... then {packed.digest[:19]}...); "
+                        "nothing was registered, re-run when it is complete"
+                    )
+                registry.finalize_upload(temp_key, model, digest)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    registry.discard(temp_key)
+                raise
+        else:
+            packed = _pack(path, archive=archive, sink=None)  # stored before (an interrupted run): size and files
         artifact = registry.artifact_uri(model, packed.digest)
         who = actor(registry.aws)
         package = registry.create_package(
@@ -275,7 +278,7 @@ def register(
             "frameworkVersion": framework_version,
             "image": resolved_image,
             "artifact": artifact,
-            "metrics": metrics,
+            "metrics": metrics or {},
             "gitSha": git_sha,
             "registeredBy": who["actor"],
             "registeredByUser": who["user"],
@@ -293,6 +296,48 @@ def register(
     return {**record, "nextStage": _next_stage(stage.config)}
 
 
+def entry_stage(project: Project) -> tuple[Context, Stage]:
+    """The project's entry stage (the first of its promotion order), loaded, in a Context."""
+    names = project.stages()
+    if not names:
+        raise BadInputError(f"no stack files in {project.relative(project.stacks_dir)}/")
+    first = load_stage(project, names[0])
+    entry = first.config.entry_stage  # the first stage of the project's promotion order
+    ctx = Context(project, {first.name: first}, {})
+    if entry not in ctx.stages:
+        ctx.stages[entry] = load_stage(project, project.require_stage(entry))
+    return ctx, ctx.stages[entry]
+
+
+def _register_existing(
+    registry: StageRegistry,
+    stage: Stage,
+    model: str,
+    record: dict[str, Any],
+    *,
+    image: str,
+    metrics: dict[str, float] | None,
+    baseline: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Bytes that are already version N: nothing uploaded; new metrics/baseline attached, another image refused."""
+    from .attach import attach_inputs
+
+    version = int(record["version"])
+    if image != record["image"]:
+        raise BadInputError(
+            f"these bytes are already {model} v{version} with image {record['image']}; a version's image is part "
+            "of what stages pin, so it cannot change: register the model with a changed file to make a new version, "
+            f"or keep v{version}'s image"
+        )
+    changed: list[str] = []
+    if metrics is not None or baseline is not None:
+        with aws_errors(f"attaching inputs to {model} v{version}"):
+            who = actor(registry.aws)
+        result = attach_inputs(registry, model, version, metrics=metrics, baseline=baseline, who=who)
+        record, changed = result["record"], result["changed"]
+    return {**record, "existing": True, "attached": changed, "nextStage": _next_stage(stage.config)}
+
+
 def _next_stage(config: Any) -> str | None:
     """The stage a fresh registration is promoted into first (the one after the entry stage)."""
     return config.stages[1] if len(config.stages) > 1 else None
@@ -302,19 +347,30 @@ def _upload(
     registry: StageRegistry, path: Path, model: str, *, archive: bool, progress: Callable[[int], None] | None
 ) -> tuple[Any, str]:
     """Stream the artifact (packed, or the archive as given) to a temporary key, hashing it on the way."""
-    from . import packaging
-
     with aws_errors(f"uploading {model} to {registry.bucket}"):
         temp_key = registry.temp_upload_key(model)
         sink = MultipartSink(registry.s3, registry.bucket, temp_key, on_bytes=progress)
         try:
-            packed = packaging.stream_archive(path, sink.write) if archive else packaging.pack(path, sink.write)
+            packed = _pack(path, archive=archive, sink=sink.write)
             sink.close()
         except BaseException:
             with contextlib.suppress(Exception):
                 sink.abort()
             raise
     return packed, temp_key
+
+
+def _pack(path: Path, *, archive: bool, sink: Callable[[bytes], object] | None) -> Any:
+    """The artifact handed to `sink` (or only hashed): the archive as given (checked), or the directory packed."""
+    from . import packaging
+
+    if archive:
+        return packaging.stream_archive(path, sink) if sink is not None else packaging.inspect_archive(path)
+    return packaging.pack(path, sink or _discard)
+
+
+def _discard(_chunk: bytes) -> None:
+    """A sink that keeps nothing (the hashing pass)."""
 
 
 def _check_image(image: str) -> None:

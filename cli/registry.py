@@ -320,8 +320,10 @@ class StageRegistry:
         return s3_uri(self.bucket, layout.artifact_key(model, digest))
 
     def stored_checksum(self, model: str, digest: str) -> str | None:
-        """The artifact's stored SHA-256 checksum (base64); None when the artifact is absent, "" when it is there
-        without a SHA-256 checksum (every write mlinfra makes carries one: it was overwritten out of band)."""
+        """The artifact's stored SHA-256 checksum (base64); None when absent, "" when stored without one.
+
+        Every write mlinfra makes carries a SHA-256 checksum: an artifact without one was overwritten out of band.
+        """
         try:
             attributes = self.s3.get_object_attributes(
                 Bucket=self.bucket, Key=layout.artifact_key(model, digest), ObjectAttributes=["Checksum", "ObjectSize"]
@@ -361,7 +363,24 @@ class StageRegistry:
                 ChecksumAlgorithm="SHA256",
             )
         self.verify_artifact(model, digest)
-        self.s3.delete_object(Bucket=self.bucket, Key=temp_key)
+        self.discard(temp_key)
+
+    def discard(self, key: str) -> None:
+        """Delete an object for good: its current version, not hidden behind a delete marker (buckets are versioned).
+
+        Only for what mlinfra itself wrote and nobody else reads (temporary uploads).
+        """
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+                return
+            raise
+        version = head.get("VersionId")
+        if version and version != "null":
+            self.s3.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
+        else:
+            self.s3.delete_object(Bucket=self.bucket, Key=key)
 
     def copy_artifact_from(self, source: StageRegistry, model: str, digest: str, size: int) -> None:
         """Copy an artifact from another stage's registry, server-side: no byte passes through this client."""

@@ -40,7 +40,10 @@ def register(
 
     The directory is packed reproducibly (same files, same digest), hashed while it streams to S3 (multipart, each
     part checksummed), stored under its digest, and given a SageMaker model package whose version number becomes
-    the model's version in every stage. Registering the same bytes again returns the existing version.
+    the model's version in every stage. Everything that can be checked (inputs, image, the model's package group)
+    is checked before the upload, and the bytes are hashed first: the same bytes registered again are not uploaded
+    and return the existing version; new --metrics or --baseline given with them are attached to it (audited, as
+    `mlinfra attach` does); another image is refused (exit 2), since stages pin a version's image.
 
     \b
     Examples:
@@ -68,10 +71,16 @@ def register(
         )
     summary = {k: record[k] for k in ("model", "version", "digest", "artifact", "image")}
     if as_json:
-        emit_json(summary)
+        emit_json({**summary, "existing": bool(record.get("existing")), "attached": record.get("attached", [])})
         return
-    verb = "already registered as" if record.get("existing") else "registered"
-    click.echo(f"{model} {verb} v{record['version']} ({record['digest'][:19]}...) in {record['stage']}")
+    if record.get("attached"):
+        click.echo(
+            f"{model} already registered as v{record['version']}; attached {', '.join(record['attached'])} "
+            f"(audited: mlinfra history {model} --stage {record['stage']})"
+        )
+    else:
+        verb = "already registered as" if record.get("existing") else "registered"
+        click.echo(f"{model} {verb} v{record['version']} ({record['digest'][:19]}...) in {record['stage']}")
     click.echo(f"  artifact {record['artifact']}")
     click.echo(f"  image    {record['image']}")
     click.echo(f"Next: mlinfra promote {model} --version {record['version']} --to {record.get('nextStage') or 'STAGE'}")

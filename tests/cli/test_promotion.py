@@ -90,7 +90,8 @@ def set_since(stage: str, model: str, hours_ago: float) -> None:
 
 def test_register_uploads_records_and_numbers_by_package_version(platform: Path, run: Run, tmp_path: Path) -> None:
     out = register(run, tmp_path)
-    assert set(out) == {"model", "version", "digest", "artifact", "image"}
+    assert set(out) == {"model", "version", "digest", "artifact", "image", "existing", "attached"}
+    assert (out["existing"], out["attached"]) == (False, [])
     assert out["version"] == 1
     assert out["artifact"] == f"s3://{bucket('sandbox')}/{layout.artifact_key('churn', out['digest'])}"
     attributes = s3().get_object_attributes(
@@ -113,7 +114,7 @@ def test_register_uploads_records_and_numbers_by_package_version(platform: Path,
 def test_same_bytes_twice_return_the_existing_version(platform: Path, run: Run, tmp_path: Path) -> None:
     first = register(run, tmp_path)
     again = register(run, tmp_path)
-    assert again == first
+    assert again == {**first, "existing": True}
     other = register(run, tmp_path, "weights-2")
     assert other["version"] == 2
     assert other["digest"] != first["digest"]

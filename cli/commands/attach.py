@@ -1,0 +1,84 @@
+"""`mlinfra attach | baseline`: add or replace the metrics and the baseline of a version that exists (audited)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlinfra.options import emit_json, json_option
+from mlinfra.project import Project
+
+
+@click.command()
+@click.argument("model")
+@click.option("--version", "version", type=click.IntRange(min=1), required=True, help="Version to attach to.")
+@click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), help="JSON object: metric name -> number.")
+@click.option(
+    "--baseline", "baseline_path", type=click.Path(path_type=Path), help="Training data sample, .csv/.parquet."
+)
+@click.option("--reason", help="Why; recorded in the audit trail (default: what was attached).")
+@json_option
+def attach(
+    model: str,
+    version: int,
+    metrics_path: Path | None,
+    baseline_path: Path | None,
+    reason: str | None,
+    as_json: bool,
+) -> None:
+    """Attach new metrics and/or a baseline to version N of MODEL in the entry stage.
+
+    The artifact and image of a version never change; its metrics (read by the metric gates) and its baseline (read
+    by drift) may. Each change is audited: an `attach` record with who, when, and what changed from what to what
+    (`mlinfra history MODEL`). Inputs equal to what the version has change nothing and record nothing. Stages the
+    version was already promoted into keep their copy; later promotions copy the new files.
+
+    \b
+    Examples:
+      mlinfra attach churn --version 3 --metrics metrics.json
+      mlinfra attach churn --version 3 --metrics metrics.json --baseline train.csv --reason "re-evaluated on Q3"
+      mlinfra --local attach churn --version 1 --metrics metrics.json --json
+    """
+    from mlinfra.attach import attach as attach_to
+
+    result = attach_to(
+        Project.find(), model, version, metrics_path=metrics_path, baseline_path=baseline_path, reason=reason
+    )
+    _report(result, as_json)
+
+
+@click.command()
+@click.argument("model")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--version", "version", type=click.IntRange(min=1), required=True, help="Version whose baseline it is.")
+@click.option("--reason", help="Why; recorded in the audit trail.")
+@json_option
+def baseline(model: str, data: Path, version: int, reason: str | None, as_json: bool) -> None:
+    """Add or replace the baseline of version N of MODEL in the entry stage, from DATA (.csv with a header/.parquet).
+
+    The baseline is what drift compares traffic against. The change is audited like `mlinfra attach` (which this
+    is, for the baseline alone); the same data again changes nothing.
+
+    \b
+    Examples:
+      mlinfra baseline churn --version 3 train.csv
+      mlinfra baseline churn --version 3 train.parquet --reason "baseline from the full training set" --json
+    """
+    from mlinfra.attach import attach as attach_to
+
+    result = attach_to(Project.find(), model, version, metrics_path=None, baseline_path=data, reason=reason)
+    _report(result, as_json)
+
+
+def _report(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(result)
+        return
+    model, version, stage = result["model"], result["version"], result["stage"]
+    if not result["changed"]:
+        click.echo(f"{model} v{version}: nothing changed in {stage} (it already has these inputs); nothing recorded")
+        return
+    click.echo(f"{model} v{version}: {', '.join(result['changed'])} attached in {stage} (audited)")
+    click.echo(f"Next: mlinfra history {model} --stage {stage}")
