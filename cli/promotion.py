@@ -561,6 +561,7 @@ def _execute(ctx: Context, plan: Plan, *, action: str, reason: str, forced: bool
             )
 
         if plan.target != plan.source:
+            target.require_group(model)  # before the copy: a refusal leaves nothing in the target
             target.copy_artifact_from(source, model, record["digest"], int(record["size"]))
             target.verify_artifact(model, record["digest"])
             target.copy_version_files_from(source, model, plan.version)

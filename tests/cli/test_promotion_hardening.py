@@ -217,6 +217,22 @@ def test_missing_package_group_is_refused_before_any_upload(
     assert all_versions("sandbox") == []
 
 
+def test_promotion_into_a_stage_without_the_package_group_copies_nothing(
+    project_dir: Path, aws_env: str, run: Run, tmp_path: Path
+) -> None:
+    sandbox = project_dir / "stacks" / "Pulumi.sandbox.yaml"
+    sandbox.write_text(sandbox.read_text() + "    fraud: {}\n")
+    ok(run("local", "bootstrap", "--all", "--json"))
+    ok(run("register", str(make_model(tmp_path)), "-m", "fraud", "--image", IMAGE))
+    dev = project_dir / "stacks" / "Pulumi.dev.yaml"
+    dev.write_text(dev.read_text().replace("    churn: {}", "    churn: {}\n    fraud: {}"))
+    assert "fraud: {}" in dev.read_text()
+    result = run("promote", "fraud", "--to", "dev")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: model package group mlinfra-dev-fraud does not exist in dev")
+    assert all_versions("dev") == []
+
+
 def test_a_successful_register_leaves_no_upload_version_behind(three_versions: Path, run: Run, tmp_path: Path) -> None:
     assert not [k for k in all_versions("sandbox") if k.startswith(layout.UPLOADS_PREFIX)]
 
