@@ -189,10 +189,12 @@ def supported_versions(framework: str) -> list[str]:
 @functools.cache
 def _ecr_hostname(region: str) -> str:
     """ECR's hostname in `region` from botocore's endpoint data (as the SDK resolves it)."""
-    import botocore.loaders
     import botocore.regions
 
-    resolver = botocore.regions.EndpointResolver(botocore.loaders.create_loader().load_data("endpoints"))
+    from .aws import _shared_loader
+
+    # The loader every mlinfra session uses: endpoints.json is parsed once per process, for this and the clients.
+    resolver = botocore.regions.EndpointResolver(_shared_loader().load_data("endpoints"))
     endpoint = resolver.construct_endpoint("ecr", region)
     if not endpoint and region == "il-central-1":
         return f"ecr.{region}.amazonaws.com"  # the SDK's own exception for a region botocore once lacked
