@@ -16,7 +16,7 @@ from .components.sandbox import SandboxVM, SandboxVMArgs
 from .config import CONFIG_NAMESPACE, ConfigError, StackConfig, load_stack_config
 
 # Top-level mlinfra keys whose values are structured (Pulumi hands the program structured config as JSON text).
-STRUCTURED_KEYS = ("stages", "access", "registry", "modelDefaults", "models", "monitoring", "sandbox")
+STRUCTURED_KEYS = ("stages", "access", "registry", "modelDefaults", "models", "monitoring", "sandbox", "policy")
 
 
 def build(cfg: StackConfig) -> dict[str, Any]:

@@ -98,7 +98,8 @@ BAD_EDITS = [
     (
         "mlinfra:models",
         {"churn": {"instanceType": "ml.x1.huge", "mode": "realtime"}},
-        "error: stacks/Pulumi.dev.yaml: mlinfra:models.churn.instanceType: 'ml.x1.huge' is not a valid instance type",
+        "error: stacks/Pulumi.dev.yaml: mlinfra:models.churn.instanceType: 'ml.x1.huge' is not an instance type "
+        "SageMaker hosting accepts",
     ),
     (
         "mlinfra:models",
