@@ -13,7 +13,7 @@ from mlinfra_infra import naming, rollout
 from mlinfra_infra.config import DeploymentSettings, ModelConfig
 from mlinfra_infra.layout import CAPTURE_PREFIX, MODELS_PREFIX
 
-from .common import TYPE_PREFIX, assume_role_policy, policy_document, statement, tags
+from .common import TYPE_PREFIX, policy_document, service_trust_policy, statement, tags
 
 # Kind suffixes of the auto-named Model and EndpointConfiguration. Pulumi names them "<logical name>-<7 hex>", and
 # naming.check_model_names only guarantees that "<endpoint>" plus a 3-character suffix plus that random part fits
@@ -292,7 +292,12 @@ class ModelEndpoint(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-role",
             description=f"SageMaker execution role of {endpoint_name}",
-            assume_role_policy=assume_role_policy("sagemaker.amazonaws.com"),
+            # Only SageMaker acting for this account's resources in this region may assume it (confused deputy).
+            assume_role_policy=service_trust_policy(
+                "sagemaker.amazonaws.com",
+                args.account_id,
+                pulumi.Output.concat(f"arn:aws:sagemaker:{args.region}:", args.account_id, ":*"),
+            ),
             tags=self._tags,
             opts=pulumi.ResourceOptions(parent=self),
         )

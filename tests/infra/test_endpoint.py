@@ -173,7 +173,16 @@ def test_two_pinned_models_get_two_endpoints_with_distinct_names(render_stack: R
 def test_role_trusts_sagemaker_only(prod: RenderedStack) -> None:
     trust = policy(child(prod, ROLE).inputs, "assumeRolePolicy")
     assert trust["Statement"] == [
-        {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            # Confused deputy: only SageMaker acting for this account's resources in this region.
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": "123456789012"},
+                "ArnLike": {"aws:SourceArn": "arn:aws:sagemaker:eu-west-1:123456789012:*"},
+            },
+        }
     ], f"churn-endpoint-role trust policy: {trust}"
 
 

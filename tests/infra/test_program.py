@@ -97,7 +97,9 @@ def test_staging_captures_everything_and_monitors_drift(stacks: dict[str, Render
 
 def test_prod_is_locked_scaled_sampled_canaried_and_notifies(stacks: dict[str, RenderedStack]) -> None:
     prod = stacks["prod"]
-    assert prod.one("aws:s3/bucket:Bucket").inputs["objectLockEnabled"] is True
+    assert prod.one("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration").inputs[
+        "objectLockEnabled"
+    ] == ("Enabled")
     variant = endpoint_config(prod)["productionVariants"][0]
     assert variant["initialInstanceCount"] >= 2
     target = prod.one("aws:appautoscaling/target:Target").inputs
