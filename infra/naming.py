@@ -98,3 +98,24 @@ def check_model_names(project: str, stage: str, model: str) -> None:
 def check_stage_names(project: str, stage: str, region: str, account_id: str | None, bucket: str | None) -> None:
     """Raise ValueError if the registry bucket name of a stage (given or derived) breaks S3's rules."""
     check_bucket_name(bucket or registry_bucket(project, stage, region, account_id or "0" * 12))
+    domain = codeartifact_domain(project, stage)
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,48}[a-z0-9]", domain):
+        raise ValueError(
+            f"CodeArtifact domain {domain!r} must be 2-50 lowercase letters, digits and hyphens, starting with a "
+            "letter (shorten the project or stage name)"
+        )
+
+
+def codeartifact_domain(project: str, stage: str) -> str:
+    """The CodeArtifact domain holding a stage's package repositories (2-50 of [a-z0-9-], per account)."""
+    return f"{project}-{stage}".lower()
+
+
+def session_log_group(project: str, stage: str) -> str:
+    """The CloudWatch log group Session Manager streams a stage's analyst shells to."""
+    return f"/mlinfra/{project}-{stage}/sessions"
+
+
+def session_document(project: str, stage: str) -> str:
+    """The Session Manager document of a stage's logged analyst shell."""
+    return f"{project}-{stage}-analyst-shell"

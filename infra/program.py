@@ -103,6 +103,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             ),
         )
         exported[outputs.SANDBOX_INSTANCE_ID] = sandbox.instance_id
+        exported[outputs.SANDBOX_ANALYST_POLICY_ARN] = sandbox.analyst_policy_arn
+        exported[outputs.SANDBOX_SESSION_DOCUMENT] = sandbox.session_document_name
 
     return exported
 

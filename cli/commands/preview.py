@@ -19,10 +19,7 @@ KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
     ),
     "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": ("blockPublicAcls", "restrictPublicBuckets"),
     "aws:s3/bucketOwnershipControls:BucketOwnershipControls": ("rule.objectOwnership",),
-    "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration": (
-        "rule.defaultRetention.mode",
-        "rule.defaultRetention.days",
-    ),
+    "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration": ("objectLockEnabled",),
     "aws:sagemaker/modelPackageGroup:ModelPackageGroup": ("modelPackageGroupName",),
     "aws:sagemaker/model:Model": ("primaryContainer.image", "enableNetworkIsolation"),
     "aws:sagemaker/endpointConfiguration:EndpointConfiguration": (

@@ -85,6 +85,25 @@ class ModelRegistry(pulumi.ComponentResource):
                 },
             ),
         ]
+        # CloudWatch Logs encrypts the stage's own log groups (the sandbox's session logs) with this key, and only
+        # those: the encryption context names the log group.
+        key_statements.append(
+            statement(
+                "CloudWatchLogsEncryptsThisStagesLogGroups",
+                ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                ["*"],
+                principal={"Service": f"logs.{args.region}.amazonaws.com"},
+                condition={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": pulumi.Output.concat(
+                            f"arn:aws:logs:{args.region}:",
+                            account,
+                            f":log-group:/mlinfra/{args.project}-{args.stage}/*",
+                        )
+                    }
+                },
+            )
+        )
         if settings.protect:
             # Deleting the key destroys every artifact it encrypts. Even the account's administrators must first
             # change the key policy, a deliberate and logged step, before scheduling its deletion.

@@ -32,7 +32,8 @@ def test_preview_json_has_the_documented_shape(project_dir: Path, run: Run) -> N
     assert doc["stack"] == "dev"
     assert {"type", "name", "parent", "inputs"} == set(doc["resources"][0])
     buckets = [r for r in doc["resources"] if r["type"] == "aws:s3/bucket:Bucket"]
-    assert [b["parent"] for b in buckets] == ["registry"]
+    # The registry bucket and its access-log bucket.
+    assert [b["parent"] for b in buckets] == ["registry", "registry"]
     assert buckets[0]["inputs"]["bucket"] == "mlinfra-dev-123456789012-eu-west-1"
 
 
@@ -54,7 +55,7 @@ def test_preview_tree_shows_key_properties(project_dir: Path, run: Run) -> None:
     assert result.exit_code == 0, result.stderr
     assert "stack prod" in result.stdout
     assert "registry-bucket s3:Bucket" in result.stdout
-    assert "objectLockEnabled=True" in result.stdout
+    assert "registry-object-lock s3:BucketObjectLockConfiguration  objectLockEnabled=Enabled" in result.stdout
 
 
 def test_preview_with_a_pin_declares_the_endpoint(project_dir: Path, run: Run) -> None:
