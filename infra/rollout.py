@@ -22,6 +22,10 @@ instances). The numbers come from the services' documented behaviour:
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import StackConfig
 
 # SageMaker publishes Invocation5XXErrors and ModelLatency at one-minute resolution; CloudWatch evaluates a period
 # after it closes. Two minutes covers both for the one-minute periods used here.
@@ -81,3 +85,26 @@ def check_step(strategy: str, traffic_percent: int, fleet: int) -> str | None:
     if strategy == "linear" and 100 * count < MIN_LINEAR_PERCENT * fleet:
         return f"a linear step of {count} instance(s) is under 10% of a fleet of {fleet}; raise trafficPercent"
     return None
+
+
+def update_hazards(before: StackConfig, after: StackConfig) -> list[str]:
+    """Changes between two versions of one stage's config that a single `pulumi up` cannot apply, one line each.
+
+    Application Auto Scaling refuses an UpdateEndpoint that changes the instance type of a variant registered as a
+    scalable target, and Pulumi can only deregister the target after the endpoint update it depends on. Such a
+    change takes two commits: turn autoscaling off (the target is deregistered), then change the type and turn it
+    back on (the endpoint updates first, then the target is registered again).
+    https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html
+    """
+    problems: list[str] = []
+    for model, new in after.pinned_models.items():
+        old = before.pinned_models.get(model)
+        if old is None or old.mode != "realtime" or new.mode != "realtime":
+            continue
+        if old.autoscaling.enabled and new.autoscaling.enabled and old.instance_type != new.instance_type:
+            problems.append(
+                f"stacks/Pulumi.{after.stage}.yaml: mlinfra:models.{model}.instanceType: {old.instance_type} -> "
+                f"{new.instance_type} on an autoscaled endpoint fails (the variant is a scalable target); first "
+                "apply autoscaling.enabled: false, then change the type and enable autoscaling again"
+            )
+    return problems

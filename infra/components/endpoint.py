@@ -361,7 +361,9 @@ class ModelEndpoint(pulumi.ComponentResource):
         scaling = settings.autoscaling
         # The scalable target can only be registered once the endpoint exists, and must be deregistered before the
         # endpoint is deleted: building resource_id from the endpoint's name output and depending on it gives Pulumi
-        # that order. Changing the instance type of an autoscaled variant fails; turn autoscaling off for that update.
+        # that order. Changing the instance type of an autoscaled variant fails, and Pulumi cannot deregister the
+        # target before the endpoint update it depends on: rollout.update_hazards reports such a change, which takes
+        # two applies (autoscaling off, then the new type with autoscaling on).
         # https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-auto-scaling-update.html
         target = aws.appautoscaling.Target(
             f"{name}-scaling-target",

@@ -221,3 +221,29 @@ def test_a_reader_in_the_wrong_account_is_reported() -> None:
     problems = check_promotion_chain(configs)
     assert len(problems) == 2
     assert "arn:aws:iam::555555555555:role/mlinfra-promotion is not in prod's account 444444444444" in problems[1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Changes one `pulumi up` cannot apply.
+
+
+def test_an_instance_type_change_on_an_autoscaled_endpoint_is_a_hazard() -> None:
+    from tests.builders import pin
+
+    def prod(**model: Any) -> Any:
+        base = {"pinned": pin(stage="prod"), "instanceCount": 2, "autoscaling": {"enabled": True, "minCapacity": 2}}
+        return load({"mlinfra:models": {"churn": merge(base, model)}})
+
+    before = prod()
+    assert rollout.update_hazards(before, prod(pinned=pin(version=4, stage="prod"))) == []  # a new pin is fine
+    hazards = rollout.update_hazards(before, prod(instanceType="ml.c5.xlarge"))
+    assert hazards == [
+        "stacks/Pulumi.prod.yaml: mlinfra:models.churn.instanceType: ml.m5.large -> ml.c5.xlarge on an autoscaled "
+        "endpoint fails (the variant is a scalable target); first apply autoscaling.enabled: false, then change the "
+        "type and enable autoscaling again"
+    ]
+    # The documented two steps are each safe.
+    step1 = prod(autoscaling={"enabled": False})
+    step2 = prod(instanceType="ml.c5.xlarge")
+    assert rollout.update_hazards(before, step1) == []
+    assert rollout.update_hazards(step1, step2) == []
