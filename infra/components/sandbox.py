@@ -55,6 +55,8 @@ class SandboxVMArgs:
     registry_bucket: pulumi.Input[str]
     registry_bucket_arn: pulumi.Input[str]
     registry_key_arn: pulumi.Input[str]
+    # The registry locks artifacts and audit records as they are written (registry.objectLock).
+    object_lock: bool = False
 
 
 @dataclass
@@ -397,6 +399,18 @@ class SandboxVM(pulumi.ComponentResource):
                     ["s3:PutObject"],
                     [under(f"{STAGES_PREFIX}*")],
                     condition={"Null": {"s3:if-match": "false"}},
+                ),
+                *(
+                    # Writing with a retention date (ObjectLockMode, RetainUntilDate) is authorised as this action.
+                    [
+                        statement(
+                            "LockArtifactsAndAuditRecords",
+                            ["s3:PutObjectRetention"],
+                            [under(f"{MODELS_PREFIX}*/sha256/*"), under(f"{AUDIT_PREFIX}*")],
+                        )
+                    ]
+                    if args.object_lock
+                    else []
                 ),
                 statement("UseRegistryKey", ["kms:Decrypt", "kms:GenerateDataKey"], [args.registry_key_arn]),
                 # Tags given to CreateModelPackage are authorised as sagemaker:AddTags on the new package.

@@ -172,3 +172,19 @@ def test_missing_region(project_dir: Path, run: Run) -> None:
         result.stderr
         == "error: stacks/Pulumi.dev.yaml: aws:region: required key is missing (e.g. aws:region: eu-west-1)\n"
     )
+
+
+def test_preview_refuses_a_broken_cross_account_chain(project_dir: Path, run: Run) -> None:
+    role = "arn:aws:iam::444444444444:role/mlinfra-promotion"
+    edit_stack(project_dir, "prod", "mlinfra:access", {"roleArn": role})
+    before = snapshot(project_dir)
+    result = run("preview", "--stack", "prod")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "error: stacks/Pulumi.staging.yaml: mlinfra:registry.readerRoleArns: does not list prod's promotion role "
+        f"{role} (access.roleArn of prod); add it, or `mlinfra promote --to prod` cannot read staging's artifacts\n"
+    )
+    assert snapshot(project_dir) == before
+    edit_stack(project_dir, "staging", "mlinfra:registry", {"readerRoleArns": [role]})
+    assert run("preview", "--stack", "prod").exit_code == 0
+    assert run("preview", "--all", "--json").exit_code == 0

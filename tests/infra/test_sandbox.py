@@ -328,6 +328,15 @@ def test_instance_role_lets_register_write_what_it_writes_and_nothing_more(stack
     }
 
 
+def test_a_locked_sandbox_registry_lets_register_set_retention(render_stack: Render) -> None:
+    stack = render_stack({**SANDBOX, "mlinfra:registry": {"objectLock": {"days": 30}}}, stage="sandbox")
+    doc = policy(stack.named("sandbox-registry-access").inputs)
+    assert allowed(doc, "s3:PutObjectRetention", f"{BUCKET_ARN}/models/churn/sha256/0a/model.tar.gz")
+    assert allowed(doc, "s3:PutObjectRetention", f"{BUCKET_ARN}/audit/churn/x.json")
+    assert not allowed(doc, "s3:PutObjectRetention", f"{BUCKET_ARN}/stages/churn.json")
+    assert not allowed(doc, "s3:BypassGovernanceRetention", f"{BUCKET_ARN}/audit/churn/x.json")
+
+
 def test_packages_come_from_codeartifact_with_a_pypi_upstream(stack: RenderedStack) -> None:
     domain = stack.one("aws:codeartifact/domain:Domain").inputs
     assert domain["domain"] == "mlinfra-sandbox"
