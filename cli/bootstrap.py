@@ -178,11 +178,14 @@ class _StageBootstrapper:
             OWNERSHIP: self._ownership,
             OBJECT_LOCK: self._object_lock,
         }
-        for resource in self.rendered.resources:
-            apply = bucket_settings.get(resource.type)
-            if apply is not None:
-                apply(resource)
-                self.handled.add(resource.name)
+        named = {r.inputs.get("bucket") for r in self.rendered.of_type(BUCKET)} - {None}
+        # In this order: Object Lock is switched on for a bucket that is already versioned.
+        for kind, apply in bucket_settings.items():
+            for resource in self.rendered.of_type(kind):
+                # Settings of an auto-named bucket (the registry's access-log bucket) go with it: not emulated.
+                if resource.inputs.get("bucket") in named:
+                    apply(resource)
+                    self.handled.add(resource.name)
         for resource in self.rendered.of_type(TOPIC):
             self._topic(resource)
         for resource in self.rendered.of_type(PACKAGE_GROUP):

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mlinfra_infra import layout, naming
@@ -222,6 +222,20 @@ class StageRegistry:
         """The model's package group in this stage."""
         return naming.package_group(self.config.project, self.stage, model)
 
+    def retention(self) -> dict[str, Any]:
+        """Object Lock arguments for an artifact or audit record written now (none without `registry.objectLock`).
+
+        The bucket has no default retention (it would lock captured requests and stage pointers too); what must be
+        immutable is locked one object at a time, as it is written.
+        """
+        lock = self.config.registry.object_lock
+        if lock is None:
+            return {}
+        return {
+            "ObjectLockMode": lock.mode,
+            "ObjectLockRetainUntilDate": datetime.now(UTC) + timedelta(days=lock.days),
+        }
+
     # JSON records ------------------------------------------------------------------------------------------------
 
     def read(self, key: str) -> Stored | None:
@@ -243,10 +257,11 @@ class StageRegistry:
             ) from None
         return Stored(data=data, etag=str(response["ETag"]))
 
-    def write(self, key: str, data: dict[str, Any], *, if_match: str | None = None) -> str:
+    def write(self, key: str, data: dict[str, Any], *, if_match: str | None = None, retain: bool = False) -> str:
         """Write a JSON record: create-only (If-None-Match) unless `if_match` gives the ETag to replace.
 
-        Raises ConflictError when the condition fails: the record exists (create) or changed (replace).
+        `retain` locks the record for the stage's Object Lock retention (audit records). Raises ConflictError when
+        the condition fails: the record exists (create) or changed (replace).
         """
         body = json.dumps(data, indent=2, sort_keys=True).encode()
         condition = {"IfMatch": if_match} if if_match is not None else {"IfNoneMatch": "*"}
@@ -259,6 +274,7 @@ class StageRegistry:
                 ContentType="application/json",
                 ChecksumAlgorithm="SHA256",
                 **condition,
+                **(self.retention() if retain else {}),
             )
         except Exception as exc:
             if error_code(exc) in {"PreconditionFailed", "ConditionalRequestConflict", "412"}:
@@ -361,6 +377,7 @@ class StageRegistry:
                 Key=key,
                 CopySource={"Bucket": self.bucket, "Key": temp_key},
                 ChecksumAlgorithm="SHA256",
+                **self.retention(),
             )
         self.verify_artifact(model, digest)
         self.discard(temp_key)
@@ -394,6 +411,7 @@ class StageRegistry:
             Key=key,
             CopySource={"Bucket": source.bucket, "Key": key},
             ChecksumAlgorithm="SHA256",
+            **self.retention(),
         )
         copied = result.get("CopyObjectResult", {}).get("ChecksumSHA256")
         if copied is not None and copied != checksum_of(digest):
@@ -446,7 +464,7 @@ class StageRegistry:
     def write_audit(self, record: dict[str, Any]) -> None:
         """Write an audit record once (re-writing the same record is a no-op)."""
         try:
-            self.write(self.audit_key(record), record)
+            self.write(self.audit_key(record), record, retain=True)
         except ConflictError:
             stored = self.read(self.audit_key(record))
             if stored is None or stored.data.get("id") != record["id"]:

@@ -74,3 +74,20 @@ def load_stage(project: Project, stage: str) -> Stage:
     raw = raw_config(project, stage)
     source = project.relative(project.stage_file(stage))
     return Stage(project=project, name=stage, raw=raw, config=validate(project, stage, raw, source))
+
+
+def check_chain(project: Project, stages: list[str]) -> None:
+    """Refuse (exit 2) cross-account settings that break promotion into or out of `stages`.
+
+    Loads each stage's neighbours in promotion order, so `mlinfra preview --stack prod` also checks staging's
+    `registry.readerRoleArns` against prod's `access.roleArn` (mlinfra_infra.config.check_promotion_chain).
+    """
+    from mlinfra_infra.config import check_promotion_chain
+
+    order = project.stages()
+    wanted = {n for s in stages if s in order for n in order[max(0, order.index(s) - 1) : order.index(s) + 2]}
+    configs = {name: load_stage(project, name).config for name in order if name in wanted}
+    problems = check_promotion_chain(configs)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise BadInputError(problems[0] + more)

@@ -9,6 +9,7 @@ first real deployment does not fail on something a test could have caught.
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -24,7 +25,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from . import layout, naming
+from . import awsdata, layout, naming, rollout
 
 CONFIG_NAMESPACE = "mlinfra"
 # Other namespaces a stack file may carry: the AWS provider's settings and Pulumi's own.
@@ -84,7 +85,17 @@ RoleArn = Annotated[
     str,
     _check_pattern(r"arn:aws(?:-cn|-us-gov)?:iam::\d{12}:role/[\w+=,.@/-]{1,512}", "an IAM role ARN"),
 ]
-Region = Annotated[str, _check_pattern(r"[a-z]{2}(?:-gov)?-[a-z]+-\d", "an AWS region (e.g. eu-west-1)")]
+
+
+def _region(value: str) -> str:
+    if value.endswith("-global"):  # botocore's pseudo-regions of global endpoints, not places to deploy
+        raise ValueError(f"{value!r} is a global endpoint, not a region (e.g. eu-west-1)")
+    awsdata.check_region(value)
+    return value
+
+
+# Regions come from botocore's partition data, so a typo fails here with a suggestion, not at the first API call.
+Region = Annotated[str, AfterValidator(_region)]
 BucketName = Annotated[str, AfterValidator(lambda v: naming.check_bucket_name(v) or v)]
 Cron = Annotated[
     str,
@@ -96,17 +107,20 @@ OwnerTag = Annotated[str, StringConstraints(min_length=1, max_length=256, patter
 
 
 def _sagemaker_instance(value: str) -> str:
-    naming.check_instance_type(value, naming.SAGEMAKER_INSTANCE_FAMILIES, prefix="ml.")
+    awsdata.check_instance_type(value, awsdata.sagemaker_hosting_types(), "SageMaker hosting")
     return value
 
 
-def _ec2_instance(value: str) -> str:
-    naming.check_instance_type(value, naming.EC2_INSTANCE_FAMILIES, prefix="")
+def _processing_instance(value: str) -> str:
+    awsdata.check_instance_type(value, awsdata.sagemaker_processing_types(), "SageMaker processing")
     return value
 
 
+# Instance types are checked against botocore's service-model enums (the values the APIs accept), not a hand list.
 SageMakerInstanceType = Annotated[str, AfterValidator(_sagemaker_instance)]
-Ec2InstanceType = Annotated[str, AfterValidator(_ec2_instance)]
+ProcessingInstanceType = Annotated[str, AfterValidator(_processing_instance)]
+# EC2's enum is large; it is checked only when the sandbox is enabled (SandboxSettings).
+Ec2InstanceType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")]
 
 
 class _Settings(BaseModel):
@@ -158,43 +172,65 @@ class AutoscalingSettings(_Settings):
 class DeploymentSettings(_Settings):
     """Blue/green update policy: all-at-once, canary or linear traffic shifting, rolled back on the endpoint's alarms.
 
-    SageMaker allows a canary of at most 50% and linear steps of 10-50% of the new fleet, and wait intervals of at
-    most one hour.
+    `trafficPercent` is the canary (or linear step) as a share of the new fleet; the endpoint sizes it in whole
+    instances (SageMaker allows a canary of at most 50% and linear steps of 10-50% of the fleet). `waitMinutes` is
+    the bake after each traffic shift, `terminationWaitMinutes` the final bake after the last one; the endpoint's
+    alarms must be able to fire inside both (checked with the alarm settings in ModelSettings).
     """
 
     strategy: Literal["all-at-once", "canary", "linear"] = "all-at-once"
     traffic_percent: Annotated[int, Field(ge=1, le=50)] = 10
     wait_minutes: Annotated[int, Field(ge=0, le=60)] = 5
-    termination_wait_minutes: Annotated[int, Field(ge=0, le=60)] = 0
-    timeout_minutes: Annotated[int, Field(ge=10, le=240)] = 60
+    termination_wait_minutes: Annotated[int, Field(ge=0, le=60)] = 5
+    timeout_minutes: Annotated[int, Field(ge=10, le=240)] = rollout.MAX_DEPLOYMENT_TIMEOUT_MINUTES
 
-    @property
-    def bake_minutes(self) -> int:
-        """Total baking time of one deployment: one wait per traffic-shifting step, plus the termination wait."""
-        steps = -(-100 // self.traffic_percent) if self.strategy == "linear" else 1
+    def bake_minutes(self, fleet: int | None = None) -> int:
+        """Total baking time of one deployment on `fleet` instances: one wait per shift, plus the final bake."""
+        steps = rollout.bake_steps(self.strategy, self.traffic_percent, fleet)
         return steps * self.wait_minutes + self.termination_wait_minutes
 
     @model_validator(mode="after")
     def _linear_step_and_timeout(self) -> DeploymentSettings:
-        if self.strategy == "linear" and self.traffic_percent < 10:
+        if self.strategy == "linear" and self.traffic_percent < rollout.MIN_LINEAR_PERCENT:
             raise ValueError("a linear step (trafficPercent) must be 10-50% of the new fleet")
-        # SageMaker rejects a deployment whose maximum execution time does not exceed its total baking time.
-        if self.timeout_minutes <= self.bake_minutes:
+        # pulumi-aws waits 60 minutes for UpdateEndpoint to settle; SageMaker must finish (or roll back) first.
+        if self.timeout_minutes > rollout.MAX_DEPLOYMENT_TIMEOUT_MINUTES:
             raise ValueError(
-                f"timeoutMinutes ({self.timeout_minutes}) must exceed the total wait of the {self.strategy} "
-                f"deployment ({self.bake_minutes} min); raise it (at most 240) or shorten waitMinutes"
+                f"timeoutMinutes ({self.timeout_minutes}) is longer than `pulumi up` can wait: pulumi-aws waits "
+                f"{rollout.PROVIDER_WAIT_MINUTES} minutes for an endpoint update, so at most "
+                f"{rollout.MAX_DEPLOYMENT_TIMEOUT_MINUTES}; shorten the bakes instead"
             )
         return self
 
 
 class AlarmSettings(_Settings):
-    """Thresholds of the endpoint's health alarms (which also drive auto-rollback) and its drift alarm."""
+    """Thresholds of the endpoint's health alarms (which also drive auto-rollback) and its drift alarm.
+
+    `errors5xx` is the number of 5XX responses in one period that counts as breaching (the alarm compares with
+    GreaterThanOrEqualToThreshold, so `errors5xx: 1` means any error). The alarm fires once `datapointsToAlarm` of
+    the last `evaluationPeriods` periods breach.
+    """
 
     errors_5xx: Annotated[int, Field(ge=1, alias="errors5xx")] = 5
     latency_p99_ms: Annotated[int, Field(ge=1, le=600_000)] = 1000
     drift_psi: Annotated[float, Field(gt=0, le=10)] = 0.2
     evaluation_periods: Annotated[int, Field(ge=1, le=100)] = 3
-    period_seconds: Literal[60, 300, 900, 3600] = 300
+    datapoints_to_alarm: Annotated[int, Field(ge=1, le=100)] = 2
+    period_seconds: Literal[60, 300, 900, 3600] = 60
+
+    @property
+    def detection_seconds(self) -> int:
+        """Worst-case time from the start of a breach until the alarm is in ALARM."""
+        return rollout.detection_seconds(self.period_seconds, self.datapoints_to_alarm)
+
+    @model_validator(mode="after")
+    def _datapoints(self) -> AlarmSettings:
+        if self.datapoints_to_alarm > self.evaluation_periods:
+            raise ValueError(
+                f"datapointsToAlarm ({self.datapoints_to_alarm}) is more than evaluationPeriods "
+                f"({self.evaluation_periods}); CloudWatch needs M <= N"
+            )
+        return self
 
 
 class MetricThreshold(_Settings):
@@ -254,7 +290,52 @@ class ModelSettings(_Settings):
                 f"instanceCount {self.instance_count} is outside autoscaling "
                 f"{self.autoscaling.min_capacity}-{self.autoscaling.max_capacity}"
             )
+        self._check_rollout()
         return self
+
+    @property
+    def deploy_fleet(self) -> int | None:
+        """Instances the endpoint configuration starts a (new) fleet with; None for serverless.
+
+        An autoscaled variant deploys at its maximum: pulumi-aws cannot ask UpdateEndpoint to keep the live instance
+        count (RetainAllVariantProperties), so a smaller initial count would shrink a scaled-out endpoint in the
+        middle of traffic, and Application Auto Scaling is suspended while the update runs. The autoscaler scales the
+        new fleet in after the deployment.
+        """
+        if self.mode == "serverless":
+            return None
+        return self.autoscaling.max_capacity if self.autoscaling.enabled else self.instance_count
+
+    def _check_rollout(self) -> None:
+        """Refuse canary sizes SageMaker rejects, bakes the alarms cannot fire in, and timeouts that cannot hold."""
+        deployment, alarms = self.deployment, self.alarms
+        fleet = self.deploy_fleet
+        if fleet is not None:
+            problem = rollout.check_step(deployment.strategy, deployment.traffic_percent, fleet)
+            if problem is not None:
+                raise ValueError(problem)
+        detect = alarms.detection_seconds
+        for minutes, key in (
+            (deployment.wait_minutes, "deployment.waitMinutes"),
+            (deployment.termination_wait_minutes, "deployment.terminationWaitMinutes (the final bake)"),
+        ):
+            if minutes * 60 < detect:
+                raise ValueError(
+                    f"{key} is {minutes} min but the rollback alarms need up to {detect // 60} min {detect % 60} s to "
+                    f"fire ({alarms.datapoints_to_alarm} x {alarms.period_seconds} s datapoints, one period of "
+                    f"alignment, {rollout.DETECTION_DELAY_SECONDS} s metric delay): lengthen the bake to at least "
+                    f"{-(-detect // 60)} min, or shorten alarms.periodSeconds / alarms.datapointsToAlarm"
+                )
+        # SageMaker rejects a deployment whose maximum execution time does not exceed its total baking time, and one
+        # with no room to launch the new fleet first rolls back healthy updates.
+        needed = deployment.bake_minutes(fleet) + rollout.PROVISIONING_MINUTES
+        if deployment.timeout_minutes < needed:
+            raise ValueError(
+                f"deployment.timeoutMinutes ({deployment.timeout_minutes}) must cover the {deployment.strategy} "
+                f"deployment's bakes ({deployment.bake_minutes(fleet)} min) plus {rollout.PROVISIONING_MINUTES} min "
+                f"to launch the new fleet ({needed} min); at most {rollout.MAX_DEPLOYMENT_TIMEOUT_MINUTES} min fit in "
+                "the provider's wait, so shorten waitMinutes or use fewer steps"
+            )
 
 
 class ModelConfig(ModelSettings):
@@ -268,7 +349,12 @@ class ModelConfig(ModelSettings):
 
 
 class ObjectLockSettings(_Settings):
-    """S3 Object Lock default retention for the registry (prod): artifacts cannot be deleted or overwritten."""
+    """S3 Object Lock for the registry (prod): the retention mlinfra sets on each artifact and audit record it writes.
+
+    There is no bucket-wide default retention: it would also lock captured requests (kept only
+    `captureRetentionDays`), stage pointers and in-flight uploads. The bucket has Object Lock switched on, and
+    `mlinfra register`/`promote` write artifacts and audit records with this mode and retention period.
+    """
 
     mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
     days: Annotated[int, Field(ge=1, le=36_500)] = 365
@@ -284,6 +370,10 @@ class RegistrySettings(_Settings):
     kms_deletion_window_days: Annotated[int, Field(ge=7, le=30)] = 30
     object_lock: ObjectLockSettings | None = None
     reader_role_arns: list[RoleArn] = Field(default_factory=list)
+    # Pulumi `protect` on the bucket and key, and a key policy refusing ScheduleKeyDeletion (prod).
+    protect: bool = False
+    # S3 server access logs of the registry, kept this long in the stage's log bucket.
+    access_log_days: Annotated[int, Field(ge=1, le=3650)] = 365
 
 
 class Notification(_Settings):
@@ -299,7 +389,7 @@ class MonitoringSettings(_Settings):
     enabled: bool = False
     drift: bool = False
     schedule: Literal["hourly", "daily"] = "hourly"
-    instance_type: SageMakerInstanceType = "ml.m5.large"
+    instance_type: ProcessingInstanceType = "ml.m5.large"
     notifications: list[Notification] = Field(default_factory=list)
 
 
@@ -318,17 +408,51 @@ class NetworkSettings(_Settings):
 
 
 class SandboxSettings(_Settings):
-    """The analyst VM: private, SSM-only, stopped every evening."""
+    """The analyst VM: private, SSM-only, stopped every evening (and optionally started every morning)."""
 
     enabled: bool = False
     instance_type: Ec2InstanceType = "t3.large"
     root_volume_gb: Annotated[int, Field(ge=20, le=1024)] = 50
     stop_schedule: Cron = "cron(0 19 ? * MON-FRI *)"
+    # None: analysts start the VM themselves (`aws ec2 start-instances`); a cron starts it on a schedule.
+    start_schedule: Cron | None = None
+    # Session Manager shell sessions are logged to a CloudWatch log group kept this long.
+    session_log_days: Literal[
+        30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
+    ] = 365
+    # The mlinfra CLI installed on the VM from the stage's CodeArtifact repository (a pip requirement specifier).
+    mlinfra_requirement: Annotated[
+        str, StringConstraints(pattern=r"^mlinfra(?:\[[a-z,]+\])?(?:[=<>~!]=?[\w.*]+)?$")
+    ] = "mlinfra"
     timezone: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]+(?:/[A-Za-z_+-]+)*$")] = "UTC"
     ami_parameter: Annotated[str, StringConstraints(pattern=r"^/aws/service/\S+$")] = (
         "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
     )
     network: NetworkSettings = NetworkSettings()
+
+    @model_validator(mode="after")
+    def _ec2_type(self) -> SandboxSettings:
+        # EC2's enum has 1,400 values: read only for stacks that declare the VM.
+        if self.enabled:
+            awsdata.check_instance_type(self.instance_type, awsdata.ec2_instance_types(), "EC2")
+        return self
+
+
+class PolicySettings(_Settings):
+    """How the stage's policy pack treats violations, and which instance types the stage may run (config only).
+
+    The pack itself (`infra/policy/`, `mlinfra check`) reads these; an empty allow-list allows every type AWS
+    offers.
+    """
+
+    enforcement: Literal["advisory", "mandatory"] = "advisory"
+    allowed_instance_types: list[Annotated[str, AfterValidator(_known_instance_type)]] = Field(default_factory=list)
+
+
+def _known_instance_type(value: str) -> str:
+    known = awsdata.sagemaker_hosting_types() if value.startswith("ml.") else awsdata.ec2_instance_types()
+    awsdata.check_instance_type(value, known, "SageMaker hosting" if value.startswith("ml.") else "EC2")
+    return value
 
 
 class AccessSettings(_Settings):
@@ -354,6 +478,9 @@ class StackConfig(_Settings):
     models: dict[ModelName, ModelConfig] = Field(default_factory=dict)
     monitoring: MonitoringSettings = MonitoringSettings()
     sandbox: SandboxSettings = SandboxSettings()
+    policy: PolicySettings = PolicySettings()
+    # The stage's monthly budget in US dollars, for the cost estimate of the policy pack; None: no budget.
+    budget_monthly_usd: Annotated[float, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
     def _unique_stages(self) -> StackConfig:
@@ -391,6 +518,8 @@ TOP_LEVEL_KEYS = (
     "models",
     "monitoring",
     "sandbox",
+    "policy",
+    "budgetMonthlyUsd",
 )
 
 
@@ -599,3 +728,38 @@ def _check_pin_location(config: StackConfig, model: str, pin: Pin, source: str) 
             f"{pin.artifact!r} is not this stage's copy of {pin.digest[:19]}...; expected s3://{expected_bucket}/{key} "
             "(promote with `mlinfra promote`, which copies it there)",
         )
+
+
+def check_promotion_chain(configs: Mapping[str, StackConfig]) -> list[str]:
+    """Cross-stack problems of promotion across accounts, one line each (empty when the chain is consistent).
+
+    A stage's `registry.readerRoleArns` must name the next stage's promotion role (its `access.roleArn`): the bucket
+    and key policies grant that role read on `models/`, and without it promotion cannot copy server-side. A reader
+    role must also live in the next stage's account when that account is known. `configs` maps stage names to their
+    loaded configs (the CLI loads every stage's file).
+    """
+    problems: list[str] = []
+    present = [stage for stage in next(iter(configs.values())).stages if stage in configs] if configs else []
+    for source, target in itertools.pairwise(present):
+        src, dst = configs[source], configs[target]
+        key = f"stacks/Pulumi.{source}.yaml: {CONFIG_NAMESPACE}:registry.readerRoleArns"
+        readers = src.registry.reader_role_arns
+        role = dst.access.role_arn
+        if role is not None and role not in readers:
+            problems.append(
+                f"{key}: does not list {target}'s promotion role {role} (access.roleArn of {target}); "
+                f"add it, or `mlinfra promote --to {target}` cannot read {source}'s artifacts"
+            )
+        for reader in readers:
+            account = reader.split(":")[4]
+            expected = dst.account_id or (role.split(":")[4] if role else None)
+            if expected is not None and account != expected:
+                problems.append(
+                    f"{key}: {reader} is not in {target}'s account {expected}; list {target}'s promotion role"
+                )
+            if role is None and dst.account_id is None:
+                problems.append(
+                    f"{key}: names {reader} but {target} sets no access.roleArn; set {target}'s "
+                    f"{CONFIG_NAMESPACE}:access.roleArn to the role mlinfra assumes there"
+                )
+    return problems

@@ -18,56 +18,6 @@ AUTONAME_SUFFIX = 8
 # virtual-hosted endpoints, so mlinfra refuses them), starting and ending with a letter or digit.
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 
-# Instance families offered for SageMaker real-time hosting and for the sandbox VM. A typo in a family is the most
-# common first-deploy failure; sizes are checked by shape.
-SAGEMAKER_INSTANCE_FAMILIES = frozenset(
-    [
-        "t2",
-        "t3",
-        "m4",
-        "m5",
-        "m5d",
-        "m6g",
-        "m6gd",
-        "m6i",
-        "m6id",
-        "m7i",
-        "c4",
-        "c5",
-        "c5d",
-        "c6g",
-        "c6gd",
-        "c6gn",
-        "c6i",
-        "c6id",
-        "c7g",
-        "c7i",
-        "r5",
-        "r5d",
-        "r6g",
-        "r6gd",
-        "r6i",
-        "r6id",
-        "r7i",
-        "g4dn",
-        "g5",
-        "g6",
-        "g6e",
-        "p2",
-        "p3",
-        "p4d",
-        "p4de",
-        "p5",
-        "inf1",
-        "inf2",
-        "trn1",
-    ]
-)
-EC2_INSTANCE_FAMILIES = frozenset(
-    ["t3", "t3a", "m5", "m5a", "m6i", "m6a", "m7i", "m7a", "c5", "c6i", "c7i", "r5", "r6i", "r7i", "g4dn", "g5", "g6"]
-)
-_SIZE = re.compile(r"(?:nano|micro|small|medium|large|metal|\d{0,2}xlarge)")
-
 MANAGED_BY = "mlinfra"
 # Kinds of per-model alarms: the endpoint's own health alarms (which roll deployments back), the drift alarm, and the
 # composite that notifies. `mlinfra promote` reads their states by these names to gate on the source stage.
@@ -77,17 +27,6 @@ ALARM_DRIFT = "drift"
 ALARM_HEALTH = "health"
 ALARM_KINDS = (ALARM_5XX, ALARM_LATENCY, ALARM_DRIFT, ALARM_HEALTH)
 VARIANT_NAME = "primary"  # stable: autoscaling targets and alarms address the variant by name
-
-
-def check_instance_type(value: str, families: frozenset[str], *, prefix: str) -> None:
-    """Raise ValueError unless `value` is `<prefix><family>.<size>` with a known family."""
-    body = value.removeprefix(prefix) if prefix else value
-    family, _, size = body.partition(".")
-    if (prefix and not value.startswith(prefix)) or family not in families or not _SIZE.fullmatch(size):
-        known = ", ".join(sorted(families)[:8])
-        raise ValueError(
-            f"{value!r} is not a valid instance type (expected {prefix}<family>.<size>, families: {known}, ...)"
-        )
 
 
 def check_bucket_name(name: str) -> None:
@@ -159,3 +98,24 @@ def check_model_names(project: str, stage: str, model: str) -> None:
 def check_stage_names(project: str, stage: str, region: str, account_id: str | None, bucket: str | None) -> None:
     """Raise ValueError if the registry bucket name of a stage (given or derived) breaks S3's rules."""
     check_bucket_name(bucket or registry_bucket(project, stage, region, account_id or "0" * 12))
+    domain = codeartifact_domain(project, stage)
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,48}[a-z0-9]", domain):
+        raise ValueError(
+            f"CodeArtifact domain {domain!r} must be 2-50 lowercase letters, digits and hyphens, starting with a "
+            "letter (shorten the project or stage name)"
+        )
+
+
+def codeartifact_domain(project: str, stage: str) -> str:
+    """The CodeArtifact domain holding a stage's package repositories (2-50 of [a-z0-9-], per account)."""
+    return f"{project}-{stage}".lower()
+
+
+def session_log_group(project: str, stage: str) -> str:
+    """The CloudWatch log group Session Manager streams a stage's analyst shells to."""
+    return f"/mlinfra/{project}-{stage}/sessions"
+
+
+def session_document(project: str, stage: str) -> str:
+    """The Session Manager document of a stage's logged analyst shell."""
+    return f"{project}-{stage}-analyst-shell"

@@ -7,6 +7,8 @@ ENDPOINT_NAMES = "endpointNames"
 ALERT_TOPIC_ARN = "alertTopicArn"
 DASHBOARD_NAME = "dashboardName"
 SANDBOX_INSTANCE_ID = "sandboxInstanceId"
+SANDBOX_ANALYST_POLICY_ARN = "sandboxAnalystPolicyArn"
+SANDBOX_SESSION_DOCUMENT = "sandboxSessionDocument"
 
 ALL = (
     REGISTRY_BUCKET,
@@ -16,4 +18,6 @@ ALL = (
     ALERT_TOPIC_ARN,
     DASHBOARD_NAME,
     SANDBOX_INSTANCE_ID,
+    SANDBOX_ANALYST_POLICY_ARN,
+    SANDBOX_SESSION_DOCUMENT,
 )

@@ -16,7 +16,7 @@ from .components.sandbox import SandboxVM, SandboxVMArgs
 from .config import CONFIG_NAMESPACE, ConfigError, StackConfig, load_stack_config
 
 # Top-level mlinfra keys whose values are structured (Pulumi hands the program structured config as JSON text).
-STRUCTURED_KEYS = ("stages", "access", "registry", "modelDefaults", "models", "monitoring", "sandbox")
+STRUCTURED_KEYS = ("stages", "access", "registry", "modelDefaults", "models", "monitoring", "sandbox", "policy")
 
 
 def build(cfg: StackConfig) -> dict[str, Any]:
@@ -100,9 +100,12 @@ def build(cfg: StackConfig) -> dict[str, Any]:
                 registry_bucket=registry.bucket_name,
                 registry_bucket_arn=registry.bucket_arn,
                 registry_key_arn=registry.key_arn,
+                object_lock=cfg.registry.object_lock is not None,
             ),
         )
         exported[outputs.SANDBOX_INSTANCE_ID] = sandbox.instance_id
+        exported[outputs.SANDBOX_ANALYST_POLICY_ARN] = sandbox.analyst_policy_arn
+        exported[outputs.SANDBOX_SESSION_DOCUMENT] = sandbox.session_document_name
 
     return exported
 

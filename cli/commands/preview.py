@@ -19,10 +19,7 @@ KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
     ),
     "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": ("blockPublicAcls", "restrictPublicBuckets"),
     "aws:s3/bucketOwnershipControls:BucketOwnershipControls": ("rule.objectOwnership",),
-    "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration": (
-        "rule.defaultRetention.mode",
-        "rule.defaultRetention.days",
-    ),
+    "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration": ("objectLockEnabled",),
     "aws:sagemaker/modelPackageGroup:ModelPackageGroup": ("modelPackageGroupName",),
     "aws:sagemaker/model:Model": ("primaryContainer.image", "enableNetworkIsolation"),
     "aws:sagemaker/endpointConfiguration:EndpointConfiguration": (
@@ -92,7 +89,8 @@ def preview(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     Runs the real Pulumi program under Pulumi's mock runtime: no engine, no credentials, no network. Provider-computed
     values (ARNs, ids) are placeholders; secret config values are masked. --json prints
     {"stack", "resources": [{"type", "name", "parent", "inputs"}]} per stack, inputs under Pulumi's wire names;
-    with --all, a list of those.
+    with --all, a list of those. Refuses (exit 2) a stage whose registry.readerRoleArns does not name the next
+    stage's access.roleArn (cross-account promotion could not read its artifacts).
 
     \b
     Examples:
@@ -103,9 +101,12 @@ def preview(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     project = Project.find()
     stages = chosen_stages(project, stack, all_stacks)
     from mlinfra.render import render_stage
-    from mlinfra.stackfile import load_stage
+    from mlinfra.stackfile import check_chain, load_stage
 
-    rendered = [render_stage(load_stage(project, stage)) for stage in stages]
+    loaded = [load_stage(project, stage) for stage in stages]
+    # Cross-account promotion: each stage's readerRoleArns must name the next stage's access.roleArn.
+    check_chain(project, stages)
+    rendered = [render_stage(stage) for stage in loaded]
     if as_json:
         documents = [r.to_json() for r in rendered]
         emit_json(documents if all_stacks else documents[0])

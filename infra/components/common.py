@@ -44,6 +44,33 @@ def policy_document(*statements: Mapping[str, Any]) -> pulumi.Output[str]:
     return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
 
+def service_trust_policy(
+    service: str, account_id: pulumi.Input[str], source_arn: pulumi.Input[str]
+) -> pulumi.Output[str]:
+    """A trust policy letting one AWS service assume the role only on behalf of this account's resources.
+
+    aws:SourceAccount and aws:SourceArn (an ARN pattern of the service's resources in this account and region) keep
+    another account's resources from borrowing the role through the service (the confused deputy).
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html
+    """
+    return pulumi.Output.json_dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": service},
+                    "Action": "sts:AssumeRole",
+                    "Condition": {
+                        "StringEquals": {"aws:SourceAccount": account_id},
+                        "ArnLike": {"aws:SourceArn": source_arn},
+                    },
+                }
+            ],
+        }
+    )
+
+
 def assume_role_policy(service: str) -> str:
     """A trust policy letting one AWS service assume the role."""
     return json.dumps(

@@ -9,11 +9,11 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from mlinfra_infra import naming
+from mlinfra_infra import naming, rollout
 from mlinfra_infra.config import DeploymentSettings, ModelConfig
 from mlinfra_infra.layout import CAPTURE_PREFIX, MODELS_PREFIX
 
-from .common import TYPE_PREFIX, assume_role_policy, policy_document, statement, tags
+from .common import TYPE_PREFIX, policy_document, service_trust_policy, statement, tags
 
 # Kind suffixes of the auto-named Model and EndpointConfiguration. Pulumi names them "<logical name>-<7 hex>", and
 # naming.check_model_names only guarantees that "<endpoint>" plus a 3-character suffix plus that random part fits
@@ -52,18 +52,26 @@ def ecr_repository_arn(image: str) -> str:
 
 
 def traffic_routing(
-    deployment: DeploymentSettings,
+    deployment: DeploymentSettings, fleet: int | None
 ) -> aws.sagemaker.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationArgsDict:
-    """Return the blue/green traffic routing block of a deployment strategy."""
+    """Return the blue/green traffic routing block of a deployment strategy on a new fleet of `fleet` instances.
+
+    Canary and linear steps are sized in whole instances (INSTANCE_COUNT): 10% of a two-instance fleet is a fifth of
+    an instance, which SageMaker cannot serve, while one instance is a valid canary (at most 50% of the fleet, checked
+    by config validation). Serverless variants (`fleet` None) keep the percentage.
+    """
     routing: aws.sagemaker.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationArgsDict = {
         "type": _TRAFFIC_ROUTING[deployment.strategy],
         "wait_interval_in_seconds": deployment.wait_minutes * 60,
     }
-    # A share of the new fleet rather than an instance count, so the same setting works whatever the fleet size.
-    size: aws.sagemaker.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationCanarySizeArgsDict = {
-        "type": "CAPACITY_PERCENT",
-        "value": deployment.traffic_percent,
-    }
+    size: aws.sagemaker.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationCanarySizeArgsDict = (
+        {"type": "CAPACITY_PERCENT", "value": deployment.traffic_percent}
+        if fleet is None
+        else {
+            "type": "INSTANCE_COUNT",
+            "value": rollout.step_instances(deployment.strategy, deployment.traffic_percent, fleet),
+        }
+    )
     if deployment.strategy == "canary":
         routing["canary_size"] = size
     elif deployment.strategy == "linear":
@@ -155,7 +163,8 @@ class ModelEndpoint(pulumi.ComponentResource):
         }
         if settings.mode == "realtime":
             variant["instance_type"] = settings.instance_type
-            variant["initial_instance_count"] = settings.instance_count
+            # At the autoscaling maximum when autoscaled (ModelSettings.deploy_fleet says why).
+            variant["initial_instance_count"] = settings.deploy_fleet or settings.instance_count
         else:
             # No kms_key_arn and no data capture for serverless: there is no ML storage volume for the key to encrypt
             # (SageMaker would use it only for its own copy of the image), and serverless endpoints cannot capture.
@@ -202,7 +211,7 @@ class ModelEndpoint(pulumi.ComponentResource):
             endpoint_config_name=config.name,
             deployment_config={
                 "blue_green_update_policy": {
-                    "traffic_routing_configuration": traffic_routing(deployment),
+                    "traffic_routing_configuration": traffic_routing(deployment, settings.deploy_fleet),
                     "termination_wait_in_seconds": deployment.termination_wait_minutes * 60,
                     "maximum_execution_timeout_in_seconds": deployment.timeout_minutes * 60,
                 },
@@ -283,7 +292,12 @@ class ModelEndpoint(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-role",
             description=f"SageMaker execution role of {endpoint_name}",
-            assume_role_policy=assume_role_policy("sagemaker.amazonaws.com"),
+            # Only SageMaker acting for this account's resources in this region may assume it (confused deputy).
+            assume_role_policy=service_trust_policy(
+                "sagemaker.amazonaws.com",
+                args.account_id,
+                pulumi.Output.concat(f"arn:aws:sagemaker:{args.region}:", args.account_id, ":*"),
+            ),
             tags=self._tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -307,9 +321,12 @@ class ModelEndpoint(pulumi.ComponentResource):
         shared: dict[str, Any] = {
             "namespace": SAGEMAKER_METRICS_NAMESPACE,
             "dimensions": {"EndpointName": endpoint_name, "VariantName": self.variant_name},
-            "comparison_operator": "GreaterThanThreshold",
+            # At or above the threshold: `errors5xx: 1` alarms on the first error, not the second.
+            "comparison_operator": "GreaterThanOrEqualToThreshold",
             "period": alarms.period_seconds,
             "evaluation_periods": alarms.evaluation_periods,
+            # M of N: fires within the bake times config validation checked (rollout.detection_seconds).
+            "datapoints_to_alarm": alarms.datapoints_to_alarm,
             # No traffic is not an outage, and a new endpoint has no datapoints yet.
             "treat_missing_data": "notBreaching",
             "tags": self._tags,
@@ -318,7 +335,10 @@ class ModelEndpoint(pulumi.ComponentResource):
         errors = aws.cloudwatch.MetricAlarm(
             f"{name}-5xx",
             name=naming.alarm(args.project, args.stage, args.model, naming.ALARM_5XX),
-            alarm_description=f"{endpoint_name}: more than {alarms.errors_5xx} 5XX responses in a period",
+            alarm_description=(
+                f"{endpoint_name}: {alarms.errors_5xx} or more 5XX responses per {alarms.period_seconds} s in "
+                f"{alarms.datapoints_to_alarm} of {alarms.evaluation_periods} periods"
+            ),
             metric_name="Invocation5XXErrors",
             statistic="Sum",
             threshold=alarms.errors_5xx,
@@ -327,7 +347,7 @@ class ModelEndpoint(pulumi.ComponentResource):
         latency = aws.cloudwatch.MetricAlarm(
             f"{name}-latency-p99",
             name=naming.alarm(args.project, args.stage, args.model, naming.ALARM_LATENCY),
-            alarm_description=f"{endpoint_name}: p99 model latency above {alarms.latency_p99_ms} ms",
+            alarm_description=f"{endpoint_name}: p99 model latency at or above {alarms.latency_p99_ms} ms",
             metric_name="ModelLatency",
             extended_statistic="p99",
             # ModelLatency is reported in microseconds.
@@ -341,7 +361,9 @@ class ModelEndpoint(pulumi.ComponentResource):
         scaling = settings.autoscaling
         # The scalable target can only be registered once the endpoint exists, and must be deregistered before the
         # endpoint is deleted: building resource_id from the endpoint's name output and depending on it gives Pulumi
-        # that order. Changing the instance type of an autoscaled variant fails; turn autoscaling off for that update.
+        # that order. Changing the instance type of an autoscaled variant fails, and Pulumi cannot deregister the
+        # target before the endpoint update it depends on: rollout.update_hazards reports such a change, which takes
+        # two applies (autoscaling off, then the new type with autoscaling on).
         # https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-auto-scaling-update.html
         target = aws.appautoscaling.Target(
             f"{name}-scaling-target",

@@ -10,7 +10,14 @@ import pulumi_aws as aws
 
 from mlinfra_infra import naming
 from mlinfra_infra.config import RegistrySettings
-from mlinfra_infra.layout import CAPTURE_PREFIX, MODELS_PREFIX, MONITORING_PREFIX, UPLOADS_PREFIX
+from mlinfra_infra.layout import (
+    AUDIT_PREFIX,
+    CAPTURE_PREFIX,
+    MODELS_PREFIX,
+    MONITORING_PREFIX,
+    STAGES_PREFIX,
+    UPLOADS_PREFIX,
+)
 
 from .common import TYPE_PREFIX, policy_document, statement, tags
 
@@ -32,9 +39,13 @@ class ModelRegistryArgs:
 class ModelRegistry(pulumi.ComponentResource):
     """Versioned, KMS-encrypted, private S3 bucket plus SageMaker Model Package Groups.
 
-    Security: SSE-KMS with a rotating customer-managed key and bucket key, all four public-access blocks, ACLs
-    disabled, TLS-only bucket policy, optional Object Lock. Next-stage promotion roles (`settings.readerRoleArns`)
-    may read `models/` only, so promotion across accounts is a server-side copy.
+    Security: SSE-KMS with a rotating customer-managed key and bucket key, uploads pinned to that key, all four
+    public-access blocks, ACLs disabled, TLS-only bucket policy, audit records create-only and stage pointers
+    compare-and-swap only (S3's conditional-write condition keys), server access logs to a log bucket, optional
+    Object Lock (per object, set by the CLI on artifacts and audit records). Next-stage promotion roles
+    (`settings.readerRoleArns`) may read `models/` only, so promotion across accounts is a server-side copy.
+    The key's CloudWatch grant is limited to this account's alarms of this stage (confused deputy); with
+    `protect` the key and bucket are Pulumi-protected and the key policy refuses ScheduleKeyDeletion.
     """
 
     bucket_name: pulumi.Output[str]
@@ -57,14 +68,54 @@ class ModelRegistry(pulumi.ComponentResource):
                 ["*"],
                 principal={"AWS": pulumi.Output.concat("arn:aws:iam::", account, ":root")},
             ),
-            # CloudWatch publishes alarm notifications to the stage's topic, which this key encrypts.
+            # CloudWatch publishes alarm notifications to the stage's topic, which this key encrypts. Only for this
+            # account's alarms of this stage: the source conditions stop other accounts' alarms using the key.
             statement(
                 "CloudWatchAlarmsPublishToEncryptedTopic",
                 ["kms:Decrypt", "kms:GenerateDataKey*"],
                 ["*"],
                 principal={"Service": "cloudwatch.amazonaws.com"},
+                condition={
+                    "StringEquals": {"aws:SourceAccount": account},
+                    "ArnLike": {
+                        "aws:SourceArn": pulumi.Output.concat(
+                            f"arn:aws:cloudwatch:{args.region}:", account, f":alarm:{args.project}-{args.stage}-*"
+                        )
+                    },
+                },
             ),
         ]
+        # CloudWatch Logs encrypts the stage's own log groups (the sandbox's session logs) with this key, and only
+        # those: the encryption context names the log group.
+        key_statements.append(
+            statement(
+                "CloudWatchLogsEncryptsThisStagesLogGroups",
+                ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                ["*"],
+                principal={"Service": f"logs.{args.region}.amazonaws.com"},
+                condition={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": pulumi.Output.concat(
+                            f"arn:aws:logs:{args.region}:",
+                            account,
+                            f":log-group:/mlinfra/{args.project}-{args.stage}/*",
+                        )
+                    }
+                },
+            )
+        )
+        if settings.protect:
+            # Deleting the key destroys every artifact it encrypts. Even the account's administrators must first
+            # change the key policy, a deliberate and logged step, before scheduling its deletion.
+            key_statements.append(
+                statement(
+                    "NobodySchedulesKeyDeletion",
+                    ["kms:ScheduleKeyDeletion"],
+                    ["*"],
+                    effect="Deny",
+                    principal={"AWS": "*"},
+                )
+            )
         if readers:
             key_statements.append(
                 statement(
@@ -82,7 +133,7 @@ class ModelRegistry(pulumi.ComponentResource):
             deletion_window_in_days=settings.kms_deletion_window_days,
             policy=policy_document(*key_statements),
             tags=base_tags,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, protect=settings.protect),
         )
         aws.kms.Alias(
             f"{name}-key-alias",
@@ -95,11 +146,12 @@ class ModelRegistry(pulumi.ComponentResource):
         self.bucket = aws.s3.Bucket(
             f"{name}-bucket",
             bucket=args.bucket_name,
-            # Object Lock can only be switched on when the bucket is created.
-            object_lock_enabled=lock is not None,
+            # Never set here: `objectLockEnabled` forces replacement of a fixed-name bucket. Object Lock is switched
+            # on by BucketObjectLockConfiguration below, which S3 accepts on an existing versioned bucket.
+            object_lock_enabled=False,
             force_destroy=False,
             tags=base_tags,
-            opts=pulumi.ResourceOptions(parent=self, protect=lock is not None),
+            opts=pulumi.ResourceOptions(parent=self, protect=settings.protect or lock is not None),
         )
         bucket_id = self.bucket.id
         self.bucket_arn = self.bucket.arn
@@ -182,12 +234,15 @@ class ModelRegistry(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
         )
         if lock is not None:
+            # No default retention: it would lock captured requests past their expiry, stage pointers and
+            # uploads. The CLI sets `lock.mode` and `lock.days` on each artifact and audit record it writes.
             aws.s3.BucketObjectLockConfiguration(
                 f"{name}-object-lock",
                 bucket=bucket_id,
-                rule={"default_retention": {"mode": lock.mode, "days": lock.days}},
+                object_lock_enabled="Enabled",
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
             )
+        self._access_logs(name, args, base_tags)
 
         bucket_arn = self.bucket.arn
         objects = pulumi.Output.concat(bucket_arn, "/*")
@@ -207,6 +262,34 @@ class ModelRegistry(pulumi.ComponentResource):
                 effect="Deny",
                 principal={"AWS": "*"},
                 condition={"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}},
+            ),
+            # An upload naming a key must name this one; without a header the bucket default (this key) applies.
+            statement(
+                "DenyOtherKmsKeys",
+                ["s3:PutObject"],
+                [objects],
+                effect="Deny",
+                principal={"AWS": "*"},
+                condition={"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": self.key.arn}},
+            ),
+            # Audit records are written once (If-None-Match), by everyone: an overwrite is refused by S3 itself.
+            # https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes-enforce.html
+            statement(
+                "AuditRecordsAreCreateOnly",
+                ["s3:PutObject"],
+                [pulumi.Output.concat(bucket_arn, f"/{AUDIT_PREFIX}*")],
+                effect="Deny",
+                principal={"AWS": "*"},
+                condition={"Null": {"s3:if-none-match": "true"}},
+            ),
+            # Stage pointers move only by compare-and-swap (If-Match) or are created (If-None-Match).
+            statement(
+                "StagePointersAreCompareAndSwap",
+                ["s3:PutObject"],
+                [pulumi.Output.concat(bucket_arn, f"/{STAGES_PREFIX}*")],
+                effect="Deny",
+                principal={"AWS": "*"},
+                condition={"Null": {"s3:if-none-match": "true", "s3:if-match": "true"}},
             ),
         ]
         if readers:
@@ -251,6 +334,87 @@ class ModelRegistry(pulumi.ComponentResource):
                 "bucketName": self.bucket_name,
                 "bucketArn": self.bucket_arn,
                 "keyArn": self.key_arn,
+                "logBucketName": self.log_bucket.bucket,
                 "packageGroups": self.package_groups,
             }
+        )
+
+    def _access_logs(self, name: str, args: ModelRegistryArgs, base_tags: dict[str, str]) -> None:
+        """S3 server access logs of the registry: who read or wrote which artifact, record and pointer.
+
+        A separate bucket (logs of a bucket must not land in itself), auto-named so the registry name stays the
+        only fixed one. S3's logging service writes with SSE-S3 only (SSE-KMS targets are not supported) and is
+        authorised by the bucket policy, limited to this registry and account (confused deputy).
+        https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html
+        """
+        child = pulumi.ResourceOptions(parent=self)
+        logs = aws.s3.Bucket(f"{name}-access-logs", force_destroy=False, tags=base_tags, opts=child)
+        self.log_bucket = logs
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-access-logs-public-access",
+            bucket=logs.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        aws.s3.BucketOwnershipControls(
+            f"{name}-access-logs-ownership",
+            bucket=logs.id,
+            rule={"object_ownership": "BucketOwnerEnforced"},
+            opts=child,
+        )
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-access-logs-encryption",
+            bucket=logs.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
+            opts=child,
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-access-logs-lifecycle",
+            bucket=logs.id,
+            rules=[
+                {
+                    "id": "expire-access-logs",
+                    "status": "Enabled",
+                    "filter": {},
+                    "expiration": {"days": args.settings.access_log_days},
+                }
+            ],
+            opts=child,
+        )
+        log_objects = pulumi.Output.concat(logs.arn, "/*")
+        policy = aws.s3.BucketPolicy(
+            f"{name}-access-logs-policy",
+            bucket=logs.id,
+            policy=policy_document(
+                statement(
+                    "S3ServerAccessLogsOfTheRegistry",
+                    ["s3:PutObject"],
+                    [log_objects],
+                    principal={"Service": "logging.s3.amazonaws.com"},
+                    condition={
+                        "ArnLike": {"aws:SourceArn": self.bucket.arn},
+                        "StringEquals": {"aws:SourceAccount": args.account_id},
+                    },
+                ),
+                statement(
+                    "DenyInsecureTransport",
+                    ["s3:*"],
+                    [logs.arn, log_objects],
+                    effect="Deny",
+                    principal={"AWS": "*"},
+                    condition={"Bool": {"aws:SecureTransport": "false"}},
+                ),
+            ),
+            opts=child,
+        )
+        aws.s3.BucketLogging(
+            f"{name}-access-logging",
+            bucket=self.bucket.id,
+            target_bucket=logs.id,
+            target_prefix="registry/",
+            # Logging starts once S3's logging service may write there.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
         )

@@ -9,21 +9,36 @@ import pulumi
 import pulumi_aws as aws
 
 import mlinfra_templates
+from mlinfra_infra import naming
 from mlinfra_infra.config import SandboxSettings
-from mlinfra_infra.layout import AUDIT_PREFIX, MODELS_PREFIX, STAGES_PREFIX
+from mlinfra_infra.layout import AUDIT_PREFIX, MODELS_PREFIX, STAGES_PREFIX, UPLOADS_PREFIX
 
+from . import sandbox_support
 from .common import TYPE_PREFIX, assume_role_policy, policy_document, statement, tags
 
 CLOUD_INIT_TEMPLATE = "sandbox/cloud-init.yaml.j2"
 # What the SSM agent needs to register and carry Session Manager sessions
-# (https://docs.aws.amazon.com/systems-manager/latest/userguide/setup-create-vpc.html), then what the mlinfra CLI
-# calls from the VM: SageMaker to register model packages, STS to learn its own identity.
-INTERFACE_ENDPOINT_SERVICES = ("ssm", "ssmmessages", "ec2messages", "sagemaker.api", "sts")
+# (https://docs.aws.amazon.com/systems-manager/latest/userguide/setup-create-vpc.html) and stream them to
+# CloudWatch Logs, what the mlinfra CLI calls from the VM (SageMaker to register model packages, STS to learn its
+# identity), and CodeArtifact, where pip finds Python, Jupyter and mlinfra packages.
+INTERFACE_ENDPOINT_SERVICES = (
+    "ssm",
+    "ssmmessages",
+    "ec2messages",
+    "logs",
+    "sagemaker.api",
+    "sts",
+    "codeartifact.api",
+    "codeartifact.repositories",
+)
 SSM_MANAGED_POLICY_ARN = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
-# EventBridge Scheduler's universal target for the EC2 StopInstances API.
+# EventBridge Scheduler's universal targets for the EC2 StopInstances and StartInstances APIs.
 STOP_INSTANCES_TARGET = "arn:aws:scheduler:::aws-sdk:ec2:stopInstances"
-# Registry prefixes the analyst reads and writes (see ARCHITECTURE.md, "Registry and promotion").
-REGISTRY_PREFIXES = (MODELS_PREFIX, STAGES_PREFIX, AUDIT_PREFIX)
+START_INSTANCES_TARGET = "arn:aws:scheduler:::aws-sdk:ec2:startInstances"
+# Registry prefixes the analyst reads (see ARCHITECTURE.md, "Registry and promotion"); what `mlinfra register`
+# writes is granted prefix by prefix in `_instance_role`.
+REGISTRY_PREFIXES = (MODELS_PREFIX, STAGES_PREFIX, AUDIT_PREFIX, UPLOADS_PREFIX)
+JUPYTER_PORT = 8888
 HTTPS = 443
 
 
@@ -40,6 +55,8 @@ class SandboxVMArgs:
     registry_bucket: pulumi.Input[str]
     registry_bucket_arn: pulumi.Input[str]
     registry_key_arn: pulumi.Input[str]
+    # The registry locks artifacts and audit records as they are written (registry.objectLock).
+    object_lock: bool = False
 
 
 @dataclass
@@ -65,6 +82,8 @@ class SandboxVM(pulumi.ComponentResource):
     security_group_id: pulumi.Output[str]
     subnet_id: pulumi.Output[str]
     role_arn: pulumi.Output[str]
+    analyst_policy_arn: pulumi.Output[str]
+    session_document_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: SandboxVMArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(f"{TYPE_PREFIX}:SandboxVM", name, None, opts)
@@ -108,15 +127,40 @@ class SandboxVM(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-        role, profile, ssm_core = self._instance_role(account)
+        source = sandbox_support.package_source(
+            self,
+            name,
+            project=args.project,
+            stage=args.stage,
+            region=args.region,
+            account_id=account,
+            key_arn=args.registry_key_arn,
+            tags=self._tags("packages"),
+        )
+        _, session_document = sandbox_support.session_logging(
+            self,
+            name,
+            project=args.project,
+            stage=args.stage,
+            key_arn=args.registry_key_arn,
+            retention_days=settings.session_log_days,
+            tags=self._tags(),
+        )
+        role, profile, permissions = self._instance_role(account, source)
 
-        user_data = pulumi.Output.from_input(args.registry_bucket).apply(
-            lambda bucket: mlinfra_templates.render(
+        user_data = pulumi.Output.all(args.registry_bucket, account).apply(
+            lambda values: mlinfra_templates.render(
                 CLOUD_INIT_TEMPLATE,
                 project=args.project,
                 stage=args.stage,
                 region=args.region,
-                registry_bucket=bucket,
+                registry_bucket=values[0],
+                account_id=values[1],
+                codeartifact_domain=source.domain,
+                codeartifact_repository=source.repository,
+                mlinfra_requirement=settings.mlinfra_requirement,
+                jupyter_port=JUPYTER_PORT,
+                session_document=naming.session_document(args.project, args.stage),
             )
         )
         ami = aws.ssm.get_parameter_output(name=settings.ami_parameter, opts=pulumi.InvokeOutputOptions(parent=self))
@@ -154,27 +198,43 @@ class SandboxVM(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # The endpoints and routes must exist before first boot: cloud-init's dnf needs the S3 gateway
-                # endpoint and the SSM agent registers once at start-up. The managed policy attachment is a
-                # separate resource the instance profile does not wait for.
-                depends_on=[*network.ready, ssm_core],
+                # endpoint, its pip the CodeArtifact repositories and the role's permissions, and the SSM agent
+                # registers once at start-up. Policies are separate resources the instance profile does not wait for.
+                depends_on=[*network.ready, *permissions, *source.ready],
                 # The AMI parameter moves whenever Amazon publishes an image; following it would replace the VM,
                 # and the analyst's work with it, on an unrelated `pulumi up`. Replace it deliberately instead.
                 ignore_changes=["ami"],
             ),
         )
 
-        self._stop_schedule(instance, account)
+        self._schedules(instance, account)
+
+        instance_arn = pulumi.Output.concat("arn:aws:ec2:", args.region, ":", account, ":instance/", instance.id)
+        # Not attached to anyone: the platform team attaches it to the analysts' group or permission set.
+        analyst_policy = aws.iam.Policy(
+            f"{name}-analyst-access",
+            description=f"Analysts: start the mlinfra {args.stage} VM, open logged shells and forward Jupyter's port",
+            policy=sandbox_support.analyst_policy_document(
+                args.region, account, instance_arn, session_document.name, args.registry_key_arn
+            ),
+            tags=self._tags(),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
         self.instance_id = instance.id
         self.security_group_id = security_group.id
         self.subnet_id = pulumi.Output.from_input(network.subnet_id)
         self.role_arn = role.arn
+        self.analyst_policy_arn = analyst_policy.arn
+        self.session_document_name = session_document.name
         self.register_outputs(
             {
                 "instanceId": self.instance_id,
                 "securityGroupId": self.security_group_id,
                 "subnetId": self.subnet_id,
                 "roleArn": self.role_arn,
+                "analystPolicyArn": self.analyst_policy_arn,
+                "sessionDocumentName": self.session_document_name,
             }
         )
 
@@ -222,6 +282,9 @@ class SandboxVM(pulumi.ComponentResource):
             service_name=f"com.amazonaws.{region}.s3",
             vpc_endpoint_type="Gateway",
             route_table_ids=[route_table.id],
+            # Only the stage's registry and the buckets the OS and the SSM agent need: the VM cannot copy data to
+            # any other bucket, its own account's or anyone else's.
+            policy=sandbox_support.s3_endpoint_policy(region, self._vm_args.registry_bucket_arn),
             tags=self._tags("s3"),
             opts=child,
         )
@@ -260,9 +323,16 @@ class SandboxVM(pulumi.ComponentResource):
         return _Network(vpc_id=vpc.id, subnet_id=subnet.id, ready=[association, s3, *interfaces])
 
     def _instance_role(
-        self, account: pulumi.Output[str]
-    ) -> tuple[aws.iam.Role, aws.iam.InstanceProfile, aws.iam.RolePolicyAttachment]:
-        """The instance's role: the SSM agent's managed policy plus the stage's registry, nothing else."""
+        self, account: pulumi.Output[str], source: sandbox_support.PackageSource
+    ) -> tuple[aws.iam.Role, aws.iam.InstanceProfile, list[pulumi.Resource]]:
+        """The instance's role: the SSM agent, what `mlinfra register` writes, the package source, nothing else.
+
+        `register` (cli/promotion.py, cli/registry.py) streams the artifact to `uploads/`, copies it to its content
+        address under `models/` and deletes the upload, writes the version record and baseline (create-only), moves
+        the sandbox's stage pointer (If-Match) and writes an audit record (create-only). The role grants exactly
+        that: writes to `stages/` only as a compare-and-swap and to `audit/` and version records only as a create,
+        deletes only under `uploads/`, and nothing that changes retention or removes object versions.
+        """
         name, args = self._vm_name, self._vm_args
         child = pulumi.ResourceOptions(parent=self)
         role = aws.iam.Role(
@@ -276,24 +346,73 @@ class SandboxVM(pulumi.ComponentResource):
             f"{name}-ssm-core", role=role.name, policy_arn=SSM_MANAGED_POLICY_ARN, opts=child
         )
         bucket_arn = pulumi.Output.from_input(args.registry_bucket_arn)
+
+        def under(pattern: str) -> pulumi.Output[str]:
+            return pulumi.Output.concat(bucket_arn, f"/{pattern}")
+
         sagemaker = pulumi.Output.concat("arn:aws:sagemaker:", args.region, ":", account)
         packages = f"{args.project}-{args.stage}-*"
-        aws.iam.RolePolicy(
+        session_logs = pulumi.Output.concat(
+            f"arn:aws:logs:{args.region}:", account, f":log-group:{naming.session_log_group(args.project, args.stage)}"
+        )
+        access = aws.iam.RolePolicy(
             f"{name}-registry-access",
             role=role.id,
             policy=policy_document(
                 statement("ListRegistry", ["s3:ListBucket"], [bucket_arn]),
-                # No DeleteObject: registered versions and audit records are immutable.
                 statement(
-                    "ReadWriteRegistryRecords",
-                    ["s3:GetObject", "s3:PutObject", "s3:GetObjectAttributes"],
-                    [pulumi.Output.concat(bucket_arn, f"/{prefix}*") for prefix in REGISTRY_PREFIXES],
+                    "ReadRegistry",
+                    ["s3:GetObject", "s3:GetObjectAttributes"],
+                    [under(f"{prefix}*") for prefix in REGISTRY_PREFIXES],
+                ),
+                # The artifact streams here before its digest is known; register removes it once moved.
+                statement(
+                    "StageUploads",
+                    ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
+                    [under(f"{UPLOADS_PREFIX}*")],
+                ),
+                # The server-side copy to the content address (CopyObject takes no conditional headers); the key is
+                # the SHA-256 of the bytes, which `promote` verifies against S3's stored checksum.
+                statement("StoreContentAddressedArtifacts", ["s3:PutObject"], [under(f"{MODELS_PREFIX}*/sha256/*")]),
+                # Version records and the files stored with them are created once, never replaced.
+                statement(
+                    "CreateVersionRecords",
+                    ["s3:PutObject"],
+                    [under(f"{MODELS_PREFIX}*/versions/*")],
+                    condition={"Null": {"s3:if-none-match": "false"}},
                 ),
                 statement(
-                    "UseRegistryKey",
-                    ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                    [args.registry_key_arn],
+                    "CreateAuditRecords",
+                    ["s3:PutObject"],
+                    [under(f"{AUDIT_PREFIX}*")],
+                    condition={"Null": {"s3:if-none-match": "false"}},
                 ),
+                # The sandbox's stage pointer: created (If-None-Match) or swapped (If-Match), never overwritten.
+                statement(
+                    "CreateStagePointers",
+                    ["s3:PutObject"],
+                    [under(f"{STAGES_PREFIX}*")],
+                    condition={"Null": {"s3:if-none-match": "false"}},
+                ),
+                statement(
+                    "SwapStagePointers",
+                    ["s3:PutObject"],
+                    [under(f"{STAGES_PREFIX}*")],
+                    condition={"Null": {"s3:if-match": "false"}},
+                ),
+                *(
+                    # Writing with a retention date (ObjectLockMode, RetainUntilDate) is authorised as this action.
+                    [
+                        statement(
+                            "LockArtifactsAndAuditRecords",
+                            ["s3:PutObjectRetention"],
+                            [under(f"{MODELS_PREFIX}*/sha256/*"), under(f"{AUDIT_PREFIX}*")],
+                        )
+                    ]
+                    if args.object_lock
+                    else []
+                ),
+                statement("UseRegistryKey", ["kms:Decrypt", "kms:GenerateDataKey"], [args.registry_key_arn]),
                 # Tags given to CreateModelPackage are authorised as sagemaker:AddTags on the new package.
                 statement(
                     "RegisterModelPackages",
@@ -312,15 +431,36 @@ class SandboxVM(pulumi.ComponentResource):
                 # ListModelPackages supports no resource-level permission: IAM only honours it on "*". It returns
                 # summaries (names, versions, status) and nothing from the registry's bucket.
                 statement("ListModelPackages", ["sagemaker:ListModelPackages"], ["*"]),
+                # pip's index: a CodeArtifact token (which needs a bearer token from STS) and read on the repository.
+                statement("CodeArtifactToken", ["codeartifact:GetAuthorizationToken"], [source.domain_arn]),
+                statement(
+                    "CodeArtifactRead",
+                    ["codeartifact:GetRepositoryEndpoint", "codeartifact:ReadFromRepository"],
+                    [source.repository_arn],
+                ),
+                statement(
+                    "CodeArtifactBearerToken",
+                    ["sts:GetServiceBearerToken"],
+                    ["*"],
+                    condition={"StringEquals": {"sts:AWSServiceName": "codeartifact.amazonaws.com"}},
+                ),
+                # The SSM agent streams shell sessions to the stage's session log group.
+                statement(
+                    "StreamSessionLogs",
+                    ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    [session_logs, pulumi.Output.concat(session_logs, ":log-stream:*")],
+                ),
+                # The agent checks the group exists and is encrypted before streaming; Describe* takes only "*".
+                statement("FindSessionLogGroup", ["logs:DescribeLogGroups"], ["*"]),
                 # sts:GetCallerIdentity needs no permission, so the CLI's identity check is not listed.
             ),
             opts=child,
         )
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, tags=self._tags(), opts=child)
-        return role, profile, ssm_core
+        return role, profile, [ssm_core, access]
 
-    def _stop_schedule(self, instance: aws.ec2.Instance, account: pulumi.Output[str]) -> None:
-        """An EventBridge Scheduler schedule that stops the VM every evening, so an idle sandbox costs little."""
+    def _schedules(self, instance: aws.ec2.Instance, account: pulumi.Output[str]) -> None:
+        """EventBridge Scheduler schedules that stop the VM every evening and, if configured, start it each morning."""
         name, args, settings = self._vm_name, self._vm_args, self._vm_args.settings
         child = pulumi.ResourceOptions(parent=self)
         # Trust policies take no Resource element, so this one is written out rather than built by `statement`.
@@ -340,16 +480,19 @@ class SandboxVM(pulumi.ComponentResource):
         )
         role = aws.iam.Role(
             f"{name}-stop-role",
-            description=f"EventBridge Scheduler stops the mlinfra {args.stage} analyst VM",
+            description=f"EventBridge Scheduler stops (and starts) the mlinfra {args.stage} analyst VM",
             assume_role_policy=trust,
             tags=self._tags("stop"),
             opts=child,
         )
         instance_arn = pulumi.Output.concat("arn:aws:ec2:", args.region, ":", account, ":instance/", instance.id)
+        statements = [statement("StopTheSandboxVM", ["ec2:StopInstances"], [instance_arn])]
+        if settings.start_schedule is not None:
+            statements += sandbox_support.start_statements(instance_arn, args.registry_key_arn)
         policy = aws.iam.RolePolicy(
             f"{name}-stop-policy",
             role=role.id,
-            policy=policy_document(statement("StopTheSandboxVM", ["ec2:StopInstances"], [instance_arn])),
+            policy=policy_document(*statements),
             opts=child,
         )
         # Schedules take no tags (only schedule groups do). Scheduler does not check the role when the schedule is
@@ -367,6 +510,20 @@ class SandboxVM(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
         )
+        if settings.start_schedule is not None:
+            aws.scheduler.Schedule(
+                f"{name}-morning-start",
+                description=f"Start the mlinfra {args.stage} analyst VM every working morning",
+                schedule_expression=settings.start_schedule,
+                schedule_expression_timezone=settings.timezone,
+                flexible_time_window={"mode": "OFF"},
+                target={
+                    "arn": START_INSTANCES_TARGET,
+                    "role_arn": role.arn,
+                    "input": pulumi.Output.json_dumps({"InstanceIds": [instance.id]}),
+                },
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+            )
 
 
 def _first_subnet(cidr: str) -> str:

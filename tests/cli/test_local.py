@@ -243,7 +243,8 @@ def test_bootstrap_creates_what_the_render_declares_and_is_idempotent(
         (alias,) = [r.inputs["name"] for r in rendered.of_type("aws:kms/alias:Alias")]
         key = kms.describe_key(KeyId=aliases[alias])["KeyMetadata"]
         assert kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"], stage
-        buckets = [r.inputs["bucket"] for r in rendered.of_type("aws:s3/bucket:Bucket")]
+        # The registry's access-log bucket is auto-named and not emulated.
+        buckets = [r.inputs["bucket"] for r in rendered.of_type("aws:s3/bucket:Bucket") if "bucket" in r.inputs]
         assert buckets == [f"mlinfra-{stage}-123456789012-{REGION}"]
         for bucket in buckets:
             assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled", bucket
@@ -264,20 +265,20 @@ def test_bootstrap_creates_what_the_render_declares_and_is_idempotent(
         if stage in ("staging", "prod"):
             attributes = sns.get_topic_attributes(TopicArn=topics[f"mlinfra-{stage}-alerts"])["Attributes"]
             assert attributes["KmsMasterKeyId"] == key["Arn"]
-    assert sorted(topics) == ["mlinfra-prod-alerts", "mlinfra-staging-alerts"]
+    assert sorted(topics) == ["mlinfra-dev-alerts", "mlinfra-prod-alerts", "mlinfra-staging-alerts"]
 
-    prod_bucket = renders["prod"].one("aws:s3/bucket:Bucket").inputs["bucket"]
+    prod_bucket = renders["prod"].named("registry-bucket").inputs["bucket"]
     lock = s3.get_object_lock_configuration(Bucket=prod_bucket)["ObjectLockConfiguration"]
     assert lock["ObjectLockEnabled"] == "Enabled"
-    assert lock["Rule"]["DefaultRetention"]["Mode"] == "GOVERNANCE"
-    assert lock["Rule"]["DefaultRetention"]["Days"] == 365
+    # No bucket-wide default retention: the CLI sets retention on artifacts and audit records as it writes them.
+    assert "Rule" not in lock
     for stage in ("sandbox", "dev", "staging"):
-        bucket = renders[stage].one("aws:s3/bucket:Bucket").inputs["bucket"]
+        bucket = renders[stage].named("registry-bucket").inputs["bucket"]
         with pytest.raises(s3.exceptions.ClientError, match="ObjectLockConfigurationNotFoundError"):
             s3.get_object_lock_configuration(Bucket=bucket)
 
     by_stage = {stage["stage"]: stage for stage in report["stages"]}
-    assert by_stage["dev"]["counts"] == {"created": 8, "updated": 0, "existing": 0, "skipped": 2}
+    assert by_stage["dev"]["counts"] == {"created": 9, "updated": 0, "existing": 0, "skipped": 12}
     assert {e["type"] for e in by_stage["prod"]["created"]} >= {"s3:BucketObjectLockConfiguration", "sns:Topic"}
     skipped = {(e["type"], e["name"]) for e in by_stage["sandbox"]["skipped"]}
     assert ("ec2:Instance", "sandbox-instance") in skipped
@@ -295,7 +296,7 @@ def test_bootstrap_creates_what_the_render_declares_and_is_idempotent(
     assert text.exit_code == 0
     assert text.stdout.splitlines()[:2] == [
         f"Bootstrapped the AWS emulator at {aws_env}.",
-        "dev (eu-west-1, account 123456789012): 0 created, 0 updated, 8 existing, 2 skipped",
+        "dev (eu-west-1, account 123456789012): 0 created, 0 updated, 9 existing, 12 skipped",
     ]
 
 

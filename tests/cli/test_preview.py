@@ -32,8 +32,9 @@ def test_preview_json_has_the_documented_shape(project_dir: Path, run: Run) -> N
     assert doc["stack"] == "dev"
     assert {"type", "name", "parent", "inputs"} == set(doc["resources"][0])
     buckets = [r for r in doc["resources"] if r["type"] == "aws:s3/bucket:Bucket"]
-    assert [b["parent"] for b in buckets] == ["registry"]
-    assert buckets[0]["inputs"]["bucket"] == "mlinfra-dev-123456789012-eu-west-1"
+    # The registry bucket and its access-log bucket.
+    assert [b["parent"] for b in buckets] == ["registry", "registry"]
+    assert [b["inputs"].get("bucket") for b in buckets] == [None, "mlinfra-dev-123456789012-eu-west-1"]
 
 
 def test_preview_all_prints_a_list_of_every_stack(project_dir: Path, run: Run) -> None:
@@ -54,7 +55,7 @@ def test_preview_tree_shows_key_properties(project_dir: Path, run: Run) -> None:
     assert result.exit_code == 0, result.stderr
     assert "stack prod" in result.stdout
     assert "registry-bucket s3:Bucket" in result.stdout
-    assert "objectLockEnabled=True" in result.stdout
+    assert "registry-object-lock s3:BucketObjectLockConfiguration  objectLockEnabled=Enabled" in result.stdout
 
 
 def test_preview_with_a_pin_declares_the_endpoint(project_dir: Path, run: Run) -> None:
@@ -98,7 +99,8 @@ BAD_EDITS = [
     (
         "mlinfra:models",
         {"churn": {"instanceType": "ml.x1.huge", "mode": "realtime"}},
-        "error: stacks/Pulumi.dev.yaml: mlinfra:models.churn.instanceType: 'ml.x1.huge' is not a valid instance type",
+        "error: stacks/Pulumi.dev.yaml: mlinfra:models.churn.instanceType: 'ml.x1.huge' is not an instance type "
+        "SageMaker hosting accepts",
     ),
     (
         "mlinfra:models",
@@ -170,3 +172,19 @@ def test_missing_region(project_dir: Path, run: Run) -> None:
         result.stderr
         == "error: stacks/Pulumi.dev.yaml: aws:region: required key is missing (e.g. aws:region: eu-west-1)\n"
     )
+
+
+def test_preview_refuses_a_broken_cross_account_chain(project_dir: Path, run: Run) -> None:
+    role = "arn:aws:iam::444444444444:role/mlinfra-promotion"
+    edit_stack(project_dir, "prod", "mlinfra:access", {"roleArn": role})
+    before = snapshot(project_dir)
+    result = run("preview", "--stack", "prod")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "error: stacks/Pulumi.staging.yaml: mlinfra:registry.readerRoleArns: does not list prod's promotion role "
+        f"{role} (access.roleArn of prod); add it, or `mlinfra promote --to prod` cannot read staging's artifacts\n"
+    )
+    assert snapshot(project_dir) == before
+    edit_stack(project_dir, "staging", "mlinfra:registry", {"readerRoleArns": [role]})
+    assert run("preview", "--stack", "prod").exit_code == 0
+    assert run("preview", "--all", "--json").exit_code == 0

@@ -252,6 +252,21 @@ def test_prod_gates_list_every_failure_then_pass(platform: Path, run: Run, tmp_p
     actions = [h["action"] for h in ok(run("history", "churn", "--stage", "prod", "--json"))]
     assert actions == ["promote", "approve"]
 
+    # Object Lock in prod is per object: the artifact and the audit records carry the configured retention
+    # (GOVERNANCE, 365 days), the stage pointer stays replaceable and nothing is locked in staging.
+    client = s3()
+    artifact = client.head_object(Bucket=bucket("prod"), Key=layout.artifact_key("churn", out["digest"]))
+    assert artifact["ObjectLockMode"] == "GOVERNANCE"
+    days = (artifact["ObjectLockRetainUntilDate"] - datetime.now(UTC)).days
+    assert 363 <= days <= 365, days
+    audit_keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket("prod"), Prefix="audit/")["Contents"]]
+    assert len(audit_keys) == 2
+    for key in audit_keys:
+        assert client.head_object(Bucket=bucket("prod"), Key=key)["ObjectLockMode"] == "GOVERNANCE", key
+    assert "ObjectLockMode" not in client.head_object(Bucket=bucket("prod"), Key=layout.stage_key("churn"))
+    staged = client.head_object(Bucket=bucket("staging"), Key=layout.artifact_key("churn", out["digest"]))
+    assert "ObjectLockMode" not in staged
+
 
 def test_metric_threshold_gate(platform: Path, run: Run, tmp_path: Path) -> None:
     path = platform / "stacks" / "Pulumi.dev.yaml"
@@ -402,7 +417,7 @@ def test_prod_in_its_own_account_through_an_assumed_role(
         next(
             r["inputs"]["policy"]
             for r in ok(run("preview", "--stack", "staging", "--json"))["resources"]
-            if r["type"] == "aws:s3/bucketPolicy:BucketPolicy"
+            if r["name"] == "registry-policy"
         )
     )
     grant = next(s for s in policy["Statement"] if s.get("Sid") == "NextStagePromotionRolesReadModels")

@@ -68,14 +68,18 @@ def test_pinned_model_and_model_defaults_merge_key_by_key() -> None:
         (
             {"mlinfra:models": {"churn": {"instanceType": "ml.m99.large"}}},
             "mlinfra:models.churn.instanceType",
-            "not a valid instance type",
+            "not an instance type SageMaker hosting accepts (did you mean 'ml.m5.large'?)",
         ),
         (
             {"mlinfra:models": {"churn": {"instanceType": "m5.large"}}},
             "mlinfra:models.churn.instanceType",
-            "ml.<family>.<size>",
+            "did you mean 'ml.m5.large'",
         ),
-        ({"mlinfra:sandbox": {"instanceType": "t9.large"}}, "mlinfra:sandbox.instanceType", "not a valid instance"),
+        (
+            {"mlinfra:sandbox": {"enabled": True, "instanceType": "t9.large"}},
+            "mlinfra:sandbox",
+            "'t9.large' is not an instance type EC2 accepts",
+        ),
         ({"mlinfra:models": {"Churn_Model": {}}}, "mlinfra:models.Churn_Model", "not a model name"),
         (
             {"mlinfra:models": {"churn": {"pinned": {k: v for k, v in pin().items() if k != "image"}}}},
@@ -162,16 +166,27 @@ def test_pin_must_point_at_this_stages_copy_of_the_digest() -> None:
     assert "expected s3://mlinfra-dev-999999999999-eu-west-1/" in err.message
 
 
-def test_deployment_timeout_must_exceed_the_total_bake_time() -> None:
+def test_deployment_timeout_must_cover_the_bakes_and_the_fleet_launch() -> None:
     err = error_of(
-        {"mlinfra:models": {"churn": {"deployment": {"strategy": "linear", "trafficPercent": 10, "waitMinutes": 30}}}}
+        {"mlinfra:models": {"churn": {"deployment": {"strategy": "linear", "trafficPercent": 10, "waitMinutes": 5}}}}
     )
-    assert err.key == "mlinfra:models.churn.deployment"
-    assert "must exceed the total wait of the linear deployment (300 min)" in err.message
-    ok = load(
-        {"mlinfra:models": {"churn": {"deployment": {"strategy": "canary", "waitMinutes": 30, "timeoutMinutes": 45}}}}
+    assert err.key == "mlinfra:models.churn"
+    # A single instance: one linear step of 1 is 100% of the fleet.
+    assert "more than 50% of a fleet of 1" in err.message
+    err = error_of(
+        {
+            "mlinfra:models": {
+                "churn": {
+                    "instanceCount": 10,
+                    "deployment": {"strategy": "linear", "trafficPercent": 10, "waitMinutes": 5},
+                }
+            }
+        }
     )
-    assert ok.models["churn"].deployment.bake_minutes == 30
+    # Ten steps of 5 min plus the final bake (5) plus 10 min to launch the fleet: 65 min > 55.
+    assert "must cover the linear deployment's bakes (55 min) plus 10 min" in err.message
+    ok = load({"mlinfra:models": {"churn": {"deployment": {"waitMinutes": 30, "timeoutMinutes": 45}}}})
+    assert ok.models["churn"].deployment.bake_minutes(1) == 35
 
 
 def test_missing_region_is_named() -> None:

@@ -173,7 +173,16 @@ def test_two_pinned_models_get_two_endpoints_with_distinct_names(render_stack: R
 def test_role_trusts_sagemaker_only(prod: RenderedStack) -> None:
     trust = policy(child(prod, ROLE).inputs, "assumeRolePolicy")
     assert trust["Statement"] == [
-        {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            # Confused deputy: only SageMaker acting for this account's resources in this region.
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": "123456789012"},
+                "ArnLike": {"aws:SourceArn": "arn:aws:sagemaker:eu-west-1:123456789012:*"},
+            },
+        }
     ], f"churn-endpoint-role trust policy: {trust}"
 
 
@@ -309,7 +318,8 @@ def test_realtime_config_is_encrypted_and_captures_to_the_registry(prod: Rendere
         "variantName": "primary",
         "modelName": model_name,
         "instanceType": "ml.m5.large",
-        "initialInstanceCount": 2,
+        # Autoscaled 2-4: every (re)deployment starts the new fleet at the maximum, never below the live count.
+        "initialInstanceCount": 4,
     }, f"{config.name}: variant {variant(prod)}"
     assert config.inputs["kmsKeyArn"] == key_arn(prod), f"{config.name}: ML volume must use the registry key"
     assert config.inputs["dataCaptureConfig"] == {
@@ -391,8 +401,9 @@ def test_health_alarms_watch_the_endpoint_variant(prod: RenderedStack) -> None:
     for name, alarm in alarms.items():
         assert alarm["namespace"] == "AWS/SageMaker", name
         assert alarm["dimensions"] == {"EndpointName": "mlinfra-prod-churn", "VariantName": "primary"}, name
-        assert alarm["comparisonOperator"] == "GreaterThanThreshold", name
-        assert alarm["period"] == 300 and alarm["evaluationPeriods"] == 3, name
+        # At or above: errors5xx: 1 must fire on the first error, not the second.
+        assert alarm["comparisonOperator"] == "GreaterThanOrEqualToThreshold", name
+        assert (alarm["period"], alarm["evaluationPeriods"], alarm["datapointsToAlarm"]) == (60, 3, 2), name
         assert alarm["treatMissingData"] == "notBreaching", f"{name}: no traffic must not breach"
         for actions in ("alarmActions", "okActions", "insufficientDataActions"):
             assert not alarm.get(actions), f"{name}: notifications belong to DriftMonitoring's composite alarm"
@@ -409,7 +420,13 @@ def test_health_alarms_watch_the_endpoint_variant(prod: RenderedStack) -> None:
 
 
 def test_alarm_thresholds_follow_config(render_stack: Render) -> None:
-    alarms_cfg = {"errors5xx": 2, "latencyP99Ms": 250, "periodSeconds": 60, "evaluationPeriods": 5}
+    alarms_cfg = {
+        "errors5xx": 2,
+        "latencyP99Ms": 250,
+        "periodSeconds": 60,
+        "evaluationPeriods": 5,
+        "datapointsToAlarm": 1,
+    }
     stack = render_stack(
         {"mlinfra:models": {"churn": {"pinned": pin(stage="staging"), "alarms": alarms_cfg}}}, stage="staging"
     )
@@ -417,7 +434,7 @@ def test_alarm_thresholds_follow_config(render_stack: Render) -> None:
     assert alarms["Invocation5XXErrors"]["threshold"] == 2
     assert alarms["ModelLatency"]["threshold"] == 250_000
     for alarm in alarms.values():
-        assert (alarm["period"], alarm["evaluationPeriods"]) == (60, 5), alarm["name"]
+        assert (alarm["period"], alarm["evaluationPeriods"], alarm["datapointsToAlarm"]) == (60, 5, 1), alarm["name"]
 
 
 def test_endpoint_has_its_fixed_name_and_the_auto_named_config(prod: RenderedStack) -> None:
@@ -443,18 +460,20 @@ def test_rollback_watches_the_endpoints_own_alarms(
     ("strategy", "extra", "routing"),
     [
         ("all-at-once", {}, {"type": "ALL_AT_ONCE", "waitIntervalInSeconds": 300}),
+        # 5% of 4 instances is a fifth of one: the canary is one instance (at most 50% of the fleet).
         (
             "canary",
             {"trafficPercent": 5},
-            {"type": "CANARY", "waitIntervalInSeconds": 300, "canarySize": {"type": "CAPACITY_PERCENT", "value": 5}},
+            {"type": "CANARY", "waitIntervalInSeconds": 300, "canarySize": {"type": "INSTANCE_COUNT", "value": 1}},
         ),
+        # 30% of 4 is 1.2: a linear step rounds up to reach 10% of the fleet, here 2 instances (50%).
         (
             "linear",
-            {"trafficPercent": 20, "waitMinutes": 2},
+            {"trafficPercent": 30, "waitMinutes": 6},
             {
                 "type": "LINEAR",
-                "waitIntervalInSeconds": 120,
-                "linearStepSize": {"type": "CAPACITY_PERCENT", "value": 20},
+                "waitIntervalInSeconds": 360,
+                "linearStepSize": {"type": "INSTANCE_COUNT", "value": 2},
             },
         ),
     ],
@@ -462,16 +481,25 @@ def test_rollback_watches_the_endpoints_own_alarms(
 def test_deployment_strategy_maps_to_blue_green_traffic_routing(
     render_stack: Render, strategy: str, extra: dict[str, Any], routing: dict[str, Any]
 ) -> None:
-    settings = {"strategy": strategy, "terminationWaitMinutes": 3, "timeoutMinutes": 90, **extra}
+    settings = {"strategy": strategy, "terminationWaitMinutes": 6, "timeoutMinutes": 50, **extra}
     stack = render_stack(
-        {"mlinfra:models": {"churn": {"pinned": pin(stage="staging"), "mode": "realtime", "deployment": settings}}},
+        {
+            "mlinfra:models": {
+                "churn": {
+                    "pinned": pin(stage="staging"),
+                    "mode": "realtime",
+                    "instanceCount": 4,
+                    "deployment": settings,
+                }
+            }
+        },
         stage="staging",
     )
     policy_ = deployment(stack)["blueGreenUpdatePolicy"]
     assert policy_ == {
         "trafficRoutingConfiguration": routing,
-        "terminationWaitInSeconds": 180,
-        "maximumExecutionTimeoutInSeconds": 5400,
+        "terminationWaitInSeconds": 360,
+        "maximumExecutionTimeoutInSeconds": 3000,
     }, f"churn-endpoint-endpoint ({strategy}): {policy_}"
 
 

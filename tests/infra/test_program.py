@@ -61,14 +61,26 @@ def test_only_sandbox_has_the_vm_and_it_has_no_monitoring(stacks: dict[str, Rend
     assert [s for s in STAGES if stacks[s].of_type("mlinfra:aws:SandboxVM")] == ["sandbox"]
 
 
-def test_dev_serves_serverless_with_health_alarms(stacks: dict[str, RenderedStack]) -> None:
+def test_dev_serves_serverless_with_health_alarms_on_a_subscribed_topic(stacks: dict[str, RenderedStack]) -> None:
     dev = stacks["dev"]
     variant = endpoint_config(dev)["productionVariants"][0]
     assert variant["serverlessConfig"]["memorySizeInMb"] == 2048
     assert "instanceType" not in variant
     alarms = [a for a in dev.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if a.parent == "churn-endpoint"]
     assert len(alarms) >= 2
-    assert not dev.of_type("mlinfra:aws:DriftMonitoring")
+    # dev's health alarms reach a topic with a subscriber; no drift alarm on dev.
+    assert dev.one("aws:sns/topicSubscription:TopicSubscription").inputs["protocol"] == "email"
+    assert not [a for a in dev.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if a.name.endswith("-drift")]
+
+
+@pytest.mark.parametrize("stage", ["dev", "staging", "prod"])
+def test_every_stage_with_endpoints_alerts_a_subscriber(stacks: dict[str, RenderedStack], stage: str) -> None:
+    stack = stacks[stage]
+    topic = stack.one("aws:sns/topic:Topic")
+    subscriptions = stack.of_type("aws:sns/topicSubscription:TopicSubscription")
+    assert subscriptions, f"{stage}: the alert topic {topic.inputs['name']} has no subscriber"
+    composite = stack.one("aws:cloudwatch/compositeAlarm:CompositeAlarm").inputs
+    assert composite["alarmActions"], f"{stage}: the composite alarm notifies nobody"
 
 
 def test_staging_captures_everything_and_monitors_drift(stacks: dict[str, RenderedStack]) -> None:
@@ -85,7 +97,9 @@ def test_staging_captures_everything_and_monitors_drift(stacks: dict[str, Render
 
 def test_prod_is_locked_scaled_sampled_canaried_and_notifies(stacks: dict[str, RenderedStack]) -> None:
     prod = stacks["prod"]
-    assert prod.one("aws:s3/bucket:Bucket").inputs["objectLockEnabled"] is True
+    assert prod.one("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration").inputs[
+        "objectLockEnabled"
+    ] == ("Enabled")
     variant = endpoint_config(prod)["productionVariants"][0]
     assert variant["initialInstanceCount"] >= 2
     target = prod.one("aws:appautoscaling/target:Target").inputs

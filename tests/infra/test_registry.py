@@ -21,7 +21,7 @@ def stack(render_stack: Render) -> RenderedStack:
 
 
 def test_bucket_name_is_derived_from_project_stage_account_region(stack: RenderedStack) -> None:
-    bucket = stack.one("aws:s3/bucket:Bucket")
+    bucket = stack.named("registry-bucket")
     assert bucket.inputs["bucket"] == "mlinfra-dev-123456789012-eu-west-1"
     assert stack.outputs[outputs.REGISTRY_BUCKET] == bucket.inputs["bucket"]
     assert bucket.inputs["objectLockEnabled"] is False
@@ -29,13 +29,13 @@ def test_bucket_name_is_derived_from_project_stage_account_region(stack: Rendere
 
 def test_configured_bucket_name_wins(render_stack: Render) -> None:
     stack = render_stack({"mlinfra:registry": {"bucketName": "acme-models-dev"}})
-    assert stack.one("aws:s3/bucket:Bucket").inputs["bucket"] == "acme-models-dev"
+    assert stack.named("registry-bucket").inputs["bucket"] == "acme-models-dev"
 
 
 def test_customer_managed_key_with_rotation_and_bucket_key(stack: RenderedStack) -> None:
     key = stack.one("aws:kms/key:Key")
     assert key.inputs["enableKeyRotation"] is True, "registry-key: rotation must be on"
-    sse = stack.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    sse = stack.named("registry-encryption")
     rule = sse.inputs["rules"][0]
     assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
     assert rule["applyServerSideEncryptionByDefault"]["kmsMasterKeyId"] == stack.outputs[outputs.REGISTRY_KEY_ARN]
@@ -43,20 +43,21 @@ def test_customer_managed_key_with_rotation_and_bucket_key(stack: RenderedStack)
 
 
 def test_all_public_access_blocked_and_acls_disabled(stack: RenderedStack) -> None:
-    block = stack.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
-    for flag in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"):
-        assert block[flag] is True, f"registry-public-access: {flag} must be true"
-    ownership = stack.one("aws:s3/bucketOwnershipControls:BucketOwnershipControls").inputs
-    assert ownership["rule"]["objectOwnership"] == "BucketOwnerEnforced"
+    for prefix in ("registry", "registry-access-logs"):
+        block = stack.named(f"{prefix}-public-access").inputs
+        for flag in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"):
+            assert block[flag] is True, f"{prefix}-public-access: {flag} must be true"
+        ownership = stack.named(f"{prefix}-ownership").inputs
+        assert ownership["rule"]["objectOwnership"] == "BucketOwnerEnforced", prefix
 
 
 def test_versioning_enabled(stack: RenderedStack) -> None:
-    versioning = stack.one("aws:s3/bucketVersioning:BucketVersioning").inputs
+    versioning = stack.named("registry-versioning").inputs
     assert versioning["versioningConfiguration"]["status"] == "Enabled"
 
 
 def test_policy_denies_non_tls_access(stack: RenderedStack) -> None:
-    doc = policy(stack.one("aws:s3/bucketPolicy:BucketPolicy").inputs)
+    doc = policy(stack.named("registry-policy").inputs)
     deny = [s for s in doc["Statement"] if s["Effect"] == "Deny" and "aws:SecureTransport" in str(s.get("Condition"))]
     assert len(deny) == 1, "registry-policy: one TLS-only deny statement"
     assert deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -65,10 +66,7 @@ def test_policy_denies_non_tls_access(stack: RenderedStack) -> None:
 
 
 def test_lifecycle_rules(stack: RenderedStack) -> None:
-    rules = {
-        r["id"]: r
-        for r in stack.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
-    }
+    rules = {r["id"]: r for r in stack.named("registry-lifecycle").inputs["rules"]}
     assert rules["abort-incomplete-uploads"]["abortIncompleteMultipartUpload"]["daysAfterInitiation"] == 7
     assert rules["expire-noncurrent-versions"]["noncurrentVersionExpiration"]["noncurrentDays"] == 90
     assert rules["expire-data-capture"]["filter"] == {"prefix": "capture/"}
@@ -87,18 +85,29 @@ def test_one_package_group_per_declared_model(stack: RenderedStack) -> None:
     assert not stack.of_type("aws:sagemaker/endpoint:Endpoint"), "unpinned models get no endpoint"
 
 
-def test_object_lock_only_when_configured(render_stack: Render, stack: RenderedStack) -> None:
+def test_object_lock_only_when_configured_and_without_a_default_retention(
+    render_stack: Render, stack: RenderedStack
+) -> None:
     assert not stack.of_type("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration")
     locked = render_stack({"mlinfra:registry": {"objectLock": {"mode": "COMPLIANCE", "days": 30}}}, stage="prod")
-    assert locked.one("aws:s3/bucket:Bucket").inputs["objectLockEnabled"] is True
-    rule = locked.one("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration").inputs["rule"]
-    assert rule["defaultRetention"] == {"mode": "COMPLIANCE", "days": 30}
+    # The bucket's own flag never changes (it forces replacement of a fixed-name bucket); the lock configuration
+    # switches Object Lock on, with no default rule: captures, pointers and uploads stay unlocked, and the CLI sets
+    # COMPLIANCE/30 days on each artifact and audit record it writes.
+    assert locked.named("registry-bucket").inputs["objectLockEnabled"] is False
+    config = locked.one("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration").inputs
+    assert config["objectLockEnabled"] == "Enabled"
+    assert "rule" not in config
+    assert locked.named("registry-bucket").inputs["bucket"] == stack.named("registry-bucket").inputs["bucket"].replace(
+        "-dev-", "-prod-"
+    )
+    capture = {r["id"]: r for r in locked.named("registry-lifecycle").inputs["rules"]}["expire-data-capture"]
+    assert capture["expiration"]["days"] == 30
 
 
 def test_next_stage_readers_get_read_on_models_prefix_only(render_stack: Render) -> None:
     stack = render_stack({"mlinfra:registry": {"readerRoleArns": [READER]}}, stage="staging")
     bucket_arn = "arn:aws:s3:::mlinfra-staging-123456789012-eu-west-1"
-    doc = policy(stack.one("aws:s3/bucketPolicy:BucketPolicy").inputs)
+    doc = policy(stack.named("registry-policy").inputs)
     grants = [s for s in doc["Statement"] if s["Effect"] == "Allow"]
     read = next(s for s in grants if "s3:GetObject" in s["Action"])
     assert read["Principal"] == {"AWS": [READER]}
@@ -119,3 +128,60 @@ def test_every_registry_resource_is_tagged(stack: RenderedStack) -> None:
         assert resource.inputs["tags"]["managed-by"] == "mlinfra", resource.name
         assert resource.inputs["tags"]["stage"] == "dev", resource.name
         assert resource.inputs["tags"]["owner"] == "ml-platform", resource.name
+
+
+def test_uploads_are_pinned_to_the_registry_key(stack: RenderedStack) -> None:
+    doc = policy(stack.named("registry-policy").inputs)
+    deny = next(s for s in doc["Statement"] if s["Sid"] == "DenyOtherKmsKeys")
+    assert deny["Effect"] == "Deny" and deny["Action"] == ["s3:PutObject"]
+    assert deny["Condition"] == {
+        "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": stack.outputs["registryKeyArn"]}
+    }
+
+
+def test_audit_is_create_only_and_pointers_compare_and_swap(stack: RenderedStack) -> None:
+    bucket = "arn:aws:s3:::mlinfra-dev-123456789012-eu-west-1"
+    statements = {s["Sid"]: s for s in policy(stack.named("registry-policy").inputs)["Statement"]}
+    audit = statements["AuditRecordsAreCreateOnly"]
+    assert (audit["Effect"], audit["Principal"], audit["Resource"]) == ("Deny", {"AWS": "*"}, [f"{bucket}/audit/*"])
+    assert audit["Condition"] == {"Null": {"s3:if-none-match": "true"}}
+    pointers = statements["StagePointersAreCompareAndSwap"]
+    assert pointers["Resource"] == [f"{bucket}/stages/*"]
+    # Both headers absent (an unconditional overwrite) is refused; either one present is allowed.
+    assert pointers["Condition"] == {"Null": {"s3:if-none-match": "true", "s3:if-match": "true"}}
+
+
+def test_cloudwatch_may_use_the_key_only_for_this_stages_alarms(stack: RenderedStack) -> None:
+    key_doc = policy(stack.named("registry-key").inputs)
+    grant = next(s for s in key_doc["Statement"] if s["Sid"] == "CloudWatchAlarmsPublishToEncryptedTopic")
+    assert grant["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": "123456789012"},
+        "ArnLike": {"aws:SourceArn": "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:mlinfra-dev-*"},
+    }
+
+
+def test_protected_registry_refuses_key_deletion(render_stack: Render, stack: RenderedStack) -> None:
+    assert not [s for s in policy(stack.named("registry-key").inputs)["Statement"] if s["Effect"] == "Deny"]
+    protected = render_stack({"mlinfra:registry": {"protect": True}}, stage="prod")
+    deny = next(s for s in policy(protected.named("registry-key").inputs)["Statement"] if s["Effect"] == "Deny")
+    assert (deny["Action"], deny["Principal"]) == (["kms:ScheduleKeyDeletion"], {"AWS": "*"})
+
+
+def test_access_logs_of_the_registry_go_to_a_private_log_bucket(stack: RenderedStack) -> None:
+    logs = stack.named("registry-access-logs")
+    assert "bucket" not in logs.inputs, "auto-named: the registry keeps the only fixed bucket name"
+    logging = stack.one("aws:s3/bucketLogging:BucketLogging").inputs
+    assert logging["bucket"] == "mlinfra-dev-123456789012-eu-west-1"
+    assert logging["targetBucket"] != logging["bucket"]
+    # S3's logging service writes with SSE-S3 only.
+    rule = stack.named("registry-access-logs-encryption").inputs["rules"][0]
+    assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+    statements = {s["Sid"]: s for s in policy(stack.named("registry-access-logs-policy").inputs)["Statement"]}
+    grant = statements["S3ServerAccessLogsOfTheRegistry"]
+    assert grant["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert grant["Condition"] == {
+        "ArnLike": {"aws:SourceArn": "arn:aws:s3:::mlinfra-dev-123456789012-eu-west-1"},
+        "StringEquals": {"aws:SourceAccount": "123456789012"},
+    }
+    expiry = stack.named("registry-access-logs-lifecycle").inputs["rules"][0]["expiration"]["days"]
+    assert expiry == 365

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import json
 from collections.abc import Callable
@@ -257,29 +258,156 @@ def test_existing_network_is_used_as_given(render_stack: Render) -> None:
 # IAM.
 
 
-def test_instance_role_is_scoped_to_the_sandbox_registry(stack: RenderedStack) -> None:
+def allowed(doc: dict[str, Any], action: str, resource: str, headers: frozenset[str] = frozenset()) -> bool:
+    """Whether an Allow statement grants `action` on `resource` for a request carrying these conditional headers.
+
+    Enough of IAM for these policies: wildcard resources and `Null` conditions on s3:if-match / s3:if-none-match.
+    """
+    for s in statements(doc):
+        if s["Effect"] != "Allow" or action not in as_list(s["Action"]):
+            continue
+        if not any(fnmatch.fnmatchcase(resource, pattern) for pattern in as_list(s["Resource"])):
+            continue
+        nulls = s.get("Condition", {}).get("Null", {})
+        if all((key.removeprefix("s3:") not in headers) == (want == "true") for key, want in nulls.items()):
+            return True
+    return False
+
+
+def test_instance_role_lets_register_write_what_it_writes_and_nothing_more(stack: RenderedStack) -> None:
     doc = policy(stack.named("sandbox-registry-access").inputs)
-    for statement in statements(doc):
-        actions, resources = as_list(statement["Action"]), as_list(statement["Resource"])
-        assert statement["Effect"] == "Allow"
-        assert not ("*" in resources and any("*" in a for a in actions)), f"sandbox-registry-access: {statement}"
+    for s in statements(doc):
+        actions, resources = as_list(s["Action"]), as_list(s["Resource"])
+        assert s["Effect"] == "Allow"
+        assert not ("*" in resources and any("*" in a for a in actions)), f"sandbox-registry-access: {s}"
         assert all(":" in a and not a.endswith(":*") for a in actions), f"sandbox-registry-access: {actions}"
+    obj = f"{BUCKET_ARN}/"
+    create, swap = frozenset({"if-none-match"}), frozenset({"if-match"})
+    # What `mlinfra register` does in the entry stage (cli/promotion.py register, cli/registry.py).
+    for action, key, headers in [
+        ("s3:PutObject", "uploads/churn/abc.tar.gz", frozenset()),  # multipart parts and completion
+        ("s3:AbortMultipartUpload", "uploads/churn/abc.tar.gz", frozenset()),
+        ("s3:GetObject", "uploads/churn/abc.tar.gz", frozenset()),  # the copy's source
+        ("s3:PutObject", "models/churn/sha256/0a1b/model.tar.gz", frozenset()),  # CopyObject: no conditions
+        ("s3:DeleteObject", "uploads/churn/abc.tar.gz", frozenset()),
+        ("s3:PutObject", "models/churn/versions/1.json", create),
+        ("s3:PutObject", "models/churn/versions/1/baseline.json", create),
+        ("s3:PutObject", "stages/churn.json", create),  # the first pointer
+        ("s3:PutObject", "stages/churn.json", swap),  # moving it
+        ("s3:PutObject", "audit/churn/20261127T020000-1.json", create),
+        ("s3:GetObjectAttributes", "models/churn/sha256/0a1b/model.tar.gz", frozenset()),
+    ]:
+        assert allowed(doc, action, obj + key, headers), f"register needs {action} on {key} with {set(headers)}"
+    # What it must not do: overwrite pointers, audit or version records, delete anything but uploads, touch retention.
+    for action, key, headers in [
+        ("s3:PutObject", "stages/churn.json", frozenset()),
+        ("s3:PutObject", "audit/churn/20261127T020000-1.json", frozenset()),
+        ("s3:PutObject", "audit/churn/20261127T020000-1.json", swap),
+        ("s3:PutObject", "models/churn/versions/1.json", frozenset()),
+        ("s3:DeleteObject", "stages/churn.json", frozenset()),
+        ("s3:DeleteObject", "audit/churn/x.json", frozenset()),
+        ("s3:DeleteObject", "models/churn/sha256/0a1b/model.tar.gz", frozenset()),
+        ("s3:DeleteObjectVersion", "audit/churn/x.json", frozenset()),
+        ("s3:PutObjectRetention", "models/churn/sha256/0a1b/model.tar.gz", frozenset()),
+        ("s3:BypassGovernanceRetention", "audit/churn/x.json", frozenset()),
+        ("s3:PutObject", "capture/churn/x.jsonl", frozenset()),
+    ]:
+        assert not allowed(doc, action, obj + key, headers), f"the VM must not {action} {key} with {set(headers)}"
     by_sid = {s["Sid"]: s for s in statements(doc)}
-    assert by_sid["ListRegistry"]["Resource"] == [BUCKET_ARN]
-    assert sorted(by_sid["ReadWriteRegistryRecords"]["Resource"]) == [
-        f"{BUCKET_ARN}/audit/*",
-        f"{BUCKET_ARN}/models/*",
-        f"{BUCKET_ARN}/stages/*",
-    ]
-    assert "s3:DeleteObject" not in by_sid["ReadWriteRegistryRecords"]["Action"]
     assert by_sid["UseRegistryKey"]["Resource"] == [stack.outputs[outputs.REGISTRY_KEY_ARN]]
     sagemaker = f"arn:aws:sagemaker:{REGION}:{MOCK_ACCOUNT}"
     assert by_sid["RegisterModelPackages"]["Resource"] == [
         f"{sagemaker}:model-package-group/mlinfra-sandbox-*",
         f"{sagemaker}:model-package/mlinfra-sandbox-*/*",
     ]
-    # The one statement on "*": ListModelPackages, which IAM cannot scope to a resource.
-    assert [s["Action"] for s in statements(doc) if "*" in as_list(s["Resource"])] == [["sagemaker:ListModelPackages"]]
+    # Statements on "*": only actions IAM cannot scope to a resource, the bearer token with a service condition.
+    star = sorted(a for s in statements(doc) if "*" in as_list(s["Resource"]) for a in as_list(s["Action"]))
+    assert star == ["logs:DescribeLogGroups", "sagemaker:ListModelPackages", "sts:GetServiceBearerToken"]
+    assert by_sid["CodeArtifactBearerToken"]["Condition"] == {
+        "StringEquals": {"sts:AWSServiceName": "codeartifact.amazonaws.com"}
+    }
+
+
+def test_a_locked_sandbox_registry_lets_register_set_retention(render_stack: Render) -> None:
+    stack = render_stack({**SANDBOX, "mlinfra:registry": {"objectLock": {"days": 30}}}, stage="sandbox")
+    doc = policy(stack.named("sandbox-registry-access").inputs)
+    assert allowed(doc, "s3:PutObjectRetention", f"{BUCKET_ARN}/models/churn/sha256/0a/model.tar.gz")
+    assert allowed(doc, "s3:PutObjectRetention", f"{BUCKET_ARN}/audit/churn/x.json")
+    assert not allowed(doc, "s3:PutObjectRetention", f"{BUCKET_ARN}/stages/churn.json")
+    assert not allowed(doc, "s3:BypassGovernanceRetention", f"{BUCKET_ARN}/audit/churn/x.json")
+
+
+def test_packages_come_from_codeartifact_with_a_pypi_upstream(stack: RenderedStack) -> None:
+    domain = stack.one("aws:codeartifact/domain:Domain").inputs
+    assert domain["domain"] == "mlinfra-sandbox"
+    assert domain["encryptionKey"] == stack.outputs[outputs.REGISTRY_KEY_ARN]
+    repos = {r.inputs["repository"]: r.inputs for r in stack.of_type("aws:codeartifact/repository:Repository")}
+    assert repos["pypi-store"]["externalConnections"] == {"externalConnectionName": "public:pypi"}
+    assert repos["mlinfra"]["upstreams"] == [{"repositoryName": "pypi-store"}]
+    services = {
+        r.inputs["serviceName"].removeprefix(f"com.amazonaws.{REGION}."): r.inputs for r in stack.of_type(VPC_ENDPOINT)
+    }
+    for service in ("codeartifact.api", "codeartifact.repositories", "logs"):
+        assert services[service]["vpcEndpointType"] == "Interface", service
+        assert services[service]["privateDnsEnabled"] is True, service
+
+
+def test_s3_endpoint_reaches_only_the_stages_buckets(stack: RenderedStack) -> None:
+    s3 = next(r for r in stack.of_type(VPC_ENDPOINT) if r.inputs["serviceName"].endswith(".s3"))
+    doc = policy(s3.inputs)
+    resources = sorted(r for s in statements(doc) for r in as_list(s["Resource"]))
+    assert resources == sorted(
+        [
+            BUCKET_ARN,
+            f"{BUCKET_ARN}/*",
+            f"arn:aws:s3:::al2023-repos-{REGION}-de612dc2/*",
+            f"arn:aws:s3:::aws-ssm-{REGION}/*",
+            f"arn:aws:s3:::amazon-ssm-{REGION}/*",
+            f"arn:aws:s3:::amazon-ssm-packages-{REGION}/*",
+        ]
+    )
+    system = next(s for s in statements(doc) if s["Sid"] == "OperatingSystemPackagesAndSsmAgent")
+    assert system["Action"] == ["s3:GetObject"]
+
+
+def test_shell_sessions_are_logged_to_an_encrypted_group(stack: RenderedStack) -> None:
+    group = stack.one("aws:cloudwatch/logGroup:LogGroup").inputs
+    assert group["name"] == "/mlinfra/mlinfra-sandbox/sessions"
+    assert group["kmsKeyId"] == stack.outputs[outputs.REGISTRY_KEY_ARN]
+    assert group["retentionInDays"] == 365
+    document = stack.one("aws:ssm/document:Document").inputs
+    assert (document["name"], document["documentType"]) == ("mlinfra-sandbox-analyst-shell", "Session")
+    content = json.loads(document["content"])
+    assert content["inputs"]["cloudWatchLogGroupName"] == group["name"]
+    assert content["inputs"]["cloudWatchEncryptionEnabled"] is True
+    assert stack.outputs[outputs.SANDBOX_SESSION_DOCUMENT] == "mlinfra-sandbox-analyst-shell"
+    # The key lets CloudWatch Logs encrypt only this stage's log groups.
+    key = policy(stack.named("registry-key").inputs)
+    logs = next(s for s in statements(key) if s["Sid"] == "CloudWatchLogsEncryptsThisStagesLogGroups")
+    groups = f"arn:aws:logs:{REGION}:{MOCK_ACCOUNT}:log-group:/mlinfra/mlinfra-sandbox/*"
+    assert logs["Condition"]["ArnLike"] == {"kms:EncryptionContext:aws:logs:arn": groups}
+
+
+def test_analyst_policy_starts_the_vm_and_opens_only_logged_sessions(stack: RenderedStack) -> None:
+    doc = policy(stack.named("sandbox-analyst-access").inputs)
+    instance_arn = f"arn:aws:ec2:{REGION}:{MOCK_ACCOUNT}:instance/{stack.outputs[outputs.SANDBOX_INSTANCE_ID]}"
+    by_sid = {s["Sid"]: s for s in statements(doc)}
+    assert by_sid["StartTheSandboxVM"]["Resource"] == [instance_arn]
+    # Starting a VM whose root volume uses a customer key needs a grant for EC2, in its own statement.
+    grant = by_sid["AttachTheEncryptedRootVolume"]
+    assert (grant["Action"], grant["Condition"]) == (
+        ["kms:CreateGrant"],
+        {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+    )
+    assert by_sid["ReadTheRootVolumeKey"]["Action"] == ["kms:DescribeKey"]
+    session = by_sid["LoggedSessionsOnTheVM"]
+    assert session["Resource"] == [
+        instance_arn,
+        f"arn:aws:ssm:{REGION}:{MOCK_ACCOUNT}:document/mlinfra-sandbox-analyst-shell",
+        f"arn:aws:ssm:{REGION}::document/AWS-StartPortForwardingSession",
+    ]
+    assert session["Condition"] == {"BoolIfExists": {"ssm:SessionDocumentAccessCheck": "true"}}
+    assert stack.outputs[outputs.SANDBOX_ANALYST_POLICY_ARN].startswith("arn:aws:iam:")
 
 
 def test_stop_schedule_follows_config(render_stack: Render) -> None:
@@ -308,6 +436,23 @@ def test_stop_role_may_only_stop_this_instance(stack: RenderedStack) -> None:
     )
 
 
+def test_morning_start_when_configured(render_stack: Render) -> None:
+    stack = render_stack(
+        {"mlinfra:sandbox": {"enabled": True, "startSchedule": "cron(0 8 ? * MON-FRI *)"}}, stage="sandbox"
+    )
+    schedules = {r.name: r.inputs for r in stack.of_type(SCHEDULE)}
+    start = schedules["sandbox-morning-start"]
+    assert start["scheduleExpression"] == "cron(0 8 ? * MON-FRI *)"
+    assert start["target"]["arn"] == "arn:aws:scheduler:::aws-sdk:ec2:startInstances"
+    doc = policy(stack.named("sandbox-stop-policy").inputs)
+    assert {a for s in statements(doc) for a in s["Action"]} == {
+        "ec2:StopInstances",
+        "ec2:StartInstances",
+        "kms:CreateGrant",
+        "kms:DescribeKey",
+    }
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # cloud-init.
 
@@ -325,6 +470,15 @@ def test_cloud_init_is_yaml_and_points_at_the_registry(stack: RenderedStack) -> 
     assert f"export AWS_REGION='{REGION}'" in profile
     assert any("aws ssm start-session" in content for content in files.values()), "motd must explain SSM access"
     assert ["dnf", "install", "--assumeyes", "python3.11", "python3.11-pip", "git"] in config["runcmd"]
+    # Python, Jupyter and the CLI from CodeArtifact (no internet route), Jupyter on loopback only.
+    index = files["/usr/local/sbin/mlinfra-pip-index"]
+    assert "--domain 'mlinfra-sandbox'" in index and f"--domain-owner '{MOCK_ACCOUNT}'" in index
+    assert "--repository 'mlinfra'" in index
+    assert ["/opt/mlinfra/venv/bin/pip", "install", "jupyterlab", "mlinfra"] in config["runcmd"]
+    assert ["systemctl", "enable", "--now", "mlinfra-pip-index.timer", "jupyter.service"] in config["runcmd"]
+    assert "--ip=127.0.0.1 --port=8888" in files["/etc/systemd/system/jupyter.service"]
+    assert "OnUnitActiveSec=6h" in files["/etc/systemd/system/mlinfra-pip-index.timer"]
+    assert "--document-name mlinfra-sandbox-analyst-shell" in files["/etc/motd.d/30-mlinfra"]
     assert config["ssh_pwauth"] is False
     for forbidden in ("ssh_authorized_keys", "users", "chpasswd", "ssh_keys"):
         assert forbidden not in config, f"sandbox cloud-init must not set {forbidden}"
