@@ -79,8 +79,10 @@ def test_every_stage_with_endpoints_alerts_a_subscriber(stacks: dict[str, Render
     topic = stack.one("aws:sns/topic:Topic")
     subscriptions = stack.of_type("aws:sns/topicSubscription:TopicSubscription")
     assert subscriptions, f"{stage}: the alert topic {topic.inputs['name']} has no subscriber"
-    composite = stack.one("aws:cloudwatch/compositeAlarm:CompositeAlarm").inputs
-    assert composite["alarmActions"], f"{stage}: the composite alarm notifies nobody"
+    composites = stack.of_type("aws:cloudwatch/compositeAlarm:CompositeAlarm")
+    assert composites, f"{stage}: no composite alarm"
+    for composite in composites:
+        assert composite.inputs["alarmActions"], f"{stage}: {composite.name} notifies nobody"
 
 
 def test_staging_captures_everything_and_monitors_drift(stacks: dict[str, RenderedStack]) -> None:
