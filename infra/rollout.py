@@ -91,9 +91,10 @@ def update_hazards(before: StackConfig, after: StackConfig) -> list[str]:
     """Changes between two versions of one stage's config that a single `pulumi up` cannot apply, one line each.
 
     Application Auto Scaling refuses an UpdateEndpoint that changes the instance type of a variant registered as a
-    scalable target, and Pulumi can only deregister the target after the endpoint update it depends on. Such a
-    change takes two commits: turn autoscaling off (the target is deregistered), then change the type and turn it
-    back on (the endpoint updates first, then the target is registered again).
+    scalable target, and Pulumi can only deregister the target after the endpoint update it depends on. `mlinfra up`
+    releases the target before running Pulumi (mlinfra.scaling); a plain `pulumi up` needs two applies: autoscaling
+    off (the target is deregistered), then the new type with autoscaling on (the endpoint updates first, then the
+    target is registered again).
     https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html
     """
     problems: list[str] = []
@@ -104,7 +105,8 @@ def update_hazards(before: StackConfig, after: StackConfig) -> list[str]:
         if old.autoscaling.enabled and new.autoscaling.enabled and old.instance_type != new.instance_type:
             problems.append(
                 f"stacks/Pulumi.{after.stage}.yaml: mlinfra:models.{model}.instanceType: {old.instance_type} -> "
-                f"{new.instance_type} on an autoscaled endpoint fails (the variant is a scalable target); first "
-                "apply autoscaling.enabled: false, then change the type and enable autoscaling again"
+                f"{new.instance_type} on an autoscaled endpoint fails under a plain `pulumi up` (the variant is a "
+                "scalable target): apply it with `mlinfra up`, which releases the target first, or in two steps "
+                "(autoscaling.enabled: false, then the new type with autoscaling on)"
             )
     return problems

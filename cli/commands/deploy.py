@@ -33,16 +33,26 @@ def _select(project: Project, stage: str) -> Any:
 
 
 def run_up(project: Project, stage: str, *, yes: bool) -> None:
-    """Validate the stage's config, then `pulumi up` it, streaming Pulumi's output."""
-    load_stage(project, stage)  # bad config fails first (exit 2, file and key), before the engine is looked for
+    """Validate the stage's config, then `pulumi up` it, streaming Pulumi's output.
+
+    An autoscaled endpoint whose instance type changes has its scalable target released first and the update runs
+    with a refresh, so Pulumi registers the target again after the endpoint update (mlinfra.scaling).
+    """
+    loaded = load_stage(project, stage)  # bad config fails first (exit 2, file and key), before the engine
     require_pulumi_cli()
     if not yes:
         click.confirm(f"Apply stack {stage}?", abort=True)
     from pulumi import automation as auto
 
+    from mlinfra.aws import StageAws
+    from mlinfra.scaling import release_for_type_changes
+
     stack = _select(project, stage)
+    released = release_for_type_changes(StageAws(loaded.config, project.root), loaded.config)
+    for line in released:
+        click.echo(line)
     try:
-        result = stack.up(on_output=lambda line: click.echo(line, nl=False))
+        result = stack.up(on_output=lambda line: click.echo(line, nl=False), refresh=bool(released) or None)
     except auto.errors.CommandError as exc:
         raise MlinfraError(f"pulumi up failed for {stage}: {str(exc).strip().splitlines()[-1]}") from None
     click.echo(f"\n{stage}: {result.summary.result}")
@@ -54,7 +64,10 @@ def run_up(project: Project, stage: str, *, yes: bool) -> None:
 def up(stack: str | None, yes: bool) -> None:
     """Deploy a stack: validate its config, then run `pulumi up` through the Automation API.
 
-    Needs the `pulumi` CLI and AWS credentials. Without the CLI it exits 1 and says how to install it.
+    Needs the `pulumi` CLI and AWS credentials. Without the CLI it exits 1 and says how to install it. When the
+    stack file changes the instance type of an autoscaled endpoint, its scalable target is deregistered first and
+    the update runs with a refresh, so Pulumi registers it again after the endpoint update (AWS refuses the update
+    otherwise).
 
     \b
     Examples:

@@ -239,8 +239,9 @@ def test_an_instance_type_change_on_an_autoscaled_endpoint_is_a_hazard() -> None
     hazards = rollout.update_hazards(before, prod(instanceType="ml.c5.xlarge"))
     assert hazards == [
         "stacks/Pulumi.prod.yaml: mlinfra:models.churn.instanceType: ml.m5.large -> ml.c5.xlarge on an autoscaled "
-        "endpoint fails (the variant is a scalable target); first apply autoscaling.enabled: false, then change the "
-        "type and enable autoscaling again"
+        "endpoint fails under a plain `pulumi up` (the variant is a scalable target): apply it with `mlinfra up`, "
+        "which releases the target first, or in two steps (autoscaling.enabled: false, then the new type with "
+        "autoscaling on)"
     ]
     # The documented two steps are each safe.
     step1 = prod(autoscaling={"enabled": False})
