@@ -328,10 +328,11 @@ class SandboxVM(pulumi.ComponentResource):
         """The instance's role: the SSM agent, what `mlinfra register` writes, the package source, nothing else.
 
         `register` (cli/promotion.py, cli/registry.py) streams the artifact to `uploads/`, copies it to its content
-        address under `models/` and deletes the upload, writes the version record and baseline (create-only), moves
-        the sandbox's stage pointer (If-Match) and writes an audit record (create-only). The role grants exactly
-        that: writes to `stages/` only as a compare-and-swap and to `audit/` and version records only as a create,
-        deletes only under `uploads/`, and nothing that changes retention or removes object versions.
+        address under `models/` and deletes the upload (its version, for good), writes the version record and
+        baseline (create-only), moves the sandbox's stage pointer (If-Match) and writes an audit record
+        (create-only); `attach` (cli/attach.py) replaces a version's record or baseline by compare-and-swap. The role
+        grants exactly that: writes to `stages/` and version records only as a create or a compare-and-swap, to
+        `audit/` only as a create, deletes only under `uploads/`, and nothing that bypasses retention.
         """
         name, args = self._vm_name, self._vm_args
         child = pulumi.ResourceOptions(parent=self)
@@ -365,21 +366,27 @@ class SandboxVM(pulumi.ComponentResource):
                     ["s3:GetObject", "s3:GetObjectAttributes"],
                     [under(f"{prefix}*") for prefix in REGISTRY_PREFIXES],
                 ),
-                # The artifact streams here before its digest is known; register removes it once moved.
+                # The artifact streams here before its digest is known; register removes it (by version) once moved.
                 statement(
                     "StageUploads",
-                    ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
+                    ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject", "s3:DeleteObjectVersion"],
                     [under(f"{UPLOADS_PREFIX}*")],
                 ),
                 # The server-side copy to the content address (CopyObject takes no conditional headers); the key is
                 # the SHA-256 of the bytes, which `promote` verifies against S3's stored checksum.
                 statement("StoreContentAddressedArtifacts", ["s3:PutObject"], [under(f"{MODELS_PREFIX}*/sha256/*")]),
-                # Version records and the files stored with them are created once, never replaced.
+                # Version records and the files stored with them: created, or replaced by compare-and-swap (attach).
                 statement(
                     "CreateVersionRecords",
                     ["s3:PutObject"],
                     [under(f"{MODELS_PREFIX}*/versions/*")],
                     condition={"Null": {"s3:if-none-match": "false"}},
+                ),
+                statement(
+                    "SwapVersionRecords",
+                    ["s3:PutObject"],
+                    [under(f"{MODELS_PREFIX}*/versions/*")],
+                    condition={"Null": {"s3:if-match": "false"}},
                 ),
                 statement(
                     "CreateAuditRecords",
