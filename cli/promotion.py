@@ -690,11 +690,28 @@ def history(project: Project, model: str, stage: str | None) -> list[dict[str, A
     return sorted(records.values(), key=lambda r: r["time"], reverse=True)
 
 
-def live_version(aws: StageAws, endpoint: str) -> int | None:
-    """The version the live endpoint serves (from its model's MLINFRA_VERSION), None if there is no endpoint."""
+# What `status` says about an endpoint that is not InService (see README, "When a deployment rolls back").
+ENDPOINT_STATUS_NOTES = {
+    "Updating": "endpoint Updating: a deployment is in progress",
+    "RollingBack": (
+        "endpoint RollingBack: a rollback alarm fired during the deployment and SageMaker is returning traffic to "
+        "the previous fleet; once it is InService, run `pulumi refresh` on this stack before the next `pulumi up`"
+    ),
+    "Failed": "endpoint Failed: see its FailureReason (`aws sagemaker describe-endpoint`)",
+    "SystemUpdating": "endpoint SystemUpdating: SageMaker is maintaining it",
+}
+
+
+def live_version(aws: StageAws, endpoint: str, state: dict[str, str] | None = None) -> int | None:
+    """The version the live endpoint serves (from its model's MLINFRA_VERSION), None if there is no endpoint.
+
+    `state`, when given, receives the endpoint's `EndpointStatus` under "status".
+    """
     sagemaker = aws.client("sagemaker")
     try:
         described = sagemaker.describe_endpoint(EndpointName=endpoint)
+        if state is not None:
+            state["status"] = str(described.get("EndpointStatus", ""))
         config = sagemaker.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
         model_name = config["ProductionVariants"][0]["ModelName"]
         environment = sagemaker.describe_model(ModelName=model_name).get("PrimaryContainer", {}).get("Environment", {})
@@ -729,7 +746,10 @@ def status(project: Project, names: list[str]) -> list[dict[str, Any]]:
                     audit_key = registry.audit_key(pointer.data["record"])
                     if registry.read(audit_key) is None:
                         notes.append("audit record pending: the next action on this model writes it")
-                row["live"] = live_version(registry.aws, naming.endpoint(cfg.project, name, model))
+                endpoint: dict[str, str] = {}
+                row["live"] = live_version(registry.aws, naming.endpoint(cfg.project, name, model), endpoint)
+                if endpoint.get("status") in ENDPOINT_STATUS_NOTES:
+                    notes.append(ENDPOINT_STATUS_NOTES[endpoint["status"]])
                 alarm_names = [naming.alarm(cfg.project, name, model, kind) for kind in naming.ALARM_KINDS]
                 alarms = registry.aws.client("cloudwatch").describe_alarms(AlarmNames=alarm_names)
             row["alarms"] = {

@@ -491,6 +491,46 @@ def test_status_reads_the_live_version_from_the_endpoint(platform: Path, run: Ru
     assert "pinned v2, live v1: apply pending" in dev["notes"]
 
 
+def test_status_says_when_a_deployment_is_rolling_back(
+    platform: Path, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The emulator's endpoints are always InService; a botocore hook reports what SageMaker says mid-rollback.
+    register(run, tmp_path)
+    ok(run("promote", "churn", "--to", "dev"))
+    sagemaker = boto3.client("sagemaker", region_name="eu-west-1")
+    sagemaker.create_model(
+        ModelName="mlinfra-dev-churn-m-1",
+        PrimaryContainer={"Image": IMAGE, "Environment": {"MLINFRA_VERSION": "1"}},
+        ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/sagemaker",
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="mlinfra-dev-churn-c-1",
+        ProductionVariants=[
+            {
+                "VariantName": "primary",
+                "ModelName": "mlinfra-dev-churn-m-1",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    sagemaker.create_endpoint(EndpointName="mlinfra-dev-churn", EndpointConfigName="mlinfra-dev-churn-c-1")
+
+    def rolling_back(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["EndpointStatus"] = "RollingBack"
+
+    def install(session: Any) -> None:
+        session.events.register("after-call.sagemaker.DescribeEndpoint", rolling_back)
+
+    monkeypatch.setattr("mlinfra.aws.SESSION_HOOKS", [install])
+    register(run, tmp_path, "weights-2")
+    ok(run("promote", "churn", "--to", "dev"))
+    dev = next(r for r in ok(run("status", "--stack", "dev", "--json")) if r["model"] == "churn")
+    assert dev["live"] == 1 and dev["pinned"] == 2
+    assert "pinned v2, live v1: apply pending" in dev["notes"]
+    assert any(n.startswith("endpoint RollingBack: a rollback alarm fired") for n in dev["notes"]), dev["notes"]
+
+
 def test_apply_without_the_pulumi_cli_commits_then_says_so(platform: Path, run: Run, tmp_path: Path) -> None:
     register(run, tmp_path)
     result = run("promote", "churn", "--to", "dev", "--apply", env={"PATH": str(tmp_path)})
