@@ -80,9 +80,9 @@ def check_chain(project: Project, stages: list[str]) -> None:
     """Refuse (exit 2) cross-account settings that break promotion into or out of `stages`.
 
     Loads each stage's neighbours in promotion order, so `mlinfra preview --stack prod` also checks staging's
-    `registry.readerRoleArns` against prod's `access.roleArn` (mlinfra_infra.config.check_promotion_chain).
+    `registry.readerRoleArns` against prod's `access.roleArn` (mlinfra_infra.accounts.check_promotion_chain).
     """
-    from mlinfra_infra.config import check_promotion_chain
+    from mlinfra_infra.accounts import check_promotion_chain
 
     order = project.stages()
     wanted = {n for s in stages if s in order for n in order[max(0, order.index(s) - 1) : order.index(s) + 2]}

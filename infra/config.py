@@ -9,7 +9,6 @@ first real deployment does not fail on something a test could have caught.
 from __future__ import annotations
 
 import difflib
-import itertools
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -438,6 +437,12 @@ class SandboxSettings(_Settings):
         return self
 
 
+def _known_instance_type(value: str) -> str:
+    known = awsdata.sagemaker_hosting_types() if value.startswith("ml.") else awsdata.ec2_instance_types()
+    awsdata.check_instance_type(value, known, "SageMaker hosting" if value.startswith("ml.") else "EC2")
+    return value
+
+
 class PolicySettings(_Settings):
     """How the stage's policy pack treats violations, and which instance types the stage may run (config only).
 
@@ -447,12 +452,6 @@ class PolicySettings(_Settings):
 
     enforcement: Literal["advisory", "mandatory"] = "advisory"
     allowed_instance_types: list[Annotated[str, AfterValidator(_known_instance_type)]] = Field(default_factory=list)
-
-
-def _known_instance_type(value: str) -> str:
-    known = awsdata.sagemaker_hosting_types() if value.startswith("ml.") else awsdata.ec2_instance_types()
-    awsdata.check_instance_type(value, known, "SageMaker hosting" if value.startswith("ml.") else "EC2")
-    return value
 
 
 class AccessSettings(_Settings):
@@ -728,38 +727,3 @@ def _check_pin_location(config: StackConfig, model: str, pin: Pin, source: str) 
             f"{pin.artifact!r} is not this stage's copy of {pin.digest[:19]}...; expected s3://{expected_bucket}/{key} "
             "(promote with `mlinfra promote`, which copies it there)",
         )
-
-
-def check_promotion_chain(configs: Mapping[str, StackConfig]) -> list[str]:
-    """Cross-stack problems of promotion across accounts, one line each (empty when the chain is consistent).
-
-    A stage's `registry.readerRoleArns` must name the next stage's promotion role (its `access.roleArn`): the bucket
-    and key policies grant that role read on `models/`, and without it promotion cannot copy server-side. A reader
-    role must also live in the next stage's account when that account is known. `configs` maps stage names to their
-    loaded configs (the CLI loads every stage's file).
-    """
-    problems: list[str] = []
-    present = [stage for stage in next(iter(configs.values())).stages if stage in configs] if configs else []
-    for source, target in itertools.pairwise(present):
-        src, dst = configs[source], configs[target]
-        key = f"stacks/Pulumi.{source}.yaml: {CONFIG_NAMESPACE}:registry.readerRoleArns"
-        readers = src.registry.reader_role_arns
-        role = dst.access.role_arn
-        if role is not None and role not in readers:
-            problems.append(
-                f"{key}: does not list {target}'s promotion role {role} (access.roleArn of {target}); "
-                f"add it, or `mlinfra promote --to {target}` cannot read {source}'s artifacts"
-            )
-        for reader in readers:
-            account = reader.split(":")[4]
-            expected = dst.account_id or (role.split(":")[4] if role else None)
-            if expected is not None and account != expected:
-                problems.append(
-                    f"{key}: {reader} is not in {target}'s account {expected}; list {target}'s promotion role"
-                )
-            if role is None and dst.account_id is None:
-                problems.append(
-                    f"{key}: names {reader} but {target} sets no access.roleArn; set {target}'s "
-                    f"{CONFIG_NAMESPACE}:access.roleArn to the role mlinfra assumes there"
-                )
-    return problems

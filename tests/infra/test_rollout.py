@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from mlinfra_infra import awsdata, rollout
-from mlinfra_infra.config import ConfigError, check_promotion_chain, load_stack_config
+from mlinfra_infra.accounts import check_promotion_chain
+from mlinfra_infra.config import ConfigError, load_stack_config
 from tests.builders import base_config, merge
 
 SOURCE = "stacks/Pulumi.prod.yaml"
