@@ -20,6 +20,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from mlinfra_drift import baseline as baseline_schema
+
 from .errors import BadInputError
 
 if TYPE_CHECKING:
@@ -28,13 +30,10 @@ if TYPE_CHECKING:
 
 StrPath = str | os.PathLike[str]
 
-BASELINE_SCHEMA = "mlinfra.baseline/1"
+BASELINE_SCHEMA = baseline_schema.SCHEMA
 DEFAULT_MAX_ROWS = 1_000_000
-QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-QUANTILE_BINS = 10  # equal-frequency bins; their 11 edges (minimum, deciles, maximum) are what drift bins against
-TOP_CATEGORIES = 20
 # Cell values read as missing (compared stripped and case-insensitively), as pandas' CSV reader does by default.
-MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "#n/a"})
+MISSING_TOKENS = baseline_schema.MISSING_TOKENS
 _EXACT_MISSING = (
     MISSING_TOKENS | {t.upper() for t in MISSING_TOKENS} | {t.capitalize() for t in MISSING_TOKENS} | {"NaN"}
 )
@@ -154,38 +153,14 @@ class _Column:
     categories: Counter[str] = field(default_factory=Counter)
 
     def summary(self, rows: int) -> dict[str, Any]:
-        """The column's baseline entry."""
+        """The column's baseline entry (computed by mlinfra_drift.baseline)."""
         import numpy as np
 
+        from mlinfra_drift.baseline import categorical_feature, numeric_feature
+
         if self.numeric:
-            values = np.concatenate([np.empty(0), *self.chunks])
-            count = int(values.size)
-        else:
-            count = sum(self.categories.values())
-        out: dict[str, Any] = {
-            "type": "numeric" if self.numeric and count else "categorical",
-            "count": count,
-            "missing": rows - count,
-            "missing_rate": (rows - count) / rows if rows else 0.0,
-        }
-        if self.numeric and count:
-            edges = np.quantile(values, np.linspace(0.0, 1.0, QUANTILE_BINS + 1))
-            out |= {
-                "mean": float(values.mean()),
-                "std": float(values.std(ddof=1)) if count > 1 else 0.0,
-                "min": float(values.min()),
-                "max": float(values.max()),
-                "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES), strict=True)},
-                "bin_edges": [float(v) for v in edges],
-            }
-        else:
-            top = sorted(self.categories.items(), key=lambda item: (-item[1], item[0]))[:TOP_CATEGORIES]
-            out |= {
-                "distinct": len(self.categories),
-                "top": [{"value": value, "count": n, "frequency": n / count} for value, n in top],
-                "other_frequency": (count - sum(n for _, n in top)) / count if count else 0.0,
-            }
-        return out
+            return numeric_feature(np.concatenate([np.empty(0), *self.chunks]), rows)
+        return categorical_feature(self.categories, rows)
 
 
 def _present(cells: Sequence[str]) -> list[str]:
@@ -390,10 +365,12 @@ def read_baseline(path: StrPath, *, max_rows: int = DEFAULT_MAX_ROWS) -> dict[st
 
     Per column: `type` (numeric when every non-missing value is a number, else categorical), `count` (non-missing
     values), `missing` and `missing_rate`; numeric columns add mean, std (sample, ddof=1), min, max, `quantiles` at
-    0.1..0.9 and the 11 `bin_edges` of 10 equal-frequency bins; categorical columns add `distinct` and the `top` 20
-    values with count and frequency. Missing: in a CSV, empty cells and NA/N/A/NaN/null/None (any case, padded or
-    not); in Parquet, nulls; non-finite numbers in either. The CSV is streamed in batches, never held in memory; only
-    its first `max_rows` rows are summarized, and `truncated` and `note` say when there were more.
+    0.1..0.9 and the 11 `bin_edges` of 10 equal-frequency bins, plus (schema 2) the distribution `grid` and
+    `psi_edges` drift scores against; categorical columns add `distinct`, the `top` 20 values with count and
+    frequency and (schema 2) every value's count up to 1,000 (`categories`). See mlinfra_drift.baseline.
+    Missing: in a CSV, empty cells and NA/N/A/NaN/null/None (any case, padded or not); in Parquet, nulls;
+    non-finite numbers in either. The CSV is streamed in batches, never held in memory; only its first `max_rows`
+    rows are summarized, and `truncated` and `note` say when there were more.
     """
     path = Path(path)
     shown = str(path)
@@ -402,17 +379,14 @@ def read_baseline(path: StrPath, *, max_rows: int = DEFAULT_MAX_ROWS) -> dict[st
     is_parquet = path.suffix.lower() in PARQUET_SUFFIXES
     reader = _read_parquet if is_parquet else _read_csv
     columns, rows, truncated = reader(path, shown, max_rows)
-    summary: dict[str, Any] = {
-        "schema": BASELINE_SCHEMA,
-        "source": path.name,
-        "format": "parquet" if is_parquet else "csv",
-        "rows": rows,
-        "truncated": truncated,
-        "columns": {column.name: column.summary(rows) for column in columns},
-    }
-    if truncated:
-        summary["note"] = f"summarizes the first {max_rows:,} rows only; the sample has more"
-    return summary
+    return baseline_schema.summary(
+        {column.name: column.summary(rows) for column in columns},
+        rows=rows,
+        source=path.name,
+        fmt="parquet" if is_parquet else "csv",
+        truncated=truncated,
+        max_rows=max_rows,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------

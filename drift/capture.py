@@ -1,0 +1,177 @@
+"""Reading SageMaker data capture for a time window, from S3 or a local folder, one file at a time.
+
+SageMaker writes a real-time endpoint's capture to `<DestinationS3Uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/
+<file>.jsonl`, partitioned by the UTC hour. Readers here list only the hour partitions that overlap the window
+(one listing per hour and variant, never the whole prefix), read one file at a time and keep at most one file's
+bytes in memory. In partitions at the window's edges, records are kept by their `inferenceTime`; inside the window
+the partition is the filter. A local folder may be laid out from the capture prefix, the endpoint or the variant
+down, or be a single .jsonl file (then every record is filtered by its time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class CaptureFile:
+    """One capture file's bytes; `edge` when its hour partition is not wholly inside the window."""
+
+    key: str
+    data: bytes
+    edge: bool
+
+
+def utc(when: datetime) -> datetime:
+    """A datetime in UTC (naive ones are taken as UTC, as SageMaker's partitions and times are)."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def hours(start: datetime, end: datetime) -> list[datetime]:
+    """The UTC hours whose partitions overlap [start, end)."""
+    first = utc(start).replace(minute=0, second=0, microsecond=0)
+    out = []
+    while first < utc(end):
+        out.append(first)
+        first += HOUR
+    return out
+
+
+def hour_path(hour: datetime) -> str:
+    """The partition path of an hour: yyyy/mm/dd/hh."""
+    return hour.strftime("%Y/%m/%d/%H")
+
+
+@dataclass
+class _Window:
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        self.start, self.end = utc(self.start), utc(self.end)
+        if self.end <= self.start:
+            raise ValueError(f"the window ends ({self.end:%Y-%m-%dT%H:%M:%SZ}) before it starts")
+
+    def contains(self, when: datetime) -> bool:
+        return self.start <= utc(when) < self.end
+
+    def is_edge(self, hour: datetime) -> bool:
+        return hour < self.start or hour + HOUR > self.end
+
+
+@dataclass
+class S3Capture:
+    """Capture files under `s3://bucket/prefix` (the endpoint's DestinationS3Uri) in the window.
+
+    `after_key` skips every key at or before it (a checkpoint: each file is scored once); after iterating,
+    `last_key` is the last key read, `files` and `bytes_read` count what was read.
+    """
+
+    s3_client: Any
+    bucket: str
+    prefix: str
+    start: datetime
+    end: datetime
+    after_key: str | None = None
+    last_key: str | None = field(default=None, init=False)
+    files: int = field(default=0, init=False)
+    bytes_read: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.window = _Window(self.start, self.end)
+        self.start, self.end = self.window.start, self.window.end
+        self.prefix = self.prefix.strip("/")
+
+    def _children(self, prefix: str) -> list[str]:
+        paginator = self.s3_client.get_paginator("list_objects_v2")
+        found: list[str] = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            found.extend(item["Prefix"] for item in page.get("CommonPrefixes", []))
+        return found
+
+    def variants(self) -> list[str]:
+        """The `<prefix>/<endpoint>/<variant>/` prefixes below the capture prefix (two short listings)."""
+        return [variant for endpoint in self._children(self.prefix + "/") for variant in self._children(endpoint)]
+
+    def keys(self) -> Iterator[tuple[str, bool]]:
+        """(key, edge) of the capture files in the window, in key order per variant."""
+        variants = self.variants()
+        paginator = self.s3_client.get_paginator("list_objects_v2")
+        for hour in hours(self.start, self.end):
+            edge = self.window.is_edge(hour)
+            for variant in variants:
+                prefix = f"{variant}{hour_path(hour)}/"
+                options: dict[str, str] = {}
+                if self.after_key and self.after_key.startswith(variant) and self.after_key >= prefix:
+                    options["StartAfter"] = self.after_key
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, **options):
+                    for item in page.get("Contents", []):
+                        key = item["Key"]
+                        if key.endswith(".jsonl") and not (self.after_key and key <= self.after_key):
+                            yield key, edge
+
+    def __iter__(self) -> Iterator[CaptureFile]:
+        for key, edge in self.keys():
+            body = self.s3_client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            try:
+                data = body.read()
+            finally:
+                body.close()
+            self.files += 1
+            self.bytes_read += len(data)
+            self.last_key = key if self.last_key is None or key > self.last_key else self.last_key
+            yield CaptureFile(key, data, edge)
+
+    def in_window(self, when: datetime) -> bool:
+        """Whether an inferenceTime is inside the window."""
+        return self.window.contains(when)
+
+
+@dataclass
+class LocalCapture:
+    """Capture files in a local folder (SageMaker's layout from any of its levels) or one .jsonl file."""
+
+    path: Path
+    start: datetime
+    end: datetime
+    files: int = field(default=0, init=False)
+    bytes_read: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.window = _Window(self.start, self.end)
+        self.start, self.end = self.window.start, self.window.end
+
+    def paths(self) -> Iterator[tuple[Path, bool]]:
+        """(file, edge) of the capture files in the window."""
+        if self.path.is_file():
+            yield self.path, True
+            return
+        for hour in hours(self.start, self.end):
+            edge = self.window.is_edge(hour)
+            partition = hour_path(hour)
+            found: set[Path] = set()
+            for depth in ("", "*/", "*/*/"):  # the variant folder, the endpoint folder, the capture prefix
+                found.update(self.path.glob(f"{depth}{partition}/*.jsonl"))
+            for file in sorted(found):
+                yield file, edge
+
+    def __iter__(self) -> Iterator[CaptureFile]:
+        for file, edge in self.paths():
+            data = file.read_bytes()
+            self.files += 1
+            self.bytes_read += len(data)
+            yield CaptureFile(str(file), data, edge)
+
+    def in_window(self, when: datetime) -> bool:
+        """Whether an inferenceTime is inside the window."""
+        return self.window.contains(when)
+
+
+Capture = S3Capture | LocalCapture

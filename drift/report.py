@@ -1,0 +1,156 @@
+"""The drift report: what `mlinfra drift --json` prints and the drift job stores, and its HTML page.
+
+The JSON has exactly these keys: `model`, `stage`, `version`, `window` ({`from`, `to`}, ISO 8601 UTC), `rows`
+(data rows scored, every row of a multi-row request counted), `malformed` (count per reason, see
+mlinfra_drift.records.REASONS), `maxPsi` (null when no rows), and `features`, sorted by drift (PSI, highest first):
+`name`, `psi`, `ks`, `ksPvalue`, `js`, `missingRate`, `outOfRangeRate`, `drifted`. For a categorical feature
+`ks`/`ksPvalue` are null and `outOfRangeRate` is the share of values the baseline never saw (unseen categories).
+Statistics that cannot be computed (no rows, no values on one side) are null. What the HTML page needs besides
+(bins, thresholds, files read) is kept on the objects but not in the JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from importlib import resources
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+from .capture import utc
+
+TEMPLATE_PACKAGE = "mlinfra_templates.reports"
+TEMPLATE_NAME = "drift.html.j2"
+
+
+class Thresholds(BaseModel):
+    """When a feature counts as drifted: PSI above `psi`; optionally JS above `js` or KS p-value below `ks_pvalue`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    psi: float = Field(default=0.2, gt=0)
+    js: float | None = Field(default=None, gt=0, le=1)
+    ks_pvalue: float | None = Field(default=None, gt=0, lt=1)
+
+
+class Window(BaseModel):
+    """The time window scored: [from, to)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    start: datetime = Field(alias="from")
+    end: datetime = Field(alias="to")
+
+    @field_serializer("start", "end")
+    def _iso(self, value: datetime) -> str:
+        return utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Bin(BaseModel):
+    """One fixed bin of a feature: its label and the baseline's and the window's share of rows in it."""
+
+    label: str
+    baseline: float
+    current: float
+
+
+class FeatureScore(BaseModel):
+    """The scores of one feature over the window."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str
+    psi: float | None
+    ks: float | None = None
+    ks_pvalue: float | None = Field(default=None, alias="ksPvalue")
+    js: float | None = None
+    missing_rate: float | None = Field(default=None, alias="missingRate")
+    out_of_range_rate: float | None = Field(default=None, alias="outOfRangeRate")
+    drifted: bool = False
+    # For the table and the HTML page only, not in the JSON:
+    kind: Literal["numeric", "categorical"] = Field(default="numeric", exclude=True)
+    ks_tolerance: float | None = Field(default=None, exclude=True)
+    bins: list[Bin] = Field(default_factory=list, exclude=True)
+    values: int = Field(default=0, exclude=True)  # non-missing values in the window
+
+
+class DriftReport(BaseModel):
+    """One drift run: a model's captured traffic in a window against a version's baseline."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    model: str
+    stage: str
+    version: int | None
+    window: Window
+    rows: int
+    malformed: dict[str, int]
+    max_psi: float | None = Field(alias="maxPsi")
+    features: list[FeatureScore]
+    # For the table and the HTML page only, not in the JSON:
+    thresholds: Thresholds = Field(default_factory=Thresholds, exclude=True)
+    files: int = Field(default=0, exclude=True)
+    outside_window: int = Field(default=0, exclude=True)
+    source: str = Field(default="", exclude=True)
+
+    @property
+    def drifted(self) -> list[FeatureScore]:
+        """The features over their threshold."""
+        return [feature for feature in self.features if feature.drifted]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The `--json` object."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def html(self) -> str:
+        """A self-contained HTML page (inline SVG, no network assets) from model_templates/reports/drift.html.j2."""
+        import jinja2
+
+        template_text = resources.files(TEMPLATE_PACKAGE).joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
+        environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+        environment.filters["num"] = _number
+        environment.filters["pct"] = _percent
+        return environment.from_string(template_text).render(report=self, charts=[_chart(f) for f in self.features])
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _percent(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}%"
+
+
+CHART_WIDTH = 640
+CHART_HEIGHT = 160
+CHART_PAD = 24
+
+
+def _chart(feature: FeatureScore) -> dict[str, Any]:
+    """Bar geometry of one feature's baseline-vs-window chart, for the template's inline SVG."""
+    bins = feature.bins
+    top = max([b.baseline for b in bins] + [b.current for b in bins] + [1e-9])
+    slot = (CHART_WIDTH - 2 * CHART_PAD) / max(len(bins), 1)
+    bar = max(slot / 2 - 2, 1.0)
+    plot = CHART_HEIGHT - 2 * CHART_PAD
+    bars = []
+    for index, item in enumerate(bins):
+        x = CHART_PAD + index * slot
+        for offset, kind, share in ((0.0, "baseline", item.baseline), (bar + 1, "current", item.current)):
+            height = plot * share / top
+            bars.append(
+                {
+                    "x": round(x + offset, 1),
+                    "y": round(CHART_PAD + plot - height, 1),
+                    "width": round(bar, 1),
+                    "height": round(height, 1),
+                    "kind": kind,
+                    "title": f"{item.label}: {kind} {100 * share:.1f}%",
+                }
+            )
+    return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "bars": bars, "baseline_y": CHART_HEIGHT - CHART_PAD}

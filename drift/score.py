@@ -1,0 +1,329 @@
+"""Scoring a window of captured traffic against a baseline, file by file in bounded memory.
+
+`score(capture, baseline, thresholds, model=, stage=, version=)` reads every capture file of the window once,
+decodes its records (mlinfra_drift.records), and folds each feature's values into counts: per numeric feature the
+counts on the baseline's grid, per categorical feature the counts of known values and of unseen ones. Memory is one
+file plus those counts, whatever the window's size. The statistics are in mlinfra_drift.stats.
+
+PSI and Jensen-Shannon use the baseline's fixed bins (its distinct deciles, or its known categories plus one bin
+for everything else) and one more bin for missing values, so a feature that stops arriving drifts too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import stats
+from .baseline import MISSING_TOKENS, Baseline, Feature
+from .capture import CaptureFile
+from .records import NON_NUMERIC, Decoder, Row
+from .report import Bin, DriftReport, FeatureScore, Thresholds, Window
+
+UNSEEN_NAMES_KEPT = 1000  # distinct unseen categories tracked by name; beyond that only counted
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+class NumericCounts:
+    """A numeric feature's window as counts on the baseline's grid."""
+
+    def __init__(self, feature: Feature) -> None:
+        grid = feature.numeric_grid()
+        self.feature = feature
+        self.x, self.base_le, self.base_eq = grid.arrays()
+        self.tolerance = grid.tolerance
+        self.below = np.zeros(self.x.size + 1, dtype=np.int64)  # bin j: values with j grid points below them
+        self.at = np.zeros(self.x.size, dtype=np.int64)  # values exactly at a grid point
+        self.missing = 0
+
+    def add(self, values: NDArray[np.float64]) -> None:
+        """Fold a batch of values (NaN or infinite = missing) into the counts."""
+        finite = np.isfinite(values)
+        self.missing += int(values.size - np.count_nonzero(finite))
+        values = values[finite]
+        if not values.size or not self.x.size:
+            return
+        index = np.searchsorted(self.x, values, side="left")
+        self.below += np.bincount(index, minlength=self.x.size + 1)
+        inside = index < self.x.size
+        exact = np.zeros(values.size, dtype=bool)
+        exact[inside] = values[inside] == self.x[index[inside]]
+        self.at += np.bincount(index[exact], minlength=self.x.size)
+
+    def score(self, rows: int) -> FeatureScore:
+        """The feature's scores (values: non-missing in the window)."""
+        n = int(self.below.sum())
+        cur_le = np.cumsum(self.below)[: self.x.size]  # values <= x_j  ==  values with at most j points below
+        base_n = self.feature.count
+        ks = (
+            stats.ks_statistic(
+                base_le=self.base_le, base_eq=self.base_eq, base_n=base_n, cur_le=cur_le, cur_eq=self.at, cur_n=n
+            )
+            if self.x.size
+            else math.nan
+        )
+        # Below the minimum: no grid point below and not at the first one; above the maximum: every point below.
+        out_of_range = int(self.below[0] - self.at[0] + self.below[-1]) if self.x.size else 0
+        edges = self.feature.bin_edges_for_psi()
+        positions = np.searchsorted(self.x, np.asarray(edges, dtype=np.float64), side="left")
+        base_cum = np.concatenate([[0], self.base_le[positions], [base_n]]).astype(np.float64)
+        cur_cum = np.concatenate([[0], cur_le[positions] if n else np.zeros(len(edges)), [n]]).astype(np.float64)
+        labels = _interval_labels(edges)
+        base_rows = base_n + self.feature.missing
+        base_shares = [*np.diff(base_cum) / max(base_rows, 1), self.feature.missing / max(base_rows, 1)]
+        cur_shares = [*np.diff(cur_cum) / max(rows, 1), self.missing / max(rows, 1)]
+        return _finish(
+            self.feature,
+            rows=rows,
+            missing=self.missing,
+            values=n,
+            labels=labels,
+            base_shares=base_shares,
+            cur_shares=cur_shares,
+            ks=ks,
+            outside=out_of_range,
+            numeric=self,
+        )
+
+
+class CategoricalCounts:
+    """A categorical feature's window as counts of the baseline's known values, and of the others."""
+
+    def __init__(self, feature: Feature) -> None:
+        self.feature = feature
+        self.known, self.base_other = feature.category_counts()
+        self.counts: Counter[str] = Counter()
+        self.unseen: Counter[str] = Counter()
+        self.unseen_total = 0
+        self.missing = 0
+
+    def add(self, cells: Sequence[Any]) -> None:
+        """Fold a batch of cells (strings, numbers or None) into the counts."""
+        for raw, n in Counter(cells).items():
+            value = _category(raw)
+            if value is None:
+                self.missing += n
+            elif value in self.known:
+                self.counts[value] += n
+            else:
+                self.unseen_total += n
+                if value in self.unseen or len(self.unseen) < UNSEEN_NAMES_KEPT:
+                    self.unseen[value] += n
+
+    def score(self, rows: int) -> FeatureScore:
+        """The feature's scores."""
+        n = sum(self.counts.values()) + self.unseen_total
+        base_rows = self.feature.count + self.feature.missing
+        labels = [*self.known, "(other)"]
+        base_shares = [*(c / max(base_rows, 1) for c in self.known.values()), self.base_other / max(base_rows, 1)]
+        cur_shares = [*(self.counts[v] / max(rows, 1) for v in self.known), self.unseen_total / max(rows, 1)]
+        base_shares.append(self.feature.missing / max(base_rows, 1))
+        cur_shares.append(self.missing / max(rows, 1))
+        return _finish(
+            self.feature,
+            rows=rows,
+            missing=self.missing,
+            values=n,
+            labels=labels,
+            base_shares=base_shares,
+            cur_shares=cur_shares,
+            ks=None,
+            outside=self.unseen_total,
+        )
+
+
+def _finish(
+    feature: Feature,
+    *,
+    rows: int,
+    missing: int,
+    values: int,
+    labels: list[str],
+    base_shares: Sequence[float],
+    cur_shares: Sequence[float],
+    ks: float | None,
+    outside: int,
+    numeric: NumericCounts | None = None,
+) -> FeatureScore:
+    bins = [
+        Bin(label=label, baseline=b, current=c)
+        for label, b, c in zip([*labels, "(missing)"], base_shares, cur_shares, strict=True)
+    ]
+    if not rows:
+        return FeatureScore(name="", psi=None, kind=feature.type, bins=bins)
+    b = np.asarray(base_shares)
+    c = np.asarray(cur_shares)
+    has_ks = ks is not None and not math.isnan(ks)
+    return FeatureScore(
+        name="",
+        psi=stats.psi(b, c),
+        ks=ks if has_ks else None,
+        ks_pvalue=stats.ks_pvalue(ks, feature.count, values) if has_ks and ks is not None else None,
+        js=stats.js_distance(b, c),
+        missing_rate=missing / rows,
+        out_of_range_rate=outside / values if values else None,
+        kind=feature.type,
+        ks_tolerance=numeric.tolerance if numeric is not None else None,
+        bins=bins,
+        values=values,
+    )
+
+
+def _interval_labels(edges: Sequence[float]) -> list[str]:
+    if not edges:
+        return ["(all values)"]
+    labels = [f"≤ {_fmt(edges[0])}"]
+    labels += [f"({_fmt(low)}, {_fmt(high)}]" for low, high in itertools.pairwise(edges)]
+    return [*labels, f"> {_fmt(edges[-1])}"]
+
+
+def _category(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool):
+        text = "true" if raw else "false"
+    elif isinstance(raw, float) and raw.is_integer():
+        text = str(raw)
+    else:
+        text = str(raw).strip()
+    return None if text.lower() in MISSING_TOKENS else text
+
+
+def _to_float(cell: Any) -> float | None:
+    """A cell as a float (NaN when missing), or None when it is not a number."""
+    if cell is None:
+        return math.nan
+    if isinstance(cell, bool) or not isinstance(cell, int | float | str):
+        return None
+    if isinstance(cell, str) and cell.strip().lower() in MISSING_TOKENS:
+        return math.nan
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def _numbers(cells: Sequence[Any]) -> tuple[NDArray[np.float64], NDArray[np.bool_] | None]:
+    """The cells as floats (missing = NaN) and a mask of non-numeric cells (None when all are numeric)."""
+    try:
+        return np.asarray(cells, dtype=np.float64), None
+    except (ValueError, TypeError):
+        pass
+    parsed = [_to_float(cell) for cell in cells]
+    bad = np.fromiter((value is None for value in parsed), dtype=bool, count=len(parsed))
+    values = np.fromiter((math.nan if v is None else v for v in parsed), dtype=np.float64, count=len(parsed))
+    return values, bad if bad.any() else None
+
+
+class Scorer:
+    """Accumulates rows for every baseline feature; `report()` gives the scores."""
+
+    def __init__(self, baseline: Baseline) -> None:
+        self.baseline = baseline
+        self.columns: list[NumericCounts | CategoricalCounts] = [
+            NumericCounts(f) if f.type == "numeric" else CategoricalCounts(f) for f in baseline.columns.values()
+        ]
+        self.malformed: Counter[str] = Counter()
+        self.decoder = Decoder(baseline.features, self.malformed)
+        self.rows = 0
+        self.files = 0
+
+    def add_file(self, file: CaptureFile, in_window: Any = None) -> None:
+        """Decode one capture file and fold its rows in."""
+        self.files += 1
+        self.add_rows(self.decoder.decode(file.data, in_window if file.edge else None))
+
+    def add_rows(self, rows: Sequence[Row]) -> None:
+        """Fold rows of the baseline's width in (rows with a non-numeric cell in a numeric feature are counted)."""
+        if not rows:
+            return
+        cells = list(zip(*rows, strict=True))
+        numeric: dict[int, NDArray[np.float64]] = {}
+        bad: NDArray[np.bool_] | None = None
+        for index, column in enumerate(self.columns):
+            if isinstance(column, NumericCounts):
+                values, wrong = _numbers(cells[index])
+                numeric[index] = values
+                if wrong is not None:
+                    bad = wrong if bad is None else bad | wrong
+        keep: NDArray[np.bool_] | None = None
+        if bad is not None:
+            self.malformed[NON_NUMERIC] += int(bad.sum())
+            keep = ~bad
+        for index, column in enumerate(self.columns):
+            if isinstance(column, NumericCounts):
+                column.add(numeric[index] if keep is None else numeric[index][keep])
+            else:
+                column.add(cells[index] if keep is None else [c for c, k in zip(cells[index], keep, strict=True) if k])
+        self.rows += len(rows) - (int(bad.sum()) if bad is not None else 0)
+
+    def report(
+        self, *, model: str, stage: str, version: int | None, start: datetime, end: datetime, thresholds: Thresholds
+    ) -> DriftReport:
+        """The drift report of everything added so far."""
+        features = []
+        for name, column in zip(self.baseline.features, self.columns, strict=True):
+            scored = column.score(self.rows)
+            scored.name = name
+            scored.drifted = _drifted(scored, thresholds)
+            features.append(scored)
+        features.sort(key=lambda f: (-(f.psi if f.psi is not None else -1.0), f.name))
+        psis = [f.psi for f in features if f.psi is not None]
+        return DriftReport(
+            model=model,
+            stage=stage,
+            version=version,
+            window=Window(start=start, end=end),
+            rows=self.rows,
+            malformed=dict(sorted(self.malformed.items())),
+            max_psi=max(psis) if psis and self.rows else None,
+            features=features,
+            thresholds=thresholds,
+            files=self.files,
+            outside_window=self.decoder.outside,
+        )
+
+
+def _drifted(feature: FeatureScore, thresholds: Thresholds) -> bool:
+    if feature.psi is None:
+        return False
+    if feature.psi > thresholds.psi:
+        return True
+    if thresholds.js is not None and feature.js is not None and feature.js > thresholds.js:
+        return True
+    return (
+        thresholds.ks_pvalue is not None and feature.ks_pvalue is not None and feature.ks_pvalue < thresholds.ks_pvalue
+    )
+
+
+def score(
+    capture: Iterable[CaptureFile],
+    baseline: Baseline,
+    thresholds: Thresholds | None = None,
+    *,
+    model: str = "",
+    stage: str = "",
+    version: int | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> DriftReport:
+    """Score every file of a capture (S3Capture or LocalCapture: window and `in_window` from it) against a baseline."""
+    scorer = Scorer(baseline)
+    in_window = getattr(capture, "in_window", None)
+    for file in capture:
+        scorer.add_file(file, in_window)
+    start = start or getattr(capture, "start")  # noqa: B009 - S3Capture and LocalCapture carry their window
+    end = end or getattr(capture, "end")  # noqa: B009
+    return scorer.report(
+        model=model, stage=stage, version=version, start=start, end=end, thresholds=thresholds or Thresholds()
+    )
