@@ -28,6 +28,7 @@ COMMANDS = {
     "history": "mlinfra.commands.status:history",
     "status": "mlinfra.commands.status:status",
     "local": "mlinfra.commands.local:local",
+    "drift": "mlinfra.commands.drift:drift",
 }
 
 

@@ -69,6 +69,7 @@ class _Window:
 class S3Capture:
     """Capture files under `s3://bucket/prefix` (the endpoint's DestinationS3Uri) in the window.
 
+    `endpoint` limits reading to one endpoint's folder (stages that share a bucket capture side by side);
     `after_key` skips every key at or before it (a checkpoint: each file is scored once); after iterating,
     `last_key` is the last key read, `files` and `bytes_read` count what was read.
     """
@@ -79,6 +80,7 @@ class S3Capture:
     start: datetime
     end: datetime
     after_key: str | None = None
+    endpoint: str | None = None
     last_key: str | None = field(default=None, init=False)
     files: int = field(default=0, init=False)
     bytes_read: int = field(default=0, init=False)
@@ -97,6 +99,8 @@ class S3Capture:
 
     def variants(self) -> list[str]:
         """The `<prefix>/<endpoint>/<variant>/` prefixes below the capture prefix (two short listings)."""
+        if self.endpoint:
+            return self._children(f"{self.prefix}/{self.endpoint}/")
         return [variant for endpoint in self._children(self.prefix + "/") for variant in self._children(endpoint)]
 
     def keys(self) -> Iterator[tuple[str, bool]]:

@@ -92,6 +92,8 @@ class DriftReport(BaseModel):
     thresholds: Thresholds = Field(default_factory=Thresholds, exclude=True)
     files: int = Field(default=0, exclude=True)
     outside_window: int = Field(default=0, exclude=True)
+    refused_widths: dict[int, int] = Field(default_factory=dict, exclude=True)  # row width -> rows refused for it
+    width: int = Field(default=0, exclude=True)  # the baseline's number of features
     source: str = Field(default="", exclude=True)
 
     @property

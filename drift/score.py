@@ -291,6 +291,8 @@ class Scorer:
             thresholds=thresholds,
             files=self.files,
             outside_window=self.decoder.outside,
+            refused_widths=dict(self.decoder.widths),
+            width=len(self.baseline.features),
         )
 
 

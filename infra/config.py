@@ -213,6 +213,9 @@ class AlarmSettings(_Settings):
     errors_5xx: Annotated[int, Field(ge=1, alias="errors5xx")] = 5
     latency_p99_ms: Annotated[int, Field(ge=1, le=600_000)] = 1000
     drift_psi: Annotated[float, Field(gt=0, le=10)] = 0.2
+    # Optional extra drift verdicts of `mlinfra drift` and the drift job (the alarm watches MaxPSI only).
+    drift_js: Annotated[float, Field(gt=0, le=1)] | None = None
+    drift_ks_pvalue: Annotated[float, Field(gt=0, lt=1)] | None = None
     evaluation_periods: Annotated[int, Field(ge=1, le=100)] = 3
     datapoints_to_alarm: Annotated[int, Field(ge=1, le=100)] = 2
     period_seconds: Literal[60, 300, 900, 3600] = 60

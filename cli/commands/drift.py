@@ -1,0 +1,151 @@
+"""`mlinfra drift`: score a model's captured traffic against its baseline, publish the metric its alarm watches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from mlinfra.options import console, emit_json, json_option, stack_option
+from mlinfra.project import Project
+
+if TYPE_CHECKING:
+    from mlinfra.drift import DriftRun
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+@click.command()
+@click.argument("model")
+@stack_option
+@click.option(
+    "--version", "version", type=click.IntRange(min=1), help="Baseline of this version (default: what the stage runs)."
+)
+@click.option("--since", metavar="DURATION", help="Window ending now: 90m, 24h (default), 7d, 2w.")
+@click.option("--from", "start", metavar="TIME", help="Window start, ISO 8601 (UTC unless a zone is given).")
+@click.option("--to", "end", metavar="TIME", help="Window end, exclusive (default: now).")
+@click.option(
+    "--capture",
+    type=click.Path(path_type=Path),
+    help="Read capture files from this folder (SageMaker's layout) or .jsonl file instead of the stage's S3 capture.",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=Path),
+    help="Score against this baseline.json or data sample (CSV/Parquet) instead of the version's stored baseline.",
+)
+@click.option(
+    "--publish", is_flag=True, help="Put the scores into CloudWatch (mlinfra/Drift), where the drift alarm looks."
+)
+@click.option(
+    "--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), help="Write an HTML report here."
+)
+@json_option
+def drift(
+    model: str,
+    stack: str | None,
+    version: int | None,
+    since: str | None,
+    start: str | None,
+    end: str | None,
+    capture: Path | None,
+    baseline: Path | None,
+    publish: bool,
+    report_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Score MODEL's captured traffic in a stage against a version's baseline, feature by feature.
+
+    Reads the stage's data capture (SageMaker's files in the registry bucket, hour by hour, only the window) and
+    computes per feature PSI, the Kolmogorov-Smirnov statistic and p-value, the Jensen-Shannon distance, the
+    missing rate and the share of values outside the baseline's range (for categorical features: values the
+    baseline never saw). The table is sorted by drift; a feature over the model's `alarms.driftPsi` (or the
+    optional `driftJs` / `driftKsPvalue`) is drifted and the command exits 3. Malformed capture lines are counted
+    per reason, never scored. A window with no rows says so, exits 0 and publishes nothing.
+
+    \b
+    Examples:
+      mlinfra drift churn --stack staging                   last 24 hours of what staging runs
+      mlinfra drift churn --stack prod --since 7d --report drift.html
+      mlinfra drift churn --stack prod --from 2026-11-01 --to 2026-11-08 --json
+      mlinfra drift churn --stack staging --publish         feed the drift alarm now
+      mlinfra drift churn --stack dev --version 4 --capture ./exported/   check traffic before promoting
+
+    Exit codes: 0 no drift (or no rows), 1 failed, 2 bad input, 3 a feature drifted over its threshold.
+    """
+    from mlinfra import drift as library
+
+    run = library.drift(
+        Project.find(),
+        model,
+        stack=stack,
+        version=version,
+        since=since,
+        start=start,
+        end=end,
+        capture=capture,
+        baseline=baseline,
+        publish=publish,
+        report_path=report_path,
+    )
+    report = run.report
+    if as_json:
+        emit_json(report.to_json_dict())
+    else:
+        _print_table(run)
+    if not report.rows:
+        click.echo(
+            f"no captured rows for {model} in {report.stage} between {report.window.start:%Y-%m-%d %H:%M}Z and "
+            f"{report.window.end:%Y-%m-%d %H:%M}Z ({run.source}): nothing scored, nothing published",
+            err=True,
+        )
+        return
+    if publish:
+        click.echo(f"published {run.published} metric(s) to CloudWatch mlinfra/Drift", err=True)
+    if run.report_path is not None:
+        click.echo(f"wrote {run.report_path}", err=True)
+    if report.drifted:
+        names = ", ".join(f.name for f in report.drifted)
+        click.echo(f"drift: {names} over the threshold (PSI > {report.thresholds.psi})", err=True)
+        click.get_current_context().exit(3)
+
+
+def _print_table(run: DriftRun) -> None:
+    from rich.table import Table
+
+    report = run.report
+    out = console()
+    out.print(
+        f"{report.model} v{report.version if report.version is not None else '-'} in {report.stage}: "
+        f"{report.rows:,} rows from {report.files} file(s), "
+        f"{report.window.start:%Y-%m-%d %H:%M}Z to {report.window.end:%Y-%m-%d %H:%M}Z",
+        highlight=False,
+    )
+    if report.malformed:
+        out.print("malformed: " + ", ".join(f"{k} {v}" for k, v in report.malformed.items()), highlight=False)
+    if not report.rows:
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("FEATURE", "PSI", "KS", "KS P", "JS", "MISSING", "OUT OF RANGE", "DRIFT"):
+        table.add_column(column, justify="left" if column in {"FEATURE", "DRIFT"} else "right")
+    for f in report.features:
+        unseen = " unseen" if f.kind == "categorical" and f.out_of_range_rate else ""
+        table.add_row(
+            f.name,
+            _num(f.psi),
+            _num(f.ks),
+            _num(f.ks_pvalue, 4),
+            _num(f.js),
+            _pct(f.missing_rate),
+            _pct(f.out_of_range_rate) + unseen,
+            "DRIFTED" if f.drifted else "ok",
+        )
+    out.print(table)
+    out.print(f"max PSI {_num(report.max_psi)} (threshold {report.thresholds.psi})", highlight=False)
