@@ -41,6 +41,7 @@ class DriftRun:
     source: str
     published: int
     report_path: Path | None
+    warnings: list[str]
 
 
 def parse_duration(text: str) -> timedelta:
@@ -231,4 +232,11 @@ def drift(
     report.source = shown
     if report_path is not None:
         write_atomically(report_path, report.html())
-    return DriftRun(report=report, source=shown, published=published, report_path=report_path)
+    warnings = []
+    if not the_baseline.ordered:
+        warnings.append(
+            f"the baseline is schema 1 and records no column order: CSV captures are mapped to "
+            f"{', '.join(the_baseline.features)} in that order; re-attach it (`mlinfra baseline {model} --version "
+            f"{version} DATA`) to record the header"
+        )
+    return DriftRun(report=report, source=shown, published=published, report_path=report_path, warnings=warnings)

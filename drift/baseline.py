@@ -1,6 +1,7 @@
 """Baselines: what a model's training data looked like, summarized finely enough to score drift against it.
 
-A baseline (`baseline.json`, stored with each registered version) holds, per feature in the sample's column order:
+A baseline (`baseline.json`, stored with each registered version) holds the sample's `header` (feature names in
+column order: headerless CSV captures map by position) and, per feature:
 
 - numeric features: the summary statistics of schema 1 (mean, std, min, max, deciles, 11 `bin_edges`) and, since
   schema 2, a `grid`: up to GRID_RESOLUTION + 1 sorted points of the sample with the exact number of values at or
@@ -14,8 +15,9 @@ A baseline (`baseline.json`, stored with each registered version) holds, per fea
   each value, all of them up to CATEGORY_LIMIT (`categories_complete` says whether every value is there).
 
 Schema 1 baselines (deciles only) stay readable: their grid is the 11 decile edges, so KS against them is only
-good to 0.1 and their PSI assumes exact deciles; re-attach a baseline (`mlinfra baseline M --version N DATA`) to
-get schema 2. This module does the computation; reading CSV or Parquet files is the CLI's (mlinfra.inputs).
+good to 0.1, their PSI assumes exact deciles and their column order is the stored key order; re-attach a
+baseline (`mlinfra baseline M --version N DATA`) to get schema 2. This module does the computation; reading CSV
+or Parquet files is the CLI's (mlinfra.inputs).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_V1 = "mlinfra.baseline/1"
 SCHEMA = "mlinfra.baseline/2"
@@ -126,12 +128,29 @@ class Baseline(BaseModel):
     rows: int = Field(ge=0)
     truncated: bool = False
     note: str | None = None
+    # The sample's header, in order (schema 2): JSON objects do not keep key order once stored with sorted keys.
+    header: list[str] | None = None
     columns: dict[str, Feature]
+
+    @model_validator(mode="after")
+    def _header_names_columns(self) -> Baseline:
+        if self.header is not None and sorted(self.header) != sorted(self.columns):
+            raise ValueError("header must name each column exactly once")
+        return self
 
     @property
     def features(self) -> list[str]:
-        """Feature names in the order of the sample's header: how headerless CSV captures map by position."""
-        return list(self.columns)
+        """Feature names in the order of the sample's header: how headerless CSV captures map by position.
+
+        Schema 1 did not record the header, so its order is the stored key order (alphabetical when written by
+        `mlinfra register`): `ordered` is False then.
+        """
+        return list(self.header) if self.header is not None else list(self.columns)
+
+    @property
+    def ordered(self) -> bool:
+        """Whether the header order is known (schema 2)."""
+        return self.header is not None
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Baseline:
@@ -223,6 +242,7 @@ def summary(
         "format": fmt,
         "rows": rows,
         "truncated": truncated,
+        "header": list(columns),
         "columns": columns,
     }
     if truncated:

@@ -179,3 +179,10 @@ class LocalCapture:
 
 
 Capture = S3Capture | LocalCapture
+
+
+def capture_key(prefix: str, endpoint: str, variant: str, written: datetime, name: str) -> str:
+    """Where SageMaker puts a capture file: `<prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-mmm>-<name>.jsonl`."""
+    written = utc(written)
+    stamp = f"{written:%M-%S}-{written.microsecond // 1000:03d}"
+    return f"{prefix.strip('/')}/{endpoint}/{variant}/{hour_path(written)}/{stamp}-{name}.jsonl"

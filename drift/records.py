@@ -156,3 +156,41 @@ def _is_base64(text: str) -> bool:
     except (binascii.Error, ValueError):
         return False
     return True
+
+
+def capture_line(
+    data: str,
+    *,
+    inference_time: datetime,
+    event_id: str,
+    content_type: str = "text/csv",
+    encoding: str = "CSV",
+    output: str = "",
+    fractional: bool = False,
+) -> str:
+    """One record in SageMaker's capture shape (for local serving, tests, the quickstart and benchmarks).
+
+    `data` is the request body as text; with encoding BASE64 it is base64-encoded here, as SageMaker does for
+    content types it is not told are CSV or JSON.
+    """
+    if encoding == "BASE64":
+        data = base64.b64encode(data.encode()).decode()
+    when = (
+        inference_time.strftime("%Y-%m-%dT%H:%M:%S")
+        + (f".{inference_time.microsecond // 1000:03d}" if fractional else "")
+        + "Z"
+    )
+    record = {
+        "captureData": {
+            "endpointInput": {"observedContentType": content_type, "mode": "INPUT", "data": data, "encoding": encoding},
+            "endpointOutput": {
+                "observedContentType": "text/csv; charset=utf-8",
+                "mode": "OUTPUT",
+                "data": output,
+                "encoding": "CSV",
+            },
+        },
+        "eventMetadata": {"eventId": event_id, "inferenceTime": when},
+        "eventVersion": "0",
+    }
+    return json.dumps(record, separators=(",", ":"))

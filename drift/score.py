@@ -231,7 +231,8 @@ class Scorer:
     def __init__(self, baseline: Baseline) -> None:
         self.baseline = baseline
         self.columns: list[NumericCounts | CategoricalCounts] = [
-            NumericCounts(f) if f.type == "numeric" else CategoricalCounts(f) for f in baseline.columns.values()
+            NumericCounts(f) if f.type == "numeric" else CategoricalCounts(f)
+            for f in (baseline.columns[name] for name in baseline.features)
         ]
         self.malformed: Counter[str] = Counter()
         self.decoder = Decoder(baseline.features, self.malformed)

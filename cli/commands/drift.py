@@ -96,6 +96,8 @@ def drift(
         report_path=report_path,
     )
     report = run.report
+    for warning in run.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         emit_json(report.to_json_dict())
     else:
