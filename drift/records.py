@@ -25,7 +25,8 @@ import binascii
 import csv
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +44,17 @@ _JSON_ROW_KEYS = ("instances", "inputs", "data")
 Row = Sequence[Any]
 
 
+@dataclass
+class Batch:
+    """One file's rows: plain CSV rows as text (comma-separated, of the right width) and rows already split."""
+
+    text_rows: list[str] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.text_rows) + len(self.rows)
+
+
 class Decoder:
     """Turns capture lines into rows of the baseline's width, counting what is malformed.
 
@@ -58,18 +70,28 @@ class Decoder:
         self.widths: Counter[int] = Counter()  # widths of the rows refused for their width, for the error message
         self.outside = 0  # records whose inferenceTime fell outside the window
 
-    def decode(self, data: bytes, in_window: Callable[[datetime], bool] | None = None) -> list[Row]:
+    def decode(self, data: bytes, in_window: Callable[[datetime], bool] | None = None) -> Batch:
         """The rows of every well-formed record in one capture file's bytes."""
-        rows: list[Row] = []
-        for line in data.splitlines():
-            if not line.strip():
-                continue
+        batch = Batch()
+        text_rows = batch.text_rows
+        commas = self.width - 1
+        for record in self._records(data):
             try:
-                record = json.loads(line)
                 payload = record["captureData"]["endpointInput"]
-            except (ValueError, TypeError, KeyError, UnicodeDecodeError):
-                self.malformed[INVALID_JSON if not _is_json_object(line) else NO_INPUT] += 1
-                continue
+                if in_window is None and payload["encoding"] == "CSV":
+                    # The common case, inline: one plain CSV row of the right width.
+                    row = payload["data"]
+                    if row.count(",") == commas and '"' not in row and "\n" not in row and "\r" not in row:
+                        text_rows.append(row)
+                        continue
+            except (TypeError, KeyError, AttributeError):
+                if not isinstance(record, dict):
+                    self.malformed[INVALID_JSON] += 1
+                    continue
+                if not isinstance(record.get("captureData"), dict) or "endpointInput" not in record["captureData"]:
+                    self.malformed[NO_INPUT] += 1
+                    continue
+                payload = record["captureData"]["endpointInput"]
             if in_window is not None:
                 try:
                     when = datetime.fromisoformat(record["eventMetadata"]["inferenceTime"])
@@ -79,41 +101,64 @@ class Decoder:
                 if not in_window(when):
                     self.outside += 1
                     continue
-            self._payload_rows(payload, rows)
-        return rows
+            self._payload_rows(payload, batch)
+        return batch
 
-    def _payload_rows(self, payload: Any, rows: list[Row]) -> None:
+    @staticmethod
+    def _records(data: bytes) -> list[Any]:
+        """Each non-blank line parsed (None when it is not JSON): one parse of the whole file when it is clean."""
+        body = data.strip()
+        if not body:
+            return []
+        try:  # one record per line and no blank lines: the file is a JSON array once its newlines are commas
+            return list(json.loads(b"[" + body.replace(b"\n", b",") + b"]"))
+        except (ValueError, UnicodeDecodeError):
+            pass
+        lines = [line for line in data.splitlines() if line.strip()]
+        records: list[Any] = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except (ValueError, UnicodeDecodeError):
+                records.append(None)
+        return records
+
+    def _payload_rows(self, payload: Any, batch: Batch) -> None:
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), str):
             self.malformed[NO_INPUT] += 1
             return
         data: str = payload["data"]
         encoding = str(payload.get("encoding", "")).upper()
-        content_type = str(payload.get("observedContentType", "")).lower()
         if encoding == "BASE64":
             try:
                 data = base64.b64decode(data, validate=True).decode("utf-8-sig")
             except (binascii.Error, ValueError):
                 self.malformed[BAD_BASE64 if not _is_base64(payload["data"]) else BAD_PAYLOAD] += 1
                 return
+            content_type = str(payload.get("observedContentType", "")).lower()
             encoding = "JSON" if "json" in content_type or data.lstrip()[:1] in ("[", "{") else "CSV"
         if encoding == "CSV":
-            self._csv_rows(data, rows)
+            self._csv_rows(data, batch)
         elif encoding == "JSON":
-            self._json_rows(data, rows)
+            self._json_rows(data, batch.rows)
         else:
             self.malformed[UNSUPPORTED_ENCODING] += 1
 
-    def _csv_rows(self, data: str, rows: list[Row]) -> None:
-        # Quoted cells need the csv module; plain numeric rows (the common case) split faster.
-        quoted = '"' in data
-        lines: Iterable[list[str]] = (
-            csv.reader(data.splitlines()) if quoted else (r.split(",") for r in data.splitlines())
-        )
-        for cells in lines:
-            if len(cells) == self.width:
-                rows.append(cells)
-            elif cells and cells != [""]:
-                self._wrong_width(len(cells))
+    def _csv_rows(self, data: str, batch: Batch) -> None:
+        if '"' in data:  # quoted cells need the csv module
+            for cells in csv.reader(data.splitlines()):
+                if len(cells) == self.width:
+                    batch.rows.append(cells)
+                elif cells and cells != [""]:
+                    self._wrong_width(len(cells))
+            return
+        # Plain rows (the common case) stay text: the scorer parses a whole file's rows in one go.
+        for row in data.splitlines() if "\n" in data or "\r" in data else (data,):
+            fields = row.count(",") + 1
+            if fields == self.width:
+                batch.text_rows.append(row)
+            elif row.strip():
+                self._wrong_width(fields)
 
     def _json_rows(self, data: str, rows: list[Row]) -> None:
         try:

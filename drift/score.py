@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from . import stats
 from .baseline import MISSING_TOKENS, Baseline, Feature
 from .capture import CaptureFile
-from .records import NON_NUMERIC, Decoder, Row
+from .records import NON_NUMERIC, Batch, Decoder, Row
 from .report import Bin, DriftReport, FeatureScore, Thresholds, Window
 
 UNSEEN_NAMES_KEPT = 1000  # distinct unseen categories tracked by name; beyond that only counted
@@ -234,6 +234,7 @@ class Scorer:
             NumericCounts(f) if f.type == "numeric" else CategoricalCounts(f)
             for f in (baseline.columns[name] for name in baseline.features)
         ]
+        self.all_numeric = all(isinstance(column, NumericCounts) for column in self.columns)
         self.malformed: Counter[str] = Counter()
         self.decoder = Decoder(baseline.features, self.malformed)
         self.rows = 0
@@ -242,7 +243,30 @@ class Scorer:
     def add_file(self, file: CaptureFile, in_window: Any = None) -> None:
         """Decode one capture file and fold its rows in."""
         self.files += 1
-        self.add_rows(self.decoder.decode(file.data, in_window if file.edge else None))
+        self.add_batch(self.decoder.decode(file.data, in_window if file.edge else None))
+
+    def add_batch(self, batch: Batch) -> None:
+        """Fold a decoded file in: plain numeric CSV rows parsed all at once, everything else cell by cell."""
+        if batch.text_rows:
+            matrix = self._all_numbers(batch.text_rows)
+            if matrix is not None:
+                for index, column in enumerate(self.columns):
+                    assert isinstance(column, NumericCounts)  # noqa: S101 - _all_numbers checked every column
+                    column.add(matrix[:, index])
+                self.rows += matrix.shape[0]
+            else:
+                self.add_rows([row.split(",") for row in batch.text_rows])
+        self.add_rows(batch.rows)
+
+    def _all_numbers(self, text_rows: list[str]) -> NDArray[np.float64] | None:
+        """The rows as a (rows x features) float matrix when every feature is numeric and every cell a number."""
+        if not self.all_numeric:
+            return None
+        try:
+            values = np.array(",".join(text_rows).split(","), dtype=np.float64)
+        except ValueError:
+            return None  # a missing token or a non-numeric cell: the careful path sorts them out
+        return values.reshape(len(text_rows), len(self.columns))
 
     def add_rows(self, rows: Sequence[Row]) -> None:
         """Fold rows of the baseline's width in (rows with a non-numeric cell in a numeric feature are counted)."""

@@ -22,8 +22,9 @@ FEATURES = ["age", "plan", "score"]
 
 def decode(lines: list[str]) -> tuple[list[Any], Counter[str]]:
     malformed: Counter[str] = Counter()
-    rows = Decoder(FEATURES, malformed).decode("\n".join(lines).encode())
-    return [list(row) for row in rows], malformed
+    batch = Decoder(FEATURES, malformed).decode("\n".join(lines).encode())
+    rows = [row.split(",") for row in batch.text_rows] + [list(row) for row in batch.rows]
+    return sorted(rows, key=lambda row: int(row[0])), malformed
 
 
 def test_every_encoding_and_payload_shape() -> None:
@@ -43,6 +44,8 @@ def test_every_encoding_and_payload_shape() -> None:
     assert malformed == Counter()
     assert [row[0] for row in rows] == ["34", "35", "36", "37", "38", 39, 40, 41, 42, 43, 44]
     assert rows[3] == ["37", "team, large", "3.5"]
+    assert rows[1] == ["35", "pro", "1.5"]
+    assert rows[5] == [39, "pro", 5.5]
     assert rows[8] == [42, "pro", 8.5]  # by name, in the baseline's order
     assert rows[9] == [43, "basic", None]  # a missing key is a missing value
 

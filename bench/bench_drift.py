@@ -1,0 +1,235 @@
+"""`mlinfra drift`'s engine end to end on the emulator's S3, against evidently's DataDriftPreset in the same run.
+
+Writes 1,000,000 captured rows x 20 numeric features as SageMaker capture files (one row per request, the real
+record shape, hour partitions) into a bucket of a fresh emulator, plus 100,000-row and 300,000-row windows, and a
+schema-2 baseline of a 100,000-row reference sample. Then, each in a child process (own peak RSS):
+
+- ours: read the baseline from S3, list the window's hour partitions, read, parse, bin and score (mlinfra_drift);
+- evidently: Report([DataDriftPreset()]) on the same reference and current rows already loaded as pandas
+  DataFrames (only the report is timed), in the benchmark's own venv .venv-bench (created here on first use:
+  evidently is never a dependency of mlinfra).
+
+Limits: 1M rows under 15 s, peak RSS under 500 MB, at least 10x faster than evidently. Rows/s at three sizes show
+the cost grows linearly. Run: `python -m bench.bench_drift` (or `make bench`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.common import REPO
+
+FEATURES = 20
+REFERENCE_ROWS = 100_000
+SIZES = (100_000, 300_000, 1_000_000)
+ROWS_PER_FILE = 5_000
+LIMIT_SECONDS = 15.0
+LIMIT_RSS = 500 * 1024 * 1024
+LIMIT_RATIO = 10.0
+BUCKET = "bench-registry"
+WINDOW_END = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
+WINDOW_HOURS = 24
+BENCH_VENV = REPO / ".venv-bench"
+SEED = 2026
+
+# The engine's side, in a child process: everything from the bucket to the report.
+OURS = """
+import json, resource, sys, time
+from datetime import datetime
+import boto3
+t0 = time.perf_counter()
+from mlinfra_drift.baseline import Baseline
+from mlinfra_drift.capture import S3Capture
+from mlinfra_drift.score import score
+bucket, prefix, start, end = sys.argv[1:5]
+s3 = boto3.client("s3", region_name="eu-west-1")
+baseline = Baseline.from_json(s3.get_object(Bucket=bucket, Key="baseline.json")["Body"].read())
+capture = S3Capture(s3, bucket, prefix, datetime.fromisoformat(start), datetime.fromisoformat(end))
+report = score(capture, baseline, model="bench", stage="bench", version=1)
+elapsed = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"seconds": elapsed, "rss": peak, "rows": report.rows, "files": capture.files,
+                  "maxPsi": report.max_psi, "malformed": report.malformed}))
+"""
+
+# evidently's side, in .venv-bench: the same rows as DataFrames, then only the report is timed.
+EVIDENTLY = """
+import json, resource, sys, time
+import numpy as np, pandas as pd
+seed, reference_rows, current_rows, features = map(int, sys.argv[1:5])
+rng = np.random.default_rng(seed)
+reference = rng.normal(0.0, 1.0, size=(reference_rows, features))
+current = np.random.default_rng(seed + current_rows).normal(0.0, 1.0, size=(current_rows, features))
+current[:, 0] += 0.5
+columns = [f"f{i:02d}" for i in range(features)]
+ref = pd.DataFrame(reference.round(4), columns=columns)
+cur = pd.DataFrame(current.round(4), columns=columns)
+try:
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+    new_api = True
+except ImportError:
+    from evidently.report import Report
+    from evidently.metric_preset import DataDriftPreset
+    new_api = False
+import evidently
+t0 = time.perf_counter()
+report = Report([DataDriftPreset()]) if new_api else Report(metrics=[DataDriftPreset()])
+result = report.run(cur, ref) if new_api else report.run(reference_data=ref, current_data=cur)
+elapsed = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"seconds": elapsed, "rss": peak, "version": evidently.__version__}))
+"""
+
+
+def rows_of(count: int) -> object:
+    """The current window's rows (feature f00 shifted by half a standard deviation), as a numpy array."""
+    import numpy as np
+
+    current = np.random.default_rng(SEED + count).normal(0.0, 1.0, size=(count, FEATURES))
+    current[:, 0] += 0.5
+    return current.round(4)
+
+
+@contextmanager
+def emulator() -> Iterator[dict[str, str]]:
+    """A fresh moto server on loopback and the environment pointing at it."""
+    from mlinfra.aws import emulator_answers
+    from tests.emulator import free_port, stop_process
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
+    env.update(AWS_DEFAULT_REGION="eu-west-1")
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not emulator_answers(url):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the emulator did not start")
+                time.sleep(0.1)
+            yield env
+        finally:
+            stop_process(server)
+
+
+def write_capture(s3: object, prefix: str, count: int) -> None:
+    """`count` rows as SageMaker capture files, one row per request, spread over the window's hour partitions."""
+    from mlinfra_drift.capture import capture_key
+    from mlinfra_drift.records import capture_line
+
+    data = rows_of(count)
+    files = max(1, count // ROWS_PER_FILE)
+    start = WINDOW_END - timedelta(hours=WINDOW_HOURS)
+    for index in range(files):
+        when = start + timedelta(seconds=(index + 0.5) * WINDOW_HOURS * 3600 / files)
+        chunk = data[index * ROWS_PER_FILE : (index + 1) * ROWS_PER_FILE]  # type: ignore[index]
+        stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+        lines = [
+            capture_line(",".join(map(repr, row.tolist())), inference_time=when, event_id=str(uuid.uuid4()))
+            for row in chunk
+        ]
+        assert all(stamp in line for line in lines[:1])
+        key = capture_key(prefix, "bench-endpoint", "primary", when, str(uuid.uuid4()))
+        s3.put_object(Bucket=BUCKET, Key=key, Body=("\n".join(lines) + "\n").encode())  # type: ignore[attr-defined]
+
+
+def write_baseline(s3: object) -> None:
+    """The reference sample's schema-2 baseline, as `mlinfra register --baseline` stores it."""
+    import numpy as np
+
+    from mlinfra_drift.baseline import numeric_feature, summary
+
+    reference = np.random.default_rng(SEED).normal(0.0, 1.0, size=(REFERENCE_ROWS, FEATURES)).round(4)
+    columns = {f"f{i:02d}": numeric_feature(reference[:, i], REFERENCE_ROWS) for i in range(FEATURES)}
+    doc = summary(columns, rows=REFERENCE_ROWS, source="reference.csv", fmt="csv", truncated=False, max_rows=10**6)
+    s3.put_object(Bucket=BUCKET, Key="baseline.json", Body=json.dumps(doc, sort_keys=True).encode())  # type: ignore[attr-defined]
+
+
+def ensure_bench_venv() -> Path:
+    """.venv-bench with evidently, pandas and numpy (created on first use)."""
+    python = BENCH_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
+    check = subprocess.run([str(python), "-c", "import evidently, pandas"], capture_output=True, check=False)
+    if check.returncode:
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "evidently", "pandas", "numpy"], check=True)
+    return python
+
+
+def child(command: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, cwd=REPO)
+    if done.returncode:
+        raise RuntimeError(f"{command[0]} failed: {done.stderr.strip().splitlines()[-5:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def load_note() -> str:
+    load1, _, _ = os.getloadavg()
+    return f"load average {load1:.1f} on {os.cpu_count()} cores" + (
+        " (machine shared, figures pessimistic)" if load1 > 1.5 else ""
+    )
+
+
+def main() -> bool:
+    import boto3
+
+    evidently_python = ensure_bench_venv()
+    print(f"bench_drift: {load_note()}")
+    with emulator() as env:
+        os.environ.update(env)
+        s3 = boto3.client("s3", region_name="eu-west-1")
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        write_baseline(s3)
+        for size in SIZES:
+            write_capture(s3, f"capture/m{size}", size)
+        start = (WINDOW_END - timedelta(hours=WINDOW_HOURS)).isoformat()
+        results = {}
+        for size in SIZES:
+            ours = child([sys.executable, "-c", OURS, BUCKET, f"capture/m{size}", start, WINDOW_END.isoformat()], env)
+            assert ours["rows"] == size, ours
+            assert ours["malformed"] == {}, ours
+            results[size] = ours
+            rate = size / float(ours["seconds"])  # type: ignore[arg-type]
+            print(
+                f"  ours {size:>9,} rows x {FEATURES}: {ours['seconds']:.2f}s  {rate:,.0f} rows/s  "
+                f"peak RSS {int(ours['rss']) / 2**20:.0f} MB  ({ours['files']} files, max PSI {ours['maxPsi']:.3f})"  # type: ignore[call-overload]
+            )
+    biggest = SIZES[-1]
+    theirs = child(
+        [str(evidently_python), "-c", EVIDENTLY, str(SEED), str(REFERENCE_ROWS), str(biggest), str(FEATURES)]
+    )
+    ours = results[biggest]
+    seconds, rss = float(ours["seconds"]), int(ours["rss"])  # type: ignore[arg-type, call-overload]
+    ratio = float(theirs["seconds"]) / seconds  # type: ignore[arg-type]
+    print(
+        f"  evidently {theirs['version']} DataDriftPreset, {biggest:,} rows already in DataFrames: "
+        f"{theirs['seconds']:.2f}s  peak RSS {int(theirs['rss']) / 2**20:.0f} MB"  # type: ignore[call-overload]
+    )
+    ok = seconds < LIMIT_SECONDS and rss < LIMIT_RSS and ratio >= LIMIT_RATIO
+    print(
+        f"drift end to end, {biggest:,} rows: {seconds:.2f}s (limit {LIMIT_SECONDS:g}s), peak RSS "
+        f"{rss / 2**20:.0f} MB (limit {LIMIT_RSS / 2**20:.0f} MB), {ratio:.1f}x faster than evidently "
+        f"(limit {LIMIT_RATIO:g}x) {'OK' if ok else 'OVER'}"
+    )
+    return ok
+
+
+if __name__ == "__main__":
+    raise SystemExit(0 if main() else 1)
