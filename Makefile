@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlinfra-installed
 
-.PHONY: setup quickstart test lint fmt typecheck unit bench clean
+.PHONY: setup chromium quickstart test lint fmt typecheck unit bench clean
 
 # Create .venv if missing and install the project (editable) with its dev and local-mode extras.
 setup: $(STAMP)
@@ -13,6 +13,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# Headless Chromium from Debian's packages, for the test that opens the drift report page (installed when missing).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 
 # The outer loop on the local AWS emulator, in a scratch copy of the stacks (examples/quickstart.py).
 quickstart: setup
@@ -35,7 +41,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 # pytest exits 5 when a selection collects no test; that is not a failure.
-unit: setup
+unit: setup chromium
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS) || test $$? -eq 5
 
 test: lint typecheck unit
