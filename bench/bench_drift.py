@@ -4,6 +4,8 @@ Writes 1,000,000 captured rows x 20 numeric features as SageMaker capture files 
 record shape, hour partitions) into a bucket of a fresh emulator, plus 100,000-row and 300,000-row windows, and a
 schema-2 baseline of a 100,000-row reference sample. Then, each in a child process (own peak RSS):
 
+Peak RSS is the child's VmHWM (ru_maxrss would carry over the parent's peak across exec).
+
 - ours: read the baseline from S3, list the window's hour partitions, read, parse, bin and score (mlinfra_drift);
 - evidently: Report([DataDriftPreset()]) on the same reference and current rows already loaded as pandas
   DataFrames (only the report is timed), in the benchmark's own venv .venv-bench (created here on first use:
@@ -44,7 +46,7 @@ SEED = 2026
 
 # The engine's side, in a child process: everything from the bucket to the report.
 OURS = """
-import json, resource, sys, time
+import json, sys, time
 from datetime import datetime
 import boto3
 t0 = time.perf_counter()
@@ -57,14 +59,14 @@ baseline = Baseline.from_json(s3.get_object(Bucket=bucket, Key="baseline.json")[
 capture = S3Capture(s3, bucket, prefix, datetime.fromisoformat(start), datetime.fromisoformat(end))
 report = score(capture, baseline, model="bench", stage="bench", version=1)
 elapsed = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = int(dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())["VmHWM"].split()[0]) * 1024
 print(json.dumps({"seconds": elapsed, "rss": peak, "rows": report.rows, "files": capture.files,
                   "maxPsi": report.max_psi, "malformed": report.malformed}))
 """
 
 # evidently's side, in .venv-bench: the same rows as DataFrames, then only the report is timed.
 EVIDENTLY = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np, pandas as pd
 seed, reference_rows, current_rows, features = map(int, sys.argv[1:5])
 rng = np.random.default_rng(seed)
@@ -87,7 +89,7 @@ t0 = time.perf_counter()
 report = Report([DataDriftPreset()]) if new_api else Report(metrics=[DataDriftPreset()])
 result = report.run(cur, ref) if new_api else report.run(reference_data=ref, current_data=cur)
 elapsed = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = int(dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())["VmHWM"].split()[0]) * 1024
 print(json.dumps({"seconds": elapsed, "rss": peak, "version": evidently.__version__}))
 """
 

@@ -2,14 +2,16 @@
 
 SageMaker writes a real-time endpoint's capture to `<DestinationS3Uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/
 <file>.jsonl`, partitioned by the UTC hour. Readers here list only the hour partitions that overlap the window
-(one listing per hour and variant, never the whole prefix), read one file at a time and keep at most one file's
-bytes in memory. In partitions at the window's edges, records are kept by their `inferenceTime`; inside the window
-the partition is the filter. A local folder may be laid out from the capture prefix, the endpoint or the variant
-down, or be a single .jsonl file (then every record is filtered by its time).
+(one listing per hour and variant, never the whole prefix) and read the files in key order, downloading the next
+PREFETCH files while one is scored: at most PREFETCH + 1 files' bytes are in memory. In partitions at the window's
+edges, records are kept by their `inferenceTime`; inside the window the partition is the filter. A local folder
+may be laid out from the capture prefix, the endpoint or the variant down, or be a single .jsonl file (then every
+record is filtered by its time).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 HOUR = timedelta(hours=1)
+PREFETCH = 2  # capture files downloading ahead of the one being scored: memory is (PREFETCH + 1) files
 
 
 @dataclass(frozen=True)
@@ -120,17 +123,35 @@ class S3Capture:
                         if key.endswith(".jsonl") and not (self.after_key and key <= self.after_key):
                             yield key, edge
 
+    def _get(self, key: str) -> bytes:
+        body = self.s3_client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        try:
+            return bytes(body.read())
+        finally:
+            body.close()
+
     def __iter__(self) -> Iterator[CaptureFile]:
-        for key, edge in self.keys():
-            body = self.s3_client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        """The files in key order; up to PREFETCH files download while the caller scores the current one."""
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        pending: deque[tuple[str, bool, Future[bytes]]] = deque()
+        keys = self.keys()
+        with ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="capture") as pool:
             try:
-                data = body.read()
+                while True:
+                    while len(pending) < PREFETCH and (nxt := next(keys, None)) is not None:
+                        pending.append((nxt[0], nxt[1], pool.submit(self._get, nxt[0])))
+                    if not pending:
+                        return
+                    key, edge, future = pending.popleft()
+                    data = future.result()
+                    self.files += 1
+                    self.bytes_read += len(data)
+                    self.last_key = key if self.last_key is None or key > self.last_key else self.last_key
+                    yield CaptureFile(key, data, edge)
             finally:
-                body.close()
-            self.files += 1
-            self.bytes_read += len(data)
-            self.last_key = key if self.last_key is None or key > self.last_key else self.last_key
-            yield CaptureFile(key, data, edge)
+                for _, _, future in pending:
+                    future.cancel()
 
     def in_window(self, when: datetime) -> bool:
         """Whether an inferenceTime is inside the window."""

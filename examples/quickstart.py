@@ -2,18 +2,33 @@
 
 Run with `make quickstart` (or `.venv/bin/python examples/quickstart.py`). It copies Pulumi.yaml and stacks/ to
 .mlinfra/quickstart/ (so your own stack files are not touched), starts the emulator on a free loopback port, creates
-the registries the stacks declare, registers the example churn model, promotes it to dev, and shows status, history
-and the dev stack's offline preview with the new endpoint. The emulator is stopped at the end, whatever happens.
+the registries the stacks declare, registers the example churn model, promotes it to dev and staging, and shows
+status, history and the dev stack's offline preview with the new endpoint. Then it plays a day of staging traffic
+into the stage's data capture (SageMaker's file layout and record shape, written by `capture_traffic` below) whose
+last hours drift, and runs `mlinfra drift churn --stack staging --publish`: the drifted feature exits 3 and the
+MaxPSI metric lands in the emulator's CloudWatch, where the stage's drift alarm watches it. The emulator is stopped
+at the end, whatever happens.
 """
 
 from __future__ import annotations
 
+import csv
 import os
+import random
 import shutil
 import socket
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import boto3
+
+from mlinfra.project import Project
+from mlinfra_drift.capture import capture_key
+from mlinfra_drift.records import capture_line
+from mlinfra_infra import layout, naming
 
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE = REPO / ".mlinfra" / "quickstart"
@@ -27,11 +42,48 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def step(title: str, *args: str, env: dict[str, str]) -> None:
+def step(title: str, *args: str, env: dict[str, str], expect: int = 0) -> None:
     print(f"\n## {title}\n$ mlinfra {' '.join(args)}", flush=True)
     result = subprocess.run([MLINFRA, *args], cwd=WORKSPACE, env=env, check=False)
-    if result.returncode != 0:
-        raise SystemExit(f"quickstart: `mlinfra {' '.join(args)}` exited {result.returncode}")
+    if result.returncode != expect:
+        raise SystemExit(f"quickstart: `mlinfra {' '.join(args)}` exited {result.returncode}, expected {expect}")
+    if expect:
+        print(f"(exit code {result.returncode}, as expected)")
+
+
+def capture_traffic(env: dict[str, str], *, hours: int = 6, per_hour: int = 400) -> str:
+    """Write `hours` of staging traffic as a SageMaker endpoint captures it; the last two hours double their charges.
+
+    Used where `mlinfra serve --capture` is not available: the files land where the endpoint's DataCaptureConfig
+    sends them, s3://<staging registry>/capture/churn/<endpoint>/primary/yyyy/mm/dd/hh/*.jsonl.
+    """
+    session = boto3.Session(region_name="eu-west-1")
+    client_args = {"endpoint_url": env["AWS_ENDPOINT_URL"], "aws_access_key_id": "local", "aws_secret_access_key": "x"}
+    account = session.client("sts", **client_args).get_caller_identity()["Account"]
+    project = Project(WORKSPACE).name
+    bucket = naming.registry_bucket(project, "staging", "eu-west-1", account)
+    endpoint = naming.endpoint(project, "staging", "churn")
+    with (EXAMPLE / "baseline.csv").open() as handle:
+        sample = list(csv.reader(handle))[1:]
+    s3 = session.client("s3", **client_args)
+    rng = random.Random(7)  # noqa: S311 - simulated traffic, not secrets
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    for hour in range(hours, 0, -1):
+        written = now - timedelta(hours=hour) + timedelta(minutes=59)
+        drifted = hour <= 2
+        lines = []
+        for _ in range(per_hour):
+            tenure, charges, calls, plan = rng.choice(sample)
+            if drifted:
+                charges = f"{float(charges) * 2:.2f}"
+            when = written - timedelta(seconds=rng.uniform(0, 3500))
+            lines.append(
+                capture_line(f"{tenure},{charges},{calls},{plan}", inference_time=when, event_id=str(uuid.uuid4()),
+                             output=f"{rng.random():.4f}", fractional=rng.random() < 0.5)
+            )  # fmt: skip
+        key = capture_key(layout.capture_prefix("churn"), endpoint, "primary", written, str(uuid.uuid4()))
+        s3.put_object(Bucket=bucket, Key=key, Body=("\n".join(lines) + "\n").encode())
+    return f"s3://{bucket}/{layout.capture_prefix('churn')}/{endpoint}/primary/"
 
 
 def main() -> None:
@@ -99,6 +151,23 @@ def main() -> None:
             cwd=WORKSPACE,
             check=False,
         )
+        where = capture_traffic(env)
+        print(f"\n## Six hours of staging traffic captured in SageMaker's layout under {where}")
+        step(
+            "Drift of the last 24 hours against the version's baseline, published where the drift alarm looks",
+            "drift",
+            "churn",
+            "--stack",
+            "staging",
+            "--publish",
+            "--report",
+            "drift.html",
+            env=env,
+            expect=3,
+        )
+        step("The last hour and a half only: the drifted feature stands out", "drift", "churn", "--stack", "staging",
+             "--since", "90m", env=env, expect=3)  # fmt: skip
+        step("staging's status with its alarms", "status", "--stack", "staging", env=env)
     finally:
         subprocess.run([MLINFRA, "local", "stop"], cwd=WORKSPACE, env=env, check=False)
     print(f"\nDone. The scratch project is {WORKSPACE.relative_to(REPO)}; your stacks/ are unchanged.")
