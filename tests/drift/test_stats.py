@@ -224,3 +224,23 @@ def test_grid_tolerance_is_small_for_continuous_data() -> None:
     assert 0 < grid.tolerance <= 1 / GRID_RESOLUTION
     assert grid.le[-1] == 100_000
     assert math.isclose(grid.x[0], baseline.columns["x"].min or 0)
+
+
+def test_read_baseline_keeps_the_header_order_through_a_sorted_store(tmp_path: Any) -> None:
+    import json
+
+    from mlinfra.inputs import read_baseline
+
+    path = tmp_path / "sample.csv"
+    path.write_text("zeta,alpha,mid\n" + "".join(f"{i},{i % 3},x{i % 2}\n" for i in range(50)))
+    summary = read_baseline(path)
+    assert summary["schema"] == "mlinfra.baseline/2"
+    stored = json.dumps(summary, sort_keys=True)  # how the registry writes records
+    baseline = Baseline.from_json(stored)
+    assert list(json.loads(stored)["columns"]) == ["alpha", "mid", "zeta"]
+    assert baseline.features == ["zeta", "alpha", "mid"]
+    assert baseline.ordered
+    zeta = baseline.columns["zeta"]
+    assert zeta.grid is not None and zeta.grid.le[-1] == 50 and zeta.grid.tolerance == 0
+    assert baseline.columns["mid"].categories == {"x0": 25, "x1": 25}
+    assert baseline.columns["mid"].categories_complete is True
