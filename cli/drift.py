@@ -6,9 +6,11 @@ this module only decides what to score and where the results go.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -141,6 +143,29 @@ def _registry_baseline(registry: StageRegistry, model: str, version: int, stage:
         raise MlinfraError(f"s3://{registry.bucket}/{key}: not a readable baseline ({_first_error(exc)})") from None
 
 
+@contextlib.contextmanager
+def _progress(show: bool, source: str) -> Iterator[Callable[[Any], None] | None]:
+    """A transient progress line on stderr (files and bytes read) while the capture is scored, when `show`."""
+    if not show:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), console=Console(stderr=True), transient=True
+    ) as bar:
+        task = bar.add_task(f"reading {source}")
+        seen = {"files": 0, "bytes": 0}
+
+        def on_file(file: Any) -> None:
+            seen["files"] += 1
+            seen["bytes"] += len(file.data)
+            bar.update(task, description=f"{source}: {seen['files']} file(s), {seen['bytes'] / 1e6:.1f} MB scored")
+
+        yield on_file
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write a file through a temporary file in the same folder, so a failure leaves no half-written page."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,6 +193,7 @@ def drift(
     publish: bool = False,
     report_path: Path | None = None,
     now: datetime | None = None,
+    progress: bool = False,
 ) -> DriftRun:
     """Score MODEL's captured traffic in a stage over a window against a version's baseline.
 
@@ -218,7 +244,10 @@ def drift(
             prefix = layout.capture_prefix(model)
             source = S3Capture(registry.s3, registry.bucket, prefix, first, last, endpoint=endpoint)
             shown = f"s3://{registry.bucket}/{prefix}/{endpoint}/"
-        report = score(source, the_baseline, thresholds, model=model, stage=stage.name, version=version)
+        with _progress(progress, shown) as on_file:
+            report = score(
+                source, the_baseline, thresholds, model=model, stage=stage.name, version=version, on_file=on_file
+            )
         if not report.rows and report.refused_widths:
             widths = ", ".join(str(w) for w in sorted(report.refused_widths))
             raise BadInputError(

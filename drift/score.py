@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -343,12 +343,18 @@ def score(
     version: int | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
+    on_file: Callable[[CaptureFile], None] | None = None,
 ) -> DriftReport:
-    """Score every file of a capture (S3Capture or LocalCapture: window and `in_window` from it) against a baseline."""
+    """Score every file of a capture (S3Capture or LocalCapture: window and `in_window` from it) against a baseline.
+
+    `on_file` is called after each file is scored (progress display).
+    """
     scorer = Scorer(baseline)
     in_window = getattr(capture, "in_window", None)
     for file in capture:
         scorer.add_file(file, in_window)
+        if on_file is not None:
+            on_file(file)
     start = start or getattr(capture, "start")  # noqa: B009 - S3Capture and LocalCapture carry their window
     end = end or getattr(capture, "end")  # noqa: B009
     return scorer.report(

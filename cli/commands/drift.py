@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,6 +95,7 @@ def drift(
         baseline=baseline,
         publish=publish,
         report_path=report_path,
+        progress=not as_json and sys.stderr.isatty(),
     )
     report = run.report
     for warning in run.warnings:

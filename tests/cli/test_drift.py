@@ -211,3 +211,14 @@ def test_a_version_without_baseline(project_dir: Path, aws_env: str, run: Run, t
     assert "churn v1 in sandbox has no baseline; attach one with `mlinfra baseline churn --version 1 DATA`" in (
         result.stderr
     )
+
+
+def test_progress_line_counts_files(capsys: pytest.CaptureFixture[str]) -> None:
+    from mlinfra.drift import _progress
+    from mlinfra_drift.capture import CaptureFile
+
+    with _progress(True, "s3://bucket/capture/churn/") as on_file:
+        assert on_file is not None
+        on_file(CaptureFile("a.jsonl", b"x" * 2_000_000, False))
+    with _progress(False, "quiet") as nothing:
+        assert nothing is None
