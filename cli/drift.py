@@ -179,6 +179,24 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def _warnings(stage: Stage, model: str, *, capture: Path | None, baseline: Baseline, version: int | None) -> list[str]:
+    """What the user should know about a run that is not an error."""
+    warnings = []
+    settings = stage.config.models[model]
+    if capture is None and not (settings.capture.enabled and settings.mode == "realtime"):
+        warnings.append(
+            f"{model} does not capture data in {stage.name} (capture.enabled is off or the endpoint is serverless): "
+            "there is nothing to score there; score a stage that captures, or pass --capture PATH"
+        )
+    if not baseline.ordered:
+        warnings.append(
+            f"the baseline is schema 1 and records no column order: CSV captures are mapped to "
+            f"{', '.join(baseline.features)} in that order; re-attach it (`mlinfra baseline {model} --version "
+            f"{version} DATA`) to record the header"
+        )
+    return warnings
+
+
 def drift(
     project: Project,
     model: str,
@@ -261,11 +279,5 @@ def drift(
     report.source = shown
     if report_path is not None:
         write_atomically(report_path, report.html())
-    warnings = []
-    if not the_baseline.ordered:
-        warnings.append(
-            f"the baseline is schema 1 and records no column order: CSV captures are mapped to "
-            f"{', '.join(the_baseline.features)} in that order; re-attach it (`mlinfra baseline {model} --version "
-            f"{version} DATA`) to record the header"
-        )
+    warnings = _warnings(stage, model, capture=capture, baseline=the_baseline, version=version)
     return DriftRun(report=report, source=shown, published=published, report_path=report_path, warnings=warnings)

@@ -174,6 +174,9 @@ def test_local_capture_with_another_version_and_report(staging: Path, run: Run, 
              for r in sample_rows(200, shift=2)]  # fmt: skip
     (folder / "15-00-000-x.jsonl").write_text("\n".join(lines))
     page = tmp_path / "out" / "drift.html"
+    nothing = run("drift", "churn", "--stack", "dev")
+    assert nothing.exit_code == 0
+    assert "warning: churn does not capture data in dev" in nothing.stderr
     result = run(
         "drift", "churn", "--stack", "dev", "--version", "1", "--capture", str(tmp_path / "exported"),
         "--from", "2026-11-02T09:00Z", "--to", "2026-11-02T10:00Z", "--report", str(page),
