@@ -72,7 +72,10 @@ class _Window:
 class S3Capture:
     """Capture files under `s3://bucket/prefix` (the endpoint's DestinationS3Uri) in the window.
 
-    `endpoint` limits reading to one endpoint's folder (stages that share a bucket capture side by side);
+    `endpoint` limits reading to one endpoint's folder (stages that share a bucket capture side by side), and
+    `variant` with it to one variant (then nothing is listed to find them);
+    `modified_after` / `modified_before` keep only objects whose LastModified is in [after, before) (a job that
+    checkpoints by upload time);
     `after_key` skips every key at or before it (a checkpoint: each file is scored once); after iterating,
     `last_key` is the last key read, `files` and `bytes_read` count what was read.
     """
@@ -84,6 +87,9 @@ class S3Capture:
     end: datetime
     after_key: str | None = None
     endpoint: str | None = None
+    variant: str | None = None
+    modified_after: datetime | None = None
+    modified_before: datetime | None = None
     last_key: str | None = field(default=None, init=False)
     files: int = field(default=0, init=False)
     bytes_read: int = field(default=0, init=False)
@@ -102,6 +108,8 @@ class S3Capture:
 
     def variants(self) -> list[str]:
         """The `<prefix>/<endpoint>/<variant>/` prefixes below the capture prefix (two short listings)."""
+        if self.endpoint and self.variant:
+            return [f"{self.prefix}/{self.endpoint}/{self.variant}/"]
         if self.endpoint:
             return self._children(f"{self.prefix}/{self.endpoint}/")
         return [variant for endpoint in self._children(self.prefix + "/") for variant in self._children(endpoint)]
@@ -120,8 +128,17 @@ class S3Capture:
                 for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, **options):
                     for item in page.get("Contents", []):
                         key = item["Key"]
-                        if key.endswith(".jsonl") and not (self.after_key and key <= self.after_key):
+                        fresh = not (self.after_key and key <= self.after_key)
+                        if key.endswith(".jsonl") and fresh and self._modified_in_range(item.get("LastModified")):
                             yield key, edge
+
+    def _modified_in_range(self, modified: datetime | None) -> bool:
+        if modified is None or (self.modified_after is None and self.modified_before is None):
+            return True
+        modified = utc(modified)
+        if self.modified_after is not None and modified < utc(self.modified_after):
+            return False
+        return self.modified_before is None or modified < utc(self.modified_before)
 
     def _get(self, key: str) -> bytes:
         body = self.s3_client.get_object(Bucket=self.bucket, Key=key)["Body"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +187,14 @@ def test_s3_capture_lists_only_the_window_and_checkpoints(aws_env: str) -> None:
         s3, "registry", "capture/churn", START, END, after_key=f"{prefix}/2026/11/26/10/30-00-000-b.jsonl"
     )
     assert score(halfway, baseline).rows == 2
+
+    # One variant named outright lists nothing to find it; upload times select objects too.
+    listed.clear()
+    one = S3Capture(s3, "registry", "capture/churn", START, END, endpoint="mlinfra-staging-churn", variant="primary")
+    assert score(one, baseline).rows == 4
+    assert listed == [f"{prefix}/2026/11/26/10/", f"{prefix}/2026/11/26/11/"]
+    future = datetime.now(UTC) + timedelta(hours=1)
+    later = S3Capture(s3, "registry", "capture/churn", START, END, modified_after=future)
+    assert score(later, baseline).rows == 0
+    earlier = S3Capture(s3, "registry", "capture/churn", START, END, modified_before=future)
+    assert score(earlier, baseline).rows == 4
