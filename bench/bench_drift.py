@@ -165,13 +165,16 @@ def write_baseline(s3: object) -> None:
 
 
 def ensure_bench_venv() -> Path:
-    """.venv-bench with evidently, pandas and numpy (created on first use)."""
+    """.venv-bench with evidently 0.7, pandas 2 and numpy (created on first use)."""
     python = BENCH_VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
-    check = subprocess.run([str(python), "-c", "import evidently, pandas"], capture_output=True, check=False)
+    probe = "from evidently import Report; from evidently.presets import DataDriftPreset"
+    check = subprocess.run([str(python), "-c", probe], capture_output=True, check=False)
     if check.returncode:
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "evidently", "pandas", "numpy"], check=True)
+        # evidently 0.7 imports a pandas internal that pandas 3 removed.
+        packages = ["evidently>=0.7,<0.8", "pandas>=2,<3", "numpy"]
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *packages], check=True)
     return python
 
 

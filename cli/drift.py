@@ -212,6 +212,7 @@ def drift(
     report_path: Path | None = None,
     now: datetime | None = None,
     progress: bool = False,
+    workers: int = 1,
 ) -> DriftRun:
     """Score MODEL's captured traffic in a stage over a window against a version's baseline.
 
@@ -264,7 +265,14 @@ def drift(
             shown = f"s3://{registry.bucket}/{prefix}/{endpoint}/"
         with _progress(progress, shown) as on_file:
             report = score(
-                source, the_baseline, thresholds, model=model, stage=stage.name, version=version, on_file=on_file
+                source,
+                the_baseline,
+                thresholds,
+                model=model,
+                stage=stage.name,
+                version=version,
+                on_file=on_file,
+                workers=workers,
             )
         if not report.rows and report.refused_widths:
             widths = ", ".join(str(w) for w in sorted(report.refused_widths))

@@ -46,6 +46,23 @@ class NumericCounts:
         self.at = np.zeros(self.x.size, dtype=np.int64)  # values exactly at a grid point
         self.missing = 0
 
+    def state(self) -> tuple[Any, ...]:
+        """The counts, to merge elsewhere (another process's share of the window)."""
+        return self.below, self.at, self.missing
+
+    def merge(self, state: tuple[Any, ...]) -> None:
+        """Add counts taken with `state()` from a scorer of the same baseline."""
+        below, at, missing = state
+        self.below += below
+        self.at += at
+        self.missing += missing
+
+    def reset(self) -> None:
+        """Forget the counts."""
+        self.below = np.zeros_like(self.below)
+        self.at = np.zeros_like(self.at)
+        self.missing = 0
+
     def add(self, values: NDArray[np.float64]) -> None:
         """Fold a batch of values (NaN or infinite = missing) into the counts."""
         finite = np.isfinite(values)
@@ -106,6 +123,24 @@ class CategoricalCounts:
         self.unseen: Counter[str] = Counter()
         self.unseen_total = 0
         self.missing = 0
+
+    def state(self) -> tuple[Any, ...]:
+        """The counts, to merge elsewhere (another process's share of the window)."""
+        return self.counts, self.unseen, self.unseen_total, self.missing
+
+    def merge(self, state: tuple[Any, ...]) -> None:
+        """Add counts taken with `state()` from a scorer of the same baseline."""
+        counts, unseen, unseen_total, missing = state
+        self.counts.update(counts)
+        for value, n in unseen.items():
+            if value in self.unseen or len(self.unseen) < UNSEEN_NAMES_KEPT:
+                self.unseen[value] += n
+        self.unseen_total += unseen_total
+        self.missing += missing
+
+    def reset(self) -> None:
+        """Forget the counts."""
+        self.counts, self.unseen, self.unseen_total, self.missing = Counter(), Counter(), 0, 0
 
     def add(self, cells: Sequence[Any]) -> None:
         """Fold a batch of cells (strings, numbers or None) into the counts."""
@@ -240,6 +275,35 @@ class Scorer:
         self.rows = 0
         self.files = 0
 
+    def state(self) -> dict[str, Any]:
+        """Everything counted so far, picklable, for `merge` in another scorer of the same baseline."""
+        return {
+            "rows": self.rows,
+            "files": self.files,
+            "malformed": dict(self.malformed),
+            "outside": self.decoder.outside,
+            "widths": dict(self.decoder.widths),
+            "columns": [column.state() for column in self.columns],
+        }
+
+    def merge(self, state: dict[str, Any]) -> None:
+        """Add another scorer's `state()`."""
+        self.rows += state["rows"]
+        self.files += state["files"]
+        self.malformed.update(state["malformed"])
+        self.decoder.outside += state["outside"]
+        self.decoder.widths.update(state["widths"])
+        for column, counts in zip(self.columns, state["columns"], strict=True):
+            column.merge(counts)
+
+    def reset(self) -> None:
+        """Forget everything counted."""
+        self.rows = self.files = self.decoder.outside = 0
+        self.malformed.clear()
+        self.decoder.widths.clear()
+        for column in self.columns:
+            column.reset()
+
     def add_file(self, file: CaptureFile, in_window: Any = None) -> None:
         """Decode one capture file and fold its rows in."""
         self.files += 1
@@ -344,19 +408,26 @@ def score(
     start: datetime | None = None,
     end: datetime | None = None,
     on_file: Callable[[CaptureFile], None] | None = None,
+    workers: int = 1,
 ) -> DriftReport:
     """Score every file of a capture (S3Capture or LocalCapture: window and `in_window` from it) against a baseline.
 
-    `on_file` is called after each file is scored (progress display).
+    `on_file` is called after each file is scored (progress display). `workers` > 1 decodes and counts files in
+    that many processes (mlinfra_drift.parallel; not inside AWS Lambda, which has no shared memory for them).
     """
-    scorer = Scorer(baseline)
-    in_window = getattr(capture, "in_window", None)
-    for file in capture:
-        scorer.add_file(file, in_window)
-        if on_file is not None:
-            on_file(file)
     start = start or getattr(capture, "start")  # noqa: B009 - S3Capture and LocalCapture carry their window
     end = end or getattr(capture, "end")  # noqa: B009
+    scorer = Scorer(baseline)
+    if workers > 1:
+        from .parallel import score_files
+
+        score_files(scorer, capture, start=start, end=end, workers=workers, on_file=on_file)
+    else:
+        in_window = getattr(capture, "in_window", None)
+        for file in capture:
+            scorer.add_file(file, in_window)
+            if on_file is not None:
+                on_file(file)
     return scorer.report(
         model=model, stage=stage, version=version, start=start, end=end, thresholds=thresholds or Thresholds()
     )

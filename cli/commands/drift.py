@@ -48,6 +48,13 @@ def _pct(value: float | None) -> str:
 @click.option(
     "--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), help="Write an HTML report here."
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=64),
+    default=1,
+    show_default=True,
+    help="Decode and count capture files in this many processes (for machines with idle cores).",
+)
 @json_option
 def drift(
     model: str,
@@ -60,6 +67,7 @@ def drift(
     baseline: Path | None,
     publish: bool,
     report_path: Path | None,
+    workers: int,
     as_json: bool,
 ) -> None:
     """Score MODEL's captured traffic in a stage against a version's baseline, feature by feature.
@@ -96,6 +104,7 @@ def drift(
         publish=publish,
         report_path=report_path,
         progress=not as_json and sys.stderr.isatty(),
+        workers=workers,
     )
     report = run.report
     for warning in run.warnings:

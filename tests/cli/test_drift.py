@@ -78,7 +78,7 @@ def test_unshifted_traffic_passes_and_shifted_traffic_exits_3(staging: Path, run
     assert not any(f["drifted"] for f in data["features"])
 
     put_capture(sample_rows(1500, shift=1.5), when=now - timedelta(minutes=30))
-    result = run("drift", "churn", "--stack", "staging", "--since", "2h", "--json")
+    result = run("drift", "churn", "--stack", "staging", "--since", "2h", "--json", "--workers", "2")
     assert result.exit_code == 3, result.stderr
     data = json.loads(result.stdout)
     assert data["rows"] == 1500

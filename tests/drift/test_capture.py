@@ -198,3 +198,24 @@ def test_s3_capture_lists_only_the_window_and_checkpoints(aws_env: str) -> None:
     assert score(later, baseline).rows == 0
     earlier = S3Capture(s3, "registry", "capture/churn", START, END, modified_before=future)
     assert score(earlier, baseline).rows == 4
+
+
+def test_worker_processes_count_exactly_what_one_process_counts(tmp_path: Path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    for hour in range(3):
+        when = START + timedelta(hours=hour)
+        cells = [f"{rng.normal():.3f},{'ab'[i % 2]},{rng.lognormal():.3f}" for i in range(300)]
+        rows = [record(c, time=f"{when:%Y-%m-%dT%H}:0{i % 10}:00Z") for i, c in enumerate(cells)]
+        write_capture(tmp_path, when, [*rows, "{truncated", record("1,2")], name=f"{hour}-a.jsonl")
+        write_capture(tmp_path, when, rows[:50], name=f"{hour}-b.jsonl")
+    baseline = baseline_of({"age": rng.normal(size=500).tolist(), "plan": ["a", "b"] * 250, "score": [1, 2] * 250})
+    start = START + timedelta(minutes=5)  # an edge partition: records filtered by time in the workers too
+    one = score(LocalCapture(tmp_path, start, END + timedelta(hours=1)), baseline)
+    two = score(LocalCapture(tmp_path, start, END + timedelta(hours=1)), baseline, workers=2)
+    assert one.rows == two.rows > 0
+    assert one.outside_window == two.outside_window > 0
+    assert one.malformed == two.malformed == {records.INVALID_JSON: 3, records.WRONG_WIDTH: 3}
+    assert one.to_json_dict() == two.to_json_dict()
+    assert [f.bins for f in one.features] == [f.bins for f in two.features]
