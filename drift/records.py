@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import pydantic_core
+
 INVALID_JSON = "invalid_json"  # the line is not a JSON object (e.g. truncated)
 NO_INPUT = "no_input"  # no captureData.endpointInput.data
 BAD_BASE64 = "bad_base64"  # a BASE64 payload that does not decode
@@ -111,9 +113,10 @@ class Decoder:
         if not body:
             return []
         try:  # one record per line and no blank lines: the file is a JSON array once its newlines are commas
-            return list(json.loads(b"[" + body.replace(b"\n", b",") + b"]"))
+            # pydantic-core's JSON parser (Rust) reads it about three times faster than the json module.
+            return list(pydantic_core.from_json(b"[" + body.replace(b"\n", b",") + b"]", cache_strings="keys"))
         except (ValueError, UnicodeDecodeError):
-            pass
+            pass  # a malformed line somewhere: parse line by line, to count it and keep the others
         lines = [line for line in data.splitlines() if line.strip()]
         records: list[Any] = []
         for line in lines:

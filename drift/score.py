@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -326,10 +327,16 @@ class Scorer:
         """The rows as a (rows x features) float matrix when every feature is numeric and every cell a number."""
         if not self.all_numeric:
             return None
-        try:
-            values = np.array(",".join(text_rows).split(","), dtype=np.float64)
-        except ValueError:
-            return None  # a missing token or a non-numeric cell: the careful path sorts them out
+        expected = len(text_rows) * len(self.columns)
+        with warnings.catch_warnings():
+            # numpy's C parser of separated text; older numpy warns (and stops) where newer raises on a bad cell.
+            warnings.simplefilter("error")
+            try:
+                values = np.fromstring(",".join(text_rows), dtype=np.float64, sep=",")
+            except (ValueError, DeprecationWarning):
+                return None  # a missing token or a non-numeric cell: the careful path sorts them out
+        if values.size != expected:
+            return None
         return values.reshape(len(text_rows), len(self.columns))
 
     def add_rows(self, rows: Sequence[Row]) -> None:
