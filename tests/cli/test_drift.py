@@ -225,3 +225,27 @@ def test_progress_line_counts_files(capsys: pytest.CaptureFixture[str]) -> None:
         on_file(CaptureFile("a.jsonl", b"x" * 2_000_000, False))
     with _progress(False, "quiet") as nothing:
         assert nothing is None
+
+
+def test_offline_with_a_local_capture_and_baseline(
+    project_dir: Path, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No emulator, and any AWS call would fail: --capture with --baseline needs no AWS at all.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "none")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "none")
+    sample = tmp_path / "sample.csv"
+    sample.write_text("tenure,charges,plan\n" + "\n".join(",".join(r) for r in sample_rows(1000)) + "\n")
+    exported = tmp_path / "export.jsonl"
+    when = datetime(2026, 11, 2, 9, 15, tzinfo=UTC)
+    exported.write_text(
+        "\n".join(capture_line(",".join(r), inference_time=when, event_id="e") for r in sample_rows(300))
+    )
+    result = run(
+        "drift", "churn", "--stack", "staging", "--capture", str(exported), "--baseline", str(sample),
+        "--from", "2026-11-02", "--to", "2026-11-03", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert (data["rows"], data["version"]) == (300, None)
+    assert data["maxPsi"] < 0.2
