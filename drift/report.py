@@ -131,6 +131,7 @@ def _percent(value: float | None) -> str:
 CHART_WIDTH = 640
 CHART_HEIGHT = 160
 CHART_PAD = 24
+LABEL_SPACE = 20  # room under the bars for two lines of bin labels
 
 
 def _chart(feature: FeatureScore) -> dict[str, Any]:
@@ -141,8 +142,13 @@ def _chart(feature: FeatureScore) -> dict[str, Any]:
     bar = max(slot / 2 - 2, 1.0)
     plot = CHART_HEIGHT - 2 * CHART_PAD
     bars = []
+    labels = []
     for index, item in enumerate(bins):
         x = CHART_PAD + index * slot
+        text = item.label if len(item.label) <= 18 else item.label[:17] + "…"
+        # Neighbouring labels alternate between two lines so that interval labels do not overlap.
+        label_y = CHART_HEIGHT - CHART_PAD + 14 + 12 * (index % 2)
+        labels.append({"x": round(x + slot / 2, 1), "y": label_y, "text": text})
         for offset, kind, share in ((0.0, "baseline", item.baseline), (bar + 1, "current", item.current)):
             height = plot * share / top
             bars.append(
@@ -155,4 +161,10 @@ def _chart(feature: FeatureScore) -> dict[str, Any]:
                     "title": f"{item.label}: {kind} {100 * share:.1f}%",
                 }
             )
-    return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "bars": bars, "baseline_y": CHART_HEIGHT - CHART_PAD}
+    return {
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT + LABEL_SPACE,
+        "bars": bars,
+        "labels": labels,
+        "baseline_y": CHART_HEIGHT - CHART_PAD,
+    }
