@@ -116,6 +116,30 @@ def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:7]
 
 
+def mock_autoname(logical_name: str) -> str:
+    """The physical name the mocks give a resource the program does not name (Pulumi would add a random suffix)."""
+    return f"{logical_name}-{_short_hash(logical_name)}"
+
+
+def _kms_key_id(logical_name: str) -> str:
+    return f"{_short_hash(logical_name)}-0000-4000-8000-000000000000"
+
+
+def mock_identities(type_token: str, logical_name: str, inputs: Mapping[str, Any]) -> set[str]:
+    """Identifiers the mocks invent for a resource that a replacement would change (its auto-name, a key id).
+
+    A resource named explicitly (`name`, or `bucket` for buckets) keeps its name and ARN when replaced; one the
+    provider names gets a new name, so everything referring to it changes too.
+    """
+    found: set[str] = set()
+    name_key = "bucket" if type_token == "aws:s3/bucket:Bucket" else "name"
+    if not inputs.get(name_key):
+        found.add(mock_autoname(logical_name))
+    if type_token == "aws:kms/key:Key":
+        found.add(_kms_key_id(logical_name))
+    return found
+
+
 def _make_mocks(region: str, account_id: str = MOCK_ACCOUNT) -> Any:
     import pulumi
 
@@ -126,7 +150,7 @@ def _make_mocks(region: str, account_id: str = MOCK_ACCOUNT) -> Any:
             inputs = dict(args.inputs)
             token = args.typ
             module = token.split(":")[1].split("/")[0] if token.count(":") >= 2 else "x"
-            autoname = f"{args.name}-{_short_hash(args.name)}"
+            autoname = mock_autoname(args.name)
             name = inputs.get("name") or autoname
             state: dict[str, Any] = {**inputs, "name": name}
             arn = f"arn:aws:{module}:{region}:{account_id}:{name}"
@@ -135,7 +159,7 @@ def _make_mocks(region: str, account_id: str = MOCK_ACCOUNT) -> Any:
                 state.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
                 return bucket, state
             if token == "aws:kms/key:Key":
-                key_id = f"{_short_hash(args.name)}-0000-4000-8000-000000000000"
+                key_id = _kms_key_id(args.name)
                 state.update(keyId=key_id, arn=f"arn:aws:kms:{region}:{account_id}:key/{key_id}")
                 return key_id, state
             if token == "aws:iam/role:Role":

@@ -82,9 +82,23 @@ def _print_tree(rendered: Any) -> None:
 @click.command()
 @stack_option
 @all_option
+@click.option(
+    "--diff",
+    "show_diff",
+    is_flag=True,
+    help="Compare with the stack as of --base and print what would be added, removed, replaced or changed.",
+)
+@click.option(
+    "--base",
+    metavar="REF",
+    help="Git ref to compare with (with --diff); default: the merge base of HEAD with main (or origin/main).",
+)
+@click.option("--markdown", is_flag=True, help="With --diff: print Markdown (for a pull request comment).")
 @json_option
-def preview(stack: str | None, all_stacks: bool, as_json: bool) -> None:
-    """Render a stack offline and print its resource tree with key properties.
+def preview(
+    stack: str | None, all_stacks: bool, show_diff: bool, base: str | None, markdown: bool, as_json: bool
+) -> None:
+    """Render a stack offline and print its resource tree with key properties, or (--diff) what would change.
 
     Runs the real Pulumi program under Pulumi's mock runtime: no engine, no credentials, no network. Provider-computed
     values (ARNs, ids) are placeholders; secret config values are masked. --json prints
@@ -92,19 +106,43 @@ def preview(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     with --all, a list of those. Refuses (exit 2) a stage whose registry.readerRoleArns does not name the next
     stage's access.roleArn (cross-account promotion could not read its artifacts).
 
+    With --diff, the whole tree as of --base (default: the merge base with main) is rendered in a separate process
+    and compared with the working tree: resources to add, remove, replace or update in place, property by property,
+    with the changes that force a replacement marked (a new pin replaces the SageMaker model and endpoint
+    configuration and updates the endpoint in place). --json prints {"stack", "base", "summary", "resources":
+    [{"action", "type", "name", "parent", "changes": [{"path", "before", "after", "replaces", "computed"}]}]};
+    --markdown prints a table for a pull request.
+
     \b
     Examples:
       mlinfra preview --stack prod
       mlinfra preview --all
       mlinfra preview --stack dev --json | jq '.resources[] | select(.type == "aws:ec2/instance:Instance")'
+      mlinfra preview --diff --stack staging
+      mlinfra preview --diff --all --base origin/main --markdown >> "$GITHUB_STEP_SUMMARY"
     """
     project = Project.find()
+    if (base or markdown) and not show_diff:
+        raise click.UsageError("--base and --markdown go with --diff")
+    if markdown and as_json:
+        raise click.UsageError("give --json or --markdown, not both")
     stages = chosen_stages(project, stack, all_stacks)
     from mlinfra.render import render_stage
     from mlinfra.stackfile import check_chain, load_stage
 
-    loaded = [load_stage(project, stage) for stage in stages]
     # Cross-account promotion: each stage's readerRoleArns must name the next stage's access.roleArn.
+    if show_diff:
+        check_chain(project, stages)
+        from mlinfra.stackdiff import preview_diffs
+
+        diffs = preview_diffs(project, stages, base)
+        if as_json:
+            documents = [d.to_json() for d in diffs]
+            emit_json(documents if all_stacks else documents[0])
+        else:
+            click.echo("\n".join(d.markdown() if markdown else d.text() for d in diffs))
+        return
+    loaded = [load_stage(project, stage) for stage in stages]
     check_chain(project, stages)
     rendered = [render_stage(stage) for stage in loaded]
     if as_json:
