@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlinfra-installed
 
-.PHONY: setup chromium quickstart test lint fmt typecheck unit bench clean
+.PHONY: setup chromium quickstart test lint lint-workflows fmt typecheck unit bench clean ci-install lock
 
 # Create .venv if missing and install the project (editable) with its dev and local-mode extras.
 setup: $(STAMP)
@@ -24,9 +24,29 @@ chromium:
 quickstart: setup
 	$(BIN)/python examples/quickstart.py
 
-lint: setup
+lint: setup lint-workflows
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The GitHub workflows: zizmor's security audits (offline: no GitHub API) and the workflow and Dependabot schemas.
+lint-workflows: setup
+	$(BIN)/zizmor --offline --no-progress .github/
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+
+# What the stacks and promote workflows install: the locked runtime dependencies, every file checked against its
+# hash, then the project itself without touching the network (no build isolation, no dependency resolution).
+ci-install:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/deploy.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --no-index .
+
+# Refresh requirements/deploy.txt from pyproject.toml (runtime dependencies) and requirements/build.in, for CI's
+# platform; .pulumi-version follows the locked pulumi SDK so the CLI and the SDK agree.
+lock: setup
+	$(BIN)/uv pip compile pyproject.toml requirements/build.in --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" --quiet -o requirements/deploy.txt
+	sed -n 's/^pulumi==\([0-9.]*\).*/\1/p' requirements/deploy.txt > .pulumi-version
 
 fmt: setup
 	$(BIN)/ruff check --fix .

@@ -1,48 +1,530 @@
-"""The GitHub workflows: CI runs the README's test command; stacks use OIDC, never static AWS keys."""
+"""The GitHub workflows pass a security review: the shipped files pass every check, and each breakage a reviewer
+would try (a wrong `needs`, a misspelled event, `pull_request_target`, a removed push-only guard, a scrambled stage
+order, a shallow checkout where history is needed, ...) is rejected.
+"""
 
 from __future__ import annotations
 
+import copy
+import functools
+import io
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ruamel.yaml import YAML
 
-WORKFLOWS = Path(__file__).resolve().parents[1] / ".github" / "workflows"
+from mlinfra.project import Project
+from tests.workflow_checks import (
+    NODE24_MAJORS,
+    check_expressions,
+    check_jobs_common,
+    check_no_stored_credentials,
+    check_stacks,
+    check_version_comments,
+    jobs,
+    needs_of,
+    steps_of,
+    triggers,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+GITHUB = REPO / ".github"
+WORKFLOWS = GITHUB / "workflows"
+BIN = Path(sys.executable).parent
+STAGES = Project(REPO).stages()
 
 
 def load(name: str) -> dict[str, Any]:
     return YAML(typ="safe").load((WORKFLOWS / name).read_text())
 
 
-def steps(workflow: dict[str, Any], job: str) -> list[dict[str, Any]]:
-    return list(workflow["jobs"][job]["steps"])
+def text(name: str) -> str:
+    return (WORKFLOWS / name).read_text()
+
+
+def test_the_project_has_the_stages_the_checks_expect() -> None:
+    # The checks take the stage list from the project; this guards against reading an empty stacks/.
+    assert STAGES == ["sandbox", "dev", "staging", "prod"]
+
+
+def test_stacks_workflow_passes_every_check() -> None:
+    assert check_stacks(load("stacks.yml"), text("stacks.yml"), STAGES) == []
+
+
+def test_stacks_job_graph() -> None:
+    workflow = load("stacks.yml")
+    graph = {name: needs_of(job) for name, job in jobs(workflow).items()}
+    assert graph == {
+        "diff": [],
+        "preview": [],
+        "comment": ["preview"],
+        "plan-sandbox": [],
+        "apply-sandbox": ["plan-sandbox"],
+        "plan-dev": ["apply-sandbox"],
+        "apply-dev": ["plan-dev"],
+        "plan-staging": ["apply-dev"],
+        "apply-staging": ["plan-staging"],
+        "plan-prod": ["apply-staging"],
+        "apply-prod": ["plan-prod"],
+    }
+    environments = {name: job.get("environment") for name, job in jobs(workflow).items() if "environment" in job}
+    assert environments == {f"apply-{stage}": stage for stage in STAGES}
+    permissions = {name: job["permissions"] for name, job in jobs(workflow).items()}
+    assert permissions["diff"] == {"contents": "read"}
+    assert permissions["comment"] == {"pull-requests": "write"}
+    assert all(
+        permissions[f"{kind}-{s}"] == {"contents": "read", "id-token": "write"}
+        for s in STAGES
+        for kind in ("plan", "apply")
+    )
+
+
+# --- Deliberate breakages -------------------------------------------------------------------------------------------
+
+Mutation = Callable[[Any], None]
+
+
+def _key(part: str) -> str | int:
+    return int(part) if part.isdigit() else part
+
+
+def _parent(doc: Any, path: str) -> tuple[Any, str | int]:
+    *parents, last = path.split("/")
+    node = doc
+    for part in parents:
+        node = node[_key(part)]
+    return node, _key(last)
+
+
+def _set(path: str, value: Any) -> Mutation:
+    def mutate(doc: Any) -> None:
+        node, last = _parent(doc, path)
+        node[last] = value
+
+    return mutate
+
+
+def _delete(path: str) -> Mutation:
+    def mutate(doc: Any) -> None:
+        node, last = _parent(doc, path)
+        del node[last]
+
+    return mutate
+
+
+def _rename_event(old: str, new: str) -> Mutation:
+    def mutate(doc: Any) -> None:
+        on = doc["on"]
+        on.insert(list(on).index(old), new, on[old])
+        del on[old]
+
+    return mutate
+
+
+def _add_event(event: str, value: Any) -> Mutation:
+    return lambda doc: doc["on"].insert(0, event, value)
+
+
+def _checkout(job: str) -> str:
+    return f"jobs/{job}/steps/0/with"
+
+
+def _step_with(job: str, action: str) -> Callable[[Any], Any]:
+    return lambda doc: next(s for s in doc["jobs"][job]["steps"] if str(s.get("uses", "")).startswith(action))
+
+
+def _edit_step(job: str, action: str, key: str, value: Any) -> Mutation:
+    return lambda doc: _step_with(job, action)(doc)["with"].__setitem__(key, value)
+
+
+def _replace_run(job: str, old: str, new: str) -> Mutation:
+    def mutate(doc: Any) -> None:
+        for step in doc["jobs"][job]["steps"]:
+            if "run" in step and old in step["run"]:
+                step["run"] = step["run"].replace(old, new)
+                return
+        raise AssertionError(f"{job}: no run containing {old!r}")
+
+    return mutate
+
+
+def _scramble(doc: Any) -> None:
+    # sandbox -> staging -> dev -> prod
+    doc["jobs"]["plan-staging"]["needs"] = "apply-sandbox"
+    doc["jobs"]["plan-dev"]["needs"] = "apply-staging"
+    doc["jobs"]["plan-prod"]["needs"] = "apply-dev"
+
+
+class TextEdit:
+    """A breakage made in the text (comments and pins), not in the parsed document."""
+
+    def __init__(self, old: str, new: str) -> None:
+        self.old, self.new = old, new
+
+    def __call__(self, source: str) -> str:
+        assert self.old in source, self.old
+        return source.replace(self.old, self.new, 1)
+
+
+_text = TextEdit
+
+
+GUARDLESS = "${{ !cancelled() && !failure() && needs.plan-staging.outputs.changes == 'true' }}"
+EVERY_EVENT = "${{ !cancelled() && !failure() && needs.plan-dev.outputs.changes == 'true' }}"
+NO_CHAIN = (
+    "${{ github.ref == 'refs/heads/main' && (github.event_name == 'push' || github.event_name == 'workflow_dispatch')"
+    " && needs.plan-prod.outputs.changes == 'true' }}"
+)
+TYPO_OUTPUT = (
+    "${{ !cancelled() && !failure() && github.ref == 'refs/heads/main' && (github.event_name == 'push' || "
+    "github.event_name == 'workflow_dispatch') && needs.plan-dev.outputs.change == 'true' }}"
+)
+SAME_REPO_IF = (
+    "github.event_name == 'pull_request' && github.event.pull_request.head.repo.full_name == github.repository"
+)
+CHECKOUT = "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1"
+SETUP_PYTHON = "setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0"
+MUTATIONS: list[tuple[str, Mutation | TextEdit, str]] = [
+    ("wrong needs on an apply", _set("jobs/apply-dev/needs", "plan-sandbox"), "apply-dev: needs ['plan-sandbox']"),
+    ("wrong needs on a plan", _set("jobs/plan-prod/needs", "apply-dev"), "plan-prod: needs ['apply-dev']"),
+    ("apply needing nothing", _delete("jobs/apply-prod/needs"), "apply-prod: needs []"),
+    ("misspelled event", _rename_event("pull_request", "pull_requests"), "on: ['pull_requests', 'push'"),
+    ("pull_request_target instead", _rename_event("pull_request", "pull_request_target"), "on: ['pull_request_target'"),
+    ("pull_request_target added", _add_event("pull_request_target", None), "on: ['pull_request', 'pull_request_tar"),
+    ("workflow_run added", _add_event("workflow_run", {"workflows": ["ci"]}), "expected pull_request, push and"),
+    ("push to any branch", _delete("on/push/branches"), "on.push.branches: None"),
+    ("push-only guard removed", _set("jobs/apply-staging/if", GUARDLESS), "apply-staging: if must be"),
+    (
+        "push-only guard widened to every event",
+        _set("jobs/apply-dev/if", EVERY_EVENT),
+        "apply-dev: if must be",
+    ),
+    ("apply not stopped by a failed stage", _set("jobs/apply-prod/if", NO_CHAIN), "apply-prod: if must be"),
+    ("stage order scrambled", _scramble, "stage order through needs: ['sandbox', 'staging', 'dev', 'prod']"),
+    (
+        "dispatch options scrambled",
+        _set("on/workflow_dispatch/inputs/stage/options", ["dev", "sandbox", "staging", "prod"]),
+        "on.workflow_dispatch.inputs.stage",
+    ),
+    (
+        "preview matrix missing prod",
+        lambda d: d["jobs"]["preview"]["strategy"]["matrix"]["include"].pop(),
+        "preview: matrix stages",
+    ),
+    ("fetch-depth 1 in the offline diff", _set(_checkout("diff") + "/fetch-depth", 1), "diff: fetch-depth 1"),
+    ("fetch-depth 1 in the preview", _set(_checkout("preview") + "/fetch-depth", 1), "preview: fetch-depth 1"),
+    (
+        "persisted credentials",
+        _delete(_checkout("apply-prod") + "/persist-credentials"),
+        "apply-prod: checkout without persist-credentials",
+    ),
+    (
+        "permissions at the top",
+        _set("permissions", {"contents": "write", "id-token": "write"}),
+        "permissions at the top",
+    ),
+    (
+        "id-token on the offline diff",
+        _set("jobs/diff/permissions/id-token", "write"),
+        "diff: id-token: write without an OIDC step",
+    ),
+    (
+        "pull-requests write on the preview",
+        _set("jobs/preview/permissions/pull-requests", "write"),
+        "preview: pull-requests: write",
+    ),
+    (
+        "contents write on an apply",
+        _set("jobs/apply-prod/permissions/contents", "write"),
+        "apply-prod: contents: write",
+    ),
+    ("no job permissions", _delete("jobs/plan-dev/permissions"), "plan-dev: no job-level permissions"),
+    (
+        "OIDC without id-token",
+        _delete("jobs/apply-dev/permissions/id-token"),
+        "apply-dev: uses OIDC but lacks id-token",
+    ),
+    ("environment on a plan", _set("jobs/plan-prod/environment", "prod"), "plan-prod: has an environment"),
+    ("environment on the preview", _set("jobs/preview/environment", "prod"), "preview: has an environment"),
+    (
+        "wrong environment on an apply",
+        _set("jobs/apply-staging/environment", "prod"),
+        "apply-staging: environment 'prod'",
+    ),
+    ("an apply that cancels", _set("jobs/apply-prod/concurrency/cancel-in-progress", True), "apply-prod: concurrency"),
+    (
+        "one apply group for every stage",
+        _set("jobs/apply-dev/concurrency/group", "stacks-apply"),
+        "apply-dev: concurrency",
+    ),
+    (
+        "previews that never cancel",
+        _set("jobs/preview/concurrency/cancel-in-progress", False),
+        "preview: needs a per-pull-request concurrency",
+    ),
+    ("no timeout", _delete("jobs/apply-prod/timeout-minutes"), "apply-prod: timeout-minutes None"),
+    (
+        "fork guard removed from the preview",
+        _set("jobs/preview/if", "github.event_name == 'pull_request'"),
+        "preview: must not run for pull requests from forks",
+    ),
+    (
+        "offline diff limited to this repository",
+        _set("jobs/diff/if", SAME_REPO_IF),
+        "diff: the offline diff must run for forks too",
+    ),
+    (
+        "deploy role in a plan",
+        _edit_step(
+            "plan-dev", "aws-actions/configure-aws-credentials", "role-to-assume", "${{ vars.AWS_DEPLOY_ROLE }}"
+        ),
+        "plan-dev: must use the read-only preview role",
+    ),
+    (
+        "preview role in an apply",
+        _edit_step(
+            "apply-dev", "aws-actions/configure-aws-credentials", "role-to-assume", "${{ vars.AWS_PREVIEW_ROLE_DEV }}"
+        ),
+        "apply-dev: must assume the deploy role",
+    ),
+    (
+        "another stage's preview role",
+        _set("jobs/preview/strategy/matrix/include/3/role", "${{ vars.AWS_PREVIEW_ROLE_DEV }}"),
+        "preview: stage prod does not use its own",
+    ),
+    (
+        "Pulumi CLI not pinned",
+        _edit_step("apply-prod", "pulumi/actions", "pulumi-version-file", "latest"),
+        "apply-prod: the Pulumi CLI version",
+    ),
+    (
+        "unlocked install",
+        _replace_run("apply-prod", "make ci-install", "pip install -e ."),
+        "apply-prod: pip install outside make ci-install",
+    ),
+    (
+        "apply not recorded",
+        _replace_run("apply-prod", "mlinfra record-deployment", "echo"),
+        "apply-prod: must run `pulumi up` and then record",
+    ),
+    (
+        "plan without Pulumi",
+        _replace_run("plan-dev", "pulumi preview --stack", "true"),
+        "plan-dev: does not decide from `pulumi preview`",
+    ),
+    ("needs output misspelled", _set("jobs/apply-dev/if", TYPO_OUTPUT), "needs.plan-dev.outputs.change"),
+    (
+        "env in a job if",
+        _set("jobs/diff/if", "github.event_name == 'pull_request' && env.DEBUG == 'x'"),
+        "context `env` is not available in job.if",
+    ),
+    (
+        "matrix in a job if",
+        _set("jobs/preview/if", SAME_REPO_IF + " && matrix.stage != 'prod'"),
+        "context `matrix` is not available in job.if",
+    ),
+    (
+        "unknown input",
+        _set("jobs/plan-dev/name", "plan ${{ inputs.stag }}"),
+        "inputs.stag is not a workflow_dispatch input",
+    ),
+    (
+        "unknown step output",
+        _set("jobs/plan-dev/outputs/changes", "${{ steps.plans.outputs.changes }}"),
+        "steps.plans.outputs.changes refers to no earlier step",
+    ),
+    (
+        "expression in a script",
+        _replace_run("diff", '"origin/$BASE_REF"', '"origin/${{ github.head_ref }}"'),
+        "diff: an expression inside run:",
+    ),
+    (
+        "a stored Pulumi token",
+        _set("jobs/apply-prod/env", {"PULUMI_ACCESS_TOKEN": "${{ secrets.PULUMI_ACCESS_TOKEN }}"}),
+        "a stored secret is used",
+    ),
+    ("movable tag", _text(f"{CHECKOUT} # v7.0.1", "actions/checkout@v7 # v7"), "is not pinned to a full commit SHA"),
+    ("Node 20 major", _text("# v7.0.1", "# v4.2.2"), "actions/checkout: v4 predates Node 24"),
+    ("no version comment", _text(" # v7.0.0\n", "\n"), "no version comment"),
+    (
+        "unreviewed action",
+        _text(f"actions/{SETUP_PYTHON}", f"someone/{SETUP_PYTHON}"),
+        "someone/setup-python: not a reviewed action",
+    ),
+]
+
+
+@functools.cache
+def _round_trip() -> YAML:
+    yaml = YAML()
+    yaml.width = 4096
+    return yaml
+
+
+@functools.cache
+def _stacks_document() -> Any:
+    """stacks.yml parsed once with comments kept; each breakage works on a deep copy."""
+    return _round_trip().load(text("stacks.yml"))
+
+
+def _mutated(mutation: Mutation | TextEdit) -> tuple[dict[str, Any], str]:
+    """The stacks workflow after one breakage, as parsed and as text (comments kept through a round trip)."""
+    source = text("stacks.yml")
+    if isinstance(mutation, TextEdit):
+        result = mutation(source)
+        return YAML(typ="safe").load(result), result
+    yaml = _round_trip()
+    doc = copy.deepcopy(_stacks_document())
+    mutation(doc)
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    return YAML(typ="safe").load(out.getvalue()), out.getvalue()
+
+
+def test_the_round_trip_alone_breaks_nothing() -> None:
+    workflow, source = _mutated(lambda doc: None)
+    assert check_stacks(workflow, source, STAGES) == []
+
+
+@pytest.mark.parametrize(("mutation", "expected"), [(m, e) for _, m, e in MUTATIONS], ids=[i for i, _, _ in MUTATIONS])
+def test_each_breakage_is_rejected(mutation: Mutation | TextEdit, expected: str) -> None:
+    workflow, source = _mutated(mutation)
+    problems = check_stacks(workflow, source, STAGES)
+    assert any(expected in problem for problem in problems), problems
+
+
+# --- The external linters `make lint` runs --------------------------------------------------------------------------
+
+
+def _tool(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        found = shutil.which(name)
+        assert found, f"{name} is not installed: `make setup` installs the dev extras"
+        return found
+    return str(path)
+
+
+def test_zizmor_finds_nothing() -> None:
+    done = subprocess.run(
+        [_tool("zizmor"), "--offline", "--no-progress", str(GITHUB)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No findings to report" in done.stdout
+
+
+def test_workflows_and_dependabot_match_their_schemas() -> None:
+    for schema, files in (
+        ("vendor.github-workflows", sorted(WORKFLOWS.glob("*.yml"))),
+        ("vendor.dependabot", [GITHUB / "dependabot.yml"]),
+    ):
+        done = subprocess.run(
+            [_tool("check-jsonschema"), "--builtin-schema", schema, *map(str, files)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("mutation", "tool", "expected"),
+    [
+        (_rename_event("pull_request", "pull_requests"), "check-jsonschema", "pull_requests"),
+        (_rename_event("pull_request", "pull_request_target"), "zizmor", "dangerous-triggers"),
+        (_text(CHECKOUT, "actions/checkout@v7"), "zizmor", "unpinned-uses"),
+        (_delete(_checkout("apply-prod") + "/persist-credentials"), "zizmor", "artipacked"),
+        (_set("jobs/apply-prod/permissions", "write-all"), "zizmor", "excessive-permissions"),
+        (_replace_run("diff", '"origin/$BASE_REF"', '"origin/${{ github.head_ref }}"'), "zizmor", "template-injection"),
+    ],
+    ids=[
+        "schema: misspelled event",
+        "zizmor: pull_request_target",
+        "zizmor: tag",
+        "zizmor: credentials",
+        "zizmor: write-all",
+        "zizmor: injection",
+    ],
+)
+def test_the_linters_reject_breakages_too(
+    tmp_path: Path, mutation: Mutation | TextEdit, tool: str, expected: str
+) -> None:
+    _, source = _mutated(mutation)
+    target = tmp_path / ".github" / "workflows" / "stacks.yml"
+    target.parent.mkdir(parents=True)
+    target.write_text(source)
+    if tool == "zizmor":
+        command = [_tool("zizmor"), "--offline", "--no-progress", str(target)]
+    else:
+        command = [_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(target)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode != 0
+    assert expected in done.stdout + done.stderr
+
+
+# --- ci.yml, promote.yml, dependabot --------------------------------------------------------------------------------
 
 
 def test_ci_runs_exactly_the_ci_script() -> None:
     ci = load("ci.yml")
-    assert [s.get("run") for s in steps(ci, "test") if "run" in s] == ["bash .ci/run"]
+    assert [s.get("run") for s in steps_of(ci["jobs"]["test"]) if "run" in s] == ["bash .ci/run"]
+    assert ci["permissions"] == {}
+    assert ci["jobs"]["test"]["permissions"] == {"contents": "read"}
+    assert list(check_jobs_common(ci, history={"test"})) == []
+    assert list(check_version_comments(text("ci.yml"))) == []
+    assert list(check_expressions(ci)) == []
+    assert list(check_no_stored_credentials(ci, text("ci.yml"))) == []
+
+
+def test_promote_workflow() -> None:
+    promote = load("promote.yml")
+    on = triggers(promote)
+    assert list(on) == ["workflow_dispatch"]
+    inputs = on["workflow_dispatch"]["inputs"]
+    assert list(inputs) == ["model", "stage", "version", "reason"]
+    assert inputs["reason"]["required"] is True
+    # Every stage a model can be promoted into: all but the entry stage, in order.
+    assert inputs["stage"]["options"] == STAGES[1:]
+    job = promote["jobs"]["promote"]
+    assert promote["permissions"] == {}
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write", "id-token": "write"}
+    assert job["environment"] == "promote-${{ inputs.stage }}"
+    assert job["concurrency"]["cancel-in-progress"] is False
+    script = "\n".join(str(s.get("run", "")) for s in steps_of(job))
+    assert '.venv/bin/mlinfra "${args[@]}"' in script
+    assert 'args=(promote "$MODEL" --to "$STAGE" --reason' in script
+    credentials = next(s for s in steps_of(job) if str(s.get("uses", "")).startswith("aws-actions/"))
+    assert credentials["with"]["role-to-assume"] == "${{ vars.AWS_PROMOTION_ROLE }}"
+    assert list(check_jobs_common(promote, history={"promote"})) == []
+    assert list(check_version_comments(text("promote.yml"))) == []
+    assert list(check_expressions(promote)) == []
+    assert list(check_no_stored_credentials(promote, text("promote.yml"))) == []
+
+
+def test_dependabot_keeps_actions_and_python_dependencies_current() -> None:
+    config = YAML(typ="safe").load((GITHUB / "dependabot.yml").read_text())
+    ecosystems = {u["package-ecosystem"]: u for u in config["updates"]}
+    assert set(ecosystems) == {"github-actions", "pip"}
+    assert all(u["directory"] == "/" and u["schedule"]["interval"] for u in ecosystems.values())
+
+
+def test_every_reviewed_action_is_used_at_a_node24_major() -> None:
+    used = {
+        line.split("uses:")[1].split("@")[0].strip()
+        for path in WORKFLOWS.glob("*.yml")
+        for line in path.read_text().splitlines()
+        if "uses:" in line
+    }
+    assert used <= set(NODE24_MAJORS)
 
 
 def test_no_static_aws_keys_anywhere() -> None:
     for path in WORKFLOWS.glob("*.yml"):
-        text = path.read_text()
+        source = path.read_text()
         for forbidden in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "aws-access-key-id", "aws-secret-access-key"):
-            assert forbidden not in text, f"{path.name} mentions {forbidden}"
-
-
-def test_stacks_assume_a_role_per_stage_through_oidc() -> None:
-    stacks = load("stacks.yml")
-    assert stacks["permissions"]["id-token"] == "write"
-    for job in ("preview", "apply"):
-        credentials = [s for s in steps(stacks, job) if str(s.get("uses", "")).startswith("aws-actions/configure-aws")]
-        assert len(credentials) == 1, job
-        assert "role-to-assume" in credentials[0]["with"], job
-    assert stacks["jobs"]["preview"]["strategy"]["matrix"]["stage"] == ["sandbox", "dev", "staging", "prod"]
-    # Applies go one stage at a time, each behind its GitHub environment (prod's reviewers approve).
-    assert stacks["jobs"]["apply"]["strategy"]["max-parallel"] == 1
-    assert stacks["jobs"]["apply"]["environment"] == "${{ matrix.stage }}"
-
-
-def test_pull_requests_render_offline_before_pulumi_preview() -> None:
-    runs = [s.get("run", "") for s in steps(load("stacks.yml"), "preview")]
-    assert ".venv/bin/mlinfra preview --stack ${{ matrix.stage }}" in runs
+            assert forbidden not in source, f"{path.name} mentions {forbidden}"

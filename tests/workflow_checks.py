@@ -1,0 +1,419 @@
+"""What a security review checks in the stacks workflow, as functions returning the problems found (empty = sound).
+
+The checks read the stage list from the project (stacks/ and Pulumi.yaml's `mlinfra:stages`), never from the
+workflow, so a workflow that drifts from the project fails. Expression contexts are checked against GitHub's context
+availability table (docs.github.com/en/actions/reference/workflows-and-actions/contexts#context-availability).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+VERSION_COMMENT = re.compile(r"uses:\s*(\S+)\s+#\s*v(\d+)(\.\d+){0,2}\s*$")
+EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
+STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
+IDENTIFIER = re.compile(r"(?<![\w.\-])([A-Za-z_][\w-]*)")
+PR_NUMBER = "github.event.pull_request.number"
+SAME_REPO = "github.event.pull_request.head.repo.full_name == github.repository"
+ON_MAIN = "github.ref == 'refs/heads/main'"
+PUSH_OR_DISPATCH = "(github.event_name == 'push' || github.event_name == 'workflow_dispatch')"
+OIDC_ACTIONS = ("aws-actions/configure-aws-credentials", "pulumi/auth-actions")
+READ_ONLY_SCOPES = {"contents": "read"}
+
+# The first major version of each action that runs on Node 24 (GitHub removed Node 20 from its runners).
+NODE24_MAJORS = {
+    "actions/checkout": 5,
+    "actions/setup-python": 6,
+    "actions/upload-artifact": 6,
+    "actions/download-artifact": 7,
+    "aws-actions/configure-aws-credentials": 5,
+    "pulumi/actions": 7,
+    "pulumi/auth-actions": 2,
+}
+
+# GitHub's context availability, per workflow key (the subset these workflows use).
+_STEP = {"github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets", "steps", "inputs"}
+CONTEXTS = {
+    "job.if": {"github", "needs", "vars", "inputs"},
+    "job.name": {"github", "needs", "strategy", "matrix", "vars", "inputs"},
+    "job.runs-on": {"github", "needs", "strategy", "matrix", "vars", "inputs"},
+    "job.environment": {"github", "needs", "strategy", "matrix", "vars", "inputs"},
+    "job.concurrency": {"github", "needs", "strategy", "matrix", "vars", "inputs"},
+    "job.strategy": {"github", "needs", "vars", "inputs"},
+    "job.timeout-minutes": {"github", "needs", "strategy", "matrix", "vars", "inputs"},
+    "job.outputs": _STEP,
+    "job.env": {"github", "needs", "strategy", "matrix", "vars", "secrets", "inputs"},
+    "step.if": _STEP - {"secrets"},
+    "step.name": _STEP,
+    "step.env": _STEP,
+    "step.with": _STEP,
+    "step.run": _STEP,
+}
+STATUS_FUNCTIONS = {"always", "cancelled", "success", "failure"}
+FUNCTIONS = {"contains", "startsWith", "endsWith", "format", "join", "toJSON", "fromJSON", "hashFiles"}
+LITERALS = {"true", "false", "null"}
+
+
+def jobs(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The workflow's jobs by id."""
+    return dict(workflow.get("jobs") or {})
+
+
+def needs_of(job: dict[str, Any]) -> list[str]:
+    """A job's `needs` as a list."""
+    needs = job.get("needs") or []
+    return [needs] if isinstance(needs, str) else list(needs)
+
+
+def steps_of(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """A job's steps."""
+    return list(job.get("steps") or [])
+
+
+def uses(job: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    """The steps of a job that use `action` (owner/repo)."""
+    return [s for s in steps_of(job) if str(s.get("uses", "")).split("@")[0] == action]
+
+
+def runs(job: dict[str, Any]) -> str:
+    """Every `run:` script of a job, joined."""
+    return "\n".join(str(s.get("run", "")) for s in steps_of(job))
+
+
+def condition(job: dict[str, Any]) -> str:
+    """A job's `if`, without the `${{ }}` wrapper, whitespace collapsed."""
+    text = str(job.get("if", ""))
+    match = re.fullmatch(r"\s*\$\{\{(.*)\}\}\s*", text, re.DOTALL)
+    return " ".join((match.group(1) if match else text).split())
+
+
+def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
+    """The `on:` block as a mapping (YAML 1.1 loaders read the key `on` as True)."""
+    on = workflow.get("on", workflow.get(True))
+    if isinstance(on, str):
+        return {on: None}
+    if isinstance(on, list):
+        return dict.fromkeys(on)
+    return dict(on or {})
+
+
+# --- The stacks workflow --------------------------------------------------------------------------------------------
+
+
+def check_triggers(workflow: dict[str, Any], stages: list[str]) -> Iterator[str]:
+    """Pull requests and pushes to main, and a dispatch choosing one of the project's stages; nothing else."""
+    on = triggers(workflow)
+    if set(on) != {"pull_request", "push", "workflow_dispatch"}:
+        yield f"on: {sorted(map(str, on))}, expected pull_request, push and workflow_dispatch only"
+    for event in ("pull_request", "push"):
+        branches = (on.get(event) or {}).get("branches")
+        if branches != ["main"]:
+            yield f"on.{event}.branches: {branches}, expected [main]"
+    dispatch = on.get("workflow_dispatch") or {}
+    stage_input = (dispatch.get("inputs") or {}).get("stage") or {}
+    if stage_input.get("type") != "choice" or stage_input.get("options") != stages:
+        yield f"on.workflow_dispatch.inputs.stage: options {stage_input.get('options')}, expected {stages}"
+
+
+def check_permissions(workflow: dict[str, Any]) -> Iterator[str]:
+    """None at the top; per job the least it needs: id-token where OIDC is used, pull-requests for the comment."""
+    if workflow.get("permissions") != {}:
+        yield f"permissions at the top: {workflow.get('permissions')!r}, expected {{}}"
+    for name, job in jobs(workflow).items():
+        permissions = job.get("permissions")
+        if not isinstance(permissions, dict):
+            yield f"{name}: no job-level permissions mapping"
+            continue
+        oidc = any(uses(job, action) for action in OIDC_ACTIONS)
+        yield from _check_scopes(name, permissions, oidc=oidc)
+        if oidc and permissions.get("id-token") != "write":
+            yield f"{name}: uses OIDC but lacks id-token: write"
+        if name == "comment" and (permissions.get("pull-requests") != "write" or oidc):
+            yield "comment: needs pull-requests: write and no cloud credentials"
+
+
+def _check_scopes(name: str, permissions: dict[str, Any], *, oidc: bool) -> Iterator[str]:
+    for scope, level in permissions.items():
+        if scope == "id-token":
+            if level != "write" or not oidc:
+                yield f"{name}: id-token: {level} without an OIDC step"
+        elif scope == "pull-requests":
+            if name != "comment":
+                yield f"{name}: pull-requests: {level}; only the comment job writes to pull requests"
+        elif READ_ONLY_SCOPES.get(scope) != level:
+            yield f"{name}: {scope}: {level} is more than the job needs"
+
+
+def check_pull_request_jobs(workflow: dict[str, Any], stages: list[str]) -> Iterator[str]:
+    """Every pull request gets the offline diff; only this repository's pull requests get credentials."""
+    all_jobs = jobs(workflow)
+    for name in ("diff", "preview", "comment"):
+        if name not in all_jobs:
+            yield f"{name}: job missing"
+            continue
+        job = all_jobs[name]
+        if "github.event_name == 'pull_request'" not in condition(job):
+            yield f"{name}: runs on more than pull requests (if: {condition(job)!r})"
+        group = str((job.get("concurrency") or {}).get("group", ""))
+        if PR_NUMBER not in group or (job.get("concurrency") or {}).get("cancel-in-progress") is not True:
+            yield f"{name}: needs a per-pull-request concurrency group that cancels superseded runs"
+    if "diff" in all_jobs:
+        diff = all_jobs["diff"]
+        if any(uses(diff, action) for action in OIDC_ACTIONS) or SAME_REPO in condition(diff):
+            yield "diff: the offline diff must run for forks too, with no credentials"
+        if "mlinfra preview --diff --all" not in runs(diff):
+            yield "diff: does not run `mlinfra preview --diff --all`"
+    for name in ("preview", "comment"):
+        if name in all_jobs and SAME_REPO not in condition(all_jobs[name]):
+            yield f"{name}: must not run for pull requests from forks (if lacks `{SAME_REPO}`)"
+    if "preview" in all_jobs:
+        yield from _check_preview(all_jobs["preview"], stages)
+
+
+def _check_preview(preview: dict[str, Any], stages: list[str]) -> Iterator[str]:
+    matrix = (preview.get("strategy") or {}).get("matrix") or {}
+    listed = [row.get("stage") for row in matrix.get("include") or []] or matrix.get("stage")
+    if listed != stages:
+        yield f"preview: matrix stages {listed}, expected {stages}"
+    script = runs(preview)
+    for command in ("mlinfra preview --diff --stack", "pulumi preview --stack"):
+        if command not in script:
+            yield f"preview: does not run `{command}`"
+    for step in uses(preview, "aws-actions/configure-aws-credentials"):
+        if step.get("with", {}).get("role-to-assume") != "${{ matrix.role }}":
+            yield "preview: must assume the stage's read-only preview role (matrix.role)"
+    for row in matrix.get("include") or []:
+        if row.get("role") != f"${{{{ vars.AWS_PREVIEW_ROLE_{str(row.get('stage')).upper()} }}}}":
+            yield f"preview: stage {row.get('stage')} does not use its own read-only preview role"
+
+
+def check_stage_chain(workflow: dict[str, Any], stages: list[str]) -> Iterator[str]:
+    """plan-S then apply-S per stage, each stage needing the previous stage's apply, in the project's order."""
+    all_jobs = jobs(workflow)
+    previous: str | None = None
+    for stage in stages:
+        plan, apply = all_jobs.get(f"plan-{stage}"), all_jobs.get(f"apply-{stage}")
+        if plan is None or apply is None:
+            yield f"{stage}: jobs plan-{stage} and apply-{stage} expected"
+            previous = stage
+            continue
+        expected = [f"apply-{previous}"] if previous else []
+        if needs_of(plan) != expected:
+            yield f"plan-{stage}: needs {needs_of(plan)}, expected {expected}"
+        if needs_of(apply) != [f"plan-{stage}"]:
+            yield f"apply-{stage}: needs {needs_of(apply)}, expected ['plan-{stage}']"
+        yield from _check_plan(stage, plan, first=previous is None)
+        yield from _check_apply(stage, apply)
+        previous = stage
+    # Walking `needs` from the first stage must meet the stages in the project's order.
+    order, current = [], next((j for j, v in all_jobs.items() if j.startswith("plan-") and not needs_of(v)), None)
+    while current is not None:
+        order.append(current.removeprefix("plan-"))
+        current = next((j for j, v in all_jobs.items() if needs_of(v) == [f"apply-{order[-1]}"]), None)
+    if order != stages:
+        yield f"stage order through needs: {order}, expected {stages}"
+    extra = {j for j in all_jobs if j.startswith(("plan-", "apply-"))} - {
+        f"{kind}-{s}" for s in stages for kind in ("plan", "apply")
+    }
+    if extra:
+        yield f"jobs for stages the project does not have: {sorted(extra)}"
+
+
+def _check_plan(stage: str, plan: dict[str, Any], *, first: bool) -> Iterator[str]:
+    text = condition(plan)
+    if ON_MAIN not in text or f"inputs.stage == '{stage}'" not in text or "github.event_name == 'push'" not in text:
+        yield f"plan-{stage}: must run only on main, for a push or a dispatch of {stage} (if: {text!r})"
+    if not first and not text.startswith("!cancelled() && !failure() && "):
+        yield f"plan-{stage}: must stop when an earlier stage failed (if starts with !cancelled() && !failure())"
+    if "changes" not in (plan.get("outputs") or {}):
+        yield f"plan-{stage}: has no `changes` output"
+    if "pulumi preview --stack" not in runs(plan):
+        yield f"plan-{stage}: does not decide from `pulumi preview`"
+    for step in uses(plan, "aws-actions/configure-aws-credentials"):
+        if f"AWS_PREVIEW_ROLE_{stage.upper()}" not in str(step.get("with", {}).get("role-to-assume")):
+            yield f"plan-{stage}: must use the read-only preview role of {stage}"
+
+
+def _check_apply(stage: str, apply: dict[str, Any]) -> Iterator[str]:
+    text = condition(apply)
+    guard = f"{ON_MAIN} && {PUSH_OR_DISPATCH} && needs.plan-{stage}.outputs.changes == 'true'"
+    if guard not in text or not text.startswith("!cancelled() && !failure() && "):
+        yield f"apply-{stage}: if must be `!cancelled() && !failure() && {guard}` (got {text!r})"
+    environment = apply.get("environment")
+    name = environment.get("name") if isinstance(environment, dict) else environment
+    if name != stage:
+        yield f"apply-{stage}: environment {name!r}, expected {stage!r}"
+    concurrency = apply.get("concurrency") or {}
+    if concurrency.get("group") != f"stacks-apply-{stage}" or concurrency.get("cancel-in-progress") is not False:
+        yield f"apply-{stage}: concurrency must be group stacks-apply-{stage} with cancel-in-progress: false"
+    for step in uses(apply, "aws-actions/configure-aws-credentials"):
+        if step.get("with", {}).get("role-to-assume") != "${{ vars.AWS_DEPLOY_ROLE }}":
+            yield f"apply-{stage}: must assume the deploy role of its environment (vars.AWS_DEPLOY_ROLE)"
+    script = runs(apply)
+    up, record = script.find("pulumi up --stack"), script.find("mlinfra record-deployment --stack")
+    if up < 0 or record < up:
+        yield f"apply-{stage}: must run `pulumi up` and then record the deployment"
+
+
+def check_environments(workflow: dict[str, Any]) -> Iterator[str]:
+    """Environments only on apply jobs: reviewers approve real applies, never previews or plans."""
+    for name, job in jobs(workflow).items():
+        if "environment" in job and not name.startswith("apply-"):
+            yield f"{name}: has an environment; only apply jobs may"
+
+
+def check_jobs_common(workflow: dict[str, Any], *, history: set[str]) -> Iterator[str]:
+    """Timeouts, pinned Node 24 actions, no persisted credentials, history where a job needs it, locked installs."""
+    for name, job in jobs(workflow).items():
+        timeout = job.get("timeout-minutes")
+        if not isinstance(timeout, int) or not 0 < timeout <= 60:
+            yield f"{name}: timeout-minutes {timeout!r}, expected 1..60"
+        for step in steps_of(job):
+            action = str(step.get("uses", ""))
+            if action and not SHA_PIN.match(action):
+                yield f"{name}: {action} is not pinned to a full commit SHA"
+            if action.startswith("actions/checkout@"):
+                options = step.get("with") or {}
+                if options.get("persist-credentials") is not False:
+                    yield f"{name}: checkout without persist-credentials: false"
+                needs_history = name in history or "--diff" in runs(job)
+                if needs_history and options.get("fetch-depth") != 0:
+                    yield f"{name}: fetch-depth {options.get('fetch-depth')!r}; the diff needs history (0)"
+            if action.startswith("pulumi/actions@") and (step.get("with") or {}).get("pulumi-version-file") != (
+                ".pulumi-version"
+            ):
+                yield f"{name}: the Pulumi CLI version must come from .pulumi-version"
+        script = runs(job)
+        if ("mlinfra" in script or "pulumi " in script) and "make ci-install" not in script:
+            yield f"{name}: installs without the hash-checked lock (make ci-install)"
+        if re.search(r"\bpip install\b", script):
+            yield f"{name}: pip install outside make ci-install"
+
+
+def check_version_comments(text: str) -> Iterator[str]:
+    """Every `uses:` line carries its version as a comment, at a major version that runs on Node 24."""
+    for line in text.splitlines():
+        if "uses:" not in line or line.strip().startswith("#"):
+            continue
+        match = VERSION_COMMENT.search(line)
+        if not match:
+            yield f"no version comment: {line.strip()}"
+            continue
+        action, major = match.group(1).split("@")[0], int(match.group(2))
+        minimum = NODE24_MAJORS.get(action)
+        if minimum is None:
+            yield f"{action}: not a reviewed action (add it with its first Node 24 major)"
+        elif major < minimum:
+            yield f"{action}: v{major} predates Node 24 (v{minimum}+)"
+
+
+def check_no_stored_credentials(workflow: dict[str, Any], text: str) -> Iterator[str]:
+    """No secrets at all: AWS and Pulumi Cloud by OIDC only; no expression expanded inside a shell script."""
+    if "secrets." in text or "secrets[" in text:
+        yield "a stored secret is used; AWS and Pulumi access must be OIDC only"
+    for name, job in jobs(workflow).items():
+        for step in steps_of(job):
+            if "${{" in str(step.get("run", "")):
+                yield f"{name}: an expression inside run: (pass it through env: instead)"
+
+
+def _expressions(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield from (m.group(1) for m in EXPRESSION.finditer(value))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _expressions(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _expressions(item)
+
+
+def _roots(expression: str) -> Iterator[tuple[str, str, str]]:
+    """(name, what follows, the dotted path) of every identifier that starts a context path or calls a function."""
+    code = STRING_LITERAL.sub("''", expression)
+    for match in IDENTIFIER.finditer(code):
+        rest = code[match.end() :]
+        path = re.match(r"(\.[\w-]+|\[[^\]]*\])*", rest)
+        yield match.group(1), rest.lstrip()[:1], match.group(1) + (path.group(0) if path else "")
+
+
+def check_expressions(workflow: dict[str, Any]) -> Iterator[str]:
+    """Each expression uses only contexts and functions GitHub allows where it sits, and names what exists."""
+    inputs = set(((triggers(workflow).get("workflow_dispatch") or {}).get("inputs") or {}).keys())
+    all_jobs = jobs(workflow)
+    for name, job in all_jobs.items():
+        if str(job.get("if", "")).lstrip().startswith("!"):
+            yield f"{name}: an `if` starting with ! must be wrapped in ${{{{ }}}} (YAML reads ! as a tag)"
+        matrix = (job.get("strategy") or {}).get("matrix") or {}
+        matrix_keys = {k for k in matrix if k != "include"} | {k for row in matrix.get("include") or [] for k in row}
+        every_step = [str(step["id"]) for step in steps_of(job) if "id" in step]  # job outputs see them all
+        places: list[tuple[str, Any, list[str]]] = [
+            (key, job[key[4:]], every_step) for key in CONTEXTS if key.startswith("job.") and key[4:] in job
+        ]
+        ids: list[str] = []
+        for step in steps_of(job):
+            for key in ("if", "name", "env", "with", "run"):
+                if key in step:
+                    places.append((f"step.{key}", step[key], list(ids)))
+            if "id" in step:
+                ids.append(str(step["id"]))
+        for where, value, earlier_steps in places:
+            # An `if` is an expression with or without the ${{ }} wrapper.
+            bare_if = where.endswith(".if") and isinstance(value, str) and "${{" not in value
+            for expression in _expressions("${{ " + value + " }}" if bare_if else value):
+                yield from _check_expression(name, where, expression, all_jobs, job, inputs, matrix_keys, earlier_steps)
+
+
+def _check_expression(
+    name: str,
+    where: str,
+    expression: str,
+    all_jobs: dict[str, dict[str, Any]],
+    job: dict[str, Any],
+    inputs: set[str],
+    matrix_keys: set[str],
+    earlier_steps: list[str],
+) -> Iterator[str]:
+    allowed = CONTEXTS[where]
+    for root, following, path in _roots(expression):
+        if root in LITERALS:
+            continue
+        if following == "(":
+            if root in STATUS_FUNCTIONS and not where.endswith(".if"):
+                yield f"{name}: {root}() outside an if ({where})"
+            elif root not in STATUS_FUNCTIONS | FUNCTIONS:
+                yield f"{name}: unknown function {root}() in {where}"
+            continue
+        if root not in allowed:
+            yield f"{name}: context `{root}` is not available in {where} (allowed: {', '.join(sorted(allowed))})"
+            continue
+        parts = re.findall(r"[\w-]+", path)
+        if root == "needs" and len(parts) > 1:
+            if parts[1] not in needs_of(job):
+                yield f"{name}: {path} refers to a job it does not need"
+            elif len(parts) > 3 and parts[3] not in (all_jobs.get(parts[1], {}).get("outputs") or {}):
+                yield f"{name}: {path}: {parts[1]} has no output {parts[3]!r}"
+        elif root == "steps" and len(parts) > 1 and parts[1] not in earlier_steps:
+            yield f"{name}: {path} refers to no earlier step"
+        elif root == "inputs" and len(parts) > 1 and parts[1] not in inputs:
+            yield f"{name}: {path} is not a workflow_dispatch input"
+        elif root == "matrix" and len(parts) > 1 and parts[1] not in matrix_keys:
+            yield f"{name}: {path} is not in the job's matrix"
+
+
+def check_stacks(workflow: dict[str, Any], text: str, stages: list[str]) -> list[str]:
+    """Every problem the review finds in stacks.yml (parsed and as text)."""
+    return [
+        *check_triggers(workflow, stages),
+        *check_permissions(workflow),
+        *check_pull_request_jobs(workflow, stages),
+        *check_stage_chain(workflow, stages),
+        *check_environments(workflow),
+        *check_jobs_common(workflow, history={"diff", "preview"}),
+        *check_version_comments(text),
+        *check_no_stored_credentials(workflow, text),
+        *check_expressions(workflow),
+    ]
