@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
-from bench import bench_config, bench_drift, bench_help, bench_pack, bench_preview, bench_promote, bench_register
+from bench import (
+    bench_config,
+    bench_diff,
+    bench_drift,
+    bench_help,
+    bench_pack,
+    bench_preview,
+    bench_promote,
+    bench_register,
+)
 
 
 def main() -> int:
-    modules = (bench_help, bench_config, bench_preview, bench_pack, bench_promote, bench_register, bench_drift)
+    modules = (
+        bench_help,
+        bench_config,
+        bench_preview,
+        bench_diff,
+        bench_pack,
+        bench_promote,
+        bench_register,
+        bench_drift,
+    )
     results = [module.main() for module in modules]
     return 0 if all(results) else 1
 

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from .render import RenderedStack
 
 DEFAULT_BASES = ("main", "origin/main")
+# Paths whose changes cannot change a render: both sides render with this checkout's renderer (cli/), and these hold
+# no program, template or stack input. Anything else changed since the base means the base is rendered.
+NOT_RENDERED = ("cli/", "tests/", "bench/", "examples/", ".github/", ".ci/", "requirements/", "README.md", "NOTES.md")
 RENDERER = "mlinfra"  # this checkout's renderer; every other import name comes from the tree at the ref
 IMPORT_DIR = ".mlinfra-import"
 
@@ -61,6 +64,62 @@ def resolve_base(project: Project, ref: str | None) -> tuple[str, str]:
     raise BadInputError(
         "no merge base with main or origin/main: pass --base REF (in CI, check out with fetch-depth: 0 and fetch main)"
     )
+
+
+def changed_since(project: Project, commit: str) -> set[str]:
+    """Paths (relative to the project root) that differ between `commit` and the working tree, untracked included."""
+    root = project.root
+    tracked = _git(root, "diff", "--name-only", "--relative", commit, "--")
+    untracked = _git(root, "ls-files", "--others", "--exclude-standard")
+    return {line for line in (tracked + "\n" + untracked).splitlines() if line}
+
+
+def stages_to_render(project: Project, stages: list[str], changed: set[str]) -> list[str]:
+    """The stages whose render at the base may differ from the working tree's, given the paths that changed.
+
+    A stage is unaffected when every changed path is another stage's stack file or holds no render input.
+    """
+    stack_files = {stage: project.relative(project.stage_file(stage)) for stage in project.stages()}
+    needed = []
+    for stage in stages:
+        others = {path for other, path in stack_files.items() if other != stage}
+        if any(path not in others and not path.startswith(NOT_RENDERED) for path in changed):
+            needed.append(stage)
+    return needed
+
+
+def only_stack_files(project: Project, changed: set[str]) -> bool:
+    """True when nothing but stack files (and files holding no render input) changed: the program is the same."""
+    stack_files = {project.relative(project.stage_file(stage)) for stage in project.stages()}
+    return all(path in stack_files or path.startswith(NOT_RENDERED) for path in changed)
+
+
+def render_stack_file_at(project: Project, stage: str, commit: str, label: str) -> RenderedStack:
+    """The stage as of `commit` when only its stack file differs: that file rendered here, with this program.
+
+    Used instead of a child process when the program (and Pulumi.yaml) are unchanged since `commit`, which is what a
+    promotion changes. A stack file absent at `commit` renders empty. Errors name the base like the child's do.
+    """
+    from .project import read_yaml
+    from .render import RenderedStack, render_stage
+    from .stackfile import Stage, raw_config_of, validate
+
+    source = project.relative(project.stage_file(stage))
+    try:
+        text = _git(project.root, "show", f"{commit}:./{source}")
+    except BadInputError:
+        return RenderedStack(stack=stage)
+    try:
+        with tempfile.TemporaryDirectory(prefix="mlinfra-base-") as tmp:
+            copy = Path(tmp) / "stack.yaml"
+            copy.write_text(text + "\n", encoding="utf-8")
+            data = read_yaml(copy, source)
+        raw = raw_config_of(project, data, source)
+        return render_stage(Stage(project, stage, raw, validate(project, stage, raw, source)))
+    except MlinfraError as exc:
+        error = type(exc)(f"base {label} ({commit[:7]}): {exc}")
+        error.exit_code = exc.exit_code
+        raise error from None
 
 
 def _package_dirs(tree: Path) -> dict[str, str]:
@@ -139,9 +198,11 @@ class PendingRender:
         return f"{self.label} ({self.commit[:7]})"
 
 
-def start_render_at_ref(project: Project, stages: list[str], ref: str | None) -> PendingRender:
+def start_render_at_ref(
+    project: Project, stages: list[str], ref: str | None, *, resolved: tuple[str, str] | None = None
+) -> PendingRender:
     """Start rendering `stages` as of `ref` (default: the merge base with main) in one child process."""
-    label, commit = resolve_base(project, ref)
+    label, commit = resolved or resolve_base(project, ref)
     workdir = Path(tempfile.mkdtemp(prefix="mlinfra-base-"))
     try:
         root = _materialize(project, commit, workdir)

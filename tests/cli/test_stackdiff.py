@@ -21,6 +21,7 @@ from tests.cli.test_preview import edit_stack
 
 Render = Callable[..., RenderedStack]
 Run = Callable[..., Result]
+STAGES = ["sandbox", "dev", "staging", "prod"]
 MODEL = "aws:sagemaker/model:Model"
 CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
 ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
@@ -200,6 +201,8 @@ def test_base_uses_the_program_of_that_commit(repo: Path, run: Run) -> None:
     shutil.copy(REPO / "pyproject.toml", repo / "pyproject.toml")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "old program")
+    # The working tree holds the program as installed (this checkout's), which renders the working-tree side.
+    shutil.copy(REPO / "infra" / "naming.py", naming)
     result = run("preview", "--diff", "-s", "dev", "--base", "HEAD", "--json")
     assert result.exit_code == 0, result.stderr
     resources = json.loads(result.stdout)["resources"]
@@ -207,6 +210,26 @@ def test_base_uses_the_program_of_that_commit(repo: Path, run: Run) -> None:
     assert {r["action"] for r in resources} == {"update"}
     tag_changes = {(c["path"], c["before"], c["after"]) for r in resources for c in r["changes"]}
     assert ("tags.managed-by", "old-program", "mlinfra") in tag_changes
+
+
+def test_only_stages_whose_inputs_changed_render_the_base(repo: Path, run: Run) -> None:
+    from mlinfra.project import Project
+    from mlinfra.refrender import changed_since, stages_to_render
+
+    project = Project(repo)
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert changed_since(project, head) == set()
+    edit_stack(repo, "staging", "mlinfra:models", {"churn": {"pinned": pin(version=3, stage="staging")}})
+    (repo / "README.md").write_text("notes\n")
+    changed = changed_since(project, head)
+    assert changed == {"stacks/Pulumi.staging.yaml", "README.md"}
+    assert stages_to_render(project, STAGES, changed) == ["staging"]
+    (repo / "infra").mkdir()
+    (repo / "infra" / "extra.py").write_text("")
+    assert stages_to_render(project, STAGES, changed_since(project, head)) == STAGES
+    # Unchanged stages still get an (empty) diff.
+    docs = json.loads(run("preview", "--diff", "--all", "--base", "HEAD", "--json").stdout)
+    assert [d["stack"] for d in docs] == STAGES
 
 
 @pytest.mark.parametrize(
@@ -249,13 +272,17 @@ def test_base_only_with_diff(project_dir: Path, run: Run) -> None:
     assert "--base and --markdown go with --diff" in result.stderr
 
 
-def test_a_base_that_does_not_render_names_the_commit(repo: Path, run: Run) -> None:
+@pytest.mark.parametrize("program_changed", [False, True], ids=["rendered here", "rendered in a child process"])
+def test_a_base_that_does_not_render_names_the_commit(repo: Path, run: Run, program_changed: bool) -> None:
     edit_stack(repo, "dev", "mlinfra:monitorin", {"enabled": True})
     git(repo, "commit", "-q", "-am", "typo")
     edit_stack(repo, "dev", "mlinfra:monitoring", {"enabled": True})
     path = repo / "stacks" / "Pulumi.dev.yaml"
     path.write_text(path.read_text().replace("  mlinfra:monitorin:\n    enabled: true\n", ""))
     commit = git(repo, "rev-parse", "HEAD").strip()
+    if program_changed:  # a program file changed too: the base renders its own tree in a child process
+        (repo / "infra").mkdir()
+        (repo / "infra" / "notes.py").write_text("")
     result = run("preview", "--diff", "-s", "dev", "--base", "HEAD")
     assert result.exit_code == 2
     assert result.stderr == (
