@@ -25,8 +25,10 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     # SageMaker models and endpoint configurations are immutable: the provider only updates their tags.
     "aws:sagemaker/model:Model": frozenset({ALL}),
     "aws:sagemaker/endpointConfiguration:EndpointConfiguration": frozenset({ALL}),
-    # An endpoint is updated in place (UpdateEndpoint switches it to a new config); only its name replaces it.
-    "aws:sagemaker/endpoint:Endpoint": frozenset({"name"}),
+    # An endpoint is updated in place (UpdateEndpoint switches it to a new config and deployment policy); its name
+    # and its auto-rollback alarms (`deployment_config.auto_rollback_configuration` is ForceNew in the provider)
+    # replace it — with a fixed name, a delete before the create: the endpoint is down in between.
+    "aws:sagemaker/endpoint:Endpoint": frozenset({"name", "deploymentConfig.autoRollbackConfiguration"}),
     "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition": frozenset({ALL}),
     "aws:sagemaker/monitoringSchedule:MonitoringSchedule": frozenset({"name"}),
     "aws:sagemaker/modelPackageGroup:ModelPackageGroup": frozenset(

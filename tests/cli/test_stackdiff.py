@@ -105,6 +105,7 @@ def test_force_new_rules() -> None:
     assert replaces(ENDPOINT, "name")
     assert not replaces(ENDPOINT, "endpointConfigName")
     assert not replaces(ENDPOINT, "deploymentConfig.blueGreenUpdatePolicy.terminationWaitInSeconds")
+    assert replaces(ENDPOINT, "deploymentConfig.autoRollbackConfiguration.alarms.0.alarmName")
     assert replaces(MODEL, "primaryContainer.image")
     assert not replaces(MODEL, "tags.stage")
     assert replaces("aws:ec2/instance:Instance", "rootBlockDevice.encrypted")
