@@ -268,6 +268,8 @@ MUTATIONS: list[tuple[str, Mutation | TextEdit, str]] = [
         "preview: needs a per-pull-request concurrency",
     ),
     ("no timeout", _delete("jobs/apply-prod/timeout-minutes"), "apply-prod: timeout-minutes None"),
+    ("apply timeout shorter than a deployment", _set("jobs/apply-prod/timeout-minutes", 60), "would kill `pulumi up`"),
+    ("comment misses a stage", _set("jobs/comment/steps/1/env/STAGES", "sandbox dev prod"), "comment: STAGES"),
     (
         "fork guard removed from the preview",
         _set("jobs/preview/if", "github.event_name == 'pull_request'"),

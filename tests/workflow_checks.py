@@ -78,6 +78,11 @@ def uses(job: dict[str, Any], action: str) -> list[dict[str, Any]]:
     return [s for s in steps_of(job) if str(s.get("uses", "")).split("@")[0] == action]
 
 
+def uses_run(job: dict[str, Any], command: str) -> dict[str, Any] | None:
+    """The first step of a job whose script contains `command`."""
+    return next((s for s in steps_of(job) if command in str(s.get("run", ""))), None)
+
+
 def runs(job: dict[str, Any]) -> str:
     """Every `run:` script of a job, joined."""
     return "\n".join(str(s.get("run", "")) for s in steps_of(job))
@@ -166,6 +171,11 @@ def check_pull_request_jobs(workflow: dict[str, Any], stages: list[str]) -> Iter
             yield "diff: the offline diff must run for forks too, with no credentials"
         if "mlinfra preview --diff --all" not in runs(diff):
             yield "diff: does not run `mlinfra preview --diff --all`"
+    comment_stages = str(
+        ((uses_run(all_jobs.get("comment", {}), "gh pr comment") or {}).get("env") or {}).get("STAGES")
+    )
+    if comment_stages.split() != stages:
+        yield f"comment: STAGES {comment_stages!r}, expected {' '.join(stages)!r}"
     for name in ("preview", "comment"):
         if name in all_jobs and SAME_REPO not in condition(all_jobs[name]):
             yield f"{name}: must not run for pull requests from forks (if lacks `{SAME_REPO}`)"
@@ -237,8 +247,19 @@ def _check_plan(stage: str, plan: dict[str, Any], *, first: bool) -> Iterator[st
             yield f"plan-{stage}: must use the read-only preview role of {stage}"
 
 
+def longest_deployment_minutes() -> int:
+    """The longest blue/green deployment a stack may configure (DeploymentSettings.timeout_minutes' upper bound)."""
+    from mlinfra_infra.config import DeploymentSettings
+
+    field = DeploymentSettings.model_fields["timeout_minutes"]
+    return max(int(getattr(m, "le", 0) or 0) for m in field.metadata)
+
+
 def _check_apply(stage: str, apply: dict[str, Any]) -> Iterator[str]:
     text = condition(apply)
+    timeout = apply.get("timeout-minutes")
+    if isinstance(timeout, int) and timeout <= longest_deployment_minutes():
+        yield f"apply-{stage}: timeout-minutes {timeout} would kill `pulumi up` during a long blue/green deployment"
     guard = f"{ON_MAIN} && {PUSH_OR_DISPATCH} && needs.plan-{stage}.outputs.changes == 'true'"
     if guard not in text or not text.startswith("!cancelled() && !failure() && "):
         yield f"apply-{stage}: if must be `!cancelled() && !failure() && {guard}` (got {text!r})"
@@ -269,8 +290,8 @@ def check_jobs_common(workflow: dict[str, Any], *, history: set[str]) -> Iterato
     """Timeouts, pinned Node 24 actions, no persisted credentials, history where a job needs it, locked installs."""
     for name, job in jobs(workflow).items():
         timeout = job.get("timeout-minutes")
-        if not isinstance(timeout, int) or not 0 < timeout <= 60:
-            yield f"{name}: timeout-minutes {timeout!r}, expected 1..60"
+        if not isinstance(timeout, int) or not 0 < timeout <= (360 if name.startswith("apply-") else 60):
+            yield f"{name}: timeout-minutes {timeout!r}, expected 1..60 (apply jobs: up to GitHub's 360)"
         for step in steps_of(job):
             action = str(step.get("uses", ""))
             if action and not SHA_PIN.match(action):
