@@ -184,8 +184,12 @@ def test_diff_against_the_merge_base_with_main(repo: Path, run: Run) -> None:
     assert git(repo, "status", "--porcelain") == " M stacks/Pulumi.staging.yaml\n"  # the working tree is untouched
 
 
-def test_diff_all_and_a_stage_new_since_the_base(repo: Path, run: Run) -> None:
+@pytest.mark.parametrize("program_changed", [False, True], ids=["rendered here", "rendered in a child process"])
+def test_diff_all_and_a_stage_new_since_the_base(repo: Path, run: Run, program_changed: bool) -> None:
     (repo / "stacks" / "Pulumi.qa.yaml").write_text((repo / "stacks" / "Pulumi.dev.yaml").read_text())
+    if program_changed:
+        (repo / "infra").mkdir()
+        (repo / "infra" / "notes.py").write_text("")
     result = run("preview", "--diff", "--all", "--base", "main", "--json")
     assert result.exit_code == 0, result.stderr
     docs = {d["stack"]: d for d in json.loads(result.stdout)}
