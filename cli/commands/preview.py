@@ -106,8 +106,10 @@ def preview(
     with --all, a list of those. Refuses (exit 2) a stage whose registry.readerRoleArns does not name the next
     stage's access.roleArn (cross-account promotion could not read its artifacts).
 
-    With --diff, the whole tree as of --base (default: the merge base with main) is rendered in a separate process
-    and compared with the working tree: resources to add, remove, replace or update in place, property by property,
+    With --diff, each stack as of --base (default: the merge base with main) is compared with the working tree: when
+    only stack files changed, the base's stack file is rendered with this program; when the program changed, the
+    base's whole tree is rendered in a separate process. It prints the resources to add, remove, replace or update
+    in place, property by property,
     with the changes that force a replacement marked (a new pin replaces the SageMaker model and endpoint
     configuration and updates the endpoint in place). --json prints {"stack", "base", "summary", "resources":
     [{"action", "type", "name", "parent", "changes": [{"path", "before", "after", "replaces", "computed"}]}]};
