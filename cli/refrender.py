@@ -1,21 +1,24 @@
 """Render a stack as of a git ref: that commit's whole tree, its program imported in a separate process.
 
 The tree at the ref is written to a temporary folder with `git archive` (the working tree and the index are never
-touched). A child Python process then imports that tree's Pulumi program (`mlinfra_infra`, and the templates and
-packages it uses, under the import names the tree's pyproject.toml gives them) and renders it under the mock runtime
-with this checkout's renderer, so two versions of the program never share a process. The child starts before the
-caller renders the working tree, so the two renders run side by side.
+touched). A child process then imports that tree's Pulumi program (`mlinfra_infra`, and the templates and packages
+it uses, under the import names the tree's pyproject.toml gives them) and renders it under the mock runtime with this
+checkout's renderer, so two versions of the program never share a process. Forked after the caller's own render, the
+child reuses the Pulumi SDK and provider modules already imported, which are most of a render's cost.
+
+When only stack files changed since the base, no child is needed: `render_stack_file_at` renders the base's stack
+file with this program.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,83 +159,87 @@ def _materialize(project: Project, commit: str, into: Path) -> Path:
     return root
 
 
-@dataclass
-class PendingRender:
-    """Renders of stacks at a commit, running in a child process; `result()` waits for them."""
+def render_tree_at(project: Project, stages: list[str], commit: str, label: str) -> dict[str, RenderedStack]:
+    """Stage -> the stack as of `commit`, rendered from that commit's whole tree in a child process.
 
-    label: str
-    commit: str
-    stages: list[str]
-    workdir: Path
-    process: subprocess.Popen[str]
-
-    def result(self) -> dict[str, RenderedStack]:
-        """Stage -> rendered stack; MlinfraError (with the child's exit code) when the base fails to render."""
-        from .render import RenderedResource, RenderedStack
-
-        try:
-            out, err = self.process.communicate()
-        finally:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-        if self.process.returncode != 0:
-            line = (err.strip().splitlines() or ["the render failed"])[-1].removeprefix("error: ")
-            error = MlinfraError(f"base {self.label} ({self.commit[:7]}): {line}")
-            error.exit_code = self.process.returncode if self.process.returncode in (1, 2) else 1
-            raise error
-        stacks = {}
-        for doc in json.loads(out):
-            resources = [RenderedResource(**r) for r in doc["resources"]]
-            stacks[doc["stack"]] = RenderedStack(stack=doc["stack"], resources=resources, outputs=doc["outputs"])
-        return stacks
-
-    def result_quietly(self) -> None:
-        """Wait for the child (after it was killed) and remove its tree, ignoring its result."""
-        try:
-            self.process.communicate()
-        finally:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    @property
-    def base(self) -> str:
-        """How the diff names the base: `main (1a2b3c4)`."""
-        return f"{self.label} ({self.commit[:7]})"
-
-
-def start_render_at_ref(
-    project: Project, stages: list[str], ref: str | None, *, resolved: tuple[str, str] | None = None
-) -> PendingRender:
-    """Start rendering `stages` as of `ref` (default: the merge base with main) in one child process."""
-    label, commit = resolved or resolve_base(project, ref)
+    The child is forked from this process where fork exists, after the caller's own render: it inherits the Pulumi
+    SDK and the provider modules already imported (most of a render's cost), drops this checkout's program modules
+    and imports the base tree's instead, so the two program versions still never share a process. Elsewhere a fresh
+    Python process does the same. A stage absent at `commit` renders empty. MlinfraError, with the child's exit code
+    and naming the base, when the base does not render.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="mlinfra-base-"))
     try:
         root = _materialize(project, commit, workdir)
-        imports = str(root / IMPORT_DIR)
-        code = f"import sys; sys.path.insert(0, {imports!r}); from mlinfra.refrender import _worker; _worker()"
-        process = subprocess.Popen(
-            [sys.executable, "-c", code, str(root), *stages], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-    except BaseException:
+        out, err = workdir / "render.json", workdir / "render.err"
+        child = _forked if hasattr(os, "fork") else _spawned  # a fresh interpreter where fork does not exist
+        code = child(root, stages, out, err)
+        if code != 0:
+            message = err.read_text(encoding="utf-8") if err.exists() else ""
+            line = (message.strip().splitlines() or ["the render failed"])[-1].removeprefix("error: ")
+            error = MlinfraError(f"base {label} ({commit[:7]}): {line}")
+            error.exit_code = code if code in (1, 2) else 1
+            raise error
+        return _stacks_from_json(out.read_text(encoding="utf-8"))
+    finally:
         shutil.rmtree(workdir, ignore_errors=True)
-        raise
-    return PendingRender(label, commit, stages, workdir, process)
 
 
-def render_at_ref(project: Project, stage: str, ref: str | None) -> RenderedStack:
-    """The stack of `stage` as of git `ref` (default: the merge base with main); empty if the stage did not exist."""
-    return start_render_at_ref(project, [stage], ref).result()[stage]
+def _stacks_from_json(text: str) -> dict[str, RenderedStack]:
+    from .render import RenderedResource, RenderedStack
+
+    stacks = {}
+    for doc in json.loads(text):
+        resources = [RenderedResource(**r) for r in doc["resources"]]
+        stacks[doc["stack"]] = RenderedStack(stack=doc["stack"], resources=resources, outputs=doc["outputs"])
+    return stacks
 
 
-def _worker() -> None:
-    """Child process: render stages argv[2:] of the project at argv[1], print a JSON list (a missing stage is empty)."""
-    from .errors import MlinfraError
+def _forked(root: Path, stages: list[str], out: Path, err: Path) -> int:
+    """Render in a forked child; its exit code. The child writes only to `out` and `err`, never to our streams."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 1
+        try:
+            code = _render_tree(root, stages, out, err, fresh=True)
+        except BaseException as exc:  # noqa: BLE001 - whatever happens, the child reports and exits
+            err.write_text(f"error: {type(exc).__name__}: {exc}\n", encoding="utf-8")
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _spawned(root: Path, stages: list[str], out: Path, err: Path) -> int:
+    code = "import sys; from mlinfra.refrender import _worker; _worker()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(root), str(out), str(err), *stages], capture_output=True, check=False
+    )
+    return done.returncode
+
+
+def _render_tree(root: Path, stages: list[str], out: Path, err: Path, *, fresh: bool) -> int:
+    """In the child: import the tree's program (not this checkout's) and render `stages` into `out` as JSON."""
+    import asyncio
+    import importlib
+
     from .project import Project
     from .render import render_stage
     from .stackfile import load_stage
 
-    project = Project(Path(sys.argv[1]))
+    if fresh:
+        # Forget this checkout's program and give the Pulumi SDK a new event loop (the parent's executor threads
+        # do not survive a fork).
+        ours = set(_package_dirs(root)) | {"mlinfra_infra"}
+        for name in [m for m in sys.modules if m.split(".")[0] in ours]:
+            del sys.modules[name]
+        asyncio.set_event_loop(asyncio.new_event_loop())
+    sys.path.insert(0, str(root / IMPORT_DIR))
+    importlib.invalidate_caches()
+    project = Project(root)
     docs: list[dict[str, Any]] = []
     try:
-        for stage in sys.argv[2:]:
+        for stage in stages:
             doc: dict[str, Any] = {"stack": stage, "resources": [], "outputs": {}}
             if project.stage_file(stage).is_file():
                 rendered = render_stage(load_stage(project, stage))
@@ -243,6 +250,19 @@ def _worker() -> None:
                 doc["outputs"] = rendered.outputs
             docs.append(doc)
     except MlinfraError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(exc.exit_code) from None
-    sys.stdout.write(json.dumps(docs, default=str))
+        err.write_text(f"error: {exc}\n", encoding="utf-8")
+        return exc.exit_code
+    out.write_text(json.dumps(docs, default=str), encoding="utf-8")
+    return 0
+
+
+def render_at_ref(project: Project, stage: str, ref: str | None = None) -> RenderedStack:
+    """The stack of `stage` as of git `ref` (default: the merge base with main); empty if the stage did not exist."""
+    label, commit = resolve_base(project, ref)
+    return render_tree_at(project, [stage], commit, label)[stage]
+
+
+def _worker() -> None:
+    """A fresh Python process: argv = root, out, err, stages..."""
+    root, out, err, *stages = sys.argv[1:]
+    raise SystemExit(_render_tree(Path(root), stages, Path(out), Path(err), fresh=False))

@@ -277,9 +277,10 @@ def diff_rendered(before: RenderedStack, after: RenderedStack, *, base: str | No
 def preview_diffs(project: Project, stages: list[str], base: str | None = None) -> list[StackDiff]:
     """`mlinfra preview --diff`: each stage as of `base` (default: merge base with main) against the working tree.
 
-    The base renders in a child process while this one renders the working tree, so the two run side by side. A
-    stage none of whose inputs changed since the base (only other stages' stack files, or files that hold no render
-    input, differ) is not rendered twice: its base render is its working-tree render.
+    A stage none of whose inputs changed since the base (only other stages' stack files, or files that hold no render
+    input, differ) is rendered once: its base is its working-tree render. When only stack files changed, the base's
+    stack files are rendered with this program, here; when the program changed, the base's whole tree is rendered in
+    a child process (`mlinfra.refrender.render_tree_at`).
     """
     from . import refrender
     from .render import render_stage
@@ -288,20 +289,13 @@ def preview_diffs(project: Project, stages: list[str], base: str | None = None) 
     label, commit = refrender.resolve_base(project, base)
     changed = refrender.changed_since(project, commit)
     needed = refrender.stages_to_render(project, stages, changed)
-    pending = None
-    if needed and not refrender.only_stack_files(project, changed):
-        pending = refrender.start_render_at_ref(project, needed, base, resolved=(label, commit))
-    try:
-        current = {stage: render_stage(load_stage(project, stage)) for stage in stages}
-        if pending is None:  # the same program on both sides: render the base's stack files here
-            before = {stage: refrender.render_stack_file_at(project, stage, commit, label) for stage in needed}
-    except BaseException:
-        if pending is not None:
-            pending.process.kill()
-            pending.result_quietly()
-        raise
-    if pending is not None:
-        before = pending.result()
+    current = {stage: render_stage(load_stage(project, stage)) for stage in stages}
+    if not needed:
+        before = {}
+    elif refrender.only_stack_files(project, changed):
+        before = {stage: refrender.render_stack_file_at(project, stage, commit, label) for stage in needed}
+    else:
+        before = refrender.render_tree_at(project, needed, commit, label)
     shown = f"{label} ({commit[:7]})"
     return [diff_rendered(before.get(stage, current[stage]), current[stage], base=shown) for stage in stages]
 

@@ -198,7 +198,12 @@ def test_diff_all_and_a_stage_new_since_the_base(repo: Path, run: Run, program_c
     assert {r["action"] for r in docs["qa"]["resources"]} == {"add"}
 
 
-def test_base_uses_the_program_of_that_commit(repo: Path, run: Run) -> None:
+@pytest.mark.parametrize("fork", [True, False], ids=["forked child", "fresh interpreter"])
+def test_base_uses_the_program_of_that_commit(
+    repo: Path, run: Run, fork: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not fork:  # as on platforms without os.fork
+        monkeypatch.delattr(os, "fork")
     # Commit a copy of the program whose tags differ; the working tree's program is the installed one.
     shutil.copytree(REPO / "infra", repo / "infra", ignore=shutil.ignore_patterns("__pycache__"))
     naming = repo / "infra" / "naming.py"
