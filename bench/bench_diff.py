@@ -9,9 +9,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
-
 import time
+from pathlib import Path
 
 from bench.common import BIN, REPO
 
