@@ -299,3 +299,25 @@ def test_a_base_that_does_not_render_names_the_commit(repo: Path, run: Run, prog
         f"error: base HEAD ({commit[:7]}): stacks/Pulumi.dev.yaml: mlinfra:monitorin: unknown key "
         "(did you mean 'monitoring'?)\n"
     )
+
+
+def test_force_new_rules_agree_with_the_replacement_tests_data() -> None:
+    # tests/infra/data/force_new.json (read from the provider's source for every fixed-name type) is the other record
+    # of the same facts; the diff must mark at least what it lists.
+    data = json.loads((REPO / "tests" / "infra" / "data" / "force_new.json").read_text())
+    for type_token, entry in data["types"].items():
+        for path in entry["forceNew"]:
+            assert replaces(type_token, path), f"{type_token}: {path}"
+
+
+def test_every_type_the_shipped_stacks_declare_has_a_rule() -> None:
+    from mlinfra.forcenew import FORCE_NEW
+    from mlinfra.project import Project
+    from mlinfra.render import render_stage
+    from mlinfra.stackfile import load_stage
+
+    project = Project(REPO)
+    declared = {
+        r.type for stage in project.stages() for r in render_stage(load_stage(project, stage)).resources if r.custom
+    }
+    assert declared - set(FORCE_NEW) == set()
