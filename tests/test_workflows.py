@@ -320,6 +320,10 @@ MUTATIONS: list[tuple[str, Mutation | TextEdit, str]] = [
         "plan-dev: does not decide from `pulumi preview`",
     ),
     ("needs output misspelled", _set("jobs/apply-dev/if", TYPO_OUTPUT), "needs.plan-dev.outputs.change"),
+    ("double-quoted string", _set("jobs/diff/if", 'github.event_name == "pull_request"'), "a double-quoted string"),
+    ("single = in an if", _set("jobs/diff/if", "github.event_name = 'pull_request'"), "a lone = (comparison is ==)"),
+    ("single & in an if", _set("jobs/plan-sandbox/if", NO_CHAIN.replace("&&", "&", 1)), "a lone & or |"),
+    ("unbalanced brackets", _set("jobs/apply-prod/if", NO_CHAIN.replace("(", "", 1)), "unbalanced brackets"),
     (
         "env in a job if",
         _set("jobs/diff/if", "github.event_name == 'pull_request' && env.DEBUG == 'x'"),

@@ -361,6 +361,24 @@ def _roots(expression: str) -> Iterator[tuple[str, str, str]]:
         yield match.group(1), rest.lstrip()[:1], match.group(1) + (path.group(0) if path else "")
 
 
+def _syntax(expression: str) -> Iterator[str]:
+    """What GitHub's expression parser rejects: double-quoted strings, a lone `=`, `&` or `|`, unbalanced brackets."""
+    code = STRING_LITERAL.sub("''", expression)
+    if '"' in code:
+        yield "a double-quoted string (expressions take 'single quotes')"
+    if re.search(r"(?<![=!<>])=(?!=)", code):
+        yield "a lone = (comparison is ==)"
+    if re.search(r"(?<!&)&(?!&)|(?<!\|)\|(?!\|)", code):
+        yield "a lone & or | (logical operators are && and ||)"
+    depth = 0
+    for char in code:
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(char, 0)
+        if depth < 0:
+            break
+    if depth != 0:
+        yield "unbalanced brackets"
+
+
 def check_expressions(workflow: dict[str, Any]) -> Iterator[str]:
     """Each expression uses only contexts and functions GitHub allows where it sits, and names what exists."""
     inputs = set(((triggers(workflow).get("workflow_dispatch") or {}).get("inputs") or {}).keys())
@@ -399,6 +417,7 @@ def _check_expression(
     earlier_steps: list[str],
 ) -> Iterator[str]:
     allowed = CONTEXTS[where]
+    yield from (f"{name}: {problem} in {where}: ${{{{{expression}}}}}" for problem in _syntax(expression))
     for root, following, path in _roots(expression):
         if root in LITERALS:
             continue
