@@ -312,7 +312,7 @@ MUTATIONS: list[tuple[str, Mutation | TextEdit, str]] = [
     (
         "apply not recorded",
         _replace_run("apply-prod", "mlinfra record-deployment", "echo"),
-        "apply-prod: must run `pulumi up` and then record",
+        "apply-prod: must run `mlinfra up`",
     ),
     (
         "plan without Pulumi",

@@ -274,9 +274,9 @@ def _check_apply(stage: str, apply: dict[str, Any]) -> Iterator[str]:
         if step.get("with", {}).get("role-to-assume") != "${{ vars.AWS_DEPLOY_ROLE }}":
             yield f"apply-{stage}: must assume the deploy role of its environment (vars.AWS_DEPLOY_ROLE)"
     script = runs(apply)
-    up, record = script.find("pulumi up --stack"), script.find("mlinfra record-deployment --stack")
+    up, record = script.find("mlinfra up --stack"), script.find("mlinfra record-deployment --stack")
     if up < 0 or record < up:
-        yield f"apply-{stage}: must run `pulumi up` and then record the deployment"
+        yield f"apply-{stage}: must run `mlinfra up` (pulumi up and mlinfra's pre-steps), then record the deployment"
 
 
 def check_environments(workflow: dict[str, Any]) -> Iterator[str]:
