@@ -395,9 +395,14 @@ class StageRegistry:
             raise
         version = head.get("VersionId")
         if version and version != "null":
-            self.s3.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
-        else:
-            self.s3.delete_object(Bucket=self.bucket, Key=key)
+            try:
+                self.s3.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
+                return
+            except Exception as exc:
+                if error_code(exc) != "AccessDenied":
+                    raise
+                # A role without s3:DeleteObjectVersion on uploads/: hide it; the uploads/ lifecycle rule expires it.
+        self.s3.delete_object(Bucket=self.bucket, Key=key)
 
     def copy_artifact_from(self, source: StageRegistry, model: str, digest: str, size: int) -> None:
         """Copy an artifact from another stage's registry, server-side: no byte passes through this client."""

@@ -8,10 +8,12 @@ arrive here as a placeholder and any input marked secret is masked.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -220,6 +222,24 @@ def _make_monitor(mocks: Any, stack: RenderedStack) -> Any:
     return RecordingMonitor(mocks)
 
 
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one render; it runs again (with all the garbage) afterwards.
+
+    A render keeps every resource, Output and asyncio future of the program alive until the program returns, so each
+    full collection during it scans a heap that grows with the number of models, and the number of full collections
+    grows with it too: the cost was quadratic in the models (measured: 40% of a 50-model render in 7 full
+    collections). Reference counting still frees everything acyclic at once; the cycles wait for the end.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def engine_config(raw: Mapping[str, Any]) -> dict[str, str]:
     """Config as the Pulumi engine hands it to a program: strings, structured values as JSON text."""
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
@@ -258,7 +278,8 @@ def render(
         resolved = _sync_await(pulumi.Output.from_input(declared).future())
         outputs.update(resolved or {})
 
-    _sync_await(run_pulumi_func(run))
+    with _no_cyclic_gc():
+        _sync_await(run_pulumi_func(run))
     stack.resources = _tree_order(stack.resources)
     stack.outputs = _clean(outputs)
     return stack

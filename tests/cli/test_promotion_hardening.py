@@ -237,6 +237,32 @@ def test_a_successful_register_leaves_no_upload_version_behind(three_versions: P
     assert not [k for k in all_versions("sandbox") if k.startswith(layout.UPLOADS_PREFIX)]
 
 
+def test_without_permission_to_delete_versions_the_upload_is_hidden_and_register_succeeds(
+    project_dir: Path, aws_env: str, run: Run, tmp_path: Path, hooks: list[Any]
+) -> None:
+    # A role without s3:DeleteObjectVersion on uploads/: the upload is deleted (a delete marker hides it) and the
+    # bucket's uploads/ lifecycle rule expires the noncurrent version; the registration itself succeeds.
+    from botocore.exceptions import ClientError
+
+    ok(run("local", "bootstrap", "--stack", "sandbox", "--json"))
+    refused: list[str] = []
+
+    def install(session: Any) -> None:
+        def before_build(model: Any, params: dict[str, Any], **_: Any) -> None:
+            if params.get("VersionId"):
+                refused.append(params["Key"])
+                raise ClientError({"Error": {"Code": "AccessDenied", "Message": "injected"}}, model.name)
+
+        session.events.register("before-parameter-build.s3.DeleteObject", before_build)
+
+    hooks.append(install)
+    out = ok(run("register", str(make_model(tmp_path)), "-m", "churn", "--image", IMAGE, "--json"))
+    assert out["version"] == 1
+    assert refused and refused[0].startswith(layout.UPLOADS_PREFIX)
+    current = [o["Key"] for o in s3().list_objects_v2(Bucket=bucket("sandbox")).get("Contents", [])]
+    assert not [k for k in current if k.startswith(layout.UPLOADS_PREFIX)], "no current object under uploads/"
+
+
 # --- 5. identical bytes, new inputs -------------------------------------------------------------------------------
 
 
