@@ -17,6 +17,7 @@ from .errors import MlinfraError
 COMMANDS = {
     "stack": "mlinfra.commands.stack:stack",
     "preview": "mlinfra.commands.preview:preview",
+    "check": "mlinfra.commands.check:check",
     "up": "mlinfra.commands.deploy:up",
     "destroy": "mlinfra.commands.deploy:destroy",
     "register": "mlinfra.commands.register:register",

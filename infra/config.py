@@ -446,6 +446,21 @@ def _known_instance_type(value: str) -> str:
     return value
 
 
+class CostAssumptions(_Settings):
+    """Load the cost estimate of `mlinfra check` assumes where the price depends on use, not on what is declared.
+
+    Every estimated line names the assumption it used; change these per stage to match the traffic you expect.
+    """
+
+    serverless_requests_per_month: Annotated[int, Field(ge=0, le=10**10)] = 100_000
+    serverless_seconds_per_request: Annotated[float, Field(gt=0, le=60)] = 0.2
+    capture_gb_per_day: Annotated[float, Field(ge=0, le=100_000)] = 0.5
+    registry_gb: Annotated[float, Field(ge=0, le=1_000_000)] = 10
+    drift_job_seconds: Annotated[float, Field(gt=0, le=900)] = 60
+    # Hours the sandbox VM runs on a weekday when no sandbox.startSchedule says when it starts.
+    sandbox_hours_per_weekday: Annotated[float, Field(ge=0, le=24)] = 10
+
+
 class PolicySettings(_Settings):
     """How the stage's policy pack treats violations, and which instance types the stage may run (config only).
 
@@ -455,6 +470,7 @@ class PolicySettings(_Settings):
 
     enforcement: Literal["advisory", "mandatory"] = "advisory"
     allowed_instance_types: list[Annotated[str, AfterValidator(_known_instance_type)]] = Field(default_factory=list)
+    cost_assumptions: CostAssumptions = CostAssumptions()
 
 
 class AccessSettings(_Settings):

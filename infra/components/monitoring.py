@@ -13,7 +13,7 @@ from mlinfra_infra import naming
 from mlinfra_infra.config import ModelConfig, MonitoringSettings
 from mlinfra_infra.layout import CAPTURE_PREFIX, MODELS_PREFIX, MONITORING_PREFIX
 
-from .common import TYPE_PREFIX, assume_role_policy, policy_document, statement, tags
+from .common import TYPE_PREFIX, policy_document, service_trust_policy, statement, tags
 
 # Registry prefix where Model Monitor writes its reports (statistics, constraint violations) per model.
 
@@ -255,7 +255,12 @@ class DriftMonitoring(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-{model}-role",
             description=f"SageMaker Model Monitor data-quality job of {model} in {args.stage}",
-            assume_role_policy=assume_role_policy("sagemaker.amazonaws.com"),
+            # Only SageMaker acting for this account's resources in this region may assume it (confused deputy).
+            assume_role_policy=service_trust_policy(
+                "sagemaker.amazonaws.com",
+                account,
+                pulumi.Output.concat(f"arn:aws:sagemaker:{args.region}:", account, ":*"),
+            ),
             tags=tags(args.stage, args.owner, model),
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -1,0 +1,89 @@
+"""`mlinfra check`: the policy pack and the monthly cost estimate on the offline render of each stack."""
+
+from __future__ import annotations
+
+import click
+
+from mlinfra.options import all_option, chosen_stages, console, emit_json, json_option, stack_option
+from mlinfra.project import Project
+
+
+def _print(report: object) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from mlinfra.check import StackReport
+
+    assert isinstance(report, StackReport)  # noqa: S101 - typed for mypy
+    out = console()
+    est = report.estimate
+    budget = f" of {report.budget:,.2f} budget" if report.budget is not None else " (no budget)"
+    out.print(
+        f"[bold]stack {report.stack}[/bold]  {report.rules} rules, {report.enforcement}  "
+        f"~${est.total:,.2f}/month{budget}  (prices {est.region}, table of {est.table_date})"
+    )
+    if report.violations:
+        table = Table("level", "rule", "resource", "message", box=None, pad_edge=False)
+        for v in report.violations:
+            style = "red" if v.level == "mandatory" else "yellow"
+            table.add_row(f"[{style}]{v.level}[/{style}]", v.rule, v.resource, escape(v.message))
+        out.print(table)
+    else:
+        out.print("  no violations")
+    costs = Table("resource", "monthly USD", "basis", box=None, pad_edge=False)
+    for line in sorted(est.lines, key=lambda item: -(item.monthly_usd or 0)):
+        if line.monthly_usd is None or line.monthly_usd >= 0.005:
+            usd = "missing" if line.monthly_usd is None else f"{line.monthly_usd:,.2f}"
+            costs.add_row(line.resource, usd, escape(line.basis))
+    out.print(costs)
+    if est.missing:
+        out.print(f"  [yellow]{len(est.missing)} resource(s) without a price in the table: not counted[/yellow]")
+    if report.over_budget:
+        out.print(f"  [red]estimate ${est.total:,.2f} is over mlinfra:budgetMonthlyUsd {report.budget:,.2f}[/red]")
+
+
+@click.command()
+@stack_option
+@all_option
+@json_option
+def check(stack: str | None, all_stacks: bool, as_json: bool) -> None:
+    """Run the policy pack and estimate the monthly cost of a stack, offline.
+
+    Renders each stack once under Pulumi's mock runtime (as `mlinfra preview` does) and runs the rules of
+    infra/policy/ over it: the same functions `pulumi up --policy-pack infra/policy` enforces. Violations are
+    advisory or mandatory per the stage's mlinfra:policy.enforcement. The estimate prices each resource from the
+    dated table shipped in the package (region and date shown; a missing price is listed, not guessed) with the
+    use assumed in mlinfra:policy.costAssumptions.
+
+    Exit 3 when a stack has a mandatory violation or its estimate is over mlinfra:budgetMonthlyUsd; advisory
+    violations print but exit 0. --json prints one object per stack (a list with --all): {"stack", "rules",
+    "violations": [{"rule", "resource", "level", "message"}], "monthlyUsd", "resources": [per-resource lines], ...}.
+
+    \b
+    Examples:
+      mlinfra check --stack prod
+      mlinfra check --all
+      mlinfra check --all --json | jq '.[] | {stack, monthlyUsd, violations: (.violations | length)}'
+    """
+    from mlinfra.check import check as run_checks
+    from mlinfra.errors import RefusedError
+
+    project = Project.find()
+    stages = chosen_stages(project, stack, all_stacks)
+    reports = run_checks(project, stages)
+    if as_json:
+        documents = [r.to_json() for r in reports]
+        emit_json(documents if all_stacks else documents[0])
+    else:
+        for report in reports:
+            _print(report)
+    refused = [r for r in reports if r.refused]
+    if refused:
+        first = refused[0]
+        why = (
+            f"{len(first.mandatory)} mandatory violation(s)"
+            if first.mandatory
+            else f"estimate ${first.estimate.total:,.2f}/month over the budget of {first.budget:,.2f}"
+        )
+        more = f" (and {len(refused) - 1} more stack(s))" if len(refused) > 1 else ""
+        raise RefusedError(f"stack {first.stack}: {why}{more}; see the report above")

@@ -1,0 +1,116 @@
+"""The CrossGuard side of the policy pack: one pulumi_policy policy per rule, each calling the same rule function.
+
+`policies()` builds them (importable and testable without the engine); `__main__.py` serves them to the Pulumi
+engine as the `mlinfra` pack. A policy finds its stage from the resource's URN (`urn:pulumi:<stack>::...`) and reads
+that stage's stack file for the context (allow-list, retention, protect); the enforcement level of every policy
+comes from `--policy-pack-config infra/policy/config/<stage>.json` (`{"all": "advisory"|"mandatory"}`), which
+`tests/infra/test_policy_pack.py` keeps equal to each stage's `mlinfra:policy.enforcement`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    Policy,
+    PolicyResource,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from . import rules
+from .engine import Context, Rule
+
+PACK_NAME = "mlinfra"
+# Without a --policy-pack-config, every policy blocks: the strictest reading of a bare `--policy-pack infra/policy`.
+DEFAULT_LEVEL = EnforcementLevel.MANDATORY
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class PackResource:
+    """A PolicyResource (or a validated resource) in the shape the rule functions read."""
+
+    type: str
+    name: str
+    parent: str | None
+    inputs: dict[str, Any]
+
+
+def stage_of(urn: str) -> str:
+    """`urn:pulumi:<stack>::<project>::<type>::<name>` -> `<stack>`."""
+    parts = urn.split(":", 2)
+    return parts[2].split("::", 1)[0] if len(parts) == 3 and parts[0] == "urn" else ""
+
+
+@functools.lru_cache(maxsize=8)
+def context_for(stage: str) -> Context:
+    """The stage's context from its stack file in this repository; the bare stage when it cannot be read."""
+    try:
+        from mlinfra.project import Project  # noqa: PLC0415 - the CLI package, only where the pack runs
+        from mlinfra.stackfile import load_stage  # noqa: PLC0415
+
+        return Context.from_config(load_stage(Project(REPO_ROOT), stage).config)
+    except Exception:  # noqa: BLE001 - a pack must not crash the engine; rules then use defaults
+        return Context(stage=stage)
+
+
+def _adapt(resource: PolicyResource) -> PackResource:
+    parent = resource.parent.name if resource.parent is not None else None
+    return PackResource(resource.resource_type, resource.name, parent, dict(resource.props))
+
+
+def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
+    check = rule.resource_check
+    assert check is not None  # noqa: S101 - a resource rule
+
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        if not rule.applies_to(args.resource_type):
+            return
+        resource = PackResource(args.resource_type, args.name, None, dict(args.props))
+        for message in check(resource, context_for(stage_of(args.urn))):
+            report_violation(message, None)
+
+    return ResourceValidationPolicy(
+        name=rule.id, description=_describe(rule), validate=validate, enforcement_level=DEFAULT_LEVEL
+    )
+
+
+def _stack_policy(rule: Rule) -> StackValidationPolicy:
+    check = rule.stack_check
+    assert check is not None  # noqa: S101 - a stack rule
+
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        if not args.resources:
+            return
+        resources = [_adapt(r) for r in args.resources]
+        urns = {r.name: r.urn for r in args.resources}
+        ctx = context_for(stage_of(args.resources[0].urn))
+        for name, message in check(resources, ctx):
+            report_violation(f"{name}: {message}", urns.get(name))
+
+    return StackValidationPolicy(
+        name=rule.id, description=_describe(rule), validate=validate, enforcement_level=DEFAULT_LEVEL
+    )
+
+
+def _describe(rule: Rule) -> str:
+    checkov = f" (Checkov {', '.join(rule.checkov)})" if rule.checkov else ""
+    return rule.description + checkov
+
+
+def policies() -> list[Policy]:
+    """One CrossGuard policy per rule of `rules.RULES`, in the same order."""
+    return [_stack_policy(r) if r.is_stack_rule else _resource_policy(r) for r in rules.RULES]
+
+
+def pack_config(enforcement: str) -> dict[str, str]:
+    """The --policy-pack-config document that sets every policy's level for a stage."""
+    return {"all": enforcement}
