@@ -10,6 +10,7 @@ comes from `--policy-pack-config infra/policy/config/<stage>.json` (`{"all": "ad
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,22 @@ def context_for(stage: str) -> Context:
         return Context(stage=stage)
 
 
+def plain(value: Any) -> Any:
+    """pulumi_policy's props (read-only Mapping/Sequence proxies that raise on unknown values) as dicts and lists.
+
+    An unknown value (known only after apply) raises pulumi_policy's UnknownValueError, which the analyzer reports
+    as "can't run policy during preview", as for any CrossGuard policy.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [plain(v) for v in value]
+    return value
+
+
 def _adapt(resource: PolicyResource) -> PackResource:
     parent = resource.parent.name if resource.parent is not None else None
-    return PackResource(resource.resource_type, resource.name, parent, dict(resource.props))
+    return PackResource(resource.resource_type, resource.name, parent, plain(resource.props))
 
 
 def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
@@ -74,7 +88,7 @@ def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
         if not rule.applies_to(args.resource_type):
             return
-        resource = PackResource(args.resource_type, args.name, None, dict(args.props))
+        resource = PackResource(args.resource_type, args.name, None, plain(args.props))
         for message in check(resource, context_for(stage_of(args.urn))):
             report_violation(message, None)
 
