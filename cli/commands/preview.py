@@ -104,7 +104,8 @@ def preview(
     values (ARNs, ids) are placeholders; secret config values are masked. --json prints
     {"stack", "resources": [{"type", "name", "parent", "inputs"}]} per stack, inputs under Pulumi's wire names;
     with --all, a list of those. Refuses (exit 2) a stage whose registry.readerRoleArns does not name the next
-    stage's access.roleArn (cross-account promotion could not read its artifacts).
+    stage's access.roleArn (cross-account promotion could not read its artifacts). Under each tree, one line gives
+    the policy pack's verdict and the monthly estimate (the same as `mlinfra check`, which lists the details).
 
     With --diff, each stack as of --base (default: the merge base with main) is compared with the working tree: when
     only stack files changed, the base's stack file is rendered with this program; when the program changed, the
@@ -151,5 +152,20 @@ def preview(
         documents = [r.to_json() for r in rendered]
         emit_json(documents if all_stacks else documents[0])
         return
-    for r in rendered:
+    from mlinfra.check import check_rendered
+
+    for stage, r in zip(loaded, rendered, strict=True):
         _print_tree(r)
+        _print_policy_summary(check_rendered(stage, r))
+
+
+def _print_policy_summary(report: Any) -> None:
+    """One line under the tree: the policy pack's verdict and the estimate (details: `mlinfra check`)."""
+    levels = [v.level for v in report.violations]
+    verdict = f"{len(levels)} violation(s) ({levels.count('mandatory')} mandatory)" if levels else "no violations"
+    budget = "" if report.budget is None else f" of {report.budget:,.2f} budget"
+    style = "red" if report.refused else "green"
+    console().print(
+        f"[{style}]policy: {report.rules} rules, {verdict}; ~${report.estimate.total:,.2f}/month{budget}[/{style}]"
+        f"  (details: mlinfra check --stack {report.stack})"
+    )
