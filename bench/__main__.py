@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench import (
+    bench_check,
     bench_config,
     bench_diff,
     bench_drift,
@@ -20,6 +21,7 @@ def main() -> int:
         bench_config,
         bench_preview,
         bench_diff,
+        bench_check,
         bench_pack,
         bench_promote,
         bench_register,
