@@ -82,3 +82,24 @@ def check(project: Project, stages: list[str]) -> list[StackReport]:
     loaded = [load_stage(project, stage) for stage in stages]
     check_chain(project, stages)
     return [check_rendered(stage, render_stage(stage)) for stage in loaded]
+
+
+def policy_pack_options(project: Project, stage: Stage) -> dict[str, list[str]]:
+    """`policy_packs`/`policy_pack_configs` for the Automation API's `up`: the project's pack at the stage's level.
+
+    The level comes from the stage's `mlinfra:policy.enforcement`, written to `.mlinfra/policy/<stage>.json` (the
+    Pulumi CLI reads a file); a project without `infra/policy/PulumiPolicy.yaml` gets no pack.
+    """
+    import json
+
+    from mlinfra_infra.policy.engine import pack_config
+
+    from .project import STATE_DIR
+
+    pack_dir = project.root / "infra" / "policy"
+    if not (pack_dir / "PulumiPolicy.yaml").is_file():
+        return {}
+    config = project.root / STATE_DIR / "policy" / f"{stage.name}.json"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps(pack_config(stage.config.policy.enforcement)) + "\n")
+    return {"policy_packs": [str(pack_dir)], "policy_pack_configs": [str(config)]}

@@ -51,8 +51,12 @@ def run_up(project: Project, stage: str, *, yes: bool) -> None:
     released = release_for_type_changes(StageAws(loaded.config, project.root), loaded.config)
     for line in released:
         click.echo(line)
+    from mlinfra.check import policy_pack_options
+
+    # The policy pack (infra/policy/) runs inside the update at the stage's enforcement level.
+    pack = policy_pack_options(project, loaded)
     try:
-        result = stack.up(on_output=lambda line: click.echo(line, nl=False), refresh=bool(released) or None)
+        result = stack.up(on_output=lambda line: click.echo(line, nl=False), refresh=bool(released) or None, **pack)
     except auto.errors.CommandError as exc:
         raise MlinfraError(f"pulumi up failed for {stage}: {str(exc).strip().splitlines()[-1]}") from None
     click.echo(f"\n{stage}: {result.summary.result}")
@@ -67,7 +71,8 @@ def up(stack: str | None, yes: bool) -> None:
     Needs the `pulumi` CLI and AWS credentials. Without the CLI it exits 1 and says how to install it. When the
     stack file changes the instance type of an autoscaled endpoint, its scalable target is deregistered first and
     the update runs with a refresh, so Pulumi registers it again after the endpoint update (AWS refuses the update
-    otherwise).
+    otherwise). The policy pack in infra/policy/ runs inside the update (`--policy-pack`), at the stage's
+    mlinfra:policy.enforcement level: a mandatory violation stops it.
 
     \b
     Examples:

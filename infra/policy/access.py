@@ -12,6 +12,7 @@ from .tokens import (
     COMPOSITE_ALARM,
     ENDPOINT,
     ENDPOINT_CONFIG,
+    FUNCTION,
     LOG_GROUP,
     METRIC_ALARM,
     POLICY,
@@ -149,6 +150,23 @@ def cloudwatch_alarms_reach(resources: Sequence[Resource], ctx: Context) -> Iter
         via = any(f'ALARM("{name}")' in str(c.inputs.get("alarmRule", "")) for c in composites)
         if not (direct or via):
             yield alarm.name, f"alarm {name} reaches no subscribed SNS topic"
+
+
+@stack_rule(
+    "lambda-errors-alarm",
+    "Every Lambda function (the drift job) has an alarm on its AWS/Lambda Errors metric, so a failing job notifies.",
+)
+def lambda_errors_alarm(resources: Sequence[Resource], ctx: Context) -> Iterator[tuple[str, str]]:
+    index = Index(resources)
+    watched = {
+        str(get(a.inputs, "dimensions.FunctionName"))
+        for a in index.of(METRIC_ALARM)
+        if a.inputs.get("namespace") == "AWS/Lambda" and a.inputs.get("metricName") == "Errors"
+    }
+    for function in index.of(FUNCTION):
+        name = str(function.inputs.get("name") or function.name)
+        if name not in watched:
+            yield function.name, f"no AWS/Lambda Errors alarm on function {name}: a failing run would go unnoticed"
 
 
 @resource_rule("sns-encrypted", "Alert topics are encrypted with the stage's key.", (TOPIC,), ("CKV_AWS_26",))

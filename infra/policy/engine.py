@@ -119,6 +119,11 @@ def level_for(ctx: Context) -> Level:
     return ctx.enforcement
 
 
+def pack_config(enforcement: str) -> dict[str, str]:
+    """The --policy-pack-config document that sets every CrossGuard policy's level for a stage."""
+    return {"all": enforcement}
+
+
 def evaluate(resources: Sequence[Resource], ctx: Context, rules: Sequence[Rule] | None = None) -> list[Violation]:
     """Run every rule over the stack's resources; violations in rule order, then resource order."""
     chosen = RULES if rules is None else rules

@@ -27,7 +27,9 @@ from pulumi_policy import (
 )
 
 from . import rules
-from .engine import Context, Rule
+from .engine import Context, Rule, pack_config
+
+__all__ = ["pack_config", "policies"]
 
 PACK_NAME = "mlinfra"
 # Without a --policy-pack-config, every policy blocks: the strictest reading of a bare `--policy-pack infra/policy`.
@@ -123,8 +125,3 @@ def _describe(rule: Rule) -> str:
 def policies() -> list[Policy]:
     """One CrossGuard policy per rule of `rules.RULES`, in the same order."""
     return [_stack_policy(r) if r.is_stack_rule else _resource_policy(r) for r in rules.RULES]
-
-
-def pack_config(enforcement: str) -> dict[str, str]:
-    """The --policy-pack-config document that sets every policy's level for a stage."""
-    return {"all": enforcement}

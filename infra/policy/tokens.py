@@ -34,6 +34,7 @@ COMPOSITE_ALARM = "aws:cloudwatch/compositeAlarm:CompositeAlarm"
 TOPIC = "aws:sns/topic:Topic"
 SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+FUNCTION = "aws:lambda/function:Function"
 
 REQUIRED_TAGS = ("managed-by", "stage", "owner")
 # Types that take `tags` and that the program declares; a new taggable type belongs here.
@@ -54,7 +55,7 @@ TAGGED_TYPES = (
     "aws:ec2/vpc:Vpc",
     SUBNET,
     "aws:ec2/vpcEndpoint:VpcEndpoint",
-    "aws:lambda/function:Function",
+    FUNCTION,
 )
 ADMIN_POLICIES = ("AdministratorAccess", "PowerUserAccess", "IAMFullAccess")
 CAPTURE_STAGES = ("staging", "prod")

@@ -100,3 +100,20 @@ def test_check_refuses_bad_config_with_exit_2(project_dir: Path, run: Run) -> No
     result = run("check", "--stack", "prod")
     assert result.exit_code == 2
     assert "enforcement" in result.stderr
+
+
+def test_up_runs_the_pack_at_the_stage_level(project_dir: Path) -> None:
+    from mlinfra.check import policy_pack_options
+    from mlinfra.project import Project
+    from mlinfra.stackfile import load_stage
+
+    project = Project(project_dir)
+    # The copied project has no infra/policy/: no pack.
+    assert policy_pack_options(project, load_stage(project, "prod")) == {}
+    pack_dir = project_dir / "infra" / "policy"
+    pack_dir.mkdir(parents=True)
+    (pack_dir / "PulumiPolicy.yaml").write_text("runtime: python\n")
+    for stage, level in (("prod", "mandatory"), ("sandbox", "advisory")):
+        options = policy_pack_options(project, load_stage(project, stage))
+        assert options["policy_packs"] == [str(pack_dir)]
+        assert json.loads(Path(options["policy_pack_configs"][0]).read_text()) == {"all": level}

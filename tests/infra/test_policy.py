@@ -118,6 +118,22 @@ def _unconditioned(doc: dict[str, Any]) -> None:
         statement.pop("Condition", None)
 
 
+def _add_function_without_alarm(resources: list[RenderedResource]) -> None:
+    """A Lambda function (as the drift job declares one) with no Errors alarm watching it."""
+    existing = [r for r in resources if r.type == "aws:lambda/function:Function"]
+    if existing:  # the drift job is declared: drop its Errors alarm instead
+        name = existing[0].inputs.get("name")
+        resources[:] = [r for r in resources if get_dimension(r, "FunctionName") != name]
+        return
+    tags = {"managed-by": "mlinfra", "stage": "prod", "owner": "ml-platform"}
+    inputs = {"name": "mlinfra-prod-drift-job", "memorySize": 1024, "tags": tags}
+    resources.append(RenderedResource("aws:lambda/function:Function", "job", None, inputs, custom=True))
+
+
+def get_dimension(resource: RenderedResource, key: str) -> Any:
+    return (resource.inputs.get("dimensions") or {}).get(key) if resource.type.endswith("MetricAlarm") else None
+
+
 ENDPOINT_CONFIG = "mlinfra-prod-churn-c"
 ENDPOINT = "churn-endpoint-endpoint"
 ROUTING = "deploymentConfig.blueGreenUpdatePolicy.trafficRoutingConfiguration"
@@ -142,6 +158,7 @@ MUTATIONS: dict[str, tuple[str, Mutation]] = {
     ),
     "cloudwatch-drift-alarm": ("prod", _set("monitoring-churn-drift", "dimensions.Model", "other")),
     "cloudwatch-alarms-reach-subscriber": ("prod", _remove("monitoring-subscription-0")),
+    "lambda-errors-alarm": ("prod", _add_function_without_alarm),
     "sns-encrypted": ("prod", _set("monitoring-topic", "kmsMasterKeyId", DROP)),
     "logs-encrypted": ("sandbox", _set("sandbox-session-logs", "kmsKeyId", DROP)),
     "logs-retention": ("sandbox", _set("sandbox-session-logs", "retentionInDays", DROP)),
