@@ -311,3 +311,61 @@ def estimate(
         else:
             result.lines.extend(kind(r))
     return result
+
+
+@dataclass(frozen=True)
+class CostChange:
+    """One resource whose monthly estimate differs between two renders (None: missing price or absent)."""
+
+    resource: str
+    before: float | None
+    after: float | None
+
+    @property
+    def delta(self) -> float:
+        return round((self.after or 0.0) - (self.before or 0.0), 2)
+
+
+@dataclass(frozen=True)
+class CostDelta:
+    """What a change does to a stack's monthly estimate: the totals and the resources whose line moved."""
+
+    before_total: float
+    after_total: float
+    changes: tuple[CostChange, ...]
+
+    @property
+    def delta(self) -> float:
+        return round(self.after_total - self.before_total, 2)
+
+    def markdown(self) -> str:
+        """A line and a small table for a PR comment (what `preview --diff` shows); ends with a newline."""
+        head = f"Monthly estimate: ${self.before_total:,.2f} -> ${self.after_total:,.2f} ({self.delta:+,.2f})\n"
+        if not self.changes:
+            return head
+        rows = ["", "| resource | before | after | delta |", "|---|---|---|---|"]
+        for c in self.changes:
+            before = "—" if c.before is None else f"{c.before:,.2f}"
+            after = "—" if c.after is None else f"{c.after:,.2f}"
+            rows.append(f"| {c.resource} | {before} | {after} | {c.delta:+,.2f} |")
+        return head + "\n".join(rows) + "\n"
+
+
+def delta(before: Estimate, after: Estimate) -> CostDelta:
+    """Compare two estimates of one stack (e.g. the base branch's render and the working tree's), line by line."""
+
+    def by_resource(est: Estimate) -> dict[str, float | None]:
+        lines: dict[str, float | None] = {}
+        for line in est.lines:
+            lines[line.resource] = (
+                None if line.monthly_usd is None else (lines.get(line.resource) or 0) + line.monthly_usd
+            )
+        return lines
+
+    old, new = by_resource(before), by_resource(after)
+    changes = tuple(
+        CostChange(name, old.get(name), new.get(name))
+        for name in sorted(set(old) | set(new))
+        if name not in old or name not in new or round((old[name] or 0) - (new[name] or 0), 2) != 0
+    )
+    return CostDelta(before.total, after.total, changes)

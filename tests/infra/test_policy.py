@@ -240,3 +240,20 @@ def test_each_rule_fails_on_a_stack_mutated_to_break_exactly_it(
     violations = evaluate(_mutated(stack.resources, mutation), ctx)
     assert {v.rule for v in violations} == {rule}, [v.to_json() for v in violations]
     assert all(v.message and v.resource for v in violations)
+
+
+def test_cost_delta_of_a_change(stacks: dict[str, tuple[RenderedStack, Context]]) -> None:
+    from mlinfra_infra.policy.cost import Assumptions, delta, estimate
+
+    stack, _ = stacks["prod"]
+    before = estimate(stack.resources, "eu-west-1", Assumptions())
+    bigger = _mutated(
+        stack.resources, _set("mlinfra-prod-churn-c", "productionVariants.0.instanceType", "ml.m5.2xlarge")
+    )
+    after = estimate(bigger, "eu-west-1", Assumptions())
+    change = delta(before, after)
+    # Two instances at minCapacity, from ml.m5.xlarge to ml.m5.2xlarge: twice the hourly price, 730 h.
+    assert [c.resource for c in change.changes] == ["mlinfra-prod-churn-c"]
+    assert change.delta == pytest.approx(2 * 730 * (0.512 - 0.256), abs=0.01)
+    assert "+373.76" in change.markdown()
+    assert delta(before, before).changes == ()
