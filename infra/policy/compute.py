@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .. import rollout
-from .engine import Context, Index, Resource, as_list, get, resource_rule, stack_rule
+from .engine import Context, Index, Resource, as_list, document, get, resource_rule, stack_rule, statements
 from .tokens import (
     CAPTURE_STAGES,
     DEFAULT_SG,
@@ -20,6 +20,7 @@ from .tokens import (
     SECURITY_GROUP,
     SG_RULE,
     SUBNET,
+    VPC_ENDPOINT,
 )
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -146,6 +147,37 @@ def sagemaker_rollback_in_bake(resources: Sequence[Resource], ctx: Context) -> I
                         endpoint.name,
                         f"alarm {name} needs up to {detect} s to fire, longer than the {label} {seconds} s",
                     )
+
+
+@resource_rule(
+    "sagemaker-rollback-alarms-stable",
+    "A fixed-name endpoint's rollback alarms are named after the endpoint, so no config change alters "
+    "deploymentConfig.autoRollbackConfiguration (force-new: a replacement would collide with the fixed name).",
+    (ENDPOINT,),
+)
+def sagemaker_rollback_alarms_stable(resource: Resource, ctx: Context) -> Iterable[str]:
+    name = resource.inputs.get("name")
+    if not name:
+        return  # auto-named endpoints can be replaced create-before-delete
+    for alarm in as_list(get(resource.inputs, "deploymentConfig.autoRollbackConfiguration.alarms")):
+        if not str(alarm.get("alarmName", "")).startswith(f"{name}-"):
+            yield f"rollback alarm {alarm.get('alarmName')} is not named after the endpoint {name}"
+
+
+@resource_rule(
+    "ec2-s3-endpoint-scoped",
+    "S3 gateway endpoints carry a policy limited to named buckets (no s3 access to every bucket).",
+    (VPC_ENDPOINT,),
+)
+def ec2_s3_endpoint_scoped(resource: Resource, ctx: Context) -> Iterable[str]:
+    if not str(resource.inputs.get("serviceName", "")).endswith(".s3"):
+        return
+    doc = document(resource.inputs.get("policy"))
+    if not doc:
+        yield "no endpoint policy: the endpoint reaches every bucket"
+    for statement in statements(doc):
+        if statement.get("Effect") == "Allow" and "*" in as_list(statement.get("Resource")):
+            yield f"statement {statement.get('Sid', '?')} allows every bucket"
 
 
 @stack_rule(

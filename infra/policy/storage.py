@@ -108,6 +108,35 @@ def s3_tls_only(resources: Sequence[Resource], ctx: Context) -> Iterator[tuple[s
 
 
 @stack_rule(
+    "s3-uploads-pinned-to-key",
+    "Data buckets whose default encryption names a customer key refuse uploads naming another key (bucket policy "
+    "deny on s3:x-amz-server-side-encryption-aws-kms-key-id).",
+)
+def s3_uploads_pinned(resources: Sequence[Resource], ctx: Context) -> Iterator[tuple[str, str]]:
+    index = Index(resources)
+    policies = _by_bucket(index, BUCKET_POLICY)
+    sse = _by_bucket(index, SSE)
+    for bucket in index.of(BUCKET):
+        config = sse.get(bucket_id(bucket))
+        key = get(config.inputs, "rules.0.applyServerSideEncryptionByDefault.kmsMasterKeyId") if config else None
+        if not key:
+            continue
+        policy = policies.get(bucket_id(bucket))
+        pinned = [
+            s
+            for s in statements(document(policy.inputs.get("policy") if policy else None))
+            if s.get("Effect") == "Deny"
+            and any(
+                get(block, "s3:x-amz-server-side-encryption-aws-kms-key-id") == key
+                for block in (s.get("Condition") or {}).values()
+                if isinstance(block, dict)
+            )
+        ]
+        if not pinned:
+            yield bucket.name, f"bucket policy does not refuse uploads encrypted with a key other than {key}"
+
+
+@stack_rule(
     "s3-ownership-enforced",
     "Every bucket disables ACLs (object ownership BucketOwnerEnforced).",
     ("CKV2_AWS_65",),

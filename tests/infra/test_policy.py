@@ -106,6 +106,14 @@ def _drop_statement(sid: str) -> Callable[[dict[str, Any]], None]:
     return change
 
 
+def _chain(*mutations: Mutation) -> Mutation:
+    def mutate(resources: list[RenderedResource]) -> None:
+        for mutation in mutations:
+            mutation(resources)
+
+    return mutate
+
+
 def _remove(name: str) -> Mutation:
     def mutate(resources: list[RenderedResource]) -> None:
         resources[:] = [r for r in resources if r.name != name]
@@ -205,6 +213,20 @@ MUTATIONS: dict[str, tuple[str, Mutation]] = {
     "s3-ignore-public-acls": ("prod", _set("registry-public-access", "ignorePublicAcls", False)),
     "s3-restrict-public-buckets": ("prod", _set("registry-public-access", "restrictPublicBuckets", False)),
     "s3-tls-only": ("prod", _policy("registry-policy", "policy", _drop_statement("DenyInsecureTransport"))),
+    "s3-uploads-pinned-to-key": ("prod", _policy("registry-policy", "policy", _drop_statement("DenyOtherKmsKeys"))),
+    "sagemaker-rollback-alarms-stable": (
+        "prod",
+        _chain(
+            _set("churn-endpoint-5xx", "name", "custom-5xx"),
+            _set(ENDPOINT, "deploymentConfig.autoRollbackConfiguration.alarms.0.alarmName", "custom-5xx"),
+            _set(
+                "monitoring-churn-health",
+                "alarmRule",
+                'ALARM("custom-5xx") OR ALARM("mlinfra-prod-churn-latency-p99") OR ALARM("mlinfra-prod-churn-drift")',
+            ),
+        ),
+    ),
+    "ec2-s3-endpoint-scoped": ("sandbox", _set("sandbox-endpoint-s3", "policy", DROP)),
     "s3-ownership-enforced": ("prod", _set("registry-ownership", "rule.objectOwnership", "ObjectWriter")),
     "s3-lifecycle": ("prod", _set("registry-lifecycle", "rules.2.expiration.days", 365)),
     "s3-access-logging": ("prod", _set("registry-access-logging", "bucket", "some-other-bucket")),
