@@ -91,6 +91,8 @@ class StackDiff:
     resources: list[ResourceChange] = field(default_factory=list)
     unchanged: int = 0
     base: str | None = None
+    # What the change does to the monthly estimate (mlinfra_infra.policy.cost.CostDelta), when computed.
+    cost: Any = None
 
     @property
     def empty(self) -> bool:
@@ -116,12 +118,27 @@ class StackDiff:
             "base": self.base,
             "summary": {**self.counts(), "unchanged": self.unchanged},
             "resources": [r.to_json() for r in self.resources],
+            **({"monthlyUsd": self._cost_json()} if self.cost is not None else {}),
+        }
+
+    def _cost_json(self) -> dict[str, Any]:
+        cost = self.cost
+        return {
+            "before": cost.before_total,
+            "after": cost.after_total,
+            "delta": cost.delta,
+            "resources": [{"resource": c.resource, "before": c.before, "after": c.after} for c in cost.changes],
         }
 
     def text(self) -> str:
         """Plain text for a terminal or a CI log."""
         against = f" against {self.base}" if self.base else ""
         lines = [f"stack {self.stack}{against}: {self.summary()}"]
+        if self.cost is not None:
+            cost = self.cost
+            lines.append(
+                f"  monthly estimate: ${cost.before_total:,.2f} -> ${cost.after_total:,.2f} ({cost.delta:+,.2f})"
+            )
         for resource in self.resources:
             lines.append(f"  {SYMBOLS[resource.action]:>2} {resource.name} ({_short(resource.type)}) {resource.action}")
             for change in resource.changes:
@@ -133,6 +150,8 @@ class StackDiff:
         """GitHub-flavoured Markdown for a pull request body or comment."""
         against = f" against `{self.base}`" if self.base else ""
         lines = [f"#### Stack `{self.stack}`{against}: {self.summary()}", ""]
+        if self.cost is not None:
+            lines += [self.cost.markdown().rstrip("\n"), ""]
         if self.empty:
             return "\n".join(lines).rstrip() + "\n"
         lines += ["| | resource | type | property | before | after |", "|---|---|---|---|---|---|"]
@@ -289,7 +308,8 @@ def preview_diffs(project: Project, stages: list[str], base: str | None = None) 
     label, commit = refrender.resolve_base(project, base)
     changed = refrender.changed_since(project, commit)
     needed = refrender.stages_to_render(project, stages, changed)
-    current = {stage: render_stage(load_stage(project, stage)) for stage in stages}
+    loaded = {stage: load_stage(project, stage) for stage in stages}
+    current = {stage: render_stage(loaded[stage]) for stage in stages}
     if not needed:
         before = {}
     elif refrender.only_stack_files(project, changed):
@@ -297,7 +317,22 @@ def preview_diffs(project: Project, stages: list[str], base: str | None = None) 
     else:
         before = refrender.render_tree_at(project, needed, commit, label)
     shown = f"{label} ({commit[:7]})"
-    return [diff_rendered(before.get(stage, current[stage]), current[stage], base=shown) for stage in stages]
+    diffs = [diff_rendered(before.get(stage, current[stage]), current[stage], base=shown) for stage in stages]
+    for diff in diffs:
+        diff.cost = cost_delta(
+            loaded[diff.stack].config, before.get(diff.stack, current[diff.stack]), current[diff.stack]
+        )
+    return diffs
+
+
+def cost_delta(cfg: Any, before: RenderedStack, after: RenderedStack) -> Any:
+    """The monthly estimate of both renders (the policy pack's price table, the stage's current assumptions)."""
+    from mlinfra_infra.policy.cost import Assumptions, PriceTable, delta, estimate
+
+    table, assume = PriceTable.load(), Assumptions.from_config(cfg)
+    return delta(
+        estimate(before.resources, cfg.region, assume, table), estimate(after.resources, cfg.region, assume, table)
+    )
 
 
 def render_at_ref(project: Project, stage: str, ref: str | None = None) -> RenderedStack:

@@ -113,8 +113,9 @@ def preview(
     in place, property by property,
     with the changes that force a replacement marked (a new pin replaces the SageMaker model and endpoint
     configuration and updates the endpoint in place). --json prints {"stack", "base", "summary", "resources":
-    [{"action", "type", "name", "parent", "changes": [{"path", "before", "after", "replaces", "computed"}]}]};
-    --markdown prints a table for a pull request.
+    [{"action", "type", "name", "parent", "changes": [{"path", "before", "after", "replaces", "computed"}]}],
+    "monthlyUsd": {"before", "after", "delta", "resources"}}; --markdown prints a table for a pull request. Each
+    stack's monthly estimate before and after the change (the policy pack's price table) is shown with its delta.
 
     \b
     Examples:

@@ -170,6 +170,10 @@ def test_diff_against_the_merge_base_with_main(repo: Path, run: Run) -> None:
         ("aws:cloudwatch/dashboard:Dashboard", "update")
     ]
     assert ENDPOINT in {r["type"] for r in doc["resources"] if r["action"] == "add"}
+    # The cost of the change: the new endpoint's instance hours (and its alarms), none of it before.
+    cost = doc["monthlyUsd"]
+    assert cost["delta"] == round(cost["after"] - cost["before"], 2) > 50
+    assert any(c["resource"].endswith("-churn-c") and c["before"] is None for c in cost["resources"])
 
     # Against the branch's last commit (version 3 pinned): model and config replaced, endpoint updated in place.
     result = run("preview", "--diff", "-s", "staging", "--base", "HEAD", "--json")
@@ -181,6 +185,7 @@ def test_diff_against_the_merge_base_with_main(repo: Path, run: Run) -> None:
 
     markdown = run("preview", "--diff", "-s", "staging", "--base", "HEAD", "--markdown").stdout
     assert markdown.startswith("#### Stack `staging` against `HEAD (")
+    assert "Monthly estimate: $" in markdown
     assert git(repo, "status", "--porcelain") == " M stacks/Pulumi.staging.yaml\n"  # the working tree is untouched
 
 
