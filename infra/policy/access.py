@@ -54,17 +54,24 @@ def iam_no_admin(resource: Resource, ctx: Context) -> Iterable[str]:
             yield f"attaches {arn}"
 
 
+# Roles passed to a resource in this account (iam:PassRole is the guard) rather than assumed by a service acting for
+# arbitrary callers: EC2 instance profiles and Lambda execution roles. AWS's confused-deputy guidance targets the
+# latter kind; these are left to the PassRole permission.
+UNSCOPED_TRUST = frozenset({"ec2.amazonaws.com", "lambda.amazonaws.com"})
+
+
 @resource_rule(
     "iam-service-trust-scoped",
-    "Roles assumed by AWS services restrict the trust to this account (aws:SourceAccount / aws:SourceArn).",
+    "Roles assumed by AWS services restrict the trust to this account (aws:SourceAccount / aws:SourceArn); EC2 "
+    "instance profiles and Lambda execution roles are exempt (passed to a resource; iam:PassRole guards them).",
     (ROLE,),
     ("CKV_AWS_60",),
 )
 def iam_trust_scoped(resource: Resource, ctx: Context) -> Iterable[str]:
     for statement in statements(document(resource.inputs.get("assumeRolePolicy"))):
         services = as_list(get(statement, "Principal.Service"))
-        if statement.get("Effect") != "Allow" or not services or services == ["ec2.amazonaws.com"]:
-            continue  # EC2 instance profiles cannot carry source conditions
+        if statement.get("Effect") != "Allow" or not services or set(services) <= UNSCOPED_TRUST:
+            continue
         condition = statement.get("Condition") or {}
         keys = {key for block in condition.values() if isinstance(block, dict) for key in block}
         if not keys & {"aws:SourceAccount", "aws:SourceArn"}:
