@@ -279,3 +279,36 @@ def test_cost_delta_of_a_change(stacks: dict[str, tuple[RenderedStack, Context]]
     assert change.delta == pytest.approx(2 * 730 * (0.512 - 0.256), abs=0.01)
     assert "+373.76" in change.markdown()
     assert delta(before, before).changes == ()
+
+
+def test_price_table_is_dated_sourced_and_positive() -> None:
+    import datetime
+
+    from mlinfra_infra.policy.cost import PriceTable
+
+    table = PriceTable.load()
+    datetime.date.fromisoformat(table.date)
+    assert table.currency == "USD"
+    assert all(url.startswith("https://aws.amazon.com/") for url in table.sources.values())
+    assert "eu-west-1" in table.regions
+    for key, value in table.region("eu-west-1").items():
+        values = value.values() if isinstance(value, dict) else [value]
+        assert all(isinstance(v, int | float) and v > 0 for v in values), key
+
+
+def test_sandbox_hours_without_a_start_schedule_use_the_assumption(
+    stacks: dict[str, tuple[RenderedStack, Context]],
+) -> None:
+    from mlinfra_infra.policy.cost import WEEKDAYS_PER_MONTH, Assumptions, estimate
+
+    stack, _ = stacks["sandbox"]
+    without_start = [r for r in stack.resources if r.name != "sandbox-morning-start"]
+    lines = {
+        line.resource: line
+        for line in estimate(without_start, "eu-west-1", Assumptions(sandbox_hours_per_weekday=6)).lines
+    }
+    vm = lines["sandbox-instance"]
+    assert "6 h per weekday (assumed" in vm.basis
+    assert vm.monthly_usd == pytest.approx(0.0912 * 6 * WEEKDAYS_PER_MONTH)
+    with_start = {line.resource: line for line in estimate(stack.resources, "eu-west-1", Assumptions()).lines}
+    assert with_start["sandbox-instance"].monthly_usd == pytest.approx(0.0912 * 11 * WEEKDAYS_PER_MONTH)
