@@ -44,7 +44,7 @@ ci-install:
 # Refresh requirements/deploy.txt from pyproject.toml (runtime dependencies) and requirements/build.in, for CI's
 # platform; .pulumi-version follows the locked pulumi SDK so the CLI and the SDK agree.
 lock: setup
-	$(BIN)/uv pip compile pyproject.toml requirements/build.in --generate-hashes --python-version 3.11 \
+	$(BIN)/uv pip compile pyproject.toml requirements/build.in --extra policy --generate-hashes --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" --quiet -o requirements/deploy.txt
 	sed -n 's/^pulumi==\([0-9.]*\).*/\1/p' requirements/deploy.txt > .pulumi-version
 
