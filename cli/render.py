@@ -15,6 +15,7 @@ import json
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -95,6 +96,9 @@ def _clean(value: Any) -> Any:
         return [_clean(v) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
+    if type(value).__name__ in {"FileAsset", "FileArchive"}:
+        # A file the engine would upload (the drift job's code package): its name, which carries its digest.
+        return {"file": PurePath(value.path).name}
     return value
 
 
@@ -166,6 +170,8 @@ def _make_mocks(region: str, account_id: str = MOCK_ACCOUNT) -> Any:
                 return key_id, state
             if token == "aws:iam/role:Role":
                 arn = f"arn:aws:iam::{account_id}:role/{name}"
+            elif token == "aws:lambda/function:Function":
+                arn = f"arn:aws:lambda:{region}:{account_id}:function:{name}"
             elif token.startswith("aws:sagemaker/"):
                 kind = token.rsplit(":", 1)[1]
                 arn = f"arn:aws:sagemaker:{region}:{account_id}:{kind.lower()}/{name}"

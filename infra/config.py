@@ -386,13 +386,28 @@ class Notification(_Settings):
 
 
 class MonitoringSettings(_Settings):
-    """Alert topic, drift alarms, Model Monitor schedule and the stage dashboard."""
+    """Alert topic, drift alarms, the scheduled drift job (AWS Lambda) and the stage dashboard."""
 
     enabled: bool = False
     drift: bool = False
     schedule: Literal["hourly", "daily"] = "hourly"
-    instance_type: ProcessingInstanceType = "ml.m5.large"
+    # The drift job's Lambda memory (CPU grows with it; 1,769 MB is one vCPU) and its log retention (CloudWatch Logs'
+    # accepted values).
+    job_memory_mb: Annotated[int, Field(ge=512, le=10_240)] = 1024
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827] = 30
     notifications: list[Notification] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_model_monitor(cls, data: Any) -> Any:
+        # Stack files written for the SageMaker Model Monitor job carry its instance type; say why it is gone.
+        if isinstance(data, Mapping) and ("instanceType" in data or "instance_type" in data):
+            raise ValueError(
+                "instanceType sized the SageMaker Model Monitor job, which mlinfra no longer deploys (AWS closed Model "
+                "Monitor to new customers on 2026-07-30); the drift job runs on AWS Lambda: remove the key "
+                "(jobMemoryMb sizes the job)"
+            )
+        return data
 
 
 class NetworkSettings(_Settings):

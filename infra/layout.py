@@ -1,6 +1,6 @@
 """The registry bucket's layout: where artifacts, version records, stage pointers, audit and capture live.
 
-Shared by the Pulumi program (IAM scopes, lifecycle rules, Model Monitor paths) and the CLI (register, promote),
+Shared by the Pulumi program (IAM scopes, lifecycle rules, the drift job) and the CLI (register, promote),
 so a prefix is spelled once. See ARCHITECTURE.md, "Registry and promotion".
 """
 
@@ -11,6 +11,7 @@ STAGES_PREFIX = "stages/"
 AUDIT_PREFIX = "audit/"
 CAPTURE_PREFIX = "capture/"
 MONITORING_PREFIX = "monitoring/"
+CODE_PREFIX = "code/"  # the drift job's Lambda code packages, content-addressed (code/drift-job-<sha256>.zip)
 UPLOADS_PREFIX = "uploads/"  # artifacts being registered, before their digest (hence their key) is known
 ARTIFACT_NAME = "model.tar.gz"
 
@@ -43,3 +44,13 @@ def audit_prefix(model: str) -> str:
 def capture_prefix(model: str) -> str:
     """Where SageMaker writes a model's data capture: capture/<model>."""
     return f"{CAPTURE_PREFIX}{model}"
+
+
+def capture_endpoint_prefix(model: str, endpoint: str, variant: str) -> str:
+    """Where SageMaker puts one variant's capture files: capture/<model>/<endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl."""
+    return f"{capture_prefix(model)}/{endpoint}/{variant}/"
+
+
+def monitoring_prefix(model: str) -> str:
+    """The drift job's checkpoint and reports of a model: monitoring/<model>/."""
+    return f"{MONITORING_PREFIX}{model}/"

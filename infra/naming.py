@@ -24,8 +24,11 @@ MANAGED_BY = "mlinfra"
 ALARM_5XX = "5xx"
 ALARM_LATENCY = "latency-p99"
 ALARM_DRIFT = "drift"
+ALARM_DRIFT_SILENT = "drift-silent"  # the drift job has not scored this model for two schedule periods
 ALARM_HEALTH = "health"
-ALARM_KINDS = (ALARM_5XX, ALARM_LATENCY, ALARM_DRIFT, ALARM_HEALTH)
+ALARM_KINDS = (ALARM_5XX, ALARM_LATENCY, ALARM_DRIFT, ALARM_DRIFT_SILENT, ALARM_HEALTH)
+# Lambda function names: at most 64 characters of [a-zA-Z0-9-_].
+LAMBDA_NAME_MAX = 64
 VARIANT_NAME = "primary"  # stable: autoscaling targets and alarms address the variant by name
 
 
@@ -63,6 +66,16 @@ def alarm(project: str, stage: str, model: str, what: str) -> str:
     return f"{project}-{stage}-{model}-{what}"
 
 
+def drift_job(project: str, stage: str) -> str:
+    """The stage's scheduled drift job: its Lambda function, schedule and IAM roles share this name."""
+    return f"{project}-{stage}-drift-job"
+
+
+def drift_job_errors_alarm(project: str, stage: str) -> str:
+    """The alarm on the drift job's own failures (Lambda Errors), one per stage."""
+    return f"{drift_job(project, stage)}-errors"
+
+
 def key_alias(project: str, stage: str) -> str:
     """The KMS alias of a stage's registry key."""
     return f"alias/{project}-{stage}-registry"
@@ -91,13 +104,14 @@ def check_model_names(project: str, stage: str, model: str) -> None:
     """Raise ValueError if any name derived for `model` in `stage` breaks SageMaker's limits."""
     _check_sagemaker(endpoint(project, stage, model), "endpoint")
     _check_sagemaker(package_group(project, stage, model), "model package group")
-    # Models, endpoint configs and monitoring jobs are auto-named from "<endpoint>" plus a short kind suffix.
-    _check_sagemaker(endpoint(project, stage, model) + "-dq", "monitoring job definition", reserve=AUTONAME_SUFFIX)
 
 
 def check_stage_names(project: str, stage: str, region: str, account_id: str | None, bucket: str | None) -> None:
     """Raise ValueError if the registry bucket name of a stage (given or derived) breaks S3's rules."""
     check_bucket_name(bucket or registry_bucket(project, stage, region, account_id or "0" * 12))
+    job = drift_job(project, stage)
+    if len(job) > LAMBDA_NAME_MAX:
+        raise ValueError(f"drift job name {job!r} is {len(job)} characters; Lambda allows {LAMBDA_NAME_MAX}")
     domain = codeartifact_domain(project, stage)
     if not re.fullmatch(r"[a-z][a-z0-9-]{0,48}[a-z0-9]", domain):
         raise ValueError(

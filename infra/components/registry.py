@@ -222,7 +222,8 @@ class ModelRegistry(pulumi.ComponentResource):
                     "filter": {"prefix": UPLOADS_PREFIX},
                     "expiration": {"days": settings.abort_incomplete_upload_days},
                 },
-                # Model Monitor's reports are derived from the capture and kept as long as it is.
+                # The drift job's reports are derived from the capture and kept as long as it is (its checkpoints are
+                # rewritten every run, so they never reach this age while the job runs).
                 {
                     "id": "expire-monitoring-reports",
                     "status": "Enabled",

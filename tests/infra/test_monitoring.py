@@ -1,4 +1,4 @@
-"""DriftMonitoring under the mock runtime: alert topic, drift alarms, Model Monitor, composite alarms, dashboard."""
+"""DriftMonitoring under the mock runtime: alert topic, drift and drift-silent alarms, composite alarms, dashboard."""
 
 from __future__ import annotations
 
@@ -10,14 +10,9 @@ from typing import Any
 import pytest
 
 from mlinfra.render import MASK, MOCK_ACCOUNT, RenderedResource, RenderedStack
+from mlinfra_drift import metrics
 from mlinfra_infra import naming
 from mlinfra_infra.components import common
-from mlinfra_infra.components.monitoring import (
-    ANALYZER_ACCOUNTS,
-    analyzer_account,
-    analyzer_image,
-    schedule_name,
-)
 from tests.builders import PROJECT, REGION, pin
 from tests.conftest import policy
 
@@ -31,8 +26,8 @@ SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 COMPOSITE_ALARM = "aws:cloudwatch/compositeAlarm:CompositeAlarm"
 DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
-JOB_DEFINITION = "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition"
-SCHEDULE = "aws:sagemaker/monitoringSchedule:MonitoringSchedule"
+FUNCTION = "aws:lambda/function:Function"
+SCHEDULE = "aws:scheduler/schedule:Schedule"
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 # Types that take no tags in the AWS provider.
@@ -143,71 +138,54 @@ def test_no_notifications_means_no_subscriptions(render_stack: Render) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Drift alarm and Model Monitor
+# Drift and drift-silent alarms
 
 
-def test_drift_alarm_uses_configured_threshold_and_ignores_missing_data(render_stack: Render) -> None:
+def drift_alarms(stack: RenderedStack) -> dict[str, RenderedResource]:
+    """The component's metric alarms by name."""
+    return {a.inputs["name"]: a for a in children(stack, METRIC_ALARM)}
+
+
+def test_drift_alarm_watches_what_the_job_publishes_at_the_configured_threshold(render_stack: Render) -> None:
     models = {"churn": {**REALTIME_WITH_CAPTURE, "alarms": {"driftPsi": 0.35}}}
     stack = staging(render_stack, models=models)
-    (alarm,) = children(stack, METRIC_ALARM)
-    assert alarm.inputs["name"] == naming.alarm(PROJECT, STAGE, "churn", "drift")
-    assert alarm.inputs["namespace"] == "mlinfra/Drift"
-    assert alarm.inputs["metricName"] == "MaxPSI"
-    assert alarm.inputs["dimensions"] == {"Stage": STAGE, "Model": "churn"}
+    alarm = drift_alarms(stack)[naming.alarm(PROJECT, STAGE, "churn", "drift")]
+    # Names shared with the publisher (mlinfra_drift.metrics), so the two cannot drift apart.
+    assert alarm.inputs["namespace"] == metrics.NAMESPACE == "mlinfra/Drift"
+    assert alarm.inputs["metricName"] == metrics.MAX_PSI == "MaxPSI"
+    assert alarm.inputs["dimensions"] == {metrics.STAGE_DIMENSION: STAGE, metrics.MODEL_DIMENSION: "churn"}
     assert alarm.inputs["statistic"] == "Maximum"
     assert alarm.inputs["comparisonOperator"] == "GreaterThanThreshold"
     assert alarm.inputs["threshold"] == 0.35
-    assert alarm.inputs["treatMissingData"] == "notBreaching"
+    assert alarm.inputs["period"] == 3600
+    # No traffic publishes no MaxPSI; the alarm keeps its state rather than turning OK on nothing measured.
+    assert alarm.inputs["treatMissingData"] == "ignore"
     # The composite alarm notifies; the drift alarm itself stays silent.
     assert not alarm.inputs.get("alarmActions")
 
 
-def test_no_drift_alarm_or_model_monitor_when_drift_is_off(render_stack: Render) -> None:
+@pytest.mark.parametrize(("schedule", "period"), [("hourly", 3600), ("daily", 86_400)])
+def test_silent_job_breaches_after_two_schedule_periods(render_stack: Render, schedule: str, period: int) -> None:
+    stack = staging(render_stack, {"schedule": schedule})
+    alarm = drift_alarms(stack)[naming.alarm(PROJECT, STAGE, "churn", "drift-silent")]
+    assert alarm.inputs["namespace"] == metrics.NAMESPACE
+    assert alarm.inputs["metricName"] == metrics.ROWS
+    assert alarm.inputs["dimensions"] == {metrics.STAGE_DIMENSION: STAGE, metrics.MODEL_DIMENSION: "churn"}
+    assert alarm.inputs["statistic"] == "SampleCount"
+    assert alarm.inputs["comparisonOperator"] == "LessThanThreshold"
+    assert alarm.inputs["threshold"] == 1
+    assert alarm.inputs["period"] == period
+    assert alarm.inputs["evaluationPeriods"] == alarm.inputs["datapointsToAlarm"] == 2
+    assert alarm.inputs["treatMissingData"] == "breaching"
+    # CloudWatch: period x evaluation periods at most 7 days.
+    assert alarm.inputs["period"] * alarm.inputs["evaluationPeriods"] <= 604_800
+
+
+def test_no_drift_alarms_or_job_when_drift_is_off(render_stack: Render) -> None:
     stack = staging(render_stack, {"drift": False})
     assert children(stack, METRIC_ALARM) == []
-    assert stack.of_type(JOB_DEFINITION) == []
+    assert stack.of_type(FUNCTION) == []
     assert stack.of_type(SCHEDULE) == []
-
-
-def test_model_monitor_checks_against_the_pinned_versions_baseline(render_stack: Render) -> None:
-    models = {"churn": {**REALTIME_WITH_CAPTURE, "pinned": pin(version=7, stage=STAGE)}}
-    stack = staging(render_stack, {"instanceType": "ml.c5.xlarge"}, models)
-    key_arn = stack.outputs["registryKeyArn"]
-    bucket = stack.outputs["registryBucket"]
-    job = only_child(stack, JOB_DEFINITION)
-    inputs = job.inputs
-
-    assert "name" not in inputs, "job definitions are replaced on every change and must be auto-named"
-    baseline = inputs["dataQualityBaselineConfig"]
-    assert baseline["constraintsResource"]["s3Uri"] == f"s3://{bucket}/models/churn/versions/7/constraints.json"
-    assert baseline["statisticsResource"]["s3Uri"] == f"s3://{bucket}/models/churn/versions/7/statistics.json"
-    assert inputs["dataQualityAppSpecification"]["imageUri"] == analyzer_image(REGION)
-    assert inputs["dataQualityJobInput"]["endpointInput"]["endpointName"] == naming.endpoint(PROJECT, STAGE, "churn")
-
-    output = inputs["dataQualityJobOutputConfig"]
-    assert output["kmsKeyId"] == key_arn
-    assert output["monitoringOutputs"]["s3Output"]["s3Uri"] == f"s3://{bucket}/monitoring/churn"
-
-    cluster = inputs["jobResources"]["clusterConfig"]
-    assert cluster["volumeKmsKeyId"] == key_arn
-    assert cluster["instanceType"] == "ml.c5.xlarge"
-    assert inputs["networkConfig"]["enableNetworkIsolation"] is True
-
-    role = only_child(stack, ROLE)
-    assert re.fullmatch(rf"arn:aws:iam::{MOCK_ACCOUNT}:role/{re.escape(role.name)}-[0-9a-f]{{7}}", inputs["roleArn"])
-
-
-@pytest.mark.parametrize(("schedule", "expression"), [("hourly", "cron(0 * ? * * *)"), ("daily", "cron(0 0 ? * * *)")])
-def test_schedule_runs_the_job_definition_hourly_or_daily(render_stack: Render, schedule: str, expression: str) -> None:
-    stack = staging(render_stack, {"schedule": schedule})
-    scheduled = only_child(stack, SCHEDULE)
-    config = scheduled.inputs["monitoringScheduleConfig"]
-    assert config["scheduleConfig"]["scheduleExpression"] == expression
-    assert config["monitoringType"] == "DataQuality"
-    job = only_child(stack, JOB_DEFINITION)
-    # The mock auto-names "<logical name>-<7 hex>", as Pulumi does.
-    assert re.fullmatch(rf"{re.escape(job.name)}-[0-9a-f]{{7}}", config["monitoringJobDefinitionName"])
-    assert scheduled.inputs["name"] == naming.endpoint(PROJECT, STAGE, "churn") + "-dq"
 
 
 @pytest.mark.parametrize(
@@ -215,76 +193,36 @@ def test_schedule_runs_the_job_definition_hourly_or_daily(render_stack: Render, 
     [SERVERLESS, {"pinned": pin(stage=STAGE), "capture": {"enabled": False}}],
     ids=["serverless", "realtime-without-capture"],
 )
-def test_no_model_monitor_without_capture_but_drift_alarm_stays(render_stack: Render, model: dict[str, Any]) -> None:
+def test_no_drift_alarm_without_capture_since_nothing_could_feed_it(
+    render_stack: Render, model: dict[str, Any]
+) -> None:
     stack = staging(render_stack, models={"churn": model})
-    assert stack.of_type(JOB_DEFINITION) == []
+    assert children(stack, METRIC_ALARM) == []
+    assert stack.of_type(FUNCTION) == []
     assert stack.of_type(SCHEDULE) == []
-    assert children(stack, ROLE) == []
-    (alarm,) = children(stack, METRIC_ALARM)
-    assert alarm.inputs["name"] == naming.alarm(PROJECT, STAGE, "churn", "drift")
+    assert stack.of_type(ROLE) == [r for r in stack.of_type(ROLE) if r.parent != "monitoring-drift-job"]
 
 
-def test_monitor_role_is_least_privilege(render_stack: Render) -> None:
-    stack = staging(render_stack)
-    bucket_arn = f"arn:aws:s3:::{stack.outputs['registryBucket']}"
-    role = only_child(stack, ROLE)
-    assert json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"] == {
-        "Service": "sagemaker.amazonaws.com"
-    }
-    statements = policy(only_child(stack, ROLE_POLICY).inputs)["Statement"]
-    for stmt in statements:
-        actions = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
-        resources = stmt["Resource"] if isinstance(stmt["Resource"], list) else [stmt["Resource"]]
-        wildcard_action = any(a == "*" or a.endswith(":*") for a in actions)
-        assert not (wildcard_action and "*" in resources), f"monitor role allows * on *: {stmt}"
-        assert not wildcard_action, f"monitor role has a wildcard action: {stmt}"
-    s3_objects = {
-        r
-        for stmt in statements
-        for r in stmt["Resource"]
-        if any(a.startswith("s3:") for a in stmt["Action"]) and r != bucket_arn
-    }
-    assert s3_objects == {
-        f"{bucket_arn}/models/churn/*",
-        f"{bucket_arn}/capture/churn/*",
-        f"{bucket_arn}/monitoring/churn/*",
-    }
-    writes = {r for stmt in statements if "s3:PutObject" in stmt["Action"] for r in stmt["Resource"]}
-    assert writes == {f"{bucket_arn}/monitoring/churn/*"}
-    (metrics,) = [s for s in statements if "cloudwatch:PutMetricData" in s["Action"]]
-    assert "cloudwatch:namespace" in metrics["Condition"]["StringEquals"]
+def test_model_monitor_instance_type_is_refused_with_the_reason(render_stack: Render) -> None:
+    from mlinfra_infra.config import ConfigError
 
-
-def test_analyzer_image_lookup() -> None:
-    assert analyzer_account("us-east-1") == "156813124566"
-    image = analyzer_image("eu-west-1")
-    assert image == "468650794304.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-model-monitor-analyzer"
-    assert all(re.fullmatch(r"\d{12}", account) for account in ANALYZER_ACCOUNTS.values())
-
-
-def test_unknown_region_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match=r"not known for region 'mars-north-1'") as info:
-        analyzer_account("mars-north-1")
-    message = str(info.value)
-    assert "eu-west-1" in message, "the error lists the known regions"
-    assert "ANALYZER_ACCOUNTS" in message, "the error says how to fix it"
-
-
-def test_schedule_name_longer_than_sagemaker_allows_is_refused() -> None:
-    assert schedule_name("mlinfra-staging-churn") == "mlinfra-staging-churn-dq"
-    with pytest.raises(ValueError, match="SageMaker allows 63"):
-        schedule_name("x" * 62)
+    with pytest.raises(ConfigError, match=r"mlinfra:monitoring: instanceType sized the SageMaker Model Monitor job"):
+        staging(render_stack, {"instanceType": "ml.m5.large"})
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Composite alarm
 
 
-def test_composite_alarm_ors_the_health_alarms_and_the_drift_alarm(render_stack: Render) -> None:
+def test_composite_alarm_ors_the_health_drift_and_silence_alarms(render_stack: Render) -> None:
     stack = staging(render_stack)
     composite = only_child(stack, COMPOSITE_ALARM)
     assert composite.inputs["alarmName"] == naming.alarm(PROJECT, STAGE, "churn", "health")
-    expected = [*health_alarm_names(stack, "churn"), naming.alarm(PROJECT, STAGE, "churn", "drift")]
+    expected = [
+        *health_alarm_names(stack, "churn"),
+        naming.alarm(PROJECT, STAGE, "churn", "drift"),
+        naming.alarm(PROJECT, STAGE, "churn", "drift-silent"),
+    ]
     assert sorted(rule_alarms(composite.inputs["alarmRule"])) == sorted(expected)
     declared = {r.inputs["name"] for r in stack.of_type(METRIC_ALARM)}
     assert set(expected) <= declared, "the rule may only name alarms the stack declares"
@@ -313,12 +251,15 @@ def test_one_drift_alarm_and_composite_per_endpoint(render_stack: Render) -> Non
     }
     stack = staging(render_stack, models=models)
     assert sorted(a.inputs["name"] for a in children(stack, METRIC_ALARM)) == [
-        naming.alarm(PROJECT, STAGE, model, "drift") for model in ("churn", "fraud")
+        naming.alarm(PROJECT, STAGE, model, kind) for model in ("churn", "fraud") for kind in ("drift", "drift-silent")
     ]
     assert sorted(a.inputs["alarmName"] for a in children(stack, COMPOSITE_ALARM)) == [
         naming.alarm(PROJECT, STAGE, model, "health") for model in ("churn", "fraud")
     ]
-    assert len(children(stack, SCHEDULE)) == 2
+    # One job per stage watches both models.
+    (schedule,) = stack.of_type(SCHEDULE)
+    spec = json.loads(schedule.inputs["target"]["input"])
+    assert [m["model"] for m in spec["models"]] == ["churn", "fraud"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -372,11 +313,11 @@ def test_every_child_is_parented_and_tagged(render_stack: Render) -> None:
     stack = staging(render_stack, {"notifications": [{"protocol": "email", "endpoint": "ml@example.com"}]})
     component = stack.one("mlinfra:aws:DriftMonitoring")
     assert component.parent is None
-    monitoring_types = {TOPIC, TOPIC_POLICY, SUBSCRIPTION, COMPOSITE_ALARM, DASHBOARD, JOB_DEFINITION, SCHEDULE}
+    monitoring_types = {TOPIC, TOPIC_POLICY, SUBSCRIPTION, COMPOSITE_ALARM, DASHBOARD}
     stray = [r.name for r in stack.resources if r.type in monitoring_types and r.parent != COMPONENT]
     assert stray == [], f"monitoring resources outside the component: {stray}"
     for resource in stack.children(COMPONENT):
-        if resource.type in UNTAGGABLE:
+        if resource.type in UNTAGGABLE or not resource.custom:
             continue
         model = resource.inputs["tags"].get("model")
         assert resource.inputs["tags"] == common.tags(STAGE, "ml-platform", model), resource.name

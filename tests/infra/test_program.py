@@ -89,7 +89,12 @@ def test_staging_captures_everything_and_monitors_drift(stacks: dict[str, Render
     staging = stacks["staging"]
     capture = endpoint_config(staging)["dataCaptureConfig"]
     assert capture["initialSamplingPercentage"] == 100
-    assert staging.of_type("aws:sagemaker/monitoringSchedule:MonitoringSchedule")
+    # The drift job (Lambda on a schedule) replaces Model Monitor, which no shipped stack declares any more.
+    assert staging.one("aws:lambda/function:Function").inputs["name"] == "mlinfra-staging-drift-job"
+    staging.one("aws:scheduler/schedule:Schedule")
+    for stack in stacks.values():
+        assert not [r for r in stack.resources if r.type.startswith("aws:sagemaker/") and "onitor" in r.type]
+        assert not stack.of_type("aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition")
     routing = staging.one("aws:sagemaker/endpoint:Endpoint").inputs["deploymentConfig"]["blueGreenUpdatePolicy"][
         "trafficRoutingConfiguration"
     ]
@@ -124,7 +129,8 @@ def _tag_support(type_token: str) -> bool:
     package, module_path, class_name = type_token.split(":")
     if package != "aws":
         return False
-    module = importlib.import_module(f"pulumi_aws.{module_path.split('/')[0]}")
+    module_name = module_path.split("/")[0]
+    module = importlib.import_module(f"pulumi_aws.{'lambda_' if module_name == 'lambda' else module_name}")
     cls = getattr(module, class_name)
     return "tags" in inspect.signature(cls._internal_init).parameters
 
@@ -160,7 +166,7 @@ def test_every_component_registers_its_outputs_exactly_once(monkeypatch: pytest.
     monkeypatch.setattr(pulumi.ComponentResource, "register_outputs", counting)
     stack = shipped("prod", extra={"mlinfra:sandbox": {"enabled": True}})
     components = {r.name for r in stack.resources if not r.custom}
-    assert components == {"registry", "churn-endpoint", "monitoring", "sandbox"}
+    assert components == {"registry", "churn-endpoint", "monitoring", "monitoring-drift-job", "sandbox"}
     assert {name: calls[name] for name in components} == dict.fromkeys(components, 1)
 
     # And every ComponentResource class in the components package is among them.
