@@ -27,6 +27,7 @@ from mlinfra_infra import layout, naming
 
 from . import gates as gate_checks
 from .aws import StageAws, aws_errors, error_code
+from .driftstatus import latest_drift
 from .errors import BadInputError, MlinfraError, RefusedError
 from .project import STATE_DIR, Project
 from .registry import ConflictError, MissingRegistryError, MultipartSink, StageRegistry, Stored, checksum_of, now
@@ -756,6 +757,8 @@ def status(project: Project, names: list[str]) -> list[dict[str, Any]]:
                 a["AlarmName"]: a.get("StateValue")
                 for a in [*alarms.get("MetricAlarms", []), *alarms.get("CompositeAlarms", [])]
             }
+            with aws_errors(f"reading {model}'s drift in {name}"):
+                row["drift"] = latest_drift(registry.aws.client("cloudwatch"), cfg.project, name, model, row["alarms"])
             notes += _mismatches(row, entry=name == cfg.entry_stage)
             row["notes"] = notes
             rows.append(row)

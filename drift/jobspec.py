@@ -30,6 +30,8 @@ class ModelJob(_Record):
     baseline_key: str  # models/<model>/versions/<n>/baseline.json
     monitoring_prefix: str  # monitoring/<model>/: checkpoint and reports
     drift_psi: Annotated[float, Field(gt=0)]  # the stage's alarms.driftPsi for this model
+    drift_js: Annotated[float, Field(gt=0, le=1)] | None = None  # alarms.driftJs (optional verdict)
+    drift_ks_pvalue: Annotated[float, Field(gt=0, lt=1)] | None = None  # alarms.driftKsPvalue (optional verdict)
 
     @property
     def checkpoint_key(self) -> str:

@@ -231,17 +231,8 @@ def write_zip(entries: dict[str, tuple[bytes, bool]], path: Path) -> int:
     return unpacked
 
 
-def build(target: Target = LAMBDA_TARGET, *, cache: Path | None = None) -> JobPackage:
-    """Build (or reuse from the cache) the drift job's package for `target`."""
-    root = cache or cache_dir()
-    key = cache_key(target)
-    packages = root / "drift-job" / "packages"
-    zip_path = packages / f"{key}.zip"
-    meta_path = packages / f"{key}.meta"
-    if zip_path.is_file() and meta_path.is_file():
-        cached_sha256, size, unpacked_size = meta_path.read_text().split()
-        return JobPackage(zip_path, cached_sha256, int(size), int(unpacked_size), target)
-
+def assemble(target: Target, root: Path) -> dict[str, tuple[bytes, bool]]:
+    """Every file of the package (name -> (bytes, executable)): the locked wheels' contents and the project's files."""
     wheels = download_wheels(
         target, root / "drift-job" / "wheels" / f"cp{target.python.replace('.', '')}-{target.arch}"
     )
@@ -253,7 +244,21 @@ def build(target: Target = LAMBDA_TARGET, *, cache: Path | None = None) -> JobPa
         if name in entries:
             raise PackageBuildError(f"{name} is both a project file and in a wheel")
         entries[name] = (path.read_bytes(), False)
+    return entries
 
+
+def build(target: Target = LAMBDA_TARGET, *, cache: Path | None = None) -> JobPackage:
+    """Build (or reuse from the cache) the drift job's package for `target`."""
+    root = cache or cache_dir()
+    key = cache_key(target)
+    packages = root / "drift-job" / "packages"
+    zip_path = packages / f"{key}.zip"
+    meta_path = packages / f"{key}.meta"
+    if zip_path.is_file() and meta_path.is_file():
+        cached_sha256, size, unpacked_size = meta_path.read_text().split()
+        return JobPackage(zip_path, cached_sha256, int(size), int(unpacked_size), target)
+
+    entries = assemble(target, root)
     packages.mkdir(parents=True, exist_ok=True)
     # Written beside the target and renamed into place, so concurrent renders never see half a zip.
     with tempfile.NamedTemporaryFile(dir=packages, suffix=".tmp", delete=False) as handle:

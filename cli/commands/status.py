@@ -57,7 +57,10 @@ def history(model: str, stage: str | None, as_json: bool) -> None:
 @all_option
 @json_option
 def status(stack: str | None, all_stacks: bool, as_json: bool) -> None:
-    """Show per model and stage: the pinned version, the registry's pointer, the live endpoint and its alarms.
+    """Show per model and stage: the pinned version, the registry's pointer, the live endpoint, drift and alarms.
+
+    DRIFT is the last MaxPSI the drift job published (two days back at most) and the drift alarm's state ("job
+    silent" when the drift-silent alarm fires); `--json` rows carry it as `drift: {maxPsi, time, alarm, silentAlarm}`.
 
     Mismatches are called out ("pinned v7, live v6: apply pending"). The live version is read from SageMaker where
     an endpoint exists (never in local mode: the emulator has no endpoints).
@@ -70,6 +73,7 @@ def status(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     from rich.table import Table
 
     from mlinfra import promotion
+    from mlinfra.driftstatus import describe
 
     project = Project.find()
     names = chosen_stages(project, stack, all_stacks)
@@ -78,7 +82,7 @@ def status(stack: str | None, all_stacks: bool, as_json: bool) -> None:
         emit_json(rows)
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("STAGE", "MODEL", "PINNED", "POINTER", "LIVE", "NOTES"):
+    for column in ("STAGE", "MODEL", "PINNED", "POINTER", "LIVE", "DRIFT", "NOTES"):
         table.add_column(column)
 
     def v(value: Any) -> str:
@@ -91,6 +95,7 @@ def status(stack: str | None, all_stacks: bool, as_json: bool) -> None:
             v(row["pinned"]),
             v(row["pointer"]),
             v(row["live"]),
+            describe(row.get("drift")),
             "; ".join(row["notes"]) or "ok",
         )
     console().print(table)
