@@ -7,6 +7,7 @@ from bench import (
     bench_config,
     bench_diff,
     bench_drift,
+    bench_drift_job,
     bench_help,
     bench_pack,
     bench_preview,
@@ -26,6 +27,7 @@ def main() -> int:
         bench_promote,
         bench_register,
         bench_drift,
+        bench_drift_job,
     )
     results = [module.main() for module in modules]
     return 0 if all(results) else 1

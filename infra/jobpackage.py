@@ -17,6 +17,7 @@ unpacked code is checked here. Test directories of numpy and scipy are left out 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -255,9 +256,23 @@ def build(target: Target = LAMBDA_TARGET, *, cache: Path | None = None) -> JobPa
     zip_path = packages / f"{key}.zip"
     meta_path = packages / f"{key}.meta"
     if zip_path.is_file() and meta_path.is_file():
-        cached_sha256, size, unpacked_size = meta_path.read_text().split()
-        return JobPackage(zip_path, cached_sha256, int(size), int(unpacked_size), target)
+        return _cached(zip_path, meta_path, target)
+    packages.mkdir(parents=True, exist_ok=True)
+    # One builder at a time per cache (parallel test workers, two renders): pip must not write a wheel twice at once.
+    with (packages / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if zip_path.is_file() and meta_path.is_file():
+            return _cached(zip_path, meta_path, target)
+        return _build(target, root, zip_path, meta_path)
 
+
+def _cached(zip_path: Path, meta_path: Path, target: Target) -> JobPackage:
+    cached_sha256, size, unpacked_size = meta_path.read_text().split()
+    return JobPackage(zip_path, cached_sha256, int(size), int(unpacked_size), target)
+
+
+def _build(target: Target, root: Path, zip_path: Path, meta_path: Path) -> JobPackage:
+    packages = zip_path.parent
     entries = assemble(target, root)
     packages.mkdir(parents=True, exist_ok=True)
     # Written beside the target and renamed into place, so concurrent renders never see half a zip.

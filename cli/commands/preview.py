@@ -36,6 +36,7 @@ KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
     "aws:cloudwatch/compositeAlarm:CompositeAlarm": ("alarmName",),
     "aws:ec2/instance:Instance": ("instanceType", "metadataOptions.httpTokens", "associatePublicIpAddress"),
     "aws:scheduler/schedule:Schedule": ("scheduleExpression", "scheduleExpressionTimezone"),
+    "aws:lambda/function:Function": ("name", "runtime", "memorySize", "s3Key"),
     "aws:sns/topic:Topic": ("name",),
     "aws:appautoscaling/target:Target": ("minCapacity", "maxCapacity"),
 }

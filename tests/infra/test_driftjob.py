@@ -253,3 +253,19 @@ def test_every_taggable_job_resource_is_tagged(render_stack: Render) -> None:
         assert resource.inputs["tags"] == {"stage": STAGE, "owner": "ml-platform", "managed-by": "mlinfra"}, (
             resource.name
         )
+
+
+@pytest.mark.parametrize(
+    ("monitoring", "message"),
+    [
+        ({"jobMemoryMb": 256}, r"mlinfra:monitoring.jobMemoryMb: .*greater than or equal to 512"),
+        ({"logRetentionDays": 10}, r"mlinfra:monitoring.logRetentionDays: .*(1, 3, 5|Input should be 1)"),
+    ],
+)
+def test_job_settings_outside_what_aws_accepts_are_refused(
+    render_stack: Render, monitoring: dict[str, Any], message: str
+) -> None:
+    from mlinfra_infra.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        staging(render_stack, monitoring)
