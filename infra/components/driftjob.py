@@ -95,10 +95,11 @@ class DriftJob(pulumi.ComponentResource):
             opts=child,
         )
 
-        # Declared before the function, with retention: otherwise Lambda creates the group itself, kept forever.
+        # Declared before the function, with retention; the function logs here (logging_config), not to a group
+        # Lambda would create itself and keep forever.
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
-            name=f"/aws/lambda/{function_name}",
+            name=log_group_name(args.project, args.stage),
             retention_in_days=args.log_retention_days,
             tags=stage_tags,
             opts=child,
@@ -206,7 +207,7 @@ class DriftJob(pulumi.ComponentResource):
             name=naming.drift_job_errors_alarm(args.project, args.stage),
             alarm_description=(
                 f"The drift job of {args.stage} failed (an error or a timeout); its log group "
-                f"{log_group_name(function_name)} says why. Until it runs again drift is not being measured."
+                f"{log_group_name(args.project, args.stage)} says why. Until it runs again drift is not being measured."
             ),
             namespace="AWS/Lambda",
             metric_name="Errors",
@@ -230,9 +231,12 @@ class DriftJob(pulumi.ComponentResource):
         self.register_outputs({"functionName": self.function_name, "errorsAlarmName": self.errors_alarm_name})
 
 
-def log_group_name(function_name: str) -> str:
-    """The function's log group."""
-    return f"/aws/lambda/{function_name}"
+def log_group_name(project: str, stage: str) -> str:
+    """The job's log group, under the stage's `/mlinfra/<project>-<stage>/` rather than Lambda's `/aws/lambda/`.
+
+    That is where the stage's log groups live, and the prefix the registry key's policy lets CloudWatch Logs use.
+    """
+    return f"/mlinfra/{project}-{stage}/drift-job"
 
 
 def _trust(service: str) -> str:
@@ -286,7 +290,13 @@ def _job_policy(
             ["logs:CreateLogStream", "logs:PutLogEvents"],
             [
                 pulumi.Output.concat(
-                    "arn:aws:logs:", args.region, ":", account, ":log-group:", log_group_name(function_name), ":*"
+                    "arn:aws:logs:",
+                    args.region,
+                    ":",
+                    account,
+                    ":log-group:",
+                    log_group_name(args.project, args.stage),
+                    ":*",
                 )
             ],
         ),

@@ -15,7 +15,7 @@ from mlinfra_infra import jobpackage, layout, naming
 from mlinfra_infra.config import ModelConfig, MonitoringSettings
 
 from .common import TYPE_PREFIX, policy_document, statement, tags
-from .driftjob import PERIOD_SECONDS, DriftJob, DriftJobArgs
+from .driftjob import PERIOD_SECONDS, DriftJob, DriftJobArgs, log_group_name
 
 # The drift job publishes MaxPSI (and Rows) once per run, so the alarms' period is the schedule's.
 DRIFT_PERIOD_SECONDS = PERIOD_SECONDS
@@ -252,8 +252,8 @@ class DriftMonitoring(pulumi.ComponentResource):
             name=naming.alarm(args.project, args.stage, model, naming.ALARM_DRIFT_SILENT),
             alarm_description=(
                 f"{model} in {args.stage}: the drift job has not reported for {SILENT_PERIODS} "
-                f"{args.settings.schedule} runs, so drift is not being measured; see the log group of "
-                f"{naming.drift_job(args.project, args.stage)}"
+                f"{args.settings.schedule} runs, so drift is not being measured; see the drift job's log group "
+                f"{log_group_name(args.project, args.stage)}"
             ),
             namespace=metrics.NAMESPACE,
             metric_name=metrics.ROWS,

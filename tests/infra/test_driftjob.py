@@ -80,7 +80,7 @@ def test_function_runs_the_drift_package_on_python_with_bounded_time(render_stac
     role = job_child(stack, ROLE, "-drift-job-role")
     assert re.fullmatch(rf"arn:aws:iam::{MOCK_ACCOUNT}:role/{re.escape(role.name)}-[0-9a-f]{{7}}", inputs["role"])
     logs = job_child(stack, LOG_GROUP)
-    assert inputs["loggingConfig"]["logGroup"] == logs.inputs["name"] == f"/aws/lambda/{FUNCTION_NAME}"
+    assert inputs["loggingConfig"]["logGroup"] == logs.inputs["name"] == f"/mlinfra/{PROJECT}-{STAGE}/drift-job"
     assert logs.inputs["retentionInDays"] == 30
     # A failed run is not retried: the next one resumes from the checkpoint, and the Errors alarm says it failed.
     invoke = job_child(stack, INVOKE_CONFIG)
@@ -198,7 +198,9 @@ def test_job_role_reads_only_its_models_capture_and_versions_and_writes_only_mon
     assert put_metrics["Resource"] == ["*"], "PutMetricData has no resource-level permissions"
     assert put_metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": metrics.NAMESPACE}}
     (logs,) = [s for s in found if "logs:PutLogEvents" in as_list(s["Action"])]
-    assert logs["Resource"] == [f"arn:aws:logs:{REGION}:{MOCK_ACCOUNT}:log-group:/aws/lambda/{FUNCTION_NAME}:*"]
+    assert logs["Resource"] == [
+        f"arn:aws:logs:{REGION}:{MOCK_ACCOUNT}:log-group:/mlinfra/{PROJECT}-{STAGE}/drift-job:*"
+    ]
 
 
 @pytest.mark.parametrize("policy_name", ["-drift-job-role-policy", "-scheduler-role-policy"])
