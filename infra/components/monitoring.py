@@ -352,4 +352,35 @@ class DriftMonitoring(pulumi.ComponentResource):
                         "properties": properties,
                     }
                 )
+        if self.job is not None:
+            widgets += self._job_widgets(len(args.endpoints) * _WIDGET_HEIGHT)
         return pulumi.Output.json_dumps({"widgets": widgets})
+
+    def _job_widgets(self, y: int) -> list[dict[str, Any]]:
+        """One row for the drift job: its runs, its errors and how long a run takes (against the 15-minute limit)."""
+        args = self._spec
+        function = ["FunctionName", naming.drift_job(args.project, args.stage)]
+        period = DRIFT_PERIOD_SECONDS[args.settings.schedule]
+        panels = [
+            ("runs", "Invocations", "Sum"),
+            ("failed runs", "Errors", "Sum"),
+            ("run duration (ms)", "Duration", "Maximum"),
+        ]
+        return [
+            {
+                "type": "metric",
+                "x": column * _WIDGET_WIDTH,
+                "y": y,
+                "width": _WIDGET_WIDTH,
+                "height": _WIDGET_HEIGHT,
+                "properties": {
+                    "title": f"drift job: {title}",
+                    "view": "timeSeries",
+                    "region": args.region,
+                    "stat": stat,
+                    "period": period,
+                    "metrics": [["AWS/Lambda", metric, *function]],
+                },
+            }
+            for column, (title, metric, stat) in enumerate(panels)
+        ]

@@ -284,6 +284,9 @@ def test_dashboard_shows_traffic_errors_latency_and_drift_per_endpoint(render_st
     assert metrics[("AWS/SageMaker", "Invocation5XXErrors")][0] == sagemaker_dims
     assert metrics[("AWS/SageMaker", "ModelLatency")] == (sagemaker_dims, "p99")
     assert metrics[("mlinfra/Drift", "MaxPSI")][0] == ["Stage", STAGE, "Model", "churn"]
+    job = ["FunctionName", naming.drift_job(PROJECT, STAGE)]
+    assert metrics[("AWS/Lambda", "Errors")] == (job, "Sum")
+    assert metrics[("AWS/Lambda", "Duration")] == (job, "Maximum")
 
 
 def test_dashboard_without_pinned_models_says_so(render_stack: Render) -> None:
