@@ -101,6 +101,8 @@ class DriftJob(pulumi.ComponentResource):
             f"{name}-logs",
             name=log_group_name(args.project, args.stage),
             retention_in_days=args.log_retention_days,
+            # The registry key's policy lets CloudWatch Logs use it for the stage's /mlinfra/<project>-<stage>/ groups.
+            kms_key_id=args.registry_key_arn,
             tags=stage_tags,
             opts=child,
         )

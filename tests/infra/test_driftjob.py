@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections.abc import Callable
@@ -82,6 +83,7 @@ def test_function_runs_the_drift_package_on_python_with_bounded_time(render_stac
     logs = job_child(stack, LOG_GROUP)
     assert inputs["loggingConfig"]["logGroup"] == logs.inputs["name"] == f"/mlinfra/{PROJECT}-{STAGE}/drift-job"
     assert logs.inputs["retentionInDays"] == 30
+    assert logs.inputs["kmsKeyId"] == stack.outputs["registryKeyArn"]
     # A failed run is not retried: the next one resumes from the checkpoint, and the Errors alarm says it failed.
     invoke = job_child(stack, INVOKE_CONFIG)
     assert invoke.inputs["maximumRetryAttempts"] == 0
@@ -271,3 +273,18 @@ def test_job_settings_outside_what_aws_accepts_are_refused(
 
     with pytest.raises(ConfigError, match=message):
         staging(render_stack, monitoring)
+
+
+def test_the_registry_key_lets_cloudwatch_logs_encrypt_the_job_log_group(render_stack: Render) -> None:
+    stack = staging(render_stack)
+    logs = job_child(stack, LOG_GROUP).inputs
+    key = policy(stack.one("aws:kms/key:Key").inputs)
+    arn = f"arn:aws:logs:{REGION}:{MOCK_ACCOUNT}:log-group:{logs['name']}"
+    granted = [
+        s
+        for s in key["Statement"]
+        if s["Effect"] == "Allow"
+        and s.get("Principal") == {"Service": f"logs.{REGION}.amazonaws.com"}
+        and fnmatch.fnmatchcase(arn, s["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"])
+    ]
+    assert granted, f"no key policy statement lets CloudWatch Logs encrypt {arn}"
