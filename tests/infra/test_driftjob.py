@@ -288,3 +288,51 @@ def test_the_registry_key_lets_cloudwatch_logs_encrypt_the_job_log_group(render_
         and fnmatch.fnmatchcase(arn, s["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"])
     ]
     assert granted, f"no key policy statement lets CloudWatch Logs encrypt {arn}"
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def test_every_input_is_a_property_of_the_installed_sdk_and_enums_are_botocores(render_stack: Render) -> None:
+    import importlib
+    import inspect
+
+    import botocore.loaders
+
+    stack = staging(render_stack)
+    for resource in stack.children(JOB):
+        _, module_path, class_name = resource.type.split(":")
+        module_name = module_path.split("/")[0]
+        module = importlib.import_module(f"pulumi_aws.{'lambda_' if module_name == 'lambda' else module_name}")
+        accepted = set(inspect.signature(getattr(module, class_name)._internal_init).parameters)
+        unknown = [key for key in resource.inputs if _snake(key) not in accepted]
+        assert unknown == [], f"{resource.name} ({resource.type}): not properties of pulumi-aws: {unknown}"
+
+    loader = botocore.loaders.create_loader()
+    shapes = {
+        service: loader.load_service_model(service, "service-2")["shapes"]
+        for service in ("lambda", "scheduler", "cloudwatch")
+    }
+    function = job_child(stack, FUNCTION).inputs
+    assert function["runtime"] in shapes["lambda"]["Runtime"]["enum"]
+    assert set(function["architectures"]) <= set(shapes["lambda"]["Architecture"]["enum"])
+    logging_config = function["loggingConfig"]
+    assert logging_config["logFormat"] in shapes["lambda"]["LogFormat"]["enum"]
+    assert logging_config["applicationLogLevel"] in shapes["lambda"]["ApplicationLogLevel"]["enum"]
+    assert logging_config["systemLogLevel"] in shapes["lambda"]["SystemLogLevel"]["enum"]
+    memory = shapes["lambda"]["MemorySize"]
+    assert memory["min"] <= function["memorySize"] <= memory["max"]
+    schedule = job_child(stack, SCHEDULE).inputs
+    assert schedule["flexibleTimeWindow"]["mode"] in shapes["scheduler"]["FlexibleTimeWindowMode"]["enum"]
+    assert schedule["state"] in shapes["scheduler"]["ScheduleState"]["enum"]
+    assert len(schedule["name"]) <= shapes["scheduler"]["Name"]["max"]
+    assert re.fullmatch(shapes["scheduler"]["Name"]["pattern"], schedule["name"])
+    mine = [a for a in stack.of_type(METRIC_ALARM) if "drift" in a.inputs["name"]]
+    assert len(mine) == 3  # drift, drift-silent, drift-job-errors
+    for alarm in mine:
+        inputs = alarm.inputs
+        assert inputs["comparisonOperator"] in shapes["cloudwatch"]["ComparisonOperator"]["enum"], alarm.name
+        assert inputs["statistic"] in shapes["cloudwatch"]["Statistic"]["enum"], alarm.name
+        assert inputs["period"] % 60 == 0 and inputs["period"] * inputs["evaluationPeriods"] <= 604_800, alarm.name
+        assert inputs.get("treatMissingData", "missing") in {"breaching", "notBreaching", "ignore", "missing"}
