@@ -56,10 +56,15 @@ class DriftJobArgs:
 
 def job_spec(args: DriftJobArgs, bucket: str) -> str:
     """The schedule's input: the JobSpec JSON the handler reads from its event."""
+    period = PERIOD_SECONDS[args.schedule]
     spec = JobSpec(
         stage=args.stage,
         bucket=bucket,
-        period_seconds=PERIOD_SECONDS[args.schedule],
+        period_seconds=period,
+        # A first run scores one period; a run never reads more than a day, or two periods of a daily job (so a late
+        # daily run still reaches back to its previous watermark).
+        first_lookback_seconds=period,
+        max_lookback_seconds=max(86_400, 2 * period),
         models=list(args.models),
     )
     return spec.model_dump_json(by_alias=True)

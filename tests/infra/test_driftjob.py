@@ -129,6 +129,9 @@ def test_schedule_invokes_the_function_with_the_job_spec(
     assert spec.stage == STAGE
     assert spec.bucket == stack.outputs["registryBucket"]
     assert spec.period_seconds == period
+    assert spec.first_lookback_seconds == period
+    # Longer than the gap between two runs, so a late run still starts at the previous one's watermark.
+    assert spec.max_lookback_seconds >= 2 * period
     (model,) = spec.models
     assert model.model == "churn"
     assert model.version == 3
