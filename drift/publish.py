@@ -2,7 +2,8 @@
 
 Puts, in namespace metrics.NAMESPACE: MaxPSI and ScoredRows and MalformedRecords by Stage and Model, and FeaturePSI
 by Stage, Model and Feature (one custom metric per feature). A report with zero rows puts nothing, so an empty
-window can never look like "no drift"; the drift alarm treats the missing datapoint as a problem instead.
+window can never look like "no drift" (the drift job then puts ScoredRows = 0, the heartbeat its drift-silent
+alarm counts, so a quiet endpoint is not a silent job).
 """
 
 from __future__ import annotations

@@ -213,6 +213,8 @@ class DriftMonitoring(pulumi.ComponentResource):
             baseline_key=f"{layout.version_prefix(model, pinned.version)}baseline.json",
             monitoring_prefix=layout.monitoring_prefix(model),
             drift_psi=endpoint.settings.alarms.drift_psi,
+            drift_js=endpoint.settings.alarms.drift_js,
+            drift_ks_pvalue=endpoint.settings.alarms.drift_ks_pvalue,
         )
 
     def _drift_alarm(self, endpoint: MonitoredEndpoint) -> aws.cloudwatch.MetricAlarm:

@@ -339,3 +339,10 @@ def test_every_input_is_a_property_of_the_installed_sdk_and_enums_are_botocores(
         assert inputs["statistic"] in shapes["cloudwatch"]["Statistic"]["enum"], alarm.name
         assert inputs["period"] % 60 == 0 and inputs["period"] * inputs["evaluationPeriods"] <= 604_800, alarm.name
         assert inputs.get("treatMissingData", "missing") in {"breaching", "notBreaching", "ignore", "missing"}
+
+
+def test_the_optional_js_and_ks_verdicts_reach_the_job(render_stack: Render) -> None:
+    alarms = {"driftPsi": 0.3, "driftJs": 0.25, "driftKsPvalue": 0.01}
+    stack = staging(render_stack, churn={"pinned": pin(stage=STAGE), **CAPTURED, "alarms": alarms})
+    (model,) = JobSpec.model_validate_json(job_child(stack, SCHEDULE).inputs["target"]["input"]).models
+    assert (model.drift_psi, model.drift_js, model.drift_ks_pvalue) == (0.3, 0.25, 0.01)
