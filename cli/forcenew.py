@@ -29,8 +29,6 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     # and its auto-rollback alarms (`deployment_config.auto_rollback_configuration` is ForceNew in the provider)
     # replace it — with a fixed name, a delete before the create: the endpoint is down in between.
     "aws:sagemaker/endpoint:Endpoint": frozenset({"name", "deploymentConfig.autoRollbackConfiguration"}),
-    "aws:sagemaker/dataQualityJobDefinition:DataQualityJobDefinition": frozenset({ALL}),
-    "aws:sagemaker/monitoringSchedule:MonitoringSchedule": frozenset({"name"}),
     "aws:sagemaker/modelPackageGroup:ModelPackageGroup": frozenset(
         {"modelPackageGroupName", "modelPackageGroupDescription"}
     ),
@@ -87,8 +85,11 @@ FORCE_NEW: dict[str, frozenset[str]] = {
         {"type", "securityGroupId", "protocol", "fromPort", "toPort", "cidrBlocks", "sourceSecurityGroupId"}
     ),
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": frozenset({"securityGroupId"}),
-    "aws:scheduler/schedule:Schedule": frozenset({"name", "namePrefix"}),
-    "aws:lambda/function:Function": frozenset({"name"}),
+    "aws:scheduler/schedule:Schedule": frozenset({"name", "namePrefix", "groupName"}),
+    "aws:lambda/function:Function": frozenset({"name", "packageType"}),
+    "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig": frozenset({"functionName", "qualifier"}),
+    # The drift job's code package: a new package is a new key (content-addressed), hence a new object.
+    "aws:s3/bucketObjectv2:BucketObjectv2": frozenset({"bucket", "key"}),
     "aws:codeartifact/domain:Domain": frozenset({"domain", "encryptionKey"}),
     "aws:codeartifact/repository:Repository": frozenset({"repository", "domain", "domainOwner"}),
     "aws:ssm/document:Document": frozenset({"name"}),
