@@ -30,6 +30,7 @@ COMMANDS = {
     "status": "mlinfra.commands.status:status",
     "local": "mlinfra.commands.local:local",
     "drift": "mlinfra.commands.drift:drift",
+    "serve": "mlinfra.commands.serve:serve",
 }
 
 

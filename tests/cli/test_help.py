@@ -41,7 +41,20 @@ def test_every_command_has_help_with_examples(path: tuple[str, ...]) -> None:
     assert "mlinfra " + path[0] in result.stdout
 
 
-HEAVY = ("pulumi", "pulumi_aws", "boto3", "botocore", "moto", "sagemaker", "scipy", "pydantic", "mlinfra_infra")
+HEAVY = (
+    "pulumi",
+    "pulumi_aws",
+    "boto3",
+    "botocore",
+    "moto",
+    "sagemaker",
+    "scipy",
+    "pydantic",
+    "mlinfra_infra",
+    "uvicorn",
+    "starlette",
+    "sklearn",
+)
 
 
 def test_help_imports_no_heavy_module() -> None:

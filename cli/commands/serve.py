@@ -1,0 +1,89 @@
+"""`mlinfra serve`: a model behind the SageMaker container contract on this machine, before it is promoted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+FRAMEWORKS = ("sklearn", "xgboost", "pytorch", "toolkit")
+
+
+@click.command()
+@click.argument("model")
+@click.option("--version", "-v", "version", type=int, help="Serve version N (fetched from the entry stage's registry).")
+@click.option("--stage", "stage", metavar="STAGE", help="Serve the version STAGE's registry points to.")
+@click.option(
+    "--path",
+    "path",
+    type=click.Path(path_type=Path),
+    help="Serve a model directory as it is (no registry needed).",
+)
+@click.option(
+    "--framework",
+    type=click.Choice(FRAMEWORKS),
+    help="Container defaults to emulate (default: the version's framework; sklearn for --path).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
+@click.option(
+    "--port", "-p", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port (8080 as SageMaker)."
+)
+@click.option(
+    "--capture",
+    "capture_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write SageMaker data capture (JSONL) under DIR/<endpoint>/primary/yyyy/mm/dd/hh/.",
+)
+@click.option(
+    "--capture-stage",
+    metavar="STAGE",
+    help="Write data capture into STAGE's registry under capture/<model>/, as its endpoint would (--local only).",
+)
+@click.option(
+    "--capture-flush-seconds",
+    type=click.FloatRange(min=0.1),
+    help="Write buffered capture at least this often (default 30; also at 4 MiB and on exit).",
+)
+def serve(
+    model: str,
+    version: int | None,
+    stage: str | None,
+    path: Path | None,
+    framework: str | None,
+    host: str,
+    port: int,
+    capture_dir: Path | None,
+    capture_stage: str | None,
+    capture_flush_seconds: float | None,
+) -> None:
+    """Serve MODEL locally through its own handler, as SageMaker's framework container would.
+
+    The handler (SAGEMAKER_PROGRAM, default inference.py, in code/ or at the root) is imported and model_fn runs
+    before the port opens; functions it leaves out get the container's defaults. GET /ping answers 200,
+    POST /invocations honours Content-Type and Accept. Errors: 400 malformed input, 406 unsupported Accept,
+    413 body over 6 MB, 415 unsupported Content-Type, 500 handler exception (one line; serving goes on).
+    Ctrl-C stops it and writes the capture still buffered.
+
+    \b
+    Examples:
+      mlinfra serve churn --path examples/churn/model
+      mlinfra --local serve churn --stage staging --capture-stage staging
+      mlinfra serve churn --version 3 --port 9000 --capture ./capture
+      curl -s localhost:8080/invocations -H 'Content-Type: text/csv' --data-binary $'1,2,3\\n4,5,6'
+    """
+    from mlinfra.serve import CaptureTarget, Source, capture_writer, resolve
+    from mlinfra.server import build_app, run
+
+    served = resolve(model, Source(path=path, version=version, stage=stage, framework=framework))
+    writer = capture_writer(
+        model,
+        CaptureTarget(directory=capture_dir, stage=capture_stage, max_seconds=capture_flush_seconds),
+        served_stage=served.stage,
+    )
+    app = build_app(served.handler, capture=writer)
+    click.echo(f"serving {served.description}", err=True)
+    click.echo(f"  handler  {served.handler.source}", err=True)
+    if writer is not None:
+        click.echo(f"  capture  {writer.destination}", err=True)
+    click.echo(f"  listening on http://{host}:{port} (GET /ping, POST /invocations); Ctrl-C stops", err=True)
+    run(app, host, port)

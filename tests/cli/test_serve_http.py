@@ -1,0 +1,196 @@
+"""`mlinfra serve` as a real process on a free loopback port, spoken to over HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+
+from tests.cli.serveutil import Server, start_serve, train
+from tests.emulator import stop_process
+
+REPO = Path(__file__).resolve().parents[2]
+ROWS = [[0.5, 1.0, -2.0], [-3.0, -1.0, 0.0], [2.0, 2.0, 2.0]]
+CSV_ROWS = "\n".join(",".join(str(v) for v in row) for row in ROWS)
+FAILING_HANDLER = """
+import os
+
+import joblib
+
+
+def model_fn(model_dir):
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+
+def predict_fn(data, model):
+    if (data == 999).any():
+        raise RuntimeError("feature out of range\\nsecond line that must not be shown")
+    return model.predict_proba(data)[:, 1]
+"""
+
+
+@pytest.fixture(scope="module")
+def capture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("capture")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, capture_dir: Path) -> Iterator[Server]:
+    model = train(tmp_path_factory.mktemp("failing") / "model", FAILING_HANDLER)
+    log = tmp_path_factory.mktemp("log") / "serve.log"
+    running = start_serve(["serve", "churn", "--path", str(model), "--capture", str(capture_dir)], log)
+    running.model_dir = model  # type: ignore[attr-defined]
+    yield running
+    stop_process(running.process)
+
+
+def expected(server: Server) -> list[float]:
+    model = joblib.load(server.model_dir / "model.joblib")  # type: ignore[attr-defined]
+    return [float(p) for p in model.predict_proba(np.array(ROWS, dtype=np.float32))[:, 1]]
+
+
+def test_ping_answers_200_with_an_empty_body(server: Server) -> None:
+    status, _, body = server.request("GET", "/ping")
+    assert (status, body) == (200, b"")
+
+
+def test_csv_in_json_out_by_default_with_sagemaker_headers(server: Server) -> None:
+    status, headers, body = server.invoke(CSV_ROWS.encode(), content_type="text/csv")
+    assert status == 200, body
+    assert headers["content-type"] == "application/json"
+    assert headers["x-amzn-invoked-production-variant"] == "primary"
+    assert json.loads(body) == pytest.approx(expected(server))
+
+
+def test_accept_text_csv_answers_one_row_per_line(server: Server) -> None:
+    status, headers, body = server.invoke(CSV_ROWS.encode(), content_type="text/csv", accept="text/csv")
+    assert status == 200
+    assert headers["content-type"].startswith("text/csv")
+    assert [float(line) for line in body.decode().splitlines()] == pytest.approx(expected(server))
+
+
+def test_accept_any_means_the_default_accept_and_the_contenttype_header_is_honoured(server: Server) -> None:
+    status, headers, body = server.request(
+        "POST", "/invocations", json.dumps(ROWS).encode(), {"ContentType": "application/json", "Accept": "*/*"}
+    )
+    assert status == 200
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == pytest.approx(expected(server))
+
+
+def test_npy_in_npy_out(server: Server) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, np.array(ROWS))
+    status, _, body = server.invoke(buffer.getvalue(), content_type="application/x-npy", accept="application/x-npy")
+    assert status == 200
+    assert np.load(io.BytesIO(body)).tolist() == pytest.approx(expected(server))
+
+
+def test_malformed_input_is_400_with_a_message(server: Server) -> None:
+    status, _, body = server.invoke(b"1,x,3\n4,5,6", content_type="text/csv")
+    assert status == 400
+    assert body.decode().startswith("malformed input: ValueError: could not convert string to float")
+    status, _, body = server.invoke(b"[[1, 2, 3]", content_type="application/json")
+    assert status == 400
+    assert body.decode().startswith("malformed input: JSONDecodeError:")
+
+
+def test_unknown_content_type_is_415_and_unknown_accept_406(server: Server) -> None:
+    status, _, body = server.invoke(b"<rows/>", content_type="application/xml")
+    assert status == 415
+    assert body.decode().strip() == (
+        "unsupported Content-Type: Content type application/xml is not supported by this framework."
+    )
+    status, _, body = server.invoke(CSV_ROWS.encode(), content_type="text/csv", accept="text/html")
+    assert status == 406
+    assert "text/html" in body.decode()
+
+
+def test_body_over_6_mb_is_413(server: Server) -> None:
+    status, _, body = server.invoke(b"1" * (6291456 + 1), content_type="text/csv")
+    assert status == 413
+    assert "6291456 bytes" in body.decode()
+    # Exactly the limit is accepted (and then refused by the decoder as malformed, not as too large).
+    status, _, _ = server.invoke(b"1" * 6291456, content_type="text/csv")
+    assert status != 413
+
+
+def test_handler_exception_is_500_with_one_line_and_serving_goes_on(server: Server) -> None:
+    status, _, body = server.invoke(b"999,1,1\n1,1,1", content_type="text/csv")
+    assert status == 500
+    assert body.decode() == "predict_fn: RuntimeError: feature out of range\n"
+    status, _, _ = server.invoke(CSV_ROWS.encode(), content_type="text/csv")
+    assert status == 200
+    assert "POST /invocations 500: predict_fn: RuntimeError: feature out of range" in server.output()
+
+
+def test_capture_is_flushed_at_shutdown_in_sagemaker_layout(server: Server, capture_dir: Path) -> None:
+    status, _, _ = server.request(
+        "POST",
+        "/invocations",
+        CSV_ROWS.encode(),
+        {"Content-Type": "text/csv", "X-Amzn-SageMaker-Inference-Id": "req-42"},
+    )
+    assert status == 200
+    assert not list(capture_dir.rglob("*.jsonl")), "nothing is written before the time or size bound"
+    assert server.stop() == 0
+    files = sorted(capture_dir.rglob("*.jsonl"))
+    assert files, server.output()
+    for file in files:
+        parts = file.relative_to(capture_dir).parts
+        assert parts[:2] == ("local-churn", "primary")
+        year, month, day, hour = parts[2:6]
+        assert (len(year), len(month), len(day), len(hour)) == (4, 2, 2, 2)
+    records = [json.loads(line) for file in files for line in file.read_text().splitlines()]
+    tagged = [r for r in records if r["eventMetadata"].get("inferenceId") == "req-42"]
+    assert len(tagged) == 1
+    record = tagged[0]
+    assert set(record) == {"captureData", "eventMetadata", "eventVersion"}
+    assert record["eventVersion"] == "0"
+    assert record["captureData"]["endpointInput"] == {
+        "observedContentType": "text/csv",
+        "mode": "INPUT",
+        "data": CSV_ROWS,
+        "encoding": "CSV",
+    }
+    output = record["captureData"]["endpointOutput"]
+    assert (output["mode"], output["encoding"], output["observedContentType"]) == (
+        "OUTPUT",
+        "JSON",
+        "application/json",
+    )
+    assert json.loads(output["data"]) == pytest.approx(expected(server))
+    assert record["eventMetadata"]["inferenceTime"].endswith("Z")
+    # Only successful invocations are captured, as SageMaker does; the NPY ones are BASE64.
+    assert all(r["captureData"]["endpointOutput"]["data"] for r in records)
+    encodings = {r["captureData"]["endpointInput"]["encoding"] for r in records}
+    assert "BASE64" in encodings
+
+
+def test_the_churn_example_served_with_the_sklearn_defaults(tmp_path: Path) -> None:
+    """examples/churn/model defines model_fn and predict_fn; input_fn and output_fn are the container's."""
+    server = start_serve(["serve", "churn", "--path", str(REPO / "examples" / "churn" / "model")], tmp_path / "log")
+    try:
+        rows = [[12, 70.5, 1], [48, 20.0, 0]]
+        status, _, body = server.invoke(b"12,70.5,1\n48,20.0,0", content_type="text/csv")
+        assert status == 200, body
+        spec = json.loads((REPO / "examples" / "churn" / "model" / "model.json").read_text())
+        wanted = [
+            1
+            / (1 + math.exp(-(spec["intercept"] + sum(c * x for c, x in zip(spec["coefficients"], row, strict=True)))))
+            for row in rows
+        ]
+        assert json.loads(body) == pytest.approx(wanted, rel=1e-5)
+        # One CSV row is squeezed to a 1-D array by the container's decoder: this handler then fails, as it would
+        # in the scikit-learn container.
+        status, _, body = server.invoke(b"12,70.5,1", content_type="text/csv")
+        assert status == 500
+        assert body.decode().startswith("predict_fn: TypeError:")
+    finally:
+        stop_process(server.process)
