@@ -31,6 +31,9 @@ COMMANDS = {
     "local": "mlinfra.commands.local:local",
     "drift": "mlinfra.commands.drift:drift",
     "serve": "mlinfra.commands.serve:serve",
+    "versions": "mlinfra.commands.versions:versions",
+    "show": "mlinfra.commands.versions:show",
+    "diff": "mlinfra.commands.versions:diff",
 }
 
 

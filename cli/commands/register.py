@@ -23,7 +23,12 @@ FRAMEWORKS = ("sklearn", "xgboost", "pytorch")
 @click.option(
     "--baseline", "baseline_path", type=click.Path(path_type=Path), help="Training data sample, .csv/.parquet."
 )
-@click.option("--git-sha", default="auto", show_default=True, help="Commit the model was built from; 'auto' asks git.")
+@click.option(
+    "--git-sha",
+    default="auto",
+    show_default=True,
+    help="Commit the model was built from; 'auto' reads the commit of PATH's own directory (not the platform's).",
+)
 @json_option
 def register(
     path: Path,
@@ -54,7 +59,13 @@ def register(
     from mlinfra import inputs, promotion
 
     project = Project.find()
-    sha = inputs.git_sha(Path.cwd()) if git_sha == "auto" else (git_sha or None)
+    sha = inputs.git_sha(path) if git_sha == "auto" else (git_sha or None)
+    if git_sha == "auto" and sha is None and path.exists():
+        click.echo(
+            f"note: {path} is not in a git repository (or one without commits): no git commit recorded; "
+            "pass --git-sha SHA to record one",
+            err=True,
+        )
     with _Progress(as_json) as (advance, set_total):
         record = promotion.register(
             project,
