@@ -13,6 +13,7 @@ from bench import (
     bench_preview,
     bench_promote,
     bench_register,
+    bench_serve,
 )
 
 
@@ -28,6 +29,7 @@ def main() -> int:
         bench_register,
         bench_drift,
         bench_drift_job,
+        bench_serve,
     )
     results = [module.main() for module in modules]
     return 0 if all(results) else 1

@@ -145,6 +145,7 @@ def run(app: Starlette, host: str, port: int) -> None:
         host=host,
         port=port,
         http="httptools",
+        loop="auto",  # uvloop when installed (the serve extra installs it)
         lifespan="on",
         log_level="warning",
         access_log=False,

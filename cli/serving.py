@@ -22,6 +22,7 @@ containers allow pickles, which run code), and errors get HTTP statuses a client
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import inspect
@@ -245,12 +246,20 @@ class Response:
     content_type: str
 
 
+_ARITY: dict[Any, int | None] = {}
+
+
 def _arity_call(function: Callable[..., Any], *args: Any) -> Any:
     """Call a handler function with or without the trailing context argument, as the inference toolkit does."""
     try:
-        parameters = len(inspect.signature(function).parameters)
-    except (TypeError, ValueError):
-        parameters = len(args)
+        parameters = _ARITY[function]
+    except (KeyError, TypeError):
+        try:
+            parameters = len(inspect.signature(function).parameters)
+        except (TypeError, ValueError):
+            parameters = None
+        with contextlib.suppress(TypeError):
+            _ARITY[function] = parameters
     if parameters == len(args) + 1:
         return function(*args, None)
     return function(*args)
