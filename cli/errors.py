@@ -21,9 +21,17 @@ class BadInputError(MlinfraError):
 
 
 class RefusedError(MlinfraError):
-    """Raised when a gate, policy, budget or drift threshold refuses the operation (exit 3)."""
+    """Raised when a gate, policy, budget or drift threshold refuses the operation (exit 3).
+
+    `failed` lists what refused it (e.g. the failing gates as `{"gate", "passed", "reason"}`); with `--json` the CLI
+    prints them as a JSON object on stdout.
+    """
 
     exit_code = EXIT_REFUSED
+
+    def __init__(self, message: str, failed: list[dict[str, object]] | None = None) -> None:
+        super().__init__(message)
+        self.failed = failed or []
 
 
 class ToolMissingError(MlinfraError):

@@ -52,11 +52,31 @@ class MlinfraGroup(click.Group):
         assert isinstance(command, click.Command)  # noqa: S101 - a wiring mistake, caught by the help tests
         return command
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else None
+        if name is not None and name not in COMMANDS and not name.startswith("-"):
+            import difflib
+
+            close = difflib.get_close_matches(name, list(COMMANDS), n=1, cutoff=0.6)
+            ctx.fail(f"No such command {name!r}" + (f" (did you mean {close[0]!r}?)." if close else "."))
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except MlinfraError as exc:
             click.echo(f"error: {exc}", err=True)
+            from .errors import RefusedError
+            from .options import JSON_MODE
+
+            if isinstance(exc, RefusedError) and ctx.meta.get(JSON_MODE):
+                # A script asked for JSON: the refusal and every failing gate, on stdout, still with exit 3.
+                import json
+
+                refusal = {"refused": True, "exitCode": exc.exit_code, "error": str(exc), "failed": exc.failed}
+                click.echo(json.dumps(refusal, indent=2))
             ctx.exit(exc.exit_code)
 
 

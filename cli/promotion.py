@@ -488,7 +488,10 @@ def promote(
     failed = [r for r in results if not r.passed]
     if failed and not force:
         lines = "; ".join(f"{r.gate}: {r.reason}" for r in failed)
-        raise RefusedError(f"{model} v{version} may not enter {to} ({len(failed)} gate(s) failed): {lines}")
+        raise RefusedError(
+            f"{model} v{version} may not enter {to} ({len(failed)} gate(s) failed): {lines}",
+            [r.to_json() for r in failed],
+        )
 
     plan = Plan(model, to, source, version, record, results, None)
     return _execute(ctx, plan, action="promote", reason=reason or "", forced=bool(failed) and force)

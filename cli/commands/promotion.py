@@ -6,12 +6,12 @@ from typing import Any
 
 import click
 
-from mlinfra.options import emit_json, json_option
+from mlinfra.options import complete_models, emit_json, in_local_mode, json_option, next_command, stage_option
 from mlinfra.project import Project
 
 
 @click.command()
-@click.argument("model")
+@click.argument("model", shell_complete=complete_models)
 @click.option("--to", "to", required=True, metavar="STAGE", help="Stage to promote into.")
 @click.option("--version", "version", type=click.IntRange(min=1), help="Version; default: what the source stage runs.")
 @click.option("--from", "source", metavar="STAGE", help="Promote from this stage instead of the preceding one.")
@@ -65,13 +65,17 @@ def _report(result: dict[str, Any], as_json: bool, project: Project) -> None:
     if result.get("forced"):
         click.echo("  gates were skipped with --force; the audit record says so")
     click.echo(f"  pinned in {project.relative(project.stage_file(stage))}")
-    click.echo(f"Next: commit the stack file; CI applies it on merge (or `mlinfra up --stack {stage}`).")
+    if in_local_mode():
+        # The emulator runs no endpoints: what can follow here is the offline render of the new pin.
+        click.echo(f"Next: {next_command(f'preview --stack {stage}')}")
+    else:
+        click.echo(f"Next: commit the stack file; CI applies it on merge (or `mlinfra up --stack {stage}`).")
 
 
 @click.command()
-@click.argument("model")
+@click.argument("model", shell_complete=complete_models)
 @click.option("--version", "version", type=click.IntRange(min=1), required=True, help="Version to approve.")
-@click.option("--stage", "stage", required=True, metavar="STAGE", help="Stage the version is approved to enter.")
+@stage_option("Stage the version is approved to enter.", required=True)
 @click.option("--reason", required=True, help="Why; recorded with the approver's identity.")
 @json_option
 def approve(model: str, version: int, stage: str, reason: str, as_json: bool) -> None:
@@ -82,7 +86,7 @@ def approve(model: str, version: int, stage: str, reason: str, as_json: bool) ->
 
     \b
     Examples:
-      mlinfra approve churn --version 7 --stage prod --reason "reviewed model card and drift report"
+      mlinfra approve churn --version 7 --stack prod --reason "reviewed model card and drift report"
     """
     from mlinfra import promotion
 
@@ -94,8 +98,8 @@ def approve(model: str, version: int, stage: str, reason: str, as_json: bool) ->
 
 
 @click.command()
-@click.argument("model")
-@click.option("--stage", "stage", required=True, metavar="STAGE", help="Stage to roll back.")
+@click.argument("model", shell_complete=complete_models)
+@stage_option("Stage to roll back.", required=True)
 @click.option("--to", "to", type=click.IntRange(min=1), help="Version to return to; default: the one it ran before.")
 @click.option("--reason", required=True, help="Why; recorded in the audit trail.")
 @json_option
@@ -106,8 +110,8 @@ def rollback(model: str, stage: str, to: int | None, reason: str, as_json: bool)
 
     \b
     Examples:
-      mlinfra rollback churn --stage prod --reason "p99 latency regression"
-      mlinfra rollback churn --stage prod --to 5 --reason "back to the last known good" --json
+      mlinfra rollback churn --stack prod --reason "p99 latency regression"
+      mlinfra rollback churn --stack prod --to 5 --reason "back to the last known good" --json
     """
     from mlinfra import promotion
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mlinfra.options import emit_json, json_option
+from mlinfra.options import complete_models, emit_json, json_option, next_command
 from mlinfra.project import Project
 
 FRAMEWORKS = ("sklearn", "xgboost", "pytorch")
@@ -15,7 +15,9 @@ FRAMEWORKS = ("sklearn", "xgboost", "pytorch")
 
 @click.command()
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--model", "-m", required=True, help="Model name, as declared under mlinfra:models.")
+@click.option(
+    "--model", "-m", required=True, shell_complete=complete_models, help="Model name, as declared under mlinfra:models."
+)
 @click.option("--framework", type=click.Choice(FRAMEWORKS), help="Framework of the prebuilt inference image.")
 @click.option("--framework-version", help="Framework version of the inference image, e.g. 1.2-1 for sklearn.")
 @click.option("--image", help="Inference image URI, instead of --framework/--framework-version.")
@@ -60,12 +62,6 @@ def register(
 
     project = Project.find()
     sha = inputs.git_sha(path) if git_sha == "auto" else (git_sha or None)
-    if git_sha == "auto" and sha is None and path.exists():
-        click.echo(
-            f"note: {path} is not in a git repository (or one without commits): no git commit recorded; "
-            "pass --git-sha SHA to record one",
-            err=True,
-        )
     with _Progress(as_json) as (advance, set_total):
         record = promotion.register(
             project,
@@ -79,6 +75,12 @@ def register(
             git_sha=sha,
             progress=advance,
             on_total=set_total,
+        )
+    if git_sha == "auto" and sha is None and not record.get("existing"):
+        click.echo(
+            f"note: {path} is not in a git repository (or one without commits): no git commit recorded; "
+            "pass --git-sha SHA to record one",
+            err=True,
         )
     summary = {k: record[k] for k in ("model", "version", "digest", "artifact", "image")}
     if as_json:
@@ -94,7 +96,8 @@ def register(
         click.echo(f"{model} {verb} v{record['version']} ({record['digest'][:19]}...) in {record['stage']}")
     click.echo(f"  artifact {record['artifact']}")
     click.echo(f"  image    {record['image']}")
-    click.echo(f"Next: mlinfra promote {model} --version {record['version']} --to {record.get('nextStage') or 'STAGE'}")
+    promote = f"promote {model} --version {record['version']} --to {record.get('nextStage') or 'STAGE'}"
+    click.echo(f"Next: {next_command(promote)}")
 
 
 class _Progress:

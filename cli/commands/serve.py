@@ -6,13 +6,15 @@ from pathlib import Path
 
 import click
 
+from mlinfra.options import complete_models, complete_stages, stage_option
+
 FRAMEWORKS = ("sklearn", "xgboost", "pytorch", "toolkit")
 
 
 @click.command()
-@click.argument("model")
+@click.argument("model", shell_complete=complete_models)
 @click.option("--version", "-v", "version", type=int, help="Serve version N (fetched from the entry stage's registry).")
-@click.option("--stage", "stage", metavar="STAGE", help="Serve the version STAGE's registry points to.")
+@stage_option("Serve the version STAGE's registry points to.")
 @click.option(
     "--path",
     "path",
@@ -37,6 +39,7 @@ FRAMEWORKS = ("sklearn", "xgboost", "pytorch", "toolkit")
 @click.option(
     "--capture-stage",
     metavar="STAGE",
+    shell_complete=complete_stages,
     help="Write data capture into STAGE's registry under capture/<model>/, as its endpoint would (--local only).",
 )
 @click.option(
@@ -67,7 +70,7 @@ def serve(
     \b
     Examples:
       mlinfra serve churn --path examples/churn/model
-      mlinfra --local serve churn --stage staging --capture-stage staging
+      mlinfra --local serve churn --stack staging --capture-stage staging
       mlinfra serve churn --version 3 --port 9000 --capture ./capture
       curl -s localhost:8080/invocations -H 'Content-Type: text/csv' --data-binary $'1,2,3\\n4,5,6'
     """

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from mlinfra.errors import BadInputError, MlinfraError
-from mlinfra.options import console, emit_json, json_option
+from mlinfra.options import complete_stages, console, emit_json, json_option, stack_option
 from mlinfra.project import Project
 from mlinfra.stackfile import Stage, load_stage
 
@@ -43,7 +43,7 @@ def stack() -> None:
     Examples:
       mlinfra stack list
       mlinfra stack select staging
-      mlinfra stack show prod --json
+      mlinfra stack show --stack prod --json
     """
 
 
@@ -125,12 +125,13 @@ def select(stage: str, as_json: bool) -> None:
 
 
 @stack.command("show")
-@click.argument("stage", required=False)
+@click.argument("stage", required=False, shell_complete=complete_stages)
+@stack_option
 @json_option
-def show(stage: str | None, as_json: bool) -> None:
+def show(stage: str | None, stack: str | None, as_json: bool) -> None:
     """Show a stage's settings: region, registry bucket, and per model how it is served and what is pinned.
 
-    STAGE defaults to the selected stack.
+    The stage is --stack (or STAGE, the older spelling), else the selected stack.
 
     \b
     Examples:
@@ -140,7 +141,9 @@ def show(stage: str | None, as_json: bool) -> None:
     from mlinfra_infra import naming
 
     project = Project.find()
-    loaded = load_stage(project, project.resolve_stack(stage))
+    if stage and stack and stage != stack:
+        raise click.UsageError(f"STAGE {stage} and --stack {stack} disagree; give one of them")
+    loaded = load_stage(project, project.resolve_stack(stack or stage))
     cfg = loaded.config
     bucket = cfg.registry.bucket_name or naming.registry_bucket(
         cfg.project, cfg.stage, cfg.region, cfg.account_id or ACCOUNT_PLACEHOLDER

@@ -6,7 +6,16 @@ from typing import Any
 
 import click
 
-from mlinfra.options import all_option, chosen_stages, console, emit_json, json_option, stack_option
+from mlinfra.options import (
+    all_option,
+    chosen_stages,
+    complete_models,
+    console,
+    emit_json,
+    json_option,
+    stack_option,
+    stage_option,
+)
 from mlinfra.project import Project
 
 
@@ -15,8 +24,8 @@ def _time(text: str) -> str:
 
 
 @click.command()
-@click.argument("model")
-@click.option("--stage", "stage", metavar="STAGE", help="Only this stage (default: every stage).")
+@click.argument("model", shell_complete=complete_models)
+@stage_option("Only this stage (default: every stage).")
 @json_option
 def history(model: str, stage: str | None, as_json: bool) -> None:
     """Show MODEL's audit trail, newest first: registrations, promotions, approvals, rollbacks.
@@ -24,7 +33,7 @@ def history(model: str, stage: str | None, as_json: bool) -> None:
     \b
     Examples:
       mlinfra history churn
-      mlinfra history churn --stage prod --json | jq '.[0]'
+      mlinfra history churn --stack prod --json | jq '.[0]'
     """
     from rich.table import Table
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from mlinfra.options import console, emit_json, json_option
+from mlinfra.options import complete_models, console, emit_json, json_option, stage_option
 from mlinfra.project import Project
 
 
@@ -29,8 +29,8 @@ def _short(digest: Any) -> str:
 
 
 @click.command()
-@click.argument("model")
-@click.option("--stage", "stage", metavar="STAGE", help="Only versions in this stage's registry.")
+@click.argument("model", shell_complete=complete_models)
+@stage_option("Only versions in this stage's registry.")
 @json_option
 def versions(model: str, stage: str | None, as_json: bool) -> None:
     """List MODEL's versions, newest first: digest, when and by whom, metrics, image, commit, approval, where it runs.
@@ -41,7 +41,7 @@ def versions(model: str, stage: str | None, as_json: bool) -> None:
     \b
     Examples:
       mlinfra versions churn
-      mlinfra versions churn --stage staging
+      mlinfra versions churn --stack staging
       mlinfra versions churn --json | jq '.[0].metrics'
     """
     from rich.table import Table
@@ -75,7 +75,7 @@ def versions(model: str, stage: str | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("model")
+@click.argument("model", shell_complete=complete_models)
 @click.option("--version", "-v", "version", type=int, required=True, help="The version to show.")
 @json_option
 def show(model: str, version: int, as_json: bool) -> None:
@@ -122,7 +122,7 @@ def show(model: str, version: int, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("model")
+@click.argument("model", shell_complete=complete_models)
 @click.argument("first", metavar="A", type=int)
 @click.argument("second", metavar="B", type=int)
 @json_option

@@ -75,7 +75,7 @@ def test_serve_a_version_with_capture_into_the_stage_registry(
 
 def test_serve_a_stage_serves_its_pointer(registered: dict[str, Any], run: Run, tmp_path: Path) -> None:
     ok(run("promote", "churn", "--to", "dev", "--reason", "test", "--json"))
-    server = start_serve(["serve", "churn", "--stage", "dev"], tmp_path / "log")
+    server = start_serve(["serve", "churn", "--stack", "dev"], tmp_path / "log")
     try:
         status, _, body = server.invoke(b"[[2, 2, 0]]", content_type="application/json")
         assert (status, json.loads(body)) == (200, [1])

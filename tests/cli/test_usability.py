@@ -1,0 +1,95 @@
+"""What a new user meets: --stack everywhere, "did you mean", runnable Next: hints, JSON refusals, completion."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+
+Run = Callable[..., Result]
+IMAGE = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+MLINFRA = str(Path(sys.executable).parent / "mlinfra")
+
+
+def ok(result: Result) -> Any:
+    assert result.exit_code == 0, f"exit {result.exit_code}: {result.stderr}"
+    return json.loads(result.stdout) if result.stdout.strip().startswith(("{", "[")) else result.stdout
+
+
+def test_a_mistyped_command_gets_a_suggestion(run: Run) -> None:
+    result = run("promot", "churn")
+    assert result.exit_code == 2
+    assert "Error: No such command 'promot' (did you mean 'promote'?)." in result.stderr
+    result = run("frobnicate")
+    assert result.exit_code == 2
+    assert "Error: No such command 'frobnicate'." in result.stderr
+
+
+def test_stack_is_required_where_the_stage_was(project_dir: Path, run: Run) -> None:
+    result = run("approve", "churn", "--version", "1", "--reason", "r")
+    assert result.exit_code == 2
+    assert "Error: Missing option '--stack' / '-s'." in result.stderr
+
+
+def test_stack_show_takes_stack_or_the_older_argument(project_dir: Path, run: Run) -> None:
+    assert ok(run("stack", "show", "--stack", "dev", "--json"))["stage"] == "dev"
+    assert ok(run("stack", "show", "dev", "--json"))["stage"] == "dev"
+    result = run("stack", "show", "dev", "--stack", "prod")
+    assert result.exit_code == 2
+    assert "STAGE dev and --stack prod disagree" in result.stderr
+
+
+@pytest.fixture
+def registered(project_dir: Path, aws_env: str, run: Run, tmp_path: Path) -> Result:
+    ok(run("local", "bootstrap", "--all", "--json"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.bin").write_text("w")
+    return run("register", str(model), "-m", "churn", "--image", IMAGE, "--git-sha", "abc")
+
+
+def test_next_hints_run_as_printed_in_local_mode(registered: Result, run: Run) -> None:
+    assert ok(registered).splitlines()[-1] == "Next: mlinfra --local promote churn --version 1 --to dev"
+    out = ok(run("promote", "churn", "--version", "1", "--to", "dev", "--reason", "r"))
+    assert out.splitlines()[-1] == "Next: mlinfra --local preview --stack dev"
+    # ... and the printed command does run (here in-process; --local is the group option).
+    ok(run("--local", "preview", "--stack", "dev"))
+
+
+def test_a_refusal_with_json_prints_every_failing_gate(registered: Result, run: Run) -> None:
+    ok(registered)
+    ok(run("promote", "churn", "--to", "dev", "--reason", "r", "--json"))
+    ok(run("promote", "churn", "--to", "staging", "--reason", "r", "--json"))
+    result = run("promote", "churn", "--to", "prod", "--json")
+    assert result.exit_code == 3
+    refusal = json.loads(result.stdout)
+    assert refusal["refused"] is True and refusal["exitCode"] == 3
+    assert refusal["error"].startswith("churn v1 may not enter prod (2 gate(s) failed)")
+    assert {gate["gate"] for gate in refusal["failed"]} == {"approval", "soak"}
+    assert all(gate["passed"] is False and gate["reason"] for gate in refusal["failed"])
+    assert result.stderr.startswith("error: churn v1 may not enter prod")
+    # Without --json, nothing on stdout.
+    assert run("promote", "churn", "--to", "prod").stdout == ""
+
+
+def complete(project_dir: Path, words: str) -> list[str]:
+    """What bash completion offers for the last word of `words` (click's completion protocol)."""
+    cword = str(len(words.split()) - 1)
+    env = {**os.environ, "_MLINFRA_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": cword}
+    out = subprocess.run([MLINFRA], env=env, cwd=project_dir, capture_output=True, text=True, check=True).stdout
+    return [line.split(",", 1)[1] for line in out.splitlines() if line.startswith("plain,")]
+
+
+def test_shell_completion_offers_stage_and_model_names(project_dir: Path) -> None:
+    assert complete(project_dir, "mlinfra status --stack s") == ["sandbox", "staging"]
+    assert complete(project_dir, "mlinfra history churn --stack p") == ["prod"]
+    assert complete(project_dir, "mlinfra versions c") == ["churn"]
+    assert complete(project_dir, "mlinfra register model -m c") == ["churn"]
+    assert complete(project_dir, "mlinfra serve churn --capture-stage d") == ["dev"]
