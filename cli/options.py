@@ -117,14 +117,61 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
+MIN_SHRUNK_COLUMN = 12  # a column is never squeezed below this many characters (or its own width)
+
+
+def fit_widths(natural: list[int], available: int, floor: int = MIN_SHRUNK_COLUMN) -> list[int]:
+    """Column widths that fit `available` characters: the widest columns give way first, none below `floor`."""
+    widths = list(natural)
+    excess = sum(widths) - available
+    while excess > 0:
+        widest = max(widths)
+        if widest <= floor:
+            break
+        runner_up = max((w for w in widths if w < widest), default=floor)
+        ties = widths.count(widest)
+        target = max(runner_up, floor, widest - -(-excess // ties))
+        widths = [target if w == widest else w for w in widths]
+        excess = sum(widths) - available
+    return widths
+
+
 def console() -> Any:
-    """A rich console for tables and trees: the terminal's width, or a wide fixed one when piped (no cropping)."""
+    """A rich console for tables and trees.
+
+    On a terminal, output fits its width: every table row and tree line stays on one line, and what does not fit ends
+    in an ellipsis instead of wrapping mid-word; the widest columns give way first. Piped, the width is a fixed 200
+    columns and nothing is cropped, so `grep` sees whole values. No automatic highlighting of numbers or paths;
+    NO_COLOR is honoured by rich itself.
+    """
     import sys
 
     from rich.console import Console
 
-    # highlight=False: no colouring of numbers or paths rich guesses at; NO_COLOR is honoured by rich itself.
-    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200, highlight=False)
+    if not sys.stdout.isatty():
+        return Console(soft_wrap=True, width=200, highlight=False)
+
+    class FittingConsole(Console):
+        def print(self, *objects: Any, **options: Any) -> None:
+            from rich.table import Table
+
+            for item in objects:
+                if isinstance(item, Table):
+                    self._fit(item)
+            options.setdefault("no_wrap", True)
+            options.setdefault("overflow", "ellipsis")
+            super().print(*objects, **options)
+
+        def _fit(self, table: Any) -> None:
+            columns = table.columns
+            natural = [max([len(str(c.header)), *(len(str(cell)) for cell in c.cells)]) for c in columns]
+            padding = 2 * len(columns)
+            for column, width in zip(columns, fit_widths(natural, self.width - padding), strict=True):
+                column.no_wrap = True
+                column.overflow = "ellipsis"
+                column.max_width = width
+
+    return FittingConsole(highlight=False)
 
 
 all_option: Callable[[F], F] = click.option("--all", "all_stacks", is_flag=True, help="Every stack in stacks/.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -93,3 +94,36 @@ def test_shell_completion_offers_stage_and_model_names(project_dir: Path) -> Non
     assert complete(project_dir, "mlinfra versions c") == ["churn"]
     assert complete(project_dir, "mlinfra register model -m c") == ["churn"]
     assert complete(project_dir, "mlinfra serve churn --capture-stage d") == ["dev"]
+
+
+def test_column_widths_fit_with_the_widest_giving_way_first() -> None:
+    from mlinfra.options import fit_widths
+
+    assert fit_widths([7, 5, 100], 60) == [7, 5, 48]
+    assert fit_widths([7, 40, 100], 60) == [7, 26, 26]
+    assert fit_widths([7, 5, 10], 60) == [7, 5, 10]
+    assert fit_widths([30, 30, 30], 20) == [12, 12, 12]  # never below the floor; the terminal then crops
+
+
+def test_tables_fit_the_terminal_with_an_ellipsis(tmp_path: Path) -> None:
+    script = tmp_path / "table.py"
+    script.write_text(
+        "from rich.table import Table\n"
+        "from mlinfra.options import console\n"
+        "t = Table(box=None, pad_edge=False)\n"
+        "for c in ('STAGE', 'MODEL', 'NOTES'):\n"
+        "    t.add_column(c)\n"
+        "t.add_row('staging', 'churn', 'pinned v7, live nothing: apply pending; ALARM: a-very-long-alarm-name')\n"
+        "console().print(t)\n"
+    )
+    command = f"{sys.executable} {script}"
+    env = {**os.environ, "COLUMNS": "50", "NO_COLOR": "1", "TERM": "xterm"}
+    # `script` gives the program a terminal, as a user's shell would.
+    run_in_terminal = ["script", "-qc", command, "/dev/null"]
+    out = subprocess.run(run_in_terminal, env=env, capture_output=True, text=True, check=True).stdout
+    lines = [line.rstrip() for line in out.replace("\r", "").splitlines() if line.strip()]
+    plain = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in lines]
+    assert plain[0].split() == ["STAGE", "MODEL", "NOTES"]
+    assert plain[1].startswith("staging  churn  pinned v7, live") and plain[1].endswith("…")
+    assert all(len(line) <= 50 for line in plain)
+    assert not any("\x1b[3" in line for line in lines), "NO_COLOR: no colour escapes"
