@@ -91,6 +91,8 @@ class Packed:
 def is_archive(path: str | os.PathLike[str]) -> bool:
     """Whether `path` is a model.tar.gz (True) or a model directory to pack (False); BadInputError for anything else."""
     target = Path(path)
+    if not target.exists():
+        raise BadInputError(f"{target} does not exist; pass a model directory or a model.tar.gz")
     if target.is_dir():
         return False
     if target.is_file() and target.name.lower().endswith(_ARCHIVE_SUFFIXES):
