@@ -58,12 +58,12 @@ def resolve(
     """Load the model `source` names through its handler (model_fn runs here, before any port is opened)."""
     chosen = [
         name
-        for name, value in (("--path", source.path), ("--version", source.version), ("--stage", source.stage))
+        for name, value in (("--path", source.path), ("--version", source.version), ("--stack", source.stage))
         if value is not None
     ]
     if len(chosen) != 1:
         raise BadInputError(
-            "give exactly one of --path DIR, --version N or --stage S"
+            "give exactly one of --path DIR, --version N or --stack S"
             + (f" (got {' and '.join(chosen)})" if chosen else "")
         )
     if source.path is not None:
