@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import math
@@ -119,6 +120,23 @@ def test_body_over_6_mb_is_413(server: Server) -> None:
     # Exactly the limit is accepted (and then refused by the decoder as malformed, not as too large).
     status, _, _ = server.invoke(b"1" * 6291456, content_type="text/csv")
     assert status != 413
+
+
+def test_chunked_body_over_6_mb_is_413_while_streaming(server: Server) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(7):
+            yield b"1" * (1024 * 1024)
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        connection.request(
+            "POST", "/invocations", body=chunks(), headers={"Content-Type": "text/csv"}, encode_chunked=True
+        )
+        response = connection.getresponse()
+        assert response.status == 413
+        assert "6291456 bytes" in response.read().decode()
+    finally:
+        connection.close()
 
 
 def test_handler_exception_is_500_with_one_line_and_serving_goes_on(server: Server) -> None:
