@@ -104,7 +104,9 @@ def _resolve_registered(model: str, source: Source, project: Project, progress: 
         record = registry.require_version(model, version)
         fetched = fetch(project, registry, model, record, progress)
     framework = source.framework or record.get("framework")
-    handler = load_handler(fetched.model_dir, framework)
+    recorded = record.get("handler")
+    place: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
+    handler = load_handler(fetched.model_dir, framework, program=place.get("program"), directory=place.get("directory"))
     origin = f"{stage}'s pointer" if source.stage else f"{stage}'s registry"
     return Served(
         handler,

@@ -170,6 +170,9 @@ class Defaults:
     input_fn: Callable[[Any, str], Any]
     predict_fn: Callable[[Any, Any], Any]
     output_fn: Callable[[Any, str], Any]
+    # Whether the container passes a trailing `context` to handler functions taking one more argument (the
+    # inference toolkit does; sagemaker-containers, under the scikit-learn container, calls them with exactly theirs).
+    context_argument: bool
 
 
 FRAMEWORKS: dict[str, Defaults] = {}
@@ -211,6 +214,7 @@ def _sklearn() -> Defaults:
         input_fn=input_fn,
         predict_fn=lambda data, model: model.predict(data),
         output_fn=lambda prediction, accept: (encode(prediction, accept), accept),
+        context_argument=False,
     )
 
 
@@ -222,6 +226,7 @@ def _toolkit() -> Defaults:
         input_fn=lambda data, content_type: decode(data, content_type, csv_to_numpy_toolkit),
         predict_fn=_no_predict_fn,
         output_fn=lambda prediction, accept: (encode(prediction, accept), accept),
+        context_argument=True,
     )
 
 
@@ -249,7 +254,7 @@ class Response:
 _ARITY: dict[Any, int | None] = {}
 
 
-def _arity_call(function: Callable[..., Any], *args: Any) -> Any:
+def _arity_call(function: Callable[..., Any], *args: Any, context: bool = True) -> Any:
     """Call a handler function with or without the trailing context argument, as the inference toolkit does."""
     try:
         parameters = _ARITY[function]
@@ -260,7 +265,7 @@ def _arity_call(function: Callable[..., Any], *args: Any) -> Any:
             parameters = None
         with contextlib.suppress(TypeError):
             _ARITY[function] = parameters
-    if parameters == len(args) + 1:
+    if context and parameters == len(args) + 1:
         return function(*args, None)
     return function(*args)
 
@@ -301,7 +306,7 @@ class Handler:
     def load(self) -> None:
         """Call model_fn(model_dir) once, as the container does before answering /ping."""
         try:
-            self.model = _arity_call(self.model_fn, str(self.model_dir))
+            self.model = self._run(self.model_fn, str(self.model_dir))
         except Exception as exc:  # noqa: BLE001 - whatever the user's handler raises becomes a status
             where = f" ({self.source})" if self.source else ""
             raise MlinfraError(f"model_fn failed{where}: {one_line(exc)}") from None
@@ -324,7 +329,7 @@ class Handler:
             result = self._call(self.transform_fn, "transform_fn", self.model, data, content_type, accept)
             return self._response(result, accept)
         try:
-            decoded = _arity_call(self.input_fn, data, content_type)
+            decoded = self._run(self.input_fn, data, content_type)
         except UnsupportedFormatError as exc:
             raise InvocationError(415, f"unsupported Content-Type: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - whatever the user's handler raises becomes a status
@@ -340,17 +345,19 @@ class Handler:
             ) from None
         prediction = self._call(self.predict_fn, "predict_fn", decoded, self.model)
         try:
-            result = _arity_call(self.output_fn, prediction, accept)
+            result = self._run(self.output_fn, prediction, accept)
         except UnsupportedFormatError as exc:
             raise InvocationError(406, f"unsupported Accept: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - whatever the user's handler raises becomes a status
             raise InvocationError(_status_of(exc) or 500, f"output_fn: {one_line(exc)}") from None
         return self._response(result, accept)
 
-    @staticmethod
-    def _call(function: Callable[..., Any], name: str, *args: Any) -> Any:
+    def _run(self, function: Callable[..., Any], *args: Any) -> Any:
+        return _arity_call(function, *args, context=self.defaults.context_argument)
+
+    def _call(self, function: Callable[..., Any], name: str, *args: Any) -> Any:
         try:
-            return _arity_call(function, *args)
+            return self._run(function, *args)
         except Exception as exc:  # noqa: BLE001 - whatever the user's handler raises becomes a status
             raise InvocationError(_status_of(exc) or 500, f"{name}: {one_line(exc)}") from None
 
@@ -368,12 +375,15 @@ class Handler:
         )
 
 
-def find_program(model_dir: Path, program: str | None = None) -> Path | None:
-    """The handler file: SAGEMAKER_PROGRAM (default inference.py) in code/, then at the model directory's root."""
+def find_program(model_dir: Path, program: str | None = None, directory: str | None = None) -> Path | None:
+    """The handler file: where register recorded it (`directory`), else in code/, then at the model directory's root.
+
+    Its name is `program`, else SAGEMAKER_PROGRAM, else inference.py.
+    """
     name = program or os.environ.get(PROGRAM_ENV) or DEFAULT_PROGRAM
     if not name.endswith(".py"):
         name += ".py"
-    for folder in HANDLER_DIRS:
+    for folder in (directory,) if directory is not None else HANDLER_DIRS:
         candidate = model_dir / folder / name if folder else model_dir / name
         if candidate.is_file():
             return candidate
@@ -397,14 +407,20 @@ def _import(path: Path) -> ModuleType:
     return module
 
 
-def load_handler(model_dir: Path, framework: str | None, *, program: str | None = None) -> Handler:
-    """Import the model's handler, apply the framework's defaults and call model_fn; errors are one line."""
+def load_handler(
+    model_dir: Path, framework: str | None, *, program: str | None = None, directory: str | None = None
+) -> Handler:
+    """Import the model's handler, apply the framework's defaults and call model_fn; errors are one line.
+
+    `program` and `directory` are the handler's place as `register` recorded it (the version record's `handler`).
+    """
     defaults = defaults_for(framework)
-    source = find_program(model_dir, program)
+    source = find_program(model_dir, program, directory)
     if source is None:
         wanted = program or os.environ.get(PROGRAM_ENV) or DEFAULT_PROGRAM
+        where = f"{directory}/" if directory is not None else "code/ or at the root"
         raise BadInputError(
-            f"{model_dir}: no handler {wanted} in code/ or at the root; the {defaults.name} container needs one "
+            f"{model_dir}: no handler {wanted} in {where}; the {defaults.name} container needs one "
             "defining model_fn (create it with `mlinfra init-model`)"
         )
     handler = Handler(_import(source), defaults, model_dir, source)

@@ -55,10 +55,23 @@ def test_handler_in_code_folder_and_functions_taking_a_context(tmp_path: Path) -
         "def predict_fn(data, model):\n    return data * model\n\n"
         "def output_fn(prediction, accept):\n    return prediction, 'text/plain'\n"
     )
-    handler = load_handler(write_handler(tmp_path, source, "code"), "sklearn")
+    model = write_handler(tmp_path, source, "code")
+    handler = load_handler(model, "pytorch")  # the inference toolkit passes a context to functions taking one
     assert handler.source == tmp_path / "model" / "code" / "inference.py"
     response = handler.invoke(b"ab", "text/csv", "text/csv")
     assert (response.body, response.content_type) == (b"abab", "text/plain")
+    # The scikit-learn container (sagemaker-containers) calls them with exactly their arguments: model_fn fails.
+    with pytest.raises(MlinfraError, match=r"model_fn failed .*TypeError: model_fn\(\) missing 1 required"):
+        load_handler(model, "sklearn")
+
+
+def test_the_recorded_handler_place_is_used(tmp_path: Path) -> None:
+    model = write_handler(tmp_path, "def model_fn(d):\n    return 'src'\n", "src")
+    assert load_handler(model, "sklearn", program="inference.py", directory="src").model == "src"
+    with pytest.raises(BadInputError, match=r"no handler inference.py in code/ or at the root"):
+        load_handler(model, "sklearn")
+    with pytest.raises(BadInputError, match=r"no handler other.py in src/;"):
+        load_handler(model, "sklearn", program="other.py", directory="src")
 
 
 def test_text_bodies_reach_input_fn_as_str_others_as_bytes(tmp_path: Path) -> None:
