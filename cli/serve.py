@@ -61,10 +61,10 @@ def resolve(
         for name, value in (("--path", source.path), ("--version", source.version), ("--stack", source.stage))
         if value is not None
     ]
-    if len(chosen) != 1:
+    # --version N with --stack S is version N from S's registry; --path goes alone.
+    if not chosen or (source.path is not None and len(chosen) > 1):
         raise BadInputError(
-            "give exactly one of --path DIR, --version N or --stack S"
-            + (f" (got {' and '.join(chosen)})" if chosen else "")
+            "give --path DIR, or --version N and/or --stack S" + (f" (got {' and '.join(chosen)})" if chosen else "")
         )
     if source.path is not None:
         if not source.path.is_dir():
@@ -107,7 +107,7 @@ def _resolve_registered(model: str, source: Source, project: Project, progress: 
     recorded = record.get("handler")
     place: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
     handler = load_handler(fetched.model_dir, framework, program=place.get("program"), directory=place.get("directory"))
-    origin = f"{stage}'s pointer" if source.stage else f"{stage}'s registry"
+    origin = f"{stage}'s pointer" if source.version is None else f"{stage}'s registry"
     return Served(
         handler,
         model,

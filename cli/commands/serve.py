@@ -13,8 +13,14 @@ FRAMEWORKS = ("sklearn", "xgboost", "pytorch", "toolkit")
 
 @click.command()
 @click.argument("model", shell_complete=complete_models)
-@click.option("--version", "-v", "version", type=int, help="Serve version N (fetched from the entry stage's registry).")
-@stage_option("Serve the version STAGE's registry points to.")
+@click.option(
+    "--version",
+    "-v",
+    "version",
+    type=click.IntRange(min=1),
+    help="Serve version N (from the entry stage's registry, or --stack's).",
+)
+@stage_option("Serve the version STAGE's registry points to (with --version: version N from STAGE's registry).")
 @click.option(
     "--path",
     "path",
@@ -72,6 +78,7 @@ def serve(
       mlinfra serve churn --path examples/churn/model
       mlinfra --local serve churn --stack staging --capture-stage staging
       mlinfra serve churn --version 3 --port 9000 --capture ./capture
+      mlinfra serve churn --version 3 --stack staging
       curl -s localhost:8080/invocations -H 'Content-Type: text/csv' --data-binary $'1,2,3\\n4,5,6'
     """
     from mlinfra.serve import CaptureTarget, Source, capture_writer, resolve

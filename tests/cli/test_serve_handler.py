@@ -159,10 +159,10 @@ def test_serve_with_a_failing_model_fn_exits_1_before_listening(tmp_path: Path, 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "error: give exactly one of --path DIR, --version N or --stack S\n"),
+        ([], "error: give --path DIR, or --version N and/or --stack S\n"),
         (
             ["--path", ".", "--version", "2"],
-            "error: give exactly one of --path DIR, --version N or --stack S (got --path and --version)\n",
+            "error: give --path DIR, or --version N and/or --stack S (got --path and --version)\n",
         ),
         (
             ["--path", "nowhere"],

@@ -75,13 +75,28 @@ def test_serve_a_version_with_capture_into_the_stage_registry(
 
 def test_serve_a_stage_serves_its_pointer(registered: dict[str, Any], run: Run, tmp_path: Path) -> None:
     ok(run("promote", "churn", "--to", "dev", "--reason", "test", "--json"))
-    server = start_serve(["serve", "churn", "--stack", "dev"], tmp_path / "log")
+    server = start_serve(["serve", "churn", "--stage", "dev"], tmp_path / "log")  # the older spelling
     try:
         status, _, body = server.invoke(b"[[2, 2, 0]]", content_type="application/json")
         assert (status, json.loads(body)) == (200, [1])
     finally:
         stop_process(server.process)
     assert "serving churn v1 (" in server.output() and "from dev's pointer" in server.output()
+
+
+def test_a_version_from_a_given_stages_registry(registered: dict[str, Any], run: Run, tmp_path: Path) -> None:
+    ok(run("promote", "churn", "--to", "dev", "--reason", "test", "--json"))
+    server = start_serve(["serve", "churn", "--version", "1", "--stack", "dev"], tmp_path / "log")
+    try:
+        assert server.invoke(b"[[2, 2, 0]]", content_type="application/json")[0] == 200
+    finally:
+        stop_process(server.process)
+    assert "serving churn v1 (" in server.output() and "from dev's registry" in server.output()
+    result = run("serve", "churn", "--version", "1", "--stack", "staging")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "error: churn v1 is not in staging's registry (versions there: none yet)\n",
+    )
 
 
 def test_a_tampered_artifact_is_refused_and_nothing_is_kept(
