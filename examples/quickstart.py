@@ -145,6 +145,7 @@ def main() -> None:
         print(f"(exit code {result.returncode})")
         step("Where every model stands", "status", "--all", env=env)
         step("The audit trail", "history", "churn", env=env)
+        step("Every version: metrics, approval, where it runs", "versions", "churn", env=env)
         step("The dev stack now declares the endpoint (offline render)", "preview", "--stack", "dev", env=env)
         subprocess.run(
             ["git", "--no-pager", "diff", "--no-index", "--stat", str(REPO / "stacks"), "stacks"],

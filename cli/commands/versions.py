@@ -24,6 +24,11 @@ def _who(arn: Any) -> str:
     return str(arn).rsplit("/", 1)[-1] if arn else "-"
 
 
+def _approval(status: str) -> str:
+    """SageMaker's approval status, short: PendingManualApproval -> pending."""
+    return {"PendingManualApproval": "pending", "Approved": "approved", "Rejected": "rejected"}.get(status, status)
+
+
 def _short(digest: Any) -> str:
     return str(digest)[7:19] if digest else "-"
 
@@ -59,7 +64,7 @@ def versions(model: str, stage: str | None, as_json: bool) -> None:
     for column in ("VERSION", "DIGEST", "REGISTERED (UTC)", "BY", "METRICS", "COMMIT", "APPROVAL", "RUNS", "PINNED"):
         table.add_column(column, overflow="ellipsis", no_wrap=column in {"VERSION", "DIGEST", "COMMIT"})
     for row in rows:
-        approval = " ".join(f"{s}:{v}" for s, v in row["approval"].items()) or "-"
+        approval = " ".join(f"{s}:{_approval(v)}" for s, v in row["approval"].items()) or "-"
         table.add_row(
             f"v{row['version']}",
             _short(row["digest"]),

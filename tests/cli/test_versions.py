@@ -64,7 +64,7 @@ def test_versions_lists_newest_first_with_where_each_runs(two_versions: Path, ru
     only_dev = ok(run("versions", "churn", "--stage", "dev", "--json"))
     assert [r["version"] for r in only_dev] == [1]
     table = ok(run("versions", "churn"))
-    assert "v2" in table and "auc=0.93" in table and "dev:Approved" in table
+    assert "v2" in table and "auc=0.93" in table and "dev:approved" in table
 
 
 def test_show_one_version_with_its_lineage(two_versions: Path, run: Run) -> None:
