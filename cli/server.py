@@ -119,6 +119,7 @@ def build_app(
             worker.shutdown(wait=True)
             if capture is not None:
                 await asyncio.get_running_loop().run_in_executor(None, capture.close)
+                say(f"capture: {capture.records} record(s) in {capture.files} file(s) under {capture.destination}")
 
     return Starlette(
         routes=[Route("/ping", ping, methods=["GET"]), Route("/invocations", invocations, methods=["POST"])],

@@ -160,6 +160,9 @@ def test_capture_is_flushed_at_shutdown_in_sagemaker_layout(server: Server, capt
     assert server.stop() == 0
     files = sorted(capture_dir.rglob("*.jsonl"))
     assert files, server.output()
+    records_written = sum(len(f.read_text().splitlines()) for f in files)
+    summary = f"capture: {records_written} record(s) in {len(files)} file(s) under {capture_dir}/local-churn/primary/"
+    assert summary in server.output()
     for file in files:
         parts = file.relative_to(capture_dir).parts
         assert parts[:2] == ("local-churn", "primary")
