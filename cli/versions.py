@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from mlinfra_infra import layout
+from mlinfra_infra import layout, naming
 
 from .aws import aws_errors
 from .errors import BadInputError
 from .project import Project
-from .promotion import Context, require_model
+from .promotion import Context, live_version, require_model
 from .registry import PACKAGE_DESCRIPTION, MissingRegistryError, StageRegistry
 
 CARD_FILE = "card.md"
@@ -48,6 +48,7 @@ class StageView:
     pointer: int | None = None
     pinned: int | None = None
     approvals: dict[str, str] = field(default_factory=dict)  # digest -> ModelApprovalStatus
+    live: int | None = None  # the version the stage's SageMaker endpoint serves (MLINFRA_VERSION), if any
     deployed: bool = True
 
 
@@ -102,6 +103,7 @@ def stage_views(ctx: Context, names: list[str], model: str, *, strict: bool = Fa
                 pointer = registry.pointer(model)
                 view.pointer = int(pointer.data["version"]) if pointer else None
                 view.approvals = _approvals(registry, model)
+                view.live = live_version(registry.aws, naming.endpoint(config.project, name, model))
             except MissingRegistryError:
                 if strict:
                     raise
@@ -134,6 +136,7 @@ def list_versions(project: Project, model: str, stage: str | None = None) -> lis
         }
         row["runningIn"] = [view.stage for view in views if view.pointer == number]
         row["pinnedIn"] = [view.stage for view in views if view.pinned == number]
+        row["liveIn"] = [view.stage for view in views if view.live == number]
         rows.append(row)
     return rows
 
@@ -175,6 +178,7 @@ def show_version(project: Project, model: str, version: int) -> dict[str, Any]:
             "approval": view.approvals.get(record["digest"]),
             "running": view.pointer == version,
             "pinned": view.pinned == version,
+            "live": view.live == version,
             "from": (copy.get("lineage") or {}).get("sourceStage"),
         }
         for view, copy in found

@@ -40,8 +40,9 @@ def _short(digest: Any) -> str:
 def versions(model: str, stage: str | None, as_json: bool) -> None:
     """List MODEL's versions, newest first: digest, when and by whom, metrics, image, commit, approval, where it runs.
 
-    `runs` is the stages whose registry pointer is the version, `pinned` the stages whose stack file pins it; the
-    approval is the state of its model package in each stage that holds it.
+    RUNS is the stages whose registry pointer is the version, PINNED those whose stack file pins it, LIVE those
+    whose SageMaker endpoint serves it (never in local mode: the emulator has no endpoints); APPROVAL is the state
+    of its model package in each stage that holds it.
 
     \b
     Examples:
@@ -61,7 +62,8 @@ def versions(model: str, stage: str | None, as_json: bool) -> None:
         click.echo(f"no versions of {model} yet; register one with `mlinfra register DIR --model {model} ...`")
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("VERSION", "DIGEST", "REGISTERED (UTC)", "BY", "METRICS", "COMMIT", "APPROVAL", "RUNS", "PINNED"):
+    columns = ("VERSION", "DIGEST", "REGISTERED (UTC)", "BY", "METRICS", "COMMIT", "APPROVAL", "RUNS", "PINNED", "LIVE")
+    for column in columns:
         table.add_column(column, overflow="ellipsis", no_wrap=column in {"VERSION", "DIGEST", "COMMIT"})
     for row in rows:
         approval = " ".join(f"{s}:{_approval(v)}" for s, v in row["approval"].items()) or "-"
@@ -75,6 +77,7 @@ def versions(model: str, stage: str | None, as_json: bool) -> None:
             approval,
             ", ".join(row["runningIn"]) or "-",
             ", ".join(row["pinnedIn"]) or "-",
+            ", ".join(row["liveIn"]) or "-",
         )
     console().print(table)
 
@@ -112,7 +115,9 @@ def show(model: str, version: int, as_json: bool) -> None:
     echo(f"  baseline     {summary}")
     echo("  stages")
     for entry in data["stages"]:
-        marks = [m for m, on in (("runs", entry["running"]), ("pinned", entry["pinned"])) if on]
+        marks = [
+            m for m, on in (("runs", entry["running"]), ("pinned", entry["pinned"]), ("live", entry["live"])) if on
+        ]
         origin = f" from {entry['from']}" if entry["from"] else ""
         echo(f"    {entry['stage']:<10} {entry['approval'] or '-':<22} {' '.join(marks) or '-':<12}{origin}")
     echo("  lineage")

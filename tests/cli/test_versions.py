@@ -60,6 +60,7 @@ def test_versions_lists_newest_first_with_where_each_runs(two_versions: Path, ru
     assert (v1["stages"], v1["runningIn"], v1["pinnedIn"]) == (["sandbox", "dev"], ["dev"], ["dev"])
     assert v1["approval"] == {"sandbox": "PendingManualApproval", "dev": "Approved"}
     assert (v2["stages"], v2["runningIn"], v2["pinnedIn"]) == (["sandbox"], ["sandbox"], [])
+    assert v1["liveIn"] == v2["liveIn"] == []  # the emulator runs no endpoints
     assert (v1["image"], v2["image"], v2["metrics"]) == (IMAGE, IMAGE_2, {"auc": 0.93, "recall": 0.5})
     only_dev = ok(run("versions", "churn", "--stage", "dev", "--json"))
     assert [r["version"] for r in only_dev] == [1]
