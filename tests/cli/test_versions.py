@@ -103,6 +103,29 @@ def test_diff_two_versions_side_by_side(two_versions: Path, run: Run) -> None:
     assert "model.bin" in text and "changed" in text and "+0.03" in text
 
 
+def test_live_is_what_the_stages_endpoint_serves(two_versions: Path, run: Run) -> None:
+    """An endpoint whose model carries MLINFRA_VERSION=1, created in the emulator as ModelEndpoint declares it."""
+    import boto3
+
+    from mlinfra_infra import naming
+
+    sagemaker = boto3.client("sagemaker", region_name="eu-west-1")
+    role = "arn:aws:iam::123456789012:role/endpoint"
+    container = {"Image": IMAGE, "Environment": {"MLINFRA_MODEL": "churn", "MLINFRA_VERSION": "1"}}
+    sagemaker.create_model(ModelName="churn-dev-model", ExecutionRoleArn=role, PrimaryContainer=container)
+    variant = {"VariantName": "primary", "ModelName": "churn-dev-model", "InstanceType": "ml.m5.large"}
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="churn-dev-config", ProductionVariants=[{**variant, "InitialInstanceCount": 1}]
+    )
+    sagemaker.create_endpoint(
+        EndpointName=naming.endpoint("mlinfra", "dev", "churn"), EndpointConfigName="churn-dev-config"
+    )
+    rows = {row["version"]: row for row in ok(run("versions", "churn", "--json"))}
+    assert (rows[1]["liveIn"], rows[2]["liveIn"]) == (["dev"], [])
+    stages = {s["stage"]: s for s in ok(run("show", "churn", "--version", "1", "--json"))["stages"]}
+    assert (stages["dev"]["live"], stages["sandbox"]["live"]) == (True, False)
+
+
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
