@@ -7,12 +7,12 @@ from typing import Any
 
 import click
 
-from mlinfra.options import emit_json, json_option
+from mlinfra.options import complete_models, emit_json, json_option
 from mlinfra.project import Project
 
 
 @click.command()
-@click.argument("model")
+@click.argument("model", shell_complete=complete_models)
 @click.option("--version", "version", type=click.IntRange(min=1), required=True, help="Version to attach to.")
 @click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), help="JSON object: metric name -> number.")
 @click.option(
@@ -50,7 +50,7 @@ def attach(
 
 
 @click.command()
-@click.argument("model")
+@click.argument("model", shell_complete=complete_models)
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--version", "version", type=click.IntRange(min=1), required=True, help="Version whose baseline it is.")
 @click.option("--reason", help="Why; recorded in the audit trail.")
