@@ -118,7 +118,12 @@ def _resolve_registered(model: str, source: Source, project: Project, progress: 
 
 
 def capture_writer(
-    model: str, target: CaptureTarget, *, served_stage: str | None, project: Project | None = None
+    model: str,
+    target: CaptureTarget,
+    *,
+    served_stage: str | None,
+    project: Project | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Any:
     """A CaptureWriter for the target, named like the endpoint the stage would run (None when capture is off)."""
     from .capture import MAX_SECONDS, CaptureWriter, LocalSink, S3Sink
@@ -149,6 +154,12 @@ def capture_writer(
     require_model(ctx.stages[stage], model)
     registry = ctx.registry(stage)
     config = ctx.stages[stage].config
+    settings = config.models[model]
+    if not (settings.capture.enabled and settings.mode == "realtime") and warn is not None:
+        warn(
+            f"{stage}'s endpoint for {model} does not capture (capture.enabled is off or it is serverless): "
+            "serve writes there anyway, as if it did"
+        )
     return CaptureWriter(
         S3Sink(registry.s3, registry.bucket),
         prefix=layout.capture_prefix(model),

@@ -89,6 +89,7 @@ def serve(
         model,
         CaptureTarget(directory=capture_dir, stage=capture_stage, max_seconds=capture_flush_seconds),
         served_stage=served.stage,
+        warn=lambda message: click.echo(f"warning: {message}", err=True),
     )
     app = build_app(served.handler, capture=writer)
     click.echo(f"serving {served.description}", err=True)

@@ -55,6 +55,8 @@ def test_serve_a_version_with_capture_into_the_stage_registry(
         stop_process(server.process)
     output = server.output()
     assert "serving churn v1 (sha256:" in output and "from sandbox's registry" in output
+    # The sandbox stage declares no endpoint capture; serve says so and captures anyway.
+    assert "warning: sandbox's endpoint for churn does not capture" in output
     endpoint = naming.endpoint("mlinfra", "sandbox", "churn")
     assert f"capture  s3://{bucket('sandbox')}/capture/churn/{endpoint}/primary/" in output
     # Unpacked once into the checkout's cache, under its digest.
