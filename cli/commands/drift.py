@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mlinfra.options import console, emit_json, json_option, stack_option
+from mlinfra.options import complete_models, console, emit_json, json_option, stack_option
 from mlinfra.project import Project
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ def _pct(value: float | None) -> str:
 
 
 @click.command()
-@click.argument("model")
+@click.argument("model", shell_complete=complete_models)
 @stack_option
 @click.option(
     "--version", "version", type=click.IntRange(min=1), help="Baseline of this version (default: what the stage runs)."
