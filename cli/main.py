@@ -69,9 +69,10 @@ class MlinfraGroup(click.Group):
         except MlinfraError as exc:
             click.echo(f"error: {exc}", err=True)
             from .errors import RefusedError
-            from .options import JSON_MODE
+            from .options import JSON_EMITTED, JSON_MODE
 
-            if isinstance(exc, RefusedError) and ctx.meta.get(JSON_MODE):
+            if isinstance(exc, RefusedError) and ctx.meta.get(JSON_MODE) and not ctx.meta.get(JSON_EMITTED):
+                # (A command that printed its own JSON report before refusing, like `check`, keeps stdout one document.)
                 # A script asked for JSON: the refusal and every failing gate, on stdout, still with exit 3.
                 import json
 

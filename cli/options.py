@@ -112,9 +112,15 @@ json_option: Callable[[F], F] = click.option(
 )
 
 
+JSON_EMITTED = "mlinfra.json-emitted"  # ctx.meta key: the command already printed its JSON document
+
+
 def emit_json(data: Any) -> None:
     """Print `data` as indented JSON on stdout."""
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[JSON_EMITTED] = True
 
 
 MIN_SHRUNK_COLUMN = 12  # a column is never squeezed below this many characters (or its own width)
