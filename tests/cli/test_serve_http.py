@@ -156,6 +156,9 @@ def test_capture_is_flushed_at_shutdown_in_sagemaker_layout(server: Server, capt
         {"Content-Type": "text/csv", "X-Amzn-SageMaker-Inference-Id": "req-42"},
     )
     assert status == 200
+    buffer = io.BytesIO()
+    np.save(buffer, np.array(ROWS))
+    assert server.invoke(buffer.getvalue(), content_type="application/x-npy")[0] == 200
     assert not list(capture_dir.rglob("*.jsonl")), "nothing is written before the time or size bound"
     assert server.stop() == 0
     files = sorted(capture_dir.rglob("*.jsonl"))
@@ -188,7 +191,7 @@ def test_capture_is_flushed_at_shutdown_in_sagemaker_layout(server: Server, capt
     )
     assert json.loads(output["data"]) == pytest.approx(expected(server))
     assert record["eventMetadata"]["inferenceTime"].endswith("Z")
-    # Only successful invocations are captured, as SageMaker does; the NPY ones are BASE64.
+    # Only successful invocations are captured, as SageMaker does; the NPY one is BASE64.
     assert all(r["captureData"]["endpointOutput"]["data"] for r in records)
     encodings = {r["captureData"]["endpointInput"]["encoding"] for r in records}
     assert "BASE64" in encodings
