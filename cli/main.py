@@ -30,6 +30,10 @@ COMMANDS = {
     "status": "mlinfra.commands.status:status",
     "local": "mlinfra.commands.local:local",
     "drift": "mlinfra.commands.drift:drift",
+    "init-model": "mlinfra.commands.models:init_model",
+    "init-model-repo": "mlinfra.commands.models:init_model_repo",
+    "model": "mlinfra.commands.models:model",
+    "card": "mlinfra.commands.card:card",
 }
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_LEVEL",
     "Packed",
     "Sink",
+    "collect_files",
     "input_size",
     "inspect_archive",
     "is_archive",
@@ -95,6 +96,8 @@ def is_archive(path: str | os.PathLike[str]) -> bool:
         return False
     if target.is_file() and target.name.lower().endswith(_ARCHIVE_SUFFIXES):
         return True
+    if not target.exists() and not target.is_symlink():
+        raise BadInputError(f"{target} does not exist; pass the model directory or its model.tar.gz")
     raise BadInputError(
         f"{target} is neither a model directory nor a model.tar.gz; pass a directory of model files or a .tar.gz/.tgz"
     )
@@ -114,7 +117,12 @@ class _Entry:
 
 
 def pack(
-    directory: str | os.PathLike[str], sink: Sink, *, level: int = DEFAULT_LEVEL, threads: int | None = None
+    directory: str | os.PathLike[str],
+    sink: Sink,
+    *,
+    level: int = DEFAULT_LEVEL,
+    threads: int | None = None,
+    skip: Callable[[str, bool], bool] | None = None,
 ) -> Packed:
     """Pack a model directory reproducibly into a model.tar.gz streamed to `sink`; its digest, size and file count.
 
@@ -123,6 +131,7 @@ def pack(
     whatever the size of the model (under 8 MiB with 4 threads). `threads` (default: the CPU count, at most 4) only
     changes the speed, never the bytes. Symlinks, hard links, sockets, FIFOs, devices and a directory without files
     are refused (BadInputError); a file that cannot be read or changes while it is packed fails (MlinfraError).
+    `skip(relative_path, is_dir)` leaves entries out (a skipped directory is not descended into).
     """
     if not 1 <= level <= 9:
         raise BadInputError(f"compression level must be between 1 and 9, got {level}")
@@ -130,7 +139,7 @@ def pack(
     if workers < 1:
         raise BadInputError(f"threads must be at least 1, got {workers}")
     root = Path(directory)
-    entries = _collect(root)
+    entries = _collect(root, skip)
     output = _Output(sink)
     deflater = _ParallelDeflate(level, workers, output)
     try:
@@ -154,7 +163,16 @@ def _cpus() -> int:
     return os.cpu_count() or 1
 
 
-def _collect(root: Path) -> list[_Entry]:
+def collect_files(root: Path, skip: Callable[[str, bool], bool] | None = None) -> list[tuple[str, Path]]:
+    """The regular files `pack` would write, as (path in the archive, path on disk), in archive order."""
+    return [
+        (entry.name.decode("utf-8", "surrogateescape"), entry.path)
+        for entry in _collect(root, skip)
+        if not entry.is_dir
+    ]
+
+
+def _collect(root: Path, skip: Callable[[str, bool], bool] | None = None) -> list[_Entry]:
     """Every entry below `root`, sorted by POSIX path (byte order); refuses what a model.tar.gz must not hold."""
     if not root.is_dir():
         raise BadInputError(f"{root} is not a directory; pass the directory that holds the model files")
@@ -174,6 +192,8 @@ def _collect(root: Path) -> list[_Entry]:
                 info = child.stat(follow_symlinks=False)
             except OSError as exc:
                 raise _read_error(path, exc) from None
+            if skip is not None and skip(relative, stat.S_ISDIR(info.st_mode)):
+                continue
             if stat.S_ISDIR(info.st_mode):
                 pending.append((path, relative + "/"))
                 name = relative + "/"
@@ -489,7 +509,7 @@ def stream_archive(path: str | os.PathLike[str], sink: Sink) -> Packed:
     return inspect_archive(path, sink)
 
 
-def input_size(path: str | os.PathLike[str]) -> int:
+def input_size(path: str | os.PathLike[str], skip: Callable[[str, bool], bool] | None = None) -> int:
     """The bytes a progress bar can count against: an archive's size, or the size of a directory's files.
 
     For a directory this approximates the packed size (model weights barely compress). Nothing is validated here
@@ -501,7 +521,12 @@ def input_size(path: str | os.PathLike[str]) -> int:
             return target.stat().st_size
         return 0
     total = 0
-    for parent, _dirs, files in os.walk(target):
+    for parent, dirs, files in os.walk(target):
+        prefix = os.path.relpath(parent, target).replace(os.sep, "/")
+        prefix = "" if prefix == "." else prefix + "/"
+        if skip is not None:
+            dirs[:] = [d for d in dirs if not skip(prefix + d, True)]
+            files = [f for f in files if not skip(prefix + f, False)]  # noqa: PLW2901 - filtered in place of the walk's
         for name in files:
             with contextlib.suppress(OSError):
                 info = os.lstat(os.path.join(parent, name))  # noqa: PTH118 - os.walk hands out strings

@@ -10,7 +10,7 @@ import click
 from mlinfra.options import emit_json, json_option
 from mlinfra.project import Project
 
-FRAMEWORKS = ("sklearn", "xgboost", "pytorch")
+FRAMEWORKS = ("sklearn", "xgboost", "pytorch")  # mlinfra.frameworks registers their contracts (test_frameworks)
 
 
 @click.command()
@@ -24,6 +24,16 @@ FRAMEWORKS = ("sklearn", "xgboost", "pytorch")
     "--baseline", "baseline_path", type=click.Path(path_type=Path), help="Training data sample, .csv/.parquet."
 )
 @click.option("--git-sha", default="auto", show_default=True, help="Commit the model was built from; 'auto' asks git.")
+@click.option("--description", help="One line saying what this version is; shown by `mlinfra card`.")
+@click.option(
+    "--card",
+    "card_path",
+    type=click.Path(path_type=Path),
+    help="The authors' model card (Markdown), stored with the version; default: card.md in the model directory.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Check and list what would be packed (path, size, digest); write nothing."
+)
 @json_option
 def register(
     path: Path,
@@ -34,6 +44,9 @@ def register(
     metrics_path: Path | None,
     baseline_path: Path | None,
     git_sha: str,
+    description: str | None,
+    card_path: Path | None,
+    dry_run: bool,
     as_json: bool,
 ) -> None:
     """Register PATH (a model directory or a model.tar.gz) as a new immutable version in the entry stage.
@@ -45,15 +58,35 @@ def register(
     and return the existing version; new --metrics or --baseline given with them are attached to it (audited, as
     `mlinfra attach` does); another image is refused (exit 2), since stages pin a version's image.
 
+    With --framework, the handler must be code/inference.py and define what that framework's container calls
+    (model_fn at least); it is checked statically, before anything is uploaded (`mlinfra init-model` writes one).
+    __pycache__/, .ipynb_checkpoints/, .DS_Store, .git and the patterns in the directory's .mlinfraignore
+    (gitignore syntax) are never packed.
+
     \b
     Examples:
       mlinfra register ./model --model churn --framework sklearn --framework-version 1.2-1 --metrics metrics.json
+      mlinfra register ./model -m churn --framework sklearn --framework-version 1.2-1 --dry-run
       mlinfra register model.tar.gz -m churn --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/churn:1.4
       mlinfra --local register ./model -m churn --framework xgboost --framework-version 1.7-1 --json
     """
     from mlinfra import inputs, promotion
 
     project = Project.find()
+    if dry_run:
+        from mlinfra import modeldir
+
+        plan = modeldir.dry_run(project, path, model, framework)
+        if as_json:
+            emit_json(plan)
+            return
+        for item in plan["files"]:
+            click.echo(f"{item['size']:>12}  {item['digest']}  {item['path']}")
+        totals = f"{len(plan['files'])} files, model.tar.gz {plan['size']} bytes, {plan['digest']}"
+        click.echo(f"dry run: {totals}; nothing written", err=True)
+        return
+    if card_path is None and path.is_dir() and (path / "card.md").is_file():
+        card_path = path / "card.md"
     sha = inputs.git_sha(Path.cwd()) if git_sha == "auto" else (git_sha or None)
     with _Progress(as_json) as (advance, set_total):
         record = promotion.register(
@@ -68,6 +101,8 @@ def register(
             git_sha=sha,
             progress=advance,
             on_total=set_total,
+            description=description,
+            card_path=card_path,
         )
     summary = {k: record[k] for k in ("model", "version", "digest", "artifact", "image")}
     if as_json:

@@ -415,12 +415,15 @@ def test_is_archive(tmp_path: Path, model: Path) -> None:
         (tmp_path / name).write_bytes(b"")
         assert is_archive(tmp_path / name) is True
     assert is_archive(model) is False
-    for other in (tmp_path / "model.zip", tmp_path / "missing.tar.gz"):
-        if other.suffix == ".zip":
-            other.write_bytes(b"")
+    other = tmp_path / "model.zip"
+    other.write_bytes(b"")
+    with pytest.raises(BadInputError) as exc:
+        is_archive(other)
+    assert single_line(exc).startswith(f"{other} is neither a model directory nor a model.tar.gz; ")
+    for missing in (tmp_path / "missing.tar.gz", tmp_path / "no-such-dir"):
         with pytest.raises(BadInputError) as exc:
-            is_archive(other)
-        assert single_line(exc).startswith(f"{other} is neither a model directory nor a model.tar.gz; ")
+            is_archive(missing)
+        assert single_line(exc) == f"{missing} does not exist; pass the model directory or its model.tar.gz"
 
 
 def test_input_size(tmp_path: Path, model: Path) -> None:

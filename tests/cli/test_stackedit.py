@@ -56,7 +56,7 @@ def test_pin_adds_only_the_pin_and_loads_back(project_dir: Path, stage: str) -> 
     ]
     pinned = load_stage(project, stage).config.models["churn"].pinned
     assert pinned is not None
-    assert pinned.model_dump() == wanted
+    assert pinned.model_dump(exclude_none=True) == wanted
     assert read_pin(project, stage, "churn") == wanted
 
 
