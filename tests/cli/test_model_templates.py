@@ -44,7 +44,7 @@ def train(framework: str, directory: Path) -> Callable[[np.ndarray], np.ndarray]
 
         model = LogisticRegression().fit(features, labels)
         joblib.dump(model, directory / "model.joblib")
-        return model.predict  # type: ignore[no-any-return]
+        return model.predict
     if framework == "xgboost":
         import xgboost as xgb
 
