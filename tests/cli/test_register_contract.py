@@ -183,7 +183,7 @@ def test_register_packs_without_the_junk_and_records_layout_description_and_card
             "--card",
             str(card),
             "--json",
-        )  # fmt: skip
+        )
     )
     body = s3().get_object(Bucket=bucket("sandbox"), Key=layout.artifact_key("churn", out["digest"]))["Body"]
     archive = tmp_path / "stored.tar.gz"
