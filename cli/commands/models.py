@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mlinfra import frameworks
 from mlinfra.options import emit_json, json_option
 
 if TYPE_CHECKING:
     from mlinfra.scaffold import Written
 
-FRAMEWORKS = ("sklearn", "xgboost", "pytorch")
+FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfra.frameworks
 
 
 def _report(written: list[Written], as_json: bool, next_hint: str) -> None:

@@ -7,10 +7,11 @@ from typing import Any
 
 import click
 
+from mlinfra import frameworks
 from mlinfra.options import emit_json, json_option
 from mlinfra.project import Project
 
-FRAMEWORKS = ("sklearn", "xgboost", "pytorch")  # mlinfra.frameworks registers their contracts (test_frameworks)
+FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfra.frameworks
 
 
 @click.command()

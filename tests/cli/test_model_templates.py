@@ -203,3 +203,11 @@ def test_model_fn_says_which_file_is_missing(framework: str, tmp_path: Path) -> 
     handler = load_handler(directory, f"handler_{framework}_missing")
     with pytest.raises(FileNotFoundError, match=frameworks.get(framework).model_file):
         handler.model_fn(str(directory))
+
+
+def test_the_pin_accepts_exactly_the_registered_frameworks() -> None:
+    from typing import get_args
+
+    from mlinfra_infra.config import HandlerLayout
+
+    assert set(get_args(HandlerLayout.model_fields["framework"].annotation)) == set(frameworks.names())
