@@ -138,7 +138,7 @@ def test_the_register_step_registers_the_tagged_model(platform: Path, run: Run, 
     assert card["gitSha"] == env["GIT_SHA"]
     assert card["metrics"] == {"auc": 0.93}
     assert card["handler"] == {"directory": "code", "framework": "sklearn", "program": "inference.py"}
-    assert card["sections"]["Intended use"].startswith("Primary uses")
+    assert card["sections"] == {}, "the stub's prompts are comments: nothing is documented yet"
 
 
 def test_init_model_repo_refuses_a_bad_stage_and_existing_files(run: Run, tmp_path: Path) -> None:
