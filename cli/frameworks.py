@@ -16,8 +16,9 @@ content_type, accept)` instead of the last three). What differs is which of thes
 
 Both toolkits put `/opt/ml/model/code` on the import path and install `code/requirements.txt`; the SageMaker Python
 SDK repacks an `entry_point` into exactly that place (`code/inference.py`, SAGEMAKER_SUBMIT_DIRECTORY
-`/opt/ml/model/code`). mlinfra uses the same layout for every framework, and ModelEndpoint sets those variables (and
-SAGEMAKER_REGION, SAGEMAKER_CONTAINER_LOG_LEVEL) from what `register` recorded.
+`/opt/ml/model/code`). mlinfra uses the same layout for every framework, and ModelEndpoint
+(infra/components/endpoint.py) sets those variables, SAGEMAKER_REGION and SAGEMAKER_CONTAINER_LOG_LEVEL from what
+`register` recorded.
 
 Adapters register themselves under their name (`@register`); nothing here branches on a framework's name.
 """
@@ -32,8 +33,6 @@ from .errors import BadInputError
 HANDLER_DIRECTORY = "code"
 PROGRAM = "inference.py"
 REQUIREMENTS = "requirements.txt"
-MODEL_ROOT = "/opt/ml/model"  # where SageMaker unpacks model.tar.gz in the container
-LOG_LEVEL_INFO = 20  # logging.INFO: what the SageMaker Python SDK sets by default
 
 # The handler functions and the arguments the containers pass (without the optional trailing `context`).
 HANDLER_ARGUMENTS: dict[str, tuple[str, ...]] = {
@@ -67,15 +66,6 @@ class Framework:
         """How many positional arguments the container may pass to `function`."""
         base = len(HANDLER_ARGUMENTS[function])
         return (base, base + 1) if self.context_argument else (base,)
-
-    def environment(self, program: str, directory: str, region: str) -> dict[str, str]:
-        """The container environment that makes it import `directory/program` from the unpacked model."""
-        return {
-            "SAGEMAKER_PROGRAM": program,
-            "SAGEMAKER_SUBMIT_DIRECTORY": f"{MODEL_ROOT}/{directory}",
-            "SAGEMAKER_REGION": region,
-            "SAGEMAKER_CONTAINER_LOG_LEVEL": str(LOG_LEVEL_INFO),
-        }
 
 
 _FRAMEWORKS: dict[str, Framework] = {}
