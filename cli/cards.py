@@ -147,7 +147,8 @@ def card_data(project: Project, model: str, version: int | None) -> dict[str, An
         record = registry.require_version(model, version)
         authors = load_card(registry, model, version)
         events = [r for r in promotion.history(project, model, None) if r.get("version") == version]
-    runs_in = sorted({e["stage"] for e in events if e.get("action") in {"promote", "rollback"}})
+    reached = {entry} | {e["stage"] for e in events if e.get("action") in {"promote", "rollback"}}
+    runs_in = [name for name in names if name in reached]  # in promotion order
     return {
         "model": model,
         "version": version,

@@ -74,7 +74,7 @@ def test_markdown_card_has_every_section_filled_from_record_history_and_authors(
     assert "| framework | sklearn 1.2-1 |" in text
     assert "| git commit | abc123 |" in text
     assert "| auc | 0.91 |" in text
-    assert "| stages reached | dev |" in text
+    assert "| stages reached | sandbox, dev |" in text
     assert "| promote | dev |" in text and "looks good" in text
     assert "Retention offers for customers likely to leave." in text
     assert "Trained on 2025 data only." in text.split("## Caveats and recommendations")[1]
@@ -100,7 +100,7 @@ def test_card_json_and_unknown_version(platform: Path, run: Run, tmp_path: Path)
     data = ok(run("card", "churn", "--json"))
     assert data["version"] == 1 and data["metrics"] == {"auc": 0.91}
     assert data["sections"]["Intended use"].startswith("Retention offers")
-    assert data["stagesReached"] == []
+    assert data["stagesReached"] == ["sandbox"], "registered there, promoted nowhere yet"
     result = run("card", "churn", "--version", "7")
     assert result.exit_code == 2
     assert result.stderr == "error: churn v7 is not in sandbox's registry (versions there: v1)\n"
