@@ -215,3 +215,28 @@ def test_the_promoted_pin_carries_the_handler_layout(platform: Path, run: Run, t
 def test_a_custom_image_without_framework_records_no_handler(platform: Path, run: Run, tmp_path: Path) -> None:
     out = ok(run("register", str(model_dir(tmp_path, None)), "-m", "churn", "--image", IMAGE, "--json"))
     assert read_json("sandbox", layout.version_key("churn", out["version"]))["handler"] is None
+
+
+def test_dry_run_of_an_archive_lists_its_members_and_its_own_digest(platform: Path, run: Run, tmp_path: Path) -> None:
+    import hashlib
+
+    directory = model_dir(tmp_path)
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(directory, arcname=".")
+    plan = json.loads(run("register", str(archive), "-m", "churn", *SKLEARN, "--dry-run", "--json").stdout)
+    assert sorted(f["path"] for f in plan["files"]) == ["code/inference.py", "model.joblib"]
+    assert plan["digest"] == f"sha256:{hashlib.sha256(archive.read_bytes()).hexdigest()}"
+    assert plan["size"] == archive.stat().st_size
+    nothing_written()
+
+
+def test_skipper_follows_gitignore_semantics(tmp_path: Path) -> None:
+    (tmp_path / ".mlinfraignore").write_text("build/\n**/*.tmp\n!important.tmp\n")
+    skip = modeldir.skipper(tmp_path)
+    assert skip(".git", False), "a worktree's .git file"
+    assert skip(".git", True) and skip("sub/__pycache__", True) and skip("a/.DS_Store", False)
+    assert skip(".mlinfraignore", False)
+    assert skip("build", True) and not skip("build", False), "a directory-only pattern"
+    assert skip("x/y/z.tmp", False) and not skip("important.tmp", False)
+    assert not skip("code/inference.py", False) and not skip("code", True)
