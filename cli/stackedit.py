@@ -229,20 +229,12 @@ def pin_version(project: Project, stage: str, model: str, pin: Mapping[str, Any]
     not valid YAML, or a pin or stack that does not validate; the file is then left untouched.
     """
     doc = _Document.load(project, stage)
-    path, source, original, newline, yaml, document, prefix = (
-        doc.path,
-        doc.source,
-        doc.original,
-        doc.newline,
-        doc.yaml,
-        doc.document,
-        doc.prefix,
-    )
-    models = _mapping(_mapping(document, "config", source, "config"), MODELS_KEY, source, MODELS_KEY)
+    source = doc.source
+    models = _mapping(_mapping(doc.document, "config", source, "config"), MODELS_KEY, source, MODELS_KEY)
     entry = _mapping(models, model, source, f"{MODELS_KEY}.{model}")
     before = _plain(entry.get(PIN_KEY))
     _set_pin(entry, pin)
-    pinned = _validate(project, stage, source, _dump(yaml, document, prefix)).models[model].pinned
+    pinned = _validate(project, stage, source, doc.text()).models[model].pinned
     if pinned is None:  # pragma: no cover - a `pinned` block was just written and validated
         raise BadInputError(f"{source}: {MODELS_KEY}.{model}.{PIN_KEY}: not set; file not changed")
     canonical = pinned.model_dump(by_alias=True, exclude_none=True)
@@ -250,10 +242,10 @@ def pin_version(project: Project, stage: str, model: str, pin: Mapping[str, Any]
         return False  # already pinned: leave the file (and its mtime) alone
     if not _same_pin(_plain(pin), canonical):
         _set_pin(entry, canonical)  # write validated values in their canonical types: version "3" becomes 3
-    text = _dump(yaml, document, prefix)
-    if text == original:
+    text = doc.text()
+    if text == doc.original:
         return False
-    _write_atomically(path, text, newline)
+    _write_atomically(doc.path, text, doc.newline)
     return True
 
 
