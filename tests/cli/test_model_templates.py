@@ -211,3 +211,25 @@ def test_the_pin_accepts_exactly_the_registered_frameworks() -> None:
     from mlinfra_infra.config import HandlerLayout
 
     assert set(get_args(HandlerLayout.model_fields["framework"].annotation)) == set(frameworks.names())
+
+
+def test_generated_handler_is_formatted_and_lint_clean(framework: str, tmp_path: Path) -> None:
+    import subprocess
+
+    scaffold.init_model("churn", framework, tmp_path / "m", force=False)
+    handler = str(tmp_path / "m" / "code" / "inference.py")
+    ruff = str(Path(sys.executable).parent / "ruff")
+    formatted = subprocess.run(
+        [ruff, "format", "--isolated", "--check", "--line-length", "120", handler],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+    linted = subprocess.run(
+        [ruff, "check", "--isolated", "--select", "E,F,W,B", "--line-length", "120", handler],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert linted.returncode == 0, linted.stdout
