@@ -19,7 +19,11 @@ FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfr
 @click.option("--model", "-m", required=True, help="Model name, as declared under mlinfra:models.")
 @click.option("--framework", type=click.Choice(FRAMEWORKS), help="Framework of the prebuilt inference image.")
 @click.option("--framework-version", help="Framework version of the inference image, e.g. 1.2-1 for sklearn.")
-@click.option("--image", help="Inference image URI, instead of --framework/--framework-version.")
+@click.option(
+    "--image",
+    help="Inference image URI, instead of --framework-version; with --framework, an image built on that framework's "
+    "container (its handler contract is checked and the endpoint set up for it).",
+)
 @click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), help="JSON object: metric name -> number.")
 @click.option(
     "--baseline", "baseline_path", type=click.Path(path_type=Path), help="Training data sample, .csv/.parquet."
@@ -33,7 +37,7 @@ FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfr
     help="The authors' model card (Markdown), stored with the version; default: card.md in the model directory.",
 )
 @click.option(
-    "--dry-run", is_flag=True, help="Check and list what would be packed (path, size, digest); write nothing."
+    "--dry-run", is_flag=True, help="Check, and list the files it would pack (size, digest, path); write nothing."
 )
 @json_option
 def register(

@@ -240,3 +240,15 @@ def test_skipper_follows_gitignore_semantics(tmp_path: Path) -> None:
     assert skip("build", True) and not skip("build", False), "a directory-only pattern"
     assert skip("x/y/z.tmp", False) and not skip("important.tmp", False)
     assert not skip("code/inference.py", False) and not skip("code", True)
+
+
+def test_an_image_built_on_a_framework_container_keeps_its_contract(platform: Path, run: Run, tmp_path: Path) -> None:
+    broken = model_dir(tmp_path / "broken", "def predict_fn(d, m):\n    return d\n")
+    result = run("register", str(broken), "-m", "churn", "--framework", "pytorch", "--image", IMAGE)
+    assert result.exit_code == 2 and "defines no model_fn(model_dir)" in result.stderr
+    nothing_written()
+    out = ok(
+        run("register", str(model_dir(tmp_path)), "-m", "churn", "--framework", "pytorch", "--image", IMAGE, "--json")
+    )
+    record = read_json("sandbox", layout.version_key("churn", out["version"]))
+    assert (record["image"], record["handler"]["framework"]) == (IMAGE, "pytorch")
