@@ -264,7 +264,7 @@ def dry_run(project: Any, path: Path, model: str, framework: str | None) -> dict
     Returns {"model", "path", "handler", "files": [{"path", "size", "digest"}], "size", "digest"}: the files it
     would pack and the model.tar.gz's size and digest (for an archive: its members, and the archive as given).
     """
-    from . import packaging, promotion
+    from . import archives, packaging, promotion
     from .stackfile import load_stage
 
     names = project.stages()
@@ -282,7 +282,7 @@ def dry_run(project: Any, path: Path, model: str, framework: str | None) -> dict
         handler = check_directory(path, framework, model)
     if archive:
         files = archive_files(path)
-        packed = packaging.inspect_archive(path)
+        packed = archives.inspect_archive(path)
     else:
         files = directory_files(path)
         packed = packaging.pack(path, lambda _chunk: None, skip=skipper(path))

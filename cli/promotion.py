@@ -373,10 +373,10 @@ def _upload(
 
 def _pack(path: Path, *, archive: bool, sink: Callable[[bytes], object] | None) -> Any:
     """The artifact handed to `sink` (or only hashed): the archive as given (checked), or the directory packed."""
-    from . import modeldir, packaging
+    from . import archives, modeldir, packaging
 
     if archive:
-        return packaging.stream_archive(path, sink) if sink is not None else packaging.inspect_archive(path)
+        return archives.stream_archive(path, sink) if sink is not None else archives.inspect_archive(path)
     return packaging.pack(path, sink or _discard, skip=modeldir.skipper(path))
 
 

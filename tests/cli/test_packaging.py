@@ -14,16 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from mlinfra.archives import inspect_archive, stream_archive
 from mlinfra.errors import BadInputError, MlinfraError
 from mlinfra.packaging import (
     CHUNK,
     Packed,
     _header,
     input_size,
-    inspect_archive,
     is_archive,
     pack,
-    stream_archive,
 )
 
 
