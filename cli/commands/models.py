@@ -54,8 +54,8 @@ def init_model(model: str, framework: str, directory: Path | None, force: bool, 
     _report(
         written,
         as_json,
-        f"save the model into {target}, then `mlinfra register {target} --model {model} --framework {framework} "
-        "--framework-version V --dry-run`",
+        f"save the model into {target} ({frameworks.get(framework).save_hint}), then `mlinfra register {target} "
+        f"--model {model} --framework {framework} --framework-version V --dry-run`",
     )
 
 
