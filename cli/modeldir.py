@@ -196,7 +196,10 @@ def check_archive(path: Path, framework_name: str, model: str) -> HandlerLayout:
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise BadInputError(f"{path}: not a readable gzip-compressed tar ({exc})") from None
     if source is None:
-        raise BadInputError(f"{path}: holds no {member}, which the {framework.title} container imports; {hint}")
+        raise BadInputError(
+            f"{path}: holds no {member} at its root, which the {framework.title} container imports "
+            f"(an archive holds the model directory's contents: tar czf model.tar.gz -C DIR .); {hint}"
+        )
     check_handler(source, framework, f"{path}:{member}", hint)
     return HandlerLayout(framework=framework.name, program=frameworks.PROGRAM, directory=frameworks.HANDLER_DIRECTORY)
 

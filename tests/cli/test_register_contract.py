@@ -252,3 +252,14 @@ def test_an_image_built_on_a_framework_container_keeps_its_contract(platform: Pa
     )
     record = read_json("sandbox", layout.version_key("churn", out["version"]))
     assert (record["image"], record["handler"]["framework"]) == (IMAGE, "pytorch")
+
+
+def test_an_archive_with_a_top_level_folder_is_told_where_members_go(tmp_path: Path) -> None:
+    from mlinfra.errors import BadInputError
+
+    directory = model_dir(tmp_path)
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(directory, arcname="model")
+    with pytest.raises(BadInputError, match=r"holds no code/inference.py at its root .*tar czf model.tar.gz -C DIR \."):
+        modeldir.check_archive(archive, "sklearn", "churn")
