@@ -90,6 +90,7 @@ def register(
         totals = f"{len(plan['files'])} files, model.tar.gz {plan['size']} bytes, {plan['digest']}"
         click.echo(f"dry run: {totals}; nothing written", err=True)
         return
+    explicit = [name for name, value in (("--description", description), ("--card", card_path)) if value is not None]
     if card_path is None and path.is_dir() and (path / "card.md").is_file():
         card_path = path / "card.md"
     sha = inputs.git_sha(Path.cwd()) if git_sha == "auto" else (git_sha or None)
@@ -110,6 +111,12 @@ def register(
             card_path=card_path,
         )
     summary = {k: record[k] for k in ("model", "version", "digest", "artifact", "image")}
+    if record.get("existing") and explicit:
+        click.echo(
+            f"note: {' and '.join(explicit)} ignored: stored with new versions only, and these bytes are already "
+            f"v{record['version']} (`mlinfra card {model} --version {record['version']}` shows what it has)",
+            err=True,
+        )
     if as_json:
         emit_json({**summary, "existing": bool(record.get("existing")), "attached": record.get("attached", [])})
         return

@@ -265,3 +265,17 @@ def test_an_archive_with_a_top_level_folder_is_told_where_members_go(tmp_path: P
         BadInputError, match=r"holds no code/inference.py at its root, .*tar czf model.tar.gz -C DIR \."
     ):
         modeldir.check_archive(archive, "sklearn", "churn")
+
+
+def test_description_and_card_for_bytes_already_registered_are_not_dropped_silently(
+    platform: Path, run: Run, tmp_path: Path
+) -> None:
+    directory = model_dir(tmp_path)
+    ok(run("register", str(directory), "-m", "churn", *SKLEARN, "--json"))
+    result = run("register", str(directory), "-m", "churn", *SKLEARN, "--description", "again", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["existing"] is True
+    assert result.stderr == (
+        "note: --description ignored: stored with new versions only, and these bytes are already v1 "
+        "(`mlinfra card churn --version 1` shows what it has)\n"
+    )
