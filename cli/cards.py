@@ -129,14 +129,10 @@ def card_data(project: Project, model: str, version: int | None) -> dict[str, An
     """Everything a card shows for `model` version `version` (default: the latest registered), as a JSON object."""
     from . import promotion
     from .aws import aws_errors
-    from .stackfile import load_stage
 
-    names = project.stages()
-    if not names:
-        raise BadInputError(f"no stack files in {project.relative(project.stacks_dir)}/")
-    entry = load_stage(project, names[0]).config.entry_stage
-    ctx = promotion.Context.load(project, project.require_stage(entry))
-    promotion.require_model(ctx.stages[entry], model)
+    ctx, stage = promotion.entry_stage(project)
+    entry = stage.name
+    promotion.require_model(stage, model)
     registry = ctx.registry(entry)
     with aws_errors(f"reading {model}'s card"):
         if version is None:
@@ -148,7 +144,7 @@ def card_data(project: Project, model: str, version: int | None) -> dict[str, An
         authors = load_card(registry, model, version)
         events = [r for r in promotion.history(project, model, None) if r.get("version") == version]
     reached = {entry} | {e["stage"] for e in events if e.get("action") in {"promote", "rollback"}}
-    runs_in = [name for name in names if name in reached]  # in promotion order
+    runs_in = [name for name in project.stages() if name in reached]  # in promotion order
     return {
         "model": model,
         "version": version,

@@ -268,14 +268,9 @@ def dry_run(project: Any, path: Path, model: str, framework: str | None) -> dict
     would pack and the model.tar.gz's size and digest (for an archive: its members, and the archive as given).
     """
     from . import archives, packaging, promotion
-    from .stackfile import load_stage
 
-    names = project.stages()
-    if not names:
-        raise BadInputError(f"no stack files in {project.relative(project.stacks_dir)}/")
-    first = load_stage(project, names[0])
-    entry = first.config.entry_stage
-    promotion.require_model(first if entry == first.name else load_stage(project, entry), model)
+    _ctx, stage = promotion.entry_stage(project)
+    promotion.require_model(stage, model)
     archive = packaging.is_archive(path)
     if framework is None:
         handler = None
