@@ -233,3 +233,13 @@ def test_generated_handler_is_formatted_and_lint_clean(framework: str, tmp_path:
         check=False,
     )
     assert linted.returncode == 0, linted.stdout
+
+
+def test_default_framework_versions_resolve_to_an_inference_image(framework: str) -> None:
+    # init-model-repo's workflow registers with these: they must be versions the image lookup knows.
+    from mlinfra import images
+
+    adapter = frameworks.get(framework)
+    assert images.resolve_image(framework, adapter.default_version, "eu-west-1").endswith(
+        tuple(f":{adapter.default_version}{suffix}" for suffix in ("", "-cpu-py3", "-cpu-py312"))
+    )
