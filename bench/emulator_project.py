@@ -81,5 +81,7 @@ def write_model(directory: Path, size: int, files: int = 1) -> Path:
                 chunk = min(remaining, 8 << 20)
                 handle.write(os.urandom(chunk))
                 remaining -= chunk
-    (directory / "inference.py").write_text("def predict(x):\n    return x\n")
+    # The handler where every framework container looks for it (so `register --framework` accepts the directory).
+    (directory / "code").mkdir(exist_ok=True)
+    (directory / "code" / "inference.py").write_text("def model_fn(model_dir):\n    return model_dir\n")
     return directory

@@ -34,6 +34,10 @@ COMMANDS = {
     "versions": "mlinfra.commands.versions:versions",
     "show": "mlinfra.commands.versions:show",
     "diff": "mlinfra.commands.versions:diff",
+    "init-model": "mlinfra.commands.models:init_model",
+    "init-model-repo": "mlinfra.commands.models:init_model_repo",
+    "model": "mlinfra.commands.models:model",
+    "card": "mlinfra.commands.card:card",
 }
 
 

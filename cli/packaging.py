@@ -12,7 +12,7 @@ which carries no timestamps and no pax records. Deflate is done in independent 5
 previous 32 KiB and ended with a sync flush (as pigz does), so blocks compress in parallel threads while the output
 stays one ordinary gzip member that does not depend on the number of threads. The digest still depends on the
 compression level and on zlib's deflate implementation (zlib-ng, used by some distributions, emits other bytes);
-`inspect_archive` and the registry never recompress, so an uploaded artifact keeps its digest.
+`archives.inspect_archive` and the registry never recompress, so an uploaded artifact keeps its digest.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import io
 import os
-import posixpath
 import stat
 import struct
 import tarfile
@@ -31,7 +30,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
 
 from .errors import BadInputError, MlinfraError
 
@@ -40,11 +38,10 @@ __all__ = [
     "DEFAULT_LEVEL",
     "Packed",
     "Sink",
+    "collect_files",
     "input_size",
-    "inspect_archive",
     "is_archive",
     "pack",
-    "stream_archive",
 ]
 
 CHUNK = 1 << 20
@@ -67,13 +64,6 @@ _SLICE = CHUNK // 4  # how much of a block zlib compresses per call
 _GNU_MAGIC = b"ustar  \0"
 _GZIP_OS_UNKNOWN = 255
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
-_MEMBER_KINDS = {
-    tarfile.SYMTYPE: "a symlink",
-    tarfile.LNKTYPE: "a hard link",
-    tarfile.CHRTYPE: "a character device",
-    tarfile.BLKTYPE: "a block device",
-    tarfile.FIFOTYPE: "a FIFO",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +81,12 @@ class Packed:
 def is_archive(path: str | os.PathLike[str]) -> bool:
     """Whether `path` is a model.tar.gz (True) or a model directory to pack (False); BadInputError for anything else."""
     target = Path(path)
-    if not target.exists():
-        raise BadInputError(f"{target} does not exist; pass a model directory or a model.tar.gz")
     if target.is_dir():
         return False
     if target.is_file() and target.name.lower().endswith(_ARCHIVE_SUFFIXES):
         return True
+    if not target.exists() and not target.is_symlink():
+        raise BadInputError(f"{target} does not exist; pass the model directory or its model.tar.gz")
     raise BadInputError(
         f"{target} is neither a model directory nor a model.tar.gz; pass a directory of model files or a .tar.gz/.tgz"
     )
@@ -116,7 +106,12 @@ class _Entry:
 
 
 def pack(
-    directory: str | os.PathLike[str], sink: Sink, *, level: int = DEFAULT_LEVEL, threads: int | None = None
+    directory: str | os.PathLike[str],
+    sink: Sink,
+    *,
+    level: int = DEFAULT_LEVEL,
+    threads: int | None = None,
+    skip: Callable[[str, bool], bool] | None = None,
 ) -> Packed:
     """Pack a model directory reproducibly into a model.tar.gz streamed to `sink`; its digest, size and file count.
 
@@ -125,6 +120,7 @@ def pack(
     whatever the size of the model (under 8 MiB with 4 threads). `threads` (default: the CPU count, at most 4) only
     changes the speed, never the bytes. Symlinks, hard links, sockets, FIFOs, devices and a directory without files
     are refused (BadInputError); a file that cannot be read or changes while it is packed fails (MlinfraError).
+    `skip(relative_path, is_dir)` leaves entries out (a skipped directory is not descended into).
     """
     if not 1 <= level <= 9:
         raise BadInputError(f"compression level must be between 1 and 9, got {level}")
@@ -132,7 +128,7 @@ def pack(
     if workers < 1:
         raise BadInputError(f"threads must be at least 1, got {workers}")
     root = Path(directory)
-    entries = _collect(root)
+    entries = _collect(root, skip)
     output = _Output(sink)
     deflater = _ParallelDeflate(level, workers, output)
     try:
@@ -156,7 +152,16 @@ def _cpus() -> int:
     return os.cpu_count() or 1
 
 
-def _collect(root: Path) -> list[_Entry]:
+def collect_files(root: Path, skip: Callable[[str, bool], bool] | None = None) -> list[tuple[str, Path]]:
+    """The regular files `pack` would write, as (path in the archive, path on disk), in archive order."""
+    return [
+        (entry.name.decode("utf-8", "surrogateescape"), entry.path)
+        for entry in _collect(root, skip)
+        if not entry.is_dir
+    ]
+
+
+def _collect(root: Path, skip: Callable[[str, bool], bool] | None = None) -> list[_Entry]:
     """Every entry below `root`, sorted by POSIX path (byte order); refuses what a model.tar.gz must not hold."""
     if not root.is_dir():
         raise BadInputError(f"{root} is not a directory; pass the directory that holds the model files")
@@ -176,6 +181,8 @@ def _collect(root: Path) -> list[_Entry]:
                 info = child.stat(follow_symlinks=False)
             except OSError as exc:
                 raise _read_error(path, exc) from None
+            if skip is not None and skip(relative, stat.S_ISDIR(info.st_mode)):
+                continue
             if stat.S_ISDIR(info.st_mode):
                 pending.append((path, relative + "/"))
                 name = relative + "/"
@@ -446,56 +453,11 @@ class _Output:
                 self.sink(data)
 
 
-# --- inspecting an archive -------------------------------------------------------------------------------------
-
-
-def inspect_archive(path: str | os.PathLike[str], sink: Sink | None = None) -> Packed:
-    """Validate a user-supplied model.tar.gz without extracting it, in one read; its digest, size and file count.
-
-    The raw bytes are hashed (and handed to `sink`, if given, in CHUNK pieces) as they are read, and inflated in
-    bounded memory; the gzip CRC and length are checked. With a sink, a refusal can come after some bytes were
-    handed over: the caller discards them (e.g. aborts the multipart upload).
-    Refused (BadInputError): anything that is not a gzip-compressed tar, a corrupt or truncated one, data after the
-    gzip stream other than zero padding, an archive without files, and members with an absolute path, a `..`
-    component, a name that leaves the root, or a type other than file or directory (links, devices, FIFOs).
-    """
-    archive = Path(path)
-    try:
-        raw = archive.open("rb", buffering=0)
-    except FileNotFoundError:
-        raise BadInputError(f"{archive}: no such file; pass the path of a model.tar.gz") from None
-    except OSError as exc:
-        raise _read_error(archive, exc) from None
-    with raw:
-        reader = _GunzipReader(raw, archive, sink)
-        files = 0
-        try:
-            # Stream mode ("r|") only ever calls read(): no seeking, so the file is read exactly once.
-            with tarfile.open(fileobj=cast("IO[bytes]", reader), mode="r|", bufsize=CHUNK) as tar:
-                while (member := tar.next()) is not None:
-                    # Stream mode remembers every member; forget them so a header-only bomb stays in bounded memory.
-                    tar.members.clear()  # type: ignore[attr-defined]  # (set in TarFile.__init__; not in the stubs)
-                    _check_member(archive, member)
-                    files += member.isreg()
-            while reader.read(CHUNK):  # the tar's end marker is not the end of the file: check and hash the rest
-                pass
-        except (tarfile.TarError, zlib.error, EOFError) as exc:
-            raise _not_a_tar(archive, exc) from None
-    if files == 0:
-        raise BadInputError(f"{archive}: the archive holds no files; a model.tar.gz needs the model files at its root")
-    return Packed(digest=f"sha256:{reader.sha256.hexdigest()}", size=reader.size, files=files)
-
-
-def stream_archive(path: str | os.PathLike[str], sink: Sink) -> Packed:
-    """Hand a user-supplied model.tar.gz to `sink` as it is validated (see inspect_archive), reading it once."""
-    return inspect_archive(path, sink)
-
-
-def input_size(path: str | os.PathLike[str]) -> int:
+def input_size(path: str | os.PathLike[str], skip: Callable[[str, bool], bool] | None = None) -> int:
     """The bytes a progress bar can count against: an archive's size, or the size of a directory's files.
 
     For a directory this approximates the packed size (model weights barely compress). Nothing is validated here
-    and what cannot be read counts as 0: is_archive, pack and inspect_archive report problems.
+    and what cannot be read counts as 0: is_archive, pack and archives.inspect_archive report problems.
     """
     target = Path(path)
     if not target.is_dir():
@@ -503,102 +465,14 @@ def input_size(path: str | os.PathLike[str]) -> int:
             return target.stat().st_size
         return 0
     total = 0
-    for parent, _dirs, files in os.walk(target):
+    for parent, dirs, files in os.walk(target):
+        prefix = os.path.relpath(parent, target).replace(os.sep, "/")
+        prefix = "" if prefix == "." else prefix + "/"
+        if skip is not None:
+            dirs[:] = [d for d in dirs if not skip(prefix + d, True)]
+            files = [f for f in files if not skip(prefix + f, False)]  # noqa: PLW2901 - filtered in place of the walk's
         for name in files:
             with contextlib.suppress(OSError):
                 info = os.lstat(os.path.join(parent, name))  # noqa: PTH118 - os.walk hands out strings
                 total += info.st_size if stat.S_ISREG(info.st_mode) else 0
     return total
-
-
-def _check_member(archive: Path, member: tarfile.TarInfo) -> None:
-    """Refuse a member that could write outside the extraction directory or is not a plain file or directory."""
-    name = member.name
-
-    def refuse(why: str) -> BadInputError:
-        return BadInputError(
-            f"{archive}: member {name!r} {why}; rebuild the archive from a directory of plain files, "
-            "or pass that directory and let mlinfra pack it"
-        )
-
-    if member.type in _MEMBER_KINDS:
-        raise refuse(f"is {_MEMBER_KINDS[member.type]}")
-    if not (member.isreg() or member.isdir()):
-        raise refuse(f"has unsupported type {member.type!r}")
-    if not name:
-        raise refuse("has an empty name")  # what tarfile makes of a directory named "/"
-    if name.startswith("/"):
-        raise refuse("has an absolute path")
-    if ".." in name.split("/"):
-        raise refuse("has a '..' component")
-    normal = posixpath.normpath(name)
-    if normal == ".." or normal.startswith("../") or posixpath.isabs(normal):
-        raise refuse("escapes the archive root")
-
-
-def _not_a_tar(archive: Path, exc: BaseException) -> BadInputError:
-    detail = str(exc) or type(exc).__name__
-    return BadInputError(
-        f"{archive}: not a gzip-compressed tar, or a corrupt or truncated one ({detail}); "
-        "create it with `tar czf model.tar.gz -C MODEL_DIR .` or pass the model directory"
-    )
-
-
-class _GunzipReader:
-    """A file-like `read` over the inflated contents of a gzip file, hashing the raw bytes as it reads them once."""
-
-    def __init__(self, raw: io.FileIO, archive: Path, sink: Sink | None) -> None:
-        self.raw = raw
-        self.archive = archive
-        self.sink = sink
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-        self.inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip wrapper: header, CRC and length checked
-        self.buffer = b""
-        self.done = False
-
-    def read(self, size: int = CHUNK) -> bytes:
-        """Up to `size` inflated bytes (b"" at the end of the gzip stream)."""
-        size = CHUNK if size < 0 else size
-        while not self.buffer and not self.done:
-            self.buffer = self._inflate(size)
-        data, self.buffer = self.buffer[:size], self.buffer[size:]
-        return data
-
-    def _raw(self) -> bytes:
-        try:
-            data = self.raw.read(CHUNK) or b""
-        except OSError as exc:
-            raise _read_error(self.archive, exc) from None
-        self.sha256.update(data)
-        self.size += len(data)
-        if data and self.sink is not None:
-            self.sink(data)
-        return data
-
-    def _inflate(self, size: int) -> bytes:
-        inflater = self.inflater
-        if not inflater.eof:
-            if inflater.unconsumed_tail:  # (after the end of a stream it holds its unused data too: check eof first)
-                return inflater.decompress(inflater.unconsumed_tail, size)
-            data = self._raw()
-            if not data:
-                raise EOFError("the file ends inside the gzip stream")
-            return inflater.decompress(data, size)
-        # A gzip member ended: what follows may be another member (concatenated gzip is valid), zero padding or
-        # the end of the file; anything else makes `gunzip`, and so `tar xzf`, fail.
-        rest = inflater.unused_data
-        while len(rest) < 2:
-            more = self._raw()
-            if not more:
-                break
-            rest += more
-        if rest[:2] == b"\x1f\x8b":
-            self.inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            return self.inflater.decompress(rest, size)
-        while rest:
-            if rest.count(0) != len(rest):
-                raise EOFError("data follows the gzip stream")
-            rest = self._raw()
-        self.done = True
-        return b""

@@ -101,12 +101,15 @@ def repair_audit(registry: StageRegistry, model: str, pointer: Stored | None) ->
 
 
 def _pin_for(registry: StageRegistry, model: str, record: dict[str, Any]) -> dict[str, Any]:
-    return {
+    pin = {
         "version": record["version"],
         "digest": record["digest"],
         "image": record["image"],
         "artifact": registry.artifact_uri(model, record["digest"]),
     }
+    if record.get("handler"):
+        pin["handler"] = record["handler"]  # the archive's layout: the endpoint sets the container's environment
+    return pin
 
 
 def commit(
@@ -202,6 +205,8 @@ def register(
     git_sha: str | None,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    description: str | None = None,
+    card_path: Path | None = None,
 ) -> dict[str, Any]:
     """Register a model directory or model.tar.gz into the entry stage; returns the version record.
 
@@ -209,14 +214,15 @@ def register(
     package group). The bytes are hashed first: bytes that are already version N are not uploaded again; new
     metrics or a new baseline given with them are attached to vN (audited), another image is refused. Numbers come
     from the entry stage's model package.
+    With a framework, the handler is checked against its container's contract before anything is hashed.
     """
-    from . import images, inputs, packaging
+    from . import cards, images, inputs, modeldir, packaging
 
     ctx, stage = entry_stage(project)
     entry = stage.name
     require_model(stage, model)
     # Bad input first: nothing is uploaded for a wrong path, framework, image or metrics file.
-    archive = packaging.is_archive(path)
+    archive, handler, card = _check_model(path, framework, model, card_path=card_path)
     metrics = inputs.read_metrics(metrics_path) if metrics_path else None
     baseline = inputs.read_baseline(baseline_path) if baseline_path else None
     if image is None and (framework is None or framework_version is None):
@@ -242,7 +248,7 @@ def register(
             registry, stage, model, known, image=resolved_image, metrics=metrics, baseline=baseline
         )
     if on_total is not None:
-        on_total(packaging.input_size(path))
+        on_total(packaging.input_size(path, None if archive else modeldir.skipper(path)))
 
     with aws_errors(f"registering {model} in {entry}"):
         if registry.stored_checksum(model, digest) != checksum_of(digest):
@@ -288,7 +294,11 @@ def register(
             "packageArn": package["ModelPackageArn"],
             "lineage": None,
             "baseline": f"{layout.version_prefix(model, version)}baseline.json" if baseline else None,
+            "handler": handler.model_dump(mode="json") if handler else None,
+            "description": description,
+            "card": cards.card_key(model, version) if card is not None else None,
         }
+        cards.store_card(registry, model, version, card)
         if baseline is not None:
             with contextlib.suppress(ConflictError):
                 registry.write(f"{layout.version_prefix(model, version)}baseline.json", baseline)
@@ -363,15 +373,30 @@ def _upload(
 
 def _pack(path: Path, *, archive: bool, sink: Callable[[bytes], object] | None) -> Any:
     """The artifact handed to `sink` (or only hashed): the archive as given (checked), or the directory packed."""
-    from . import packaging
+    from . import archives, modeldir, packaging
 
     if archive:
-        return packaging.stream_archive(path, sink) if sink is not None else packaging.inspect_archive(path)
-    return packaging.pack(path, sink or _discard)
+        return archives.stream_archive(path, sink) if sink is not None else archives.inspect_archive(path)
+    return packaging.pack(path, sink or _discard, skip=modeldir.skipper(path))
 
 
 def _discard(_chunk: bytes) -> None:
     """A sink that keeps nothing (the hashing pass)."""
+
+
+def _check_model(
+    path: Path, framework: str | None, model: str, *, card_path: Path | None
+) -> tuple[bool, Any, str | None]:
+    """(is an archive, handler layout or None for a custom image, authors' card), checked before any upload."""
+    from . import cards, modeldir, packaging
+
+    archive = packaging.is_archive(path)
+    card = cards.read_card(card_path) if card_path else None
+    if framework is None:
+        return archive, None, card
+    if archive:
+        return archive, modeldir.check_archive(path, framework, model), card
+    return archive, modeldir.check_directory(path, framework, model), card
 
 
 def _check_image(image: str) -> None:

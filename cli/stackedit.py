@@ -15,6 +15,7 @@ import os
 import stat
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 MODELS_KEY = "mlinfra:models"
 PIN_KEY = "pinned"
-PIN_FIELDS = ("version", "digest", "image", "artifact")
+PIN_FIELDS = ("version", "digest", "image", "artifact", "handler")
 # Indentation of the shipped stack files: mappings by 2, sequence dashes 2 in from their key, items 4 in.
 DEFAULT_INDENT = (2, 4, 2)
 
@@ -100,8 +101,8 @@ def _mapping(parent: Any, key: str, source: str, where: str) -> Any:
 
 
 def _kind(value: Any) -> type:
-    """The YAML kind of a scalar (a quoted string read back is still a str; True is not 1)."""
-    for kind in (bool, int, float, str):
+    """The YAML kind of a value (a quoted string read back is still a str; True is not 1; mappings are mappings)."""
+    for kind in (bool, int, float, str, Mapping):
         if isinstance(value, kind):
             return kind
     return type(value)
@@ -171,56 +172,80 @@ def _write_atomically(path: Path, text: str, newline: str) -> None:
             os.close(dir_fd)
 
 
+@dataclass
+class _Document:
+    """A stack file read for a round-trip edit: its text, line endings, indentation and parsed document."""
+
+    path: Path
+    source: str
+    original: str
+    newline: str
+    yaml: Any
+    document: Any
+    prefix: str
+
+    @classmethod
+    def load(cls, project: Project, stage: str) -> _Document:
+        """Read and parse `stacks/Pulumi.<stage>.yaml`; BadInputError naming the file if it cannot be edited."""
+        from ruamel.yaml.comments import CommentedMap
+        from ruamel.yaml.error import YAMLError
+
+        path = project.stage_file(project.require_stage(stage))
+        source = project.relative(path)
+        try:
+            raw = path.read_bytes()
+            original = raw.decode("utf-8").replace("\r\n", "\n")
+        except OSError as exc:
+            raise BadInputError(f"{source}: cannot read ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise BadInputError(f"{source}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        newline = "\r\n" if b"\r\n" in raw else "\n"
+        yaml = _yaml(_guess_indent(original))
+        try:
+            document = yaml.load(original)
+        except YAMLError as exc:
+            raise _invalid_yaml(source, exc) from None
+        prefix = ""
+        if document is None:
+            # Nothing but comments (or nothing at all): keep them above the new config block.
+            prefix = original if not original or original.endswith("\n") else original + "\n"
+            document = CommentedMap()
+        if not isinstance(document, CommentedMap):
+            raise BadInputError(f"{source}: must be a mapping with a `config:` block")
+        return cls(path, source, original, newline, yaml, document, prefix)
+
+    def text(self) -> str:
+        """The document as it would be written now."""
+        return _dump(self.yaml, self.document, self.prefix)
+
+
 def pin_version(project: Project, stage: str, model: str, pin: Mapping[str, Any]) -> bool:
     """Pin `model`'s version in `stacks/Pulumi.<stage>.yaml`; True if the file changed, False if already pinned.
 
-    `pin` holds version, digest, image and artifact. `mlinfra:models.<model>` is created if missing; the model's
+    `pin` holds version, digest, image, artifact and (for a framework image) the handler's layout, which the
+    endpoint turns into the container's environment. `mlinfra:models.<model>` is created if missing; the model's
     other settings and every comment are kept. The resulting stack is validated before anything is written, and the
     file is replaced atomically. Raises BadInputError (naming the file and key) for an unknown stage, a file that is
     not valid YAML, or a pin or stack that does not validate; the file is then left untouched.
     """
-    from ruamel.yaml.comments import CommentedMap
-    from ruamel.yaml.error import YAMLError
-
-    path = project.stage_file(project.require_stage(stage))
-    source = project.relative(path)
-    try:
-        raw = path.read_bytes()
-        original = raw.decode("utf-8").replace("\r\n", "\n")
-    except OSError as exc:
-        raise BadInputError(f"{source}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise BadInputError(f"{source}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    newline = "\r\n" if b"\r\n" in raw else "\n"
-    yaml = _yaml(_guess_indent(original))
-    try:
-        document = yaml.load(original)
-    except YAMLError as exc:
-        raise _invalid_yaml(source, exc) from None
-    prefix = ""
-    if document is None:
-        # Nothing but comments (or nothing at all): keep them above the new config block.
-        prefix = original if not original or original.endswith("\n") else original + "\n"
-        document = CommentedMap()
-    if not isinstance(document, CommentedMap):
-        raise BadInputError(f"{source}: must be a mapping with a `config:` block")
-
-    models = _mapping(_mapping(document, "config", source, "config"), MODELS_KEY, source, MODELS_KEY)
+    doc = _Document.load(project, stage)
+    source = doc.source
+    models = _mapping(_mapping(doc.document, "config", source, "config"), MODELS_KEY, source, MODELS_KEY)
     entry = _mapping(models, model, source, f"{MODELS_KEY}.{model}")
     before = _plain(entry.get(PIN_KEY))
     _set_pin(entry, pin)
-    pinned = _validate(project, stage, source, _dump(yaml, document, prefix)).models[model].pinned
+    pinned = _validate(project, stage, source, doc.text()).models[model].pinned
     if pinned is None:  # pragma: no cover - a `pinned` block was just written and validated
         raise BadInputError(f"{source}: {MODELS_KEY}.{model}.{PIN_KEY}: not set; file not changed")
-    canonical = pinned.model_dump(by_alias=True)
+    canonical = pinned.model_dump(by_alias=True, exclude_none=True)
     if _same_pin(before, canonical):
         return False  # already pinned: leave the file (and its mtime) alone
     if not _same_pin(_plain(pin), canonical):
         _set_pin(entry, canonical)  # write validated values in their canonical types: version "3" becomes 3
-    text = _dump(yaml, document, prefix)
-    if text == original:
+    text = doc.text()
+    if text == doc.original:
         return False
-    _write_atomically(path, text, newline)
+    _write_atomically(doc.path, text, doc.newline)
     return True
 
 
@@ -230,7 +255,7 @@ def _plain(value: Any) -> Any:
 
 
 def read_pin(project: Project, stage: str, model: str) -> dict[str, Any] | None:
-    """The version pinned for `model` in `stage` (version, digest, image, artifact), or None if none is pinned.
+    """The version pinned for `model` in `stage` (version, digest, image, artifact, handler), or None if none is.
 
     None also when the stage does not declare the model. The stack is read and validated like `load_stage`, so an
     invalid stack file raises BadInputError naming the file and key.
@@ -240,4 +265,35 @@ def read_pin(project: Project, stage: str, model: str) -> dict[str, Any] | None:
     settings = load_stage(project, stage).config.models.get(model)
     if settings is None or settings.pinned is None:
         return None
-    return settings.pinned.model_dump(by_alias=True)
+    return settings.pinned.model_dump(by_alias=True, exclude_none=True)
+
+
+DECLARED_COMMENT = "inherits this stage's mlinfra:modelDefaults; add keys here to override them"
+
+
+def declare_model(project: Project, stages: list[str], model: str) -> list[str]:
+    """Declare `model` under `mlinfra:models` in each stage's stack file; the stages whose file changed.
+
+    A stage that already declares it is left as it is. Every file is edited in round-trip mode (comments kept),
+    and every edited stack is validated before any file is written, so a refusal writes nothing; each file is then
+    replaced atomically. Re-running after an interruption declares what is still missing.
+    """
+    from ruamel.yaml.comments import CommentedMap
+
+    pending: list[tuple[str, _Document, str]] = []
+    for stage in stages:
+        doc = _Document.load(project, stage)
+        config = _mapping(doc.document, "config", doc.source, "config")
+        models = _mapping(config, MODELS_KEY, doc.source, MODELS_KEY)
+        if model in models:
+            continue
+        entry = CommentedMap()
+        entry.fa.set_flow_style()  # `churn: {}`, as the shipped stack files declare models
+        models[model] = entry
+        models.yaml_add_eol_comment(DECLARED_COMMENT, model)
+        text = doc.text()
+        _validate(project, stage, doc.source, text)
+        pending.append((stage, doc, text))
+    for _stage, doc, text in pending:
+        _write_atomically(doc.path, text, doc.newline)
+    return [stage for stage, _doc, _text in pending]

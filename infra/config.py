@@ -135,6 +135,25 @@ class _Settings(BaseModel):
 # beside its `pinned` block under `mlinfra:models.<model>`.
 
 
+class HandlerLayout(_Settings):
+    """Where a version's inference handler sits in its model.tar.gz, as `mlinfra register` checked and recorded it.
+
+    ModelEndpoint turns it into the framework container's SAGEMAKER_PROGRAM and SAGEMAKER_SUBMIT_DIRECTORY.
+    """
+
+    framework: Literal["sklearn", "xgboost", "pytorch"]
+    program: Annotated[str, _check_pattern(r"[A-Za-z_][A-Za-z0-9_]*\.py", "a Python file name, e.g. inference.py")]
+    directory: Annotated[
+        str, _check_pattern(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*", "a relative directory in the archive, e.g. code")
+    ]
+
+    @model_validator(mode="after")
+    def _inside_archive(self) -> HandlerLayout:
+        if ".." in self.directory.split("/"):
+            raise ValueError(f"directory {self.directory!r} leaves the archive")
+        return self
+
+
 class Pin(_Settings):
     """The immutable model version a stage runs: written by `mlinfra promote`, read by the program."""
 
@@ -142,6 +161,8 @@ class Pin(_Settings):
     digest: Digest
     image: ImageUri
     artifact: S3Uri
+    # Absent in pins written before handlers were recorded, and for custom images (`register --image` alone).
+    handler: HandlerLayout | None = None
 
 
 class CaptureSettings(_Settings):

@@ -1,5 +1,7 @@
 """Jinja2 templates shipped with mlinfra (import name `mlinfra_templates`): cloud-init, handlers, cards, workflows.
 
+HTML templates (`*.html.j2`) are autoescaped; a value is inserted unescaped only through `|safe`.
+
 Templates live beside this file as `<area>/<name>.j2`; `render("sandbox/cloud-init.yaml.j2", ...)` fills one in.
 Undefined variables are errors, so a template never silently renders an empty value.
 """
@@ -21,7 +23,8 @@ def _environment() -> Any:
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
-        autoescape=False,  # noqa: S701 - these render YAML, Python and Markdown, never HTML
+        # HTML templates (`*.html.j2`) escape every value; the others render YAML, Python and Markdown.
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
     )
 
 

@@ -7,10 +7,11 @@ from typing import Any
 
 import click
 
+from mlinfra import frameworks
 from mlinfra.options import complete_models, emit_json, json_option, next_command
 from mlinfra.project import Project
 
-FRAMEWORKS = ("sklearn", "xgboost", "pytorch")
+FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfra.frameworks
 
 
 @click.command()
@@ -20,7 +21,11 @@ FRAMEWORKS = ("sklearn", "xgboost", "pytorch")
 )
 @click.option("--framework", type=click.Choice(FRAMEWORKS), help="Framework of the prebuilt inference image.")
 @click.option("--framework-version", help="Framework version of the inference image, e.g. 1.2-1 for sklearn.")
-@click.option("--image", help="Inference image URI, instead of --framework/--framework-version.")
+@click.option(
+    "--image",
+    help="Inference image URI, instead of --framework-version; with --framework, an image built on that framework's "
+    "container (its handler contract is checked and the endpoint set up for it).",
+)
 @click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), help="JSON object: metric name -> number.")
 @click.option(
     "--baseline", "baseline_path", type=click.Path(path_type=Path), help="Training data sample, .csv/.parquet."
@@ -30,6 +35,16 @@ FRAMEWORKS = ("sklearn", "xgboost", "pytorch")
     default="auto",
     show_default=True,
     help="Commit the model was built from; 'auto' reads the commit of PATH's own directory (not the platform's).",
+)
+@click.option("--description", help="One line saying what this version is; shown by `mlinfra card`.")
+@click.option(
+    "--card",
+    "card_path",
+    type=click.Path(path_type=Path),
+    help="The authors' model card (Markdown), stored with the version; default: card.md in the model directory.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Check, and list the files it would pack (size, digest, path); write nothing."
 )
 @json_option
 def register(
@@ -41,6 +56,9 @@ def register(
     metrics_path: Path | None,
     baseline_path: Path | None,
     git_sha: str,
+    description: str | None,
+    card_path: Path | None,
+    dry_run: bool,
     as_json: bool,
 ) -> None:
     """Register PATH (a model directory or a model.tar.gz) as a new immutable version in the entry stage.
@@ -52,15 +70,36 @@ def register(
     and return the existing version; new --metrics or --baseline given with them are attached to it (audited, as
     `mlinfra attach` does); another image is refused (exit 2), since stages pin a version's image.
 
+    With --framework, the handler must be code/inference.py and define what that framework's container calls
+    (model_fn at least); it is checked statically, before anything is uploaded (`mlinfra init-model` writes one).
+    __pycache__/, .ipynb_checkpoints/, .DS_Store, .git and the patterns in the directory's .mlinfraignore
+    (gitignore syntax) are never packed.
+
     \b
     Examples:
       mlinfra register ./model --model churn --framework sklearn --framework-version 1.2-1 --metrics metrics.json
+      mlinfra register ./model -m churn --framework sklearn --framework-version 1.2-1 --dry-run
       mlinfra register model.tar.gz -m churn --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/churn:1.4
       mlinfra --local register ./model -m churn --framework xgboost --framework-version 1.7-1 --json
     """
     from mlinfra import inputs, promotion
 
     project = Project.find()
+    if dry_run:
+        from mlinfra import modeldir
+
+        plan = modeldir.dry_run(project, path, model, framework)
+        if as_json:
+            emit_json(plan)
+            return
+        for item in plan["files"]:
+            click.echo(f"{item['size']:>12}  {item['digest']}  {item['path']}")
+        totals = f"{len(plan['files'])} files, model.tar.gz {plan['size']} bytes, {plan['digest']}"
+        click.echo(f"dry run: {totals}; nothing written", err=True)
+        return
+    explicit = [name for name, value in (("--description", description), ("--card", card_path)) if value is not None]
+    if card_path is None and path.is_dir() and (path / "card.md").is_file():
+        card_path = path / "card.md"
     sha = inputs.git_sha(path) if git_sha == "auto" else (git_sha or None)
     with _Progress(as_json) as (advance, set_total):
         record = promotion.register(
@@ -75,6 +114,8 @@ def register(
             git_sha=sha,
             progress=advance,
             on_total=set_total,
+            description=description,
+            card_path=card_path,
         )
     if git_sha == "auto" and sha is None and not record.get("existing"):
         click.echo(
@@ -83,13 +124,19 @@ def register(
             err=True,
         )
     summary = {k: record[k] for k in ("model", "version", "digest", "artifact", "image")}
+    if record.get("existing") and explicit:
+        click.echo(
+            f"note: {' and '.join(explicit)} ignored: stored with new versions only, and these bytes are already "
+            f"v{record['version']} (`mlinfra card {model} --version {record['version']}` shows what it has)",
+            err=True,
+        )
     if as_json:
         emit_json({**summary, "existing": bool(record.get("existing")), "attached": record.get("attached", [])})
         return
     if record.get("attached"):
         click.echo(
             f"{model} already registered as v{record['version']}; attached {', '.join(record['attached'])} "
-            f"(audited: mlinfra history {model} --stage {record['stage']})"
+            f"(audited: mlinfra history {model} --stack {record['stage']})"
         )
     else:
         verb = "already registered as" if record.get("existing") else "registered"

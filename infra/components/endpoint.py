@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from mlinfra_infra import naming, rollout
-from mlinfra_infra.config import DeploymentSettings, ModelConfig
+from mlinfra_infra.config import DeploymentSettings, ModelConfig, Pin
 from mlinfra_infra.layout import CAPTURE_PREFIX, MODELS_PREFIX
 
 from .common import TYPE_PREFIX, policy_document, service_trust_policy, statement, tags
@@ -33,6 +33,10 @@ INSTANCE_STORAGE_FAMILIES = frozenset(
 SAGEMAKER_METRICS_NAMESPACE = "AWS/SageMaker"
 # Where an endpoint's containers publish metrics of their own; the execution role may write to no other namespace.
 ENDPOINT_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"
+
+# Where SageMaker unpacks model.tar.gz in the container, and the log level the SageMaker Python SDK sets (INFO).
+MODEL_ROOT = "/opt/ml/model"
+CONTAINER_LOG_LEVEL = 20
 
 _IMAGE_URI = re.compile(
     r"(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)"
@@ -77,6 +81,27 @@ def traffic_routing(
     elif deployment.strategy == "linear":
         routing["linear_step_size"] = size
     return routing
+
+
+def container_environment(model: str, pin: Pin, region: str) -> dict[str, str]:
+    """The model container's environment: mlinfra's identity of the version, and what the framework container needs.
+
+    The prebuilt framework containers import the handler named by SAGEMAKER_PROGRAM from SAGEMAKER_SUBMIT_DIRECTORY
+    (the scikit-learn and XGBoost ones find no model_fn otherwise and fail their health check); `register` recorded
+    where the handler sits in the archive (`pin.handler`). A custom image (no handler recorded) gets mlinfra's
+    variables only. Values are the SageMaker Python SDK's for a repacked model: /opt/ml/model/code, log level 20.
+    """
+    environment = {"MLINFRA_MODEL": model, "MLINFRA_VERSION": str(pin.version), "MLINFRA_DIGEST": pin.digest}
+    if pin.handler is not None:
+        environment.update(
+            {
+                "SAGEMAKER_PROGRAM": pin.handler.program,
+                "SAGEMAKER_SUBMIT_DIRECTORY": f"{MODEL_ROOT}/{pin.handler.directory}",
+                "SAGEMAKER_REGION": region,
+                "SAGEMAKER_CONTAINER_LOG_LEVEL": str(CONTAINER_LOG_LEVEL),
+            }
+        )
+    return environment
 
 
 def uses_volume_key(settings: ModelConfig) -> bool:
@@ -145,11 +170,7 @@ class ModelEndpoint(pulumi.ComponentResource):
             primary_container={
                 "image": pin.image,
                 "model_data_url": pin.artifact,
-                "environment": {
-                    "MLINFRA_MODEL": args.model,
-                    "MLINFRA_VERSION": str(pin.version),
-                    "MLINFRA_DIGEST": pin.digest,
-                },
+                "environment": container_environment(args.model, pin, args.region),
             },
             enable_network_isolation=settings.network_isolation,
             tags=self._tags,

@@ -14,16 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from mlinfra.archives import inspect_archive, stream_archive
 from mlinfra.errors import BadInputError, MlinfraError
 from mlinfra.packaging import (
     CHUNK,
     Packed,
     _header,
     input_size,
-    inspect_archive,
     is_archive,
     pack,
-    stream_archive,
 )
 
 
@@ -423,7 +422,7 @@ def test_is_archive(tmp_path: Path, model: Path) -> None:
     for missing in (tmp_path / "missing.tar.gz", tmp_path / "no-such-dir"):
         with pytest.raises(BadInputError) as exc:
             is_archive(missing)
-        assert single_line(exc) == f"{missing} does not exist; pass a model directory or a model.tar.gz"
+        assert single_line(exc) == f"{missing} does not exist; pass the model directory or its model.tar.gz"
 
 
 def test_input_size(tmp_path: Path, model: Path) -> None:

@@ -37,7 +37,8 @@ def make_model(root: Path, content: str = "weights-1") -> Path:
     model = root / "model"
     model.mkdir(parents=True, exist_ok=True)
     (model / "model.bin").write_text(content)
-    (model / "inference.py").write_text("def predict(x):\n    return x\n")
+    (model / "code").mkdir(exist_ok=True)
+    (model / "code" / "inference.py").write_text("def model_fn(model_dir):\n    return model_dir\n")
     return model
 
 

@@ -56,7 +56,7 @@ def test_pin_adds_only_the_pin_and_loads_back(project_dir: Path, stage: str) -> 
     ]
     pinned = load_stage(project, stage).config.models["churn"].pinned
     assert pinned is not None
-    assert pinned.model_dump() == wanted
+    assert pinned.model_dump(exclude_none=True) == wanted
     assert read_pin(project, stage, "churn") == wanted
 
 
@@ -263,3 +263,20 @@ def test_windows_line_endings_are_kept(project_dir: Path) -> None:
     assert content.count(b"\n") == content.count(b"\r\n")
     assert b"        version: 3\r\n" in content
     assert pin_version(Project(project_dir), "dev", "churn", pin("churn", 3, "dev")) is False
+
+
+def test_a_pin_with_the_handler_layout_round_trips_and_an_old_pin_stays_valid(project_dir: Path) -> None:
+    project = Project(project_dir)
+    handler = {"framework": "xgboost", "program": "inference.py", "directory": "code"}
+    wanted = {**pin("churn", 3, "dev"), "handler": handler}
+    assert pin_version(project, "dev", "churn", wanted) is True
+    assert read_pin(project, "dev", "churn") == wanted
+    files = snapshot(project_dir / "stacks")
+    assert pin_version(project, "dev", "churn", wanted) is False, "the same pin again changes nothing"
+    assert snapshot(project_dir / "stacks") == files
+    # a pin written before handlers were recorded (no `handler`) still loads, and re-pinning it drops the block
+    old = pin("churn", 4, "dev")
+    assert pin_version(project, "dev", "churn", old) is True
+    assert read_pin(project, "dev", "churn") == old
+    assert "handler" not in stack_file(project_dir, "dev").read_text()
+    assert load_stage(project, "dev").config.models["churn"].pinned.handler is None  # type: ignore[union-attr]

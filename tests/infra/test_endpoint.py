@@ -303,6 +303,53 @@ def test_model_serves_the_pinned_version_in_isolation(prod: RenderedStack) -> No
     assert model.inputs["executionRoleArn"] == f"arn:aws:iam::123456789012:role/{role_name}"
 
 
+@pytest.mark.parametrize("framework", ["sklearn", "xgboost", "pytorch"])
+def test_model_sets_the_framework_containers_environment_from_the_recorded_layout(
+    render_stack: Render, framework: str
+) -> None:
+    # What `register --framework F` recorded about the archive (handler at code/inference.py) travels in the pin.
+    pinned = {
+        **pin(stage="staging"),
+        "handler": {"framework": framework, "program": "inference.py", "directory": "code"},
+    }
+    stack = render_stack({"mlinfra:models": {"churn": {"pinned": pinned}}}, stage="staging")
+    model = child(stack, MODEL)
+    assert model.inputs["primaryContainer"]["environment"] == {
+        "MLINFRA_MODEL": "churn",
+        "MLINFRA_VERSION": str(pinned["version"]),
+        "MLINFRA_DIGEST": pinned["digest"],
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+        "SAGEMAKER_REGION": "eu-west-1",
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+    }, f"{model.name} ({framework}): environment {model.inputs['primaryContainer']['environment']}"
+
+
+def test_a_recorded_layout_in_another_directory_is_what_the_container_is_told(render_stack: Render) -> None:
+    pinned = {**pin(stage="dev"), "handler": {"framework": "sklearn", "program": "serve.py", "directory": "src/app"}}
+    env = child(render_stack({"mlinfra:models": {"churn": {"pinned": pinned}}}), MODEL).inputs["primaryContainer"][
+        "environment"
+    ]
+    assert (env["SAGEMAKER_PROGRAM"], env["SAGEMAKER_SUBMIT_DIRECTORY"]) == ("serve.py", "/opt/ml/model/src/app")
+
+
+@pytest.mark.parametrize(
+    ("handler", "problem"),
+    [
+        ({"framework": "sklearn", "program": "inference.py", "directory": "../etc"}, "leaves the archive"),
+        ({"framework": "sklearn", "program": "inference.sh", "directory": "code"}, "not a Python file name"),
+        ({"framework": "tensorflow", "program": "inference.py", "directory": "code"}, "framework"),
+    ],
+)
+def test_a_bad_handler_layout_in_a_pin_is_refused(handler: dict[str, str], problem: str) -> None:
+    from pydantic import ValidationError
+
+    from mlinfra_infra.config import Pin
+
+    with pytest.raises(ValidationError, match=problem):
+        Pin.model_validate({**pin(), "handler": handler})
+
+
 def test_model_waits_for_the_role_policy(render_stack: Render, dependencies: dict[str, Any]) -> None:
     model = child(render_stack({"mlinfra:models": {"churn": PROD_CHURN}}, stage="prod"), MODEL).name
     assert "churn-endpoint-role-policy" in dependencies[model]["all"], (
