@@ -1,7 +1,7 @@
 """Fetching a registered version's model.tar.gz and unpacking it safely, for `mlinfra serve --version/--stage`.
 
 The artifact is downloaded once per digest into `.mlinfra/serve/<model>/<hex>/`, hashed while it streams (a digest
-mismatch is refused and nothing is kept), checked by packaging.inspect_archive (no absolute paths, `..`, links or
+mismatch is refused and nothing is kept), checked by archives.inspect_archive (no absolute paths, `..`, links or
 devices; one read), and extracted with tarfile's `data` filter as a second guard, into a temporary folder that is
 renamed into place only when complete: a cached folder is always a whole, verified artifact.
 """
@@ -66,8 +66,8 @@ def download(registry: StageRegistry, model: str, digest: str, target: Path, pro
 
 
 def unpack(archive: Path, destination: Path) -> None:
-    """Validate a model.tar.gz (packaging.inspect_archive) and extract it into `destination` (must not exist)."""
-    from .packaging import inspect_archive
+    """Validate a model.tar.gz (archives.inspect_archive) and extract it into `destination` (must not exist)."""
+    from .archives import inspect_archive
 
     inspect_archive(archive)
     staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=destination.parent))
