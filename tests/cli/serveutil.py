@@ -28,7 +28,10 @@ def model_fn(model_dir):
 
 
 def train(directory: Path, handler: str = HANDLER) -> Path:
-    """A logistic regression on 3 features saved as model.joblib, with a handler defining only model_fn."""
+    """A logistic regression on 3 features saved as model.joblib, with code/inference.py defining only model_fn.
+
+    The handler sits where `register --framework sklearn` requires it (code/inference.py, the container's layout).
+    """
     import joblib
     import numpy as np
     from sklearn.linear_model import LogisticRegression
@@ -38,7 +41,8 @@ def train(directory: Path, handler: str = HANDLER) -> Path:
     labels = (features[:, 0] + features[:, 1] > 0).astype(int)
     directory.mkdir(parents=True, exist_ok=True)
     joblib.dump(LogisticRegression().fit(features, labels), directory / "model.joblib")
-    (directory / "inference.py").write_text(handler)
+    (directory / "code").mkdir(exist_ok=True)
+    (directory / "code" / "inference.py").write_text(handler)
     return directory
 
 
