@@ -25,6 +25,7 @@ from typing import Any
 
 from mlinfra_infra import layout, naming
 
+from . import deployments, proposals
 from . import gates as gate_checks
 from .aws import StageAws, aws_errors, error_code
 from .driftstatus import latest_drift
@@ -129,6 +130,8 @@ def commit(
         "digest": record["digest"],
         "since": audit["time"],
         "record": audit,
+        # The deployment recorded by the last apply stays until the next one (deployments.py).
+        "deployed": expected.data.get("deployed") if expected else None,
     }
     with stage_lock(ctx.project, registry.stage):
         try:
@@ -465,6 +468,7 @@ def promote(
     if source not in ctx.stages:
         ctx.stages[source] = load_stage(project, source)
     require_model(ctx.stages[source], model)
+    proposals.preflight(ctx, to)  # a pullRequest stage needs a git checkout with an origin: checked before AWS
 
     source_reg = ctx.registry(source)
     with aws_errors(f"reading {model} in {source}"):
@@ -510,6 +514,7 @@ def rollback(project: Project, model: str, stage: str, *, to: int | None, reason
             f"back; promote the version you want into the next stage instead (`mlinfra promote {model} --to "
             f"{following} --version {to or 'N'}`)"
         )
+    proposals.preflight(ctx, stage)
     registry = ctx.registry(stage)
     with aws_errors(f"reading {model} in {stage}"):
         pointer = registry.pointer(model)
@@ -594,6 +599,9 @@ def _execute(ctx: Context, plan: Plan, *, action: str, reason: str, forced: bool
             }
             target.write_version(target_record)
             record = target.require_version(model, plan.version)
+        if ctx.stages[plan.target].config.delivery_mode == "pullRequest":
+            previous = current.data.get("version") if current else None
+            return proposals.propose(ctx, plan, target, record, request, previous=previous, forced=forced)
         audit = {
             "id": uuid.uuid4().hex,
             **request,
@@ -744,8 +752,9 @@ def status(project: Project, names: list[str]) -> list[dict[str, Any]]:
                     pointer = registry.pointer(model)
                 except MissingRegistryError as exc:
                     pointer = None
-                    notes.append(str(exc).split(":")[0])
+                    notes.append(_missing_registry_note(project, name, exc))
                 row["pointer"] = pointer.data.get("version") if pointer else None
+                row.update(deployments.stage_delivery_state(registry, model, pointer))
                 if pointer is not None and pointer.data.get("record"):
                     audit_key = registry.audit_key(pointer.data["record"])
                     if registry.read(audit_key) is None:
@@ -762,17 +771,38 @@ def status(project: Project, names: list[str]) -> list[dict[str, Any]]:
             }
             with aws_errors(f"reading {model}'s drift in {name}"):
                 row["drift"] = latest_drift(registry.aws.client("cloudwatch"), cfg.project, name, model, row["alarms"])
-            notes += _mismatches(row, entry=name == cfg.entry_stage)
+            notes += _mismatches(row, entry=name == cfg.entry_stage, delivery=cfg.delivery_mode)
             row["notes"] = notes
             rows.append(row)
     return rows
 
 
-def _mismatches(row: dict[str, Any], *, entry: bool) -> list[str]:
+def _missing_registry_note(project: Project, stage: str, exc: MissingRegistryError) -> str:
+    from .aws import local_mode
+    from .localmode import RESET_NOTE, was_bootstrapped
+
+    if local_mode() and was_bootstrapped(project.root, stage):
+        return RESET_NOTE
+    return str(exc).split(":")[0]
+
+
+def _mismatches(row: dict[str, Any], *, entry: bool, delivery: str = "direct") -> list[str]:
     notes = []
     pinned, pointer, live = row["pinned"], row["pointer"], row["live"]
-    if not entry and pointer != pinned:
+    deployed, pending = row.get("deployed"), row.get("pending")
+    if pending:
+        where = pending["pullRequest"] or f"branch {pending['branch']}"
+        notes.append(
+            f"v{pending['version']} proposed ({pending['action']}) in {where}, not deployed: merge it; "
+            "the apply records the deployment"
+        )
+    if delivery == "pullRequest":
+        if pinned is not None and pinned != pointer and (not pending or pending["version"] != pinned):
+            notes.append(f"pinned v{pinned} here, deployed {f'v{pointer}' if pointer else 'nothing'}: apply pending")
+    elif not entry and pointer != pinned:
         notes.append(f"pointer v{pointer}, pinned v{pinned}: stack file out of step (re-run the promotion)")
+    if not entry and delivery == "direct" and pointer is not None and (deployed or {}).get("version") != pointer:
+        notes.append(f"v{pointer} promoted, no deployment recorded: the apply records it (`mlinfra up` or CI)")
     if pinned is not None and live != pinned:
         notes.append(f"pinned v{pinned}, live {f'v{live}' if live else 'nothing'}: apply pending")
     firing = [name for name, state in row.get("alarms", {}).items() if state == "ALARM"]

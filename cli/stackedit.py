@@ -179,19 +179,33 @@ def pin_version(project: Project, stage: str, model: str, pin: Mapping[str, Any]
     file is replaced atomically. Raises BadInputError (naming the file and key) for an unknown stage, a file that is
     not valid YAML, or a pin or stack that does not validate; the file is then left untouched.
     """
-    from ruamel.yaml.comments import CommentedMap
-    from ruamel.yaml.error import YAMLError
-
     path = project.stage_file(project.require_stage(stage))
     source = project.relative(path)
     try:
         raw = path.read_bytes()
-        original = raw.decode("utf-8").replace("\r\n", "\n")
     except OSError as exc:
         raise BadInputError(f"{source}: cannot read ({exc.strerror})") from None
+    text = pinned_text(project, stage, model, pin, raw=raw, source=source)
+    if text is None:
+        return False
+    _write_atomically(path, text, "\r\n" if b"\r\n" in raw else "\n")
+    return True
+
+
+def pinned_text(
+    project: Project, stage: str, model: str, pin: Mapping[str, Any], *, raw: bytes, source: str
+) -> str | None:
+    """The stack file `raw` with `pin` set for `model` (validated; "\\n" line ends), or None if already pinned.
+
+    The edit `pin_version` makes, on bytes from anywhere (a file, or a blob at another commit).
+    """
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        original = raw.decode("utf-8").replace("\r\n", "\n")
     except UnicodeDecodeError as exc:
         raise BadInputError(f"{source}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    newline = "\r\n" if b"\r\n" in raw else "\n"
     yaml = _yaml(_guess_indent(original))
     try:
         document = yaml.load(original)
@@ -214,14 +228,11 @@ def pin_version(project: Project, stage: str, model: str, pin: Mapping[str, Any]
         raise BadInputError(f"{source}: {MODELS_KEY}.{model}.{PIN_KEY}: not set; file not changed")
     canonical = pinned.model_dump(by_alias=True)
     if _same_pin(before, canonical):
-        return False  # already pinned: leave the file (and its mtime) alone
+        return None  # already pinned: leave the file (and its mtime) alone
     if not _same_pin(_plain(pin), canonical):
         _set_pin(entry, canonical)  # write validated values in their canonical types: version "3" becomes 3
     text = _dump(yaml, document, prefix)
-    if text == original:
-        return False
-    _write_atomically(path, text, newline)
-    return True
+    return None if text == original else text
 
 
 def _plain(value: Any) -> Any:
@@ -241,3 +252,41 @@ def read_pin(project: Project, stage: str, model: str) -> dict[str, Any] | None:
     if settings is None or settings.pinned is None:
         return None
     return settings.pinned.model_dump(by_alias=True)
+
+
+def with_pins(text: str, pins: Mapping[str, Mapping[str, Any]]) -> str:
+    """`text` (a stack file) with `pins` (model -> pin) set for the models it declares; not validated here.
+
+    Local mode uses it to carry its scratch pins over when the real stack file changes (localmode.py).
+    """
+    yaml = _yaml(_guess_indent(text))
+    document = yaml.load(text)
+    if not isinstance(document, Mapping) or not pins:
+        return text
+    models = (document.get("config") or {}).get(MODELS_KEY)
+    if not isinstance(models, Mapping):
+        return text
+    for model, pin in pins.items():
+        entry = models.get(model)
+        if model in models and (entry is None or isinstance(entry, Mapping)):
+            _set_pin(_mapping(models, model, "", model), pin)
+    return _dump(yaml, document, "")
+
+
+def pins_of(text: str) -> dict[str, dict[str, Any]]:
+    """The `pinned` block of every model a stack file declares (unvalidated), {} when it has none or is not YAML."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        document = YAML(typ="safe", pure=True).load(text)
+    except YAMLError:
+        return {}
+    models = ((document or {}).get("config") or {}).get(MODELS_KEY) if isinstance(document, dict) else None
+    if not isinstance(models, dict):
+        return {}
+    return {
+        str(model): dict(entry["pinned"])
+        for model, entry in models.items()
+        if isinstance(entry, dict) and isinstance(entry.get("pinned"), dict)
+    }
