@@ -76,6 +76,7 @@ def _report(result: dict[str, Any], as_json: bool, project: Project) -> None:
         return
     if result.get("delivery") == "pullRequest":
         _report_proposal(result)
+        _local_notice(project)
         return
     model, stage = result["model"], result["stage"]
     previous = f"v{result['previous']}" if result["previous"] else "nothing"
@@ -84,11 +85,21 @@ def _report(result: dict[str, Any], as_json: bool, project: Project) -> None:
     if result.get("forced"):
         click.echo("  gates were skipped with --force; the audit record says so")
     click.echo(f"  pinned in {project.relative(project.stage_file(stage))}")
+    _local_notice(project)
     if in_local_mode():
         # The emulator runs no endpoints: what can follow here is the offline render of the new pin.
         click.echo(f"Next: {next_command(f'preview --stack {stage}')}")
     else:
         click.echo(f"Next: commit the stack file; CI applies it on merge (or `mlinfra up --stack {stage}`).")
+
+
+def _local_notice(project: Project) -> None:
+    from mlinfra.aws import local_mode
+
+    if local_mode():
+        from mlinfra.localmode import NOTICE
+
+        click.echo(f"  {NOTICE}")
 
 
 def _report_proposal(result: dict[str, Any]) -> None:
@@ -108,9 +119,10 @@ def _report_proposal(result: dict[str, Any]) -> None:
         click.echo(f"  open the pull request: {pr['compareUrl']}")
     if pr.get("note"):
         click.echo(f"  {pr['note']}")
+    running = f"v{result['previous']}" if result["previous"] else "nothing"
     click.echo(
-        f"  {stage} still runs v{result['previous'] or '-'}: merging lets CI apply it, and the apply records the "
-        "deployment (the stage pointer moves then)"
+        f"  {stage} still runs {running}: merging lets CI apply it, and the apply records the deployment "
+        f"(`mlinfra record-deployment --stack {stage}`); the stage pointer moves then"
     )
 
 

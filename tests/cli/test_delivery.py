@@ -391,3 +391,67 @@ def git_path() -> str:
     found = shutil.which("git")
     assert found is not None
     return found
+
+
+# --- local mode stays local ----------------------------------------------------------------------------------------
+
+
+def test_local_mode_works_on_a_scratch_copy_and_proposes_to_a_scratch_remote(
+    project_dir: Path, aws_env: str, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.cli.conftest import snapshot
+    from tests.emulator import reset_emulator
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    gh = bin_dir / "gh"
+    gh.write_text(GH_STANDIN.format(python=os.path.realpath(sys.executable)))
+    gh.chmod(gh.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("GH_STANDIN_LOG", str(tmp_path / "gh.log"))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    real = snapshot(project_dir / "stacks")
+    workspace = project_dir / ".mlinfra" / "local" / "workspace"
+
+    boot = ok(run("local", "bootstrap", "--all"))
+    assert "the stack files are a scratch copy in .mlinfra/local/workspace/" in boot
+    register(run, tmp_path)
+    text = ok(run("promote", "churn", "--to", "dev"))
+    assert "pinned in .mlinfra/local/workspace/stacks/Pulumi.dev.yaml" in text
+    assert "your own stack files are never changed" in text
+    assert "version: 1" in (workspace / "stacks" / "Pulumi.dev.yaml").read_text()
+
+    # staging follows its delivery setting in local mode too: a branch on local mode's own remote, no gh.
+    out = ok(run("promote", "churn", "--to", "staging", "--json"))
+    assert out["delivery"] == "pullRequest" and out["pullRequest"]["url"] is None
+    assert "local mode's scratch remote has no pull requests" in out["pullRequest"]["note"]
+    assert gh_calls(tmp_path) == []
+    remote = project_dir / ".mlinfra" / "local" / "remote.git"
+    assert "version: 1" in git(remote, "show", "mlinfra/promote-staging-churn-v1:stacks/Pulumi.staging.yaml")
+    # Accept it as the note says, then record the apply.
+    git(workspace, "pull", "--quiet", "--no-edit", "origin", "mlinfra/promote-staging-churn-v1")
+    git(workspace, "push", "--quiet", "origin", "HEAD:main")
+    recorded = ok(run("record-deployment", "--stack", "staging", "--json"))
+    assert recorded["models"][0]["status"] == "deployed"
+    assert agree(run)["staging"]["deployed"]["version"] == 1
+
+    # Editing the real stack file reaches the scratch copy, which keeps its pin.
+    dev_file = project_dir / "stacks" / "Pulumi.dev.yaml"
+    dev_file.write_text(dev_file.read_text().replace("serverlessMemoryMb: 2048", "serverlessMemoryMb: 3072"))
+    real = snapshot(project_dir / "stacks")
+    shown = ok(run("stack", "show", "dev", "--json"))
+    assert "3072" in json.dumps(shown) and '"version": 1' in json.dumps(shown)
+    assert snapshot(project_dir / "stacks") == real, "local mode never writes the real stack files"
+    assert "digest:" not in (project_dir / "stacks" / "Pulumi.staging.yaml").read_text()
+
+    # The emulator loses its state when it restarts: status says so and what to run.
+    reset_emulator(aws_env)
+    rows = ok(run("status", "--all", "--json"))
+    assert all("the emulator was restarted and lost its state" in " ".join(r["notes"]) for r in rows), [
+        r["notes"] for r in rows
+    ]
+    assert any("`mlinfra local bootstrap --all`" in n for n in rows[0]["notes"])
+    ok(run("local", "bootstrap", "--all"))
+    assert "digest:" not in (workspace / "stacks" / "Pulumi.dev.yaml").read_text(), "a fresh scratch copy"
+    rows = ok(run("status", "--all", "--json"))
+    assert all(r["pointer"] is None and r["pinned"] is None for r in rows)
+    assert snapshot(project_dir / "stacks") == real
