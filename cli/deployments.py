@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from .aws import StageAws, aws_errors
 from .errors import BadInputError, MlinfraError
 from .project import Project
@@ -26,6 +28,31 @@ if TYPE_CHECKING:
     from mlinfra_infra.config import Pin, StackConfig
 
 ATTEMPTS = 5
+
+
+class Deployment(BaseModel):
+    """The `deployed` block of a stage pointer: the version the last recorded apply deployed, and since when.
+
+    `since` is the first recorded deployment of this version in a row (re-applying it keeps the clock); `commit`
+    and `runUrl` name the apply that first deployed it.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    schema_version: int = Field(default=1, alias="schemaVersion")
+    version: int
+    digest: str
+    since: str
+    commit: str | None = None
+    run_url: str | None = Field(default=None, alias="runUrl")
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored in the pointer and printed by `status --json`."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def hours(self) -> float:
+        """How long it has been deployed, in hours."""
+        return (datetime.now(UTC) - parse_time(self.since)).total_seconds() / 3600
 
 
 def run_url_from_env() -> str | None:
@@ -116,8 +143,8 @@ def _record_model(
             pointer = registry.pointer(model)
             repair_audit(registry, model, pointer)
             deployed = deployed_of(pointer)
-            if deployed is not None and deployed.get("version") == pin.version:
-                return {"model": model, "version": pin.version, "status": "unchanged", "since": deployed["since"]}
+            if deployed is not None and deployed.version == pin.version:
+                return {"model": model, "version": pin.version, "status": "unchanged", "since": deployed.since}
             time = now()
             audit = {
                 "id": uuid.uuid4().hex,
@@ -125,7 +152,7 @@ def _record_model(
                 "model": model,
                 "stage": stage,
                 "version": pin.version,
-                "previous": deployed.get("version") if deployed else None,
+                "previous": deployed.version if deployed else None,
                 "digest": pin.digest,
                 "time": time,
                 "reason": f"applied {applied.commit[:12] if applied.commit else 'an uncommitted stack file'}"
@@ -145,13 +172,9 @@ def _record_model(
                 "digest": pin.digest,
                 "since": time,
                 "record": audit,
-                "deployed": {
-                    "version": pin.version,
-                    "digest": pin.digest,
-                    "since": time,
-                    "commit": applied.commit,
-                    "runUrl": run_url,
-                },
+                "deployed": Deployment(
+                    version=pin.version, digest=pin.digest, since=time, commit=applied.commit, run_url=run_url
+                ).to_json(),
             }
             try:
                 with stage_lock(project, stage):
@@ -163,26 +186,24 @@ def _record_model(
     raise MlinfraError(f"{model}'s pointer in {stage} kept moving while the deployment was recorded; run it again")
 
 
-def deployed_of(pointer: Stored | None) -> dict[str, Any] | None:
-    """The deployment a stage pointer carries (version, since, commit, runUrl), None when none was recorded."""
-    if pointer is None:
+def deployed_of(pointer: Stored | None) -> Deployment | None:
+    """The deployment a stage pointer carries, None when none was recorded (or the block is unreadable)."""
+    block = pointer.data.get("deployed") if pointer is not None else None
+    if not isinstance(block, dict):
         return None
-    deployed = pointer.data.get("deployed")
-    return deployed if isinstance(deployed, dict) else None
+    try:
+        return Deployment.model_validate(block)
+    except ValidationError:
+        return None
 
 
-def deployed_hours(deployed: dict[str, Any]) -> float:
-    """How long the recorded deployment has run, in hours."""
-    return (datetime.now(UTC) - parse_time(str(deployed["since"]))).total_seconds() / 3600
-
-
-def pending_proposal(records: list[dict[str, Any]], deployed: dict[str, Any] | None) -> dict[str, Any] | None:
+def pending_proposal(records: list[dict[str, Any]], deployed: Deployment | None) -> dict[str, Any] | None:
     """The newest pull-request promotion or rollback whose version is not the deployed one, if any."""
     proposals = [r for r in records if r.get("delivery") == "pullRequest" and r.get("action") != "deploy"]
     if not proposals:
         return None
     newest = max(proposals, key=lambda r: str(r["time"]))
-    if deployed is not None and newest.get("version") == deployed.get("version"):
+    if deployed is not None and newest.get("version") == deployed.version:
         return None
     return newest
 
@@ -205,4 +226,4 @@ def stage_delivery_state(registry: StageRegistry, model: str, pointer: Stored | 
                 "pullRequest": pr.get("url"),
                 "branch": pr.get("branch"),
             }
-    return {"deployed": deployed, "pending": pending}
+    return {"deployed": deployed.to_json() if deployed else None, "pending": pending}

@@ -88,21 +88,21 @@ def soak_gate(gates: GateSettings, pointer: Stored | None, source: str, version:
     The clock starts at the first recorded deployment of the version there (the apply's `mlinfra
     record-deployment`, or `mlinfra up`), not at its promotion: a merged-but-unapplied version has not soaked.
     """
-    from .deployments import deployed_hours, deployed_of
+    from .deployments import deployed_of
 
     hours = gates.min_soak_hours
     if hours <= 0:
         return GateResult("soak", True, "not required")
     deployed = deployed_of(pointer)
-    if deployed is None or deployed.get("version") != version:
-        running = f"v{deployed.get('version')}" if deployed else "nothing"
+    if deployed is None or deployed.version != version:
+        running = f"v{deployed.version}" if deployed else "nothing"
         return GateResult(
             "soak",
             False,
             f"{source} has deployed {running}, not v{version}: the soak counts from the recorded deployment "
             f"(the apply runs `mlinfra record-deployment --stack {source}`)",
         )
-    soaked = deployed_hours(deployed)
+    soaked = deployed.hours()
     if soaked < hours:
         return GateResult(
             "soak", False, f"v{version} has been deployed {soaked:.1f} h in {source}; {hours:g} h required"

@@ -234,6 +234,10 @@ def test_register_to_prod_through_pull_requests_and_recorded_deployments(
 
     # Merge, then the apply job records the deployment: now the pointer moves, with the commit and run URL.
     merged = merge(tmp_path, branch)
+    # Merged but not applied yet: promoting again proposes nothing, and status still says it is not deployed.
+    text = ok(run("promote", "churn", "--to", "staging"))
+    assert "origin/main already pins v1 for staging; nothing to propose" in text
+    assert agree(run)["staging"]["pending"]["version"] == 1
     staging = apply_job(run, tmp_path, monkeypatch, "staging", 2, cwd=repo)
     assert staging["commit"] == merged
     assert [m["status"] for m in staging["models"]] == ["deployed"]
