@@ -275,6 +275,11 @@ def test_register_to_prod_through_pull_requests_and_recorded_deployments(
     assert rows["prod"]["pointer"] == 1 and rows["prod"]["deployed"]["commit"] == merged
     actions = [(h["action"], h["stage"]) for h in ok(run("history", "churn", "--json"))]
     assert actions[:3] == [("deploy", "prod"), ("promote", "prod"), ("approve", "prod")]
+    table = ok(run("history", "churn", "--stage", "prod"))
+    assert f"commit {merged[:12]} https://github.com/acme/platform/actions/runs/4" in table
+    assert PR_URL.format(n=3) in table
+    status = ok(run("status", "--stack", "prod"))
+    assert "DEPLOYED" in status and f"v1 since {prod['models'][0]['since'].replace('T', ' ')[:19]}" in status
 
 
 def read_pin_version(root: Path, stage: str) -> int | None:
