@@ -61,7 +61,14 @@ def run_up(project: Project, stage: str, *, yes: bool) -> None:
         raise MlinfraError(f"pulumi up failed for {stage}: {str(exc).strip().splitlines()[-1]}") from None
     click.echo(f"\n{stage}: {result.summary.result}")
     if result.summary.result == "succeeded":
-        _report_recorded(record(project, stage, commit=None, run_url=None))
+        try:
+            recorded = record(project, stage, commit=None, run_url=None)
+        except MlinfraError as exc:
+            raise type(exc)(
+                f"{stage} was applied, but recording the deployment failed: {exc} "
+                f"(then run `mlinfra record-deployment --stack {stage}`)"
+            ) from None
+        _report_recorded(recorded)
 
 
 def record(project: Project, stage: str, *, commit: str | None, run_url: str | None) -> dict[str, Any]:
