@@ -330,6 +330,8 @@ def pull_request_body(
     user = f" (user `{asked['user']}`)" if asked.get("user") else ""
     role = f", acting as `{asked['role']}`" if asked.get("role") else ""
     reason = asked.get("reason") or "no reason given"
+    if asked.get("requestedBy"):
+        user = f" (dispatched by @{asked['requestedBy']} in {asked.get('runUrl')})"
     body = (
         f"{summary}\n\nAsked by `{who}`{user}{role}: {reason}\n\n"
         f"### Gates\n\n| gate | result | reason |\n|---|---|---|\n{rows or '| - | - | no gates |'}\n\n"

@@ -10,6 +10,7 @@ recorded (deployments.py).
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +95,7 @@ def propose(
         "forced": forced,
         "gates": summary["gates"],
         "delivery": "pullRequest",
+        **_ci_requester(),
     }
     verb = "Promote" if action == "promote" else "Roll back"
     title = (
@@ -126,6 +128,14 @@ def propose(
         return {**summary, "alreadyDone": True, "pullRequest": again["pullRequest"], "base": base}
     target.write_audit(audit)
     return {**summary, "alreadyDone": False, "pullRequest": proposed.to_json(), "base": base}
+
+
+def _ci_requester() -> dict[str, str]:
+    """Who dispatched the run when CI promotes (promote.yml): the GitHub user and the run, beside the role's ARN."""
+    from .deployments import run_url_from_env
+
+    actor, run = os.environ.get("GITHUB_ACTOR"), run_url_from_env()
+    return {"requestedBy": actor, "runUrl": run} if actor and run else {}
 
 
 def _same_proposal(target: StageRegistry, model: str, audit: dict[str, Any]) -> dict[str, Any] | None:

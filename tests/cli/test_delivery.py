@@ -319,6 +319,10 @@ def test_rollback_in_a_pull_request_stage_opens_a_pull_request_and_refuses_apply
     refused = run("promote", "churn", "--to", "staging", "--apply")
     assert refused.exit_code == 2 and "--apply is refused for staging" in refused.stderr
 
+    # As promote.yml runs it: the GitHub user who dispatched the run is named beside the role's identity.
+    for name, value in {"GITHUB_ACTOR": "octo", "GITHUB_SERVER_URL": "https://github.com",
+                        "GITHUB_REPOSITORY": "acme/platform", "GITHUB_RUN_ID": "77"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
     before = checkout_state(repo)
     out = ok(run("rollback", "churn", "--stage", "staging", "--reason", "latency", "--json"))
     assert checkout_state(repo) == before
@@ -326,6 +330,9 @@ def test_rollback_in_a_pull_request_stage_opens_a_pull_request_and_refuses_apply
     assert out["pullRequest"]["branch"] == "mlinfra/rollback-staging-churn-v1"
     call = gh_calls(tmp_path)[-1]
     assert call["args"][call["args"].index("--title") + 1] == "Roll back churn in staging to v1"
+    assert "dispatched by @octo in https://github.com/acme/platform/actions/runs/77" in call["body"]
+    proposal = ok(run("history", "churn", "--stage", "staging", "--json"))[0]
+    assert (proposal["action"], proposal["requestedBy"]) == ("rollback", "octo")
     assert pointer("staging")["version"] == 2, "still deployed: v2"
     rows = agree(run)
     assert rows["staging"]["pending"]["action"] == "rollback"
