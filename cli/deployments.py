@@ -227,3 +227,29 @@ def stage_delivery_state(registry: StageRegistry, model: str, pointer: Stored | 
                 "branch": pr.get("branch"),
             }
     return {"deployed": deployed.to_json() if deployed else None, "pending": pending}
+
+
+def status_notes(row: dict[str, Any], *, entry: bool, delivery: str = "direct") -> list[str]:
+    """What disagrees in a `status` row (pinned, pointer, deployed, pending, live, alarms), one note each."""
+    notes = []
+    pinned, pointer, live = row["pinned"], row["pointer"], row["live"]
+    deployed, pending = row.get("deployed"), row.get("pending")
+    if pending:
+        where = pending["pullRequest"] or f"branch {pending['branch']}"
+        notes.append(
+            f"v{pending['version']} proposed ({pending['action']}) in {where}, not deployed: merge it; "
+            "the apply records the deployment"
+        )
+    if delivery == "pullRequest":
+        if pinned is not None and pinned != pointer and (not pending or pending["version"] != pinned):
+            notes.append(f"pinned v{pinned} here, deployed {f'v{pointer}' if pointer else 'nothing'}: apply pending")
+    elif not entry and pointer != pinned:
+        notes.append(f"pointer v{pointer}, pinned v{pinned}: stack file out of step (re-run the promotion)")
+    if not entry and delivery == "direct" and pointer is not None and (deployed or {}).get("version") != pointer:
+        notes.append(f"v{pointer} promoted, no deployment recorded: the apply records it (`mlinfra up` or CI)")
+    if pinned is not None and live != pinned:
+        notes.append(f"pinned v{pinned}, live {f'v{live}' if live else 'nothing'}: apply pending")
+    firing = [name for name, state in row.get("alarms", {}).items() if state == "ALARM"]
+    if firing:
+        notes.append(f"ALARM: {', '.join(firing)}")
+    return notes

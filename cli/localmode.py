@@ -148,6 +148,15 @@ def was_bootstrapped(root: Path, stage: str) -> bool:
     return stage in _read_marker(root).get("bootstrapped", [])
 
 
+def missing_registry_note(root: Path, stage: str, exc: Exception) -> str:
+    """`status`'s note for a stage whose registry bucket is missing: a restarted emulator says so plainly."""
+    from .aws import local_mode
+
+    if local_mode() and was_bootstrapped(root, stage):
+        return RESET_NOTE
+    return str(exc).split(":")[0]
+
+
 RESET_NOTE = (
     "the emulator was restarted and lost its state (moto keeps it in memory only): run "
     "`mlinfra local bootstrap --all`, which also starts a fresh scratch copy of the stacks, then register again"

@@ -30,6 +30,7 @@ from . import gates as gate_checks
 from .aws import StageAws, aws_errors, error_code
 from .driftstatus import latest_drift
 from .errors import BadInputError, MlinfraError, RefusedError
+from .localmode import missing_registry_note
 from .project import STATE_DIR, Project
 from .registry import ConflictError, MissingRegistryError, MultipartSink, StageRegistry, Stored, checksum_of, now
 from .stackfile import Stage, load_stage
@@ -752,7 +753,7 @@ def status(project: Project, names: list[str]) -> list[dict[str, Any]]:
                     pointer = registry.pointer(model)
                 except MissingRegistryError as exc:
                     pointer = None
-                    notes.append(_missing_registry_note(project, name, exc))
+                    notes.append(missing_registry_note(project.root, name, exc))
                 row["pointer"] = pointer.data.get("version") if pointer else None
                 row.update(deployments.stage_delivery_state(registry, model, pointer))
                 if pointer is not None and pointer.data.get("record"):
@@ -771,41 +772,7 @@ def status(project: Project, names: list[str]) -> list[dict[str, Any]]:
             }
             with aws_errors(f"reading {model}'s drift in {name}"):
                 row["drift"] = latest_drift(registry.aws.client("cloudwatch"), cfg.project, name, model, row["alarms"])
-            notes += _mismatches(row, entry=name == cfg.entry_stage, delivery=cfg.delivery_mode)
+            notes += deployments.status_notes(row, entry=name == cfg.entry_stage, delivery=cfg.delivery_mode)
             row["notes"] = notes
             rows.append(row)
     return rows
-
-
-def _missing_registry_note(project: Project, stage: str, exc: MissingRegistryError) -> str:
-    from .aws import local_mode
-    from .localmode import RESET_NOTE, was_bootstrapped
-
-    if local_mode() and was_bootstrapped(project.root, stage):
-        return RESET_NOTE
-    return str(exc).split(":")[0]
-
-
-def _mismatches(row: dict[str, Any], *, entry: bool, delivery: str = "direct") -> list[str]:
-    notes = []
-    pinned, pointer, live = row["pinned"], row["pointer"], row["live"]
-    deployed, pending = row.get("deployed"), row.get("pending")
-    if pending:
-        where = pending["pullRequest"] or f"branch {pending['branch']}"
-        notes.append(
-            f"v{pending['version']} proposed ({pending['action']}) in {where}, not deployed: merge it; "
-            "the apply records the deployment"
-        )
-    if delivery == "pullRequest":
-        if pinned is not None and pinned != pointer and (not pending or pending["version"] != pinned):
-            notes.append(f"pinned v{pinned} here, deployed {f'v{pointer}' if pointer else 'nothing'}: apply pending")
-    elif not entry and pointer != pinned:
-        notes.append(f"pointer v{pointer}, pinned v{pinned}: stack file out of step (re-run the promotion)")
-    if not entry and delivery == "direct" and pointer is not None and (deployed or {}).get("version") != pointer:
-        notes.append(f"v{pointer} promoted, no deployment recorded: the apply records it (`mlinfra up` or CI)")
-    if pinned is not None and live != pinned:
-        notes.append(f"pinned v{pinned}, live {f'v{live}' if live else 'nothing'}: apply pending")
-    firing = [name for name, state in row.get("alarms", {}).items() if state == "ALARM"]
-    if firing:
-        notes.append(f"ALARM: {', '.join(firing)}")
-    return notes
