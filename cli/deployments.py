@@ -112,6 +112,8 @@ def record_deployment(project: Project, stage: str, *, commit: str | None, run_u
 
     Per pinned model: `deployed` (the pointer moved, a deploy record written) or `unchanged` (already recorded).
     """
+    if run_url is not None and not run_url.startswith(("https://", "http://")):
+        raise BadInputError(f"--run-url {run_url!r} is not an http(s) URL (the apply run's page)")
     applied = applied_stack(project, stage, commit)
     registry = StageRegistry(StageAws(applied.config, project.root))
     run_url = run_url or run_url_from_env()

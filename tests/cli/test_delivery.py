@@ -396,6 +396,9 @@ def test_a_hand_edited_pin_is_not_recorded_as_deployed(
     assert result.exit_code == 1
     assert "pins churn v7" in result.stderr and "promote it with `mlinfra promote`" in result.stderr
     assert pointer("dev")["deployed"] is None
+    result = run("record-deployment", "--stack", "dev", "--run-url", "ci/run/1")
+    assert result.exit_code == 2
+    assert result.stderr == "error: --run-url 'ci/run/1' is not an http(s) URL (the apply run's page)\n"
     result = run("record-deployment", "--stack", "dev", "--commit", "no-such-ref")
     assert result.exit_code == 2
     assert result.stderr == "error: --commit no-such-ref: no such commit in this repository (fetch it first)\n"
