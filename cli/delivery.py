@@ -283,8 +283,13 @@ def _render(project: Project, stage: str, text: bytes, source: str) -> Any:
     return render(raw, project=project.name, stage=stage, source=source)
 
 
-def preview_diff(project: Project, stage: str, before: bytes, after: bytes, source: str) -> str:
-    """What applying `after` over `before` changes, as Markdown: both stack files rendered offline and compared."""
+def preview_diff(
+    project: Project, stage: str, before: bytes, after: bytes, *, source: str, base: str | None = None
+) -> str:
+    """What applying `after` over `before` changes, as Markdown: both stack files rendered offline and compared.
+
+    `base` labels the `before` side (e.g. `main (1a2b3c4)`).
+    """
     import importlib
 
     old = _render(project, stage, before, source)
@@ -293,7 +298,7 @@ def preview_diff(project: Project, stage: str, before: bytes, after: bytes, sour
         stackdiff: Any = importlib.import_module("mlinfra.stackdiff")
     except ImportError:
         return _resource_diff(old, new)
-    return str(stackdiff.diff_rendered(old, new).markdown())
+    return str(stackdiff.diff_rendered(old, new, base=base).markdown())
 
 
 def _resource_diff(old: Any, new: Any) -> str:

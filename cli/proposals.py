@@ -109,7 +109,7 @@ def propose(
         summary=summary_line,
         asked=audit,
         gates=summary["gates"],
-        diff=delivery.preview_diff(project, stage, before, after, source),
+        diff=delivery.preview_diff(project, stage, before, after, source=source, base=f"{base} ({parent[:7]})"),
         stage=stage,
     )
     proposed = delivery.propose(
