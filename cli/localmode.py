@@ -41,6 +41,11 @@ def workspace_stacks(root: Path, stacks_dir: Path) -> Path:
     return target
 
 
+def _stack_files(stacks_dir: Path) -> list[Path]:
+    """The real stack files (a directory named like one is not; `mlinfra` reports it where it is used)."""
+    return sorted(p for p in stacks_dir.glob("Pulumi.*.yaml") if p.is_file())
+
+
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -67,7 +72,7 @@ def _sync(root: Path, stacks_dir: Path, target: Path) -> None:
     marker = _read_marker(root)
     synced: dict[str, str] = marker.get("synced", {})
     changed = False
-    for real in sorted(stacks_dir.glob("Pulumi.*.yaml")):
+    for real in _stack_files(stacks_dir):
         data = real.read_bytes()
         if synced.get(real.name) == _digest(data):
             continue
@@ -89,12 +94,12 @@ def seed(root: Path, stacks_dir: Path) -> None:
 
     workspace, remote = root / WORKSPACE, root / SCRATCH_REMOTE
     relative = stacks_dir.resolve().relative_to(root.resolve())
-    for stack_file in stacks_dir.glob("Pulumi.*.yaml"):
+    for stack_file in _stack_files(stacks_dir):
         read_yaml(stack_file, stack_file.relative_to(root).as_posix())  # a broken file is named as itself
     shutil.rmtree(workspace, ignore_errors=True)
     shutil.rmtree(remote, ignore_errors=True)
     (workspace / relative).mkdir(parents=True, exist_ok=True)
-    for stack_file in stacks_dir.glob("Pulumi.*.yaml"):
+    for stack_file in _stack_files(stacks_dir):
         shutil.copy2(stack_file, workspace / relative / stack_file.name)
     remote.mkdir(parents=True)
     identity = ["-c", "user.name=mlinfra", "-c", "user.email=mlinfra@localhost"]
@@ -109,7 +114,7 @@ def seed(root: Path, stacks_dir: Path) -> None:
     except MlinfraError:
         shutil.rmtree(workspace, ignore_errors=True)
         raise
-    synced = {p.name: _digest(p.read_bytes()) for p in stacks_dir.glob("Pulumi.*.yaml")}
+    synced = {p.name: _digest(p.read_bytes()) for p in _stack_files(stacks_dir)}
     _write_marker(root, {"source": relative.as_posix(), "bootstrapped": [], "synced": synced})
 
 
