@@ -158,12 +158,15 @@ def file_at(repo: Path, commit: str, path: str) -> bytes | None:
 
 
 def _identity(git: Git) -> dict[str, str]:
-    """The committer: git's configured user, else `mlinfra` (CI runners often have none configured)."""
-    env: dict[str, str] = {}
-    if not git.ok("config", "user.email"):
-        env.update(_COMMITTER)
-        env.update(GIT_COMMITTER_NAME=_COMMITTER["GIT_AUTHOR_NAME"], GIT_COMMITTER_EMAIL=_COMMITTER["GIT_AUTHOR_EMAIL"])
-    return env
+    """The committer: GIT_AUTHOR_*/GIT_COMMITTER_* or git's configured user, else `mlinfra` for what is unset."""
+    if git.ok("config", "user.email"):
+        return {}
+    fallback = {
+        **_COMMITTER,
+        "GIT_COMMITTER_NAME": _COMMITTER["GIT_AUTHOR_NAME"],
+        "GIT_COMMITTER_EMAIL": _COMMITTER["GIT_AUTHOR_EMAIL"],
+    }
+    return {key: value for key, value in fallback.items() if not os.environ.get(key)}
 
 
 def commit_file(checkout: Checkout, parent: str, path: str, content: bytes, message: str) -> str:

@@ -474,3 +474,33 @@ def test_local_mode_works_on_a_scratch_copy_and_proposes_to_a_scratch_remote(
     rows = ok(run("status", "--all", "--json"))
     assert all(r["pointer"] is None and r["pinned"] is None for r in rows)
     assert snapshot(project_dir / "stacks") == real
+
+
+def test_the_commit_leaves_the_checkout_alone_and_takes_the_identity_ci_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlinfra.delivery import Checkout, Git, commit_file
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    (repo / "stacks").mkdir()
+    (repo / "stacks" / "Pulumi.prod.yaml").write_text("config: {}\n")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=a@example.com", "-c", "user.name=A", "commit", "--quiet", "-m", "base")
+    (repo / "stacks" / "Pulumi.prod.yaml").write_text("config: {}\n# work in progress\n")
+    before = checkout_state(repo)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no global git identity
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "github-actions[bot]")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "bot@users.noreply.github.com")
+    parent = git(repo, "rev-parse", "HEAD")
+    commit = commit_file(
+        Checkout(Git(repo), repo, "stacks/Pulumi.prod.yaml"), parent, "stacks/Pulumi.prod.yaml", b"pinned\n", "Pin"
+    )
+    assert checkout_state(repo) == before, "HEAD, index and working tree untouched"
+    assert git(repo, "show", f"{commit}:stacks/Pulumi.prod.yaml") == "pinned"
+    assert git(repo, "log", "-1", "--format=%an <%ae> / %cn", commit) == (
+        "github-actions[bot] <bot@users.noreply.github.com> / mlinfra"
+    )
+    assert git(repo, "rev-parse", f"{commit}^") == parent
