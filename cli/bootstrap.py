@@ -143,6 +143,13 @@ def bootstrap(project: Project, stages: Sequence[str], endpoint_account_id: str 
         planned.append((aws, render_stage(stage, account_id=account), report))
     for aws, rendered, report in planned:
         _StageBootstrapper(aws, rendered, report).run()
+    from .localmode import after_bootstrap
+
+    after_bootstrap(
+        project.root,
+        project.real_stacks_dir,
+        {report.stage: any(e["type"] == "s3:Bucket" for e in report.created) for _, _, report in planned},
+    )
     return BootstrapResult(endpoint=url, stages=[report for _, _, report in planned])
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mlinfra_infra import naming
 
 from .aws import aws_errors
-from .registry import parse_time
 
 if TYPE_CHECKING:
     from mlinfra_infra.config import GateSettings
@@ -85,15 +83,28 @@ def source_alarm_gate(gates: GateSettings, source: StageRegistry, model: str) ->
 
 
 def soak_gate(gates: GateSettings, pointer: Stored | None, source: str, version: int) -> GateResult:
-    """The version must have run in the source stage for at least minSoakHours."""
+    """The version must have been deployed in the source stage for at least minSoakHours.
+
+    The clock starts at the first recorded deployment of the version there (the apply's `mlinfra
+    record-deployment`, or `mlinfra up`), not at its promotion: a merged-but-unapplied version has not soaked.
+    """
+    from .deployments import deployed_of
+
     hours = gates.min_soak_hours
     if hours <= 0:
         return GateResult("soak", True, "not required")
-    if pointer is None or pointer.data.get("version") != version:
-        running = f"v{pointer.data.get('version')}" if pointer else "nothing"
-        return GateResult("soak", False, f"{source} runs {running}, not v{version}; it cannot have soaked")
-    since = parse_time(str(pointer.data["since"]))
-    soaked = (datetime.now(UTC) - since).total_seconds() / 3600
+    deployed = deployed_of(pointer)
+    if deployed is None or deployed.version != version:
+        running = f"v{deployed.version}" if deployed else "nothing"
+        return GateResult(
+            "soak",
+            False,
+            f"{source} has deployed {running}, not v{version}: the soak counts from the recorded deployment "
+            f"(the apply runs `mlinfra record-deployment --stack {source}`)",
+        )
+    soaked = deployed.hours()
     if soaked < hours:
-        return GateResult("soak", False, f"v{version} has run {soaked:.1f} h in {source}; {hours:g} h required")
-    return GateResult("soak", True, f"ran {soaked:.1f} h in {source}")
+        return GateResult(
+            "soak", False, f"v{version} has been deployed {soaked:.1f} h in {source}; {hours:g} h required"
+        )
+    return GateResult("soak", True, f"deployed {soaked:.1f} h in {source}")

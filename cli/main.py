@@ -20,6 +20,7 @@ COMMANDS = {
     "check": "mlinfra.commands.check:check",
     "up": "mlinfra.commands.deploy:up",
     "destroy": "mlinfra.commands.deploy:destroy",
+    "record-deployment": "mlinfra.commands.deploy:record_deployment",
     "register": "mlinfra.commands.register:register",
     "attach": "mlinfra.commands.attach:attach",
     "baseline": "mlinfra.commands.attach:baseline",

@@ -106,7 +106,22 @@ class Project:
 
     @property
     def stacks_dir(self) -> Path:
-        """Where the stack files live (Pulumi.yaml's stackConfigDir, default the root)."""
+        """Where the stack files live (Pulumi.yaml's stackConfigDir, default the root).
+
+        In local mode, the scratch copy under .mlinfra/local/workspace/ (localmode.py): emulator pins never reach
+        the real stack files.
+        """
+        from .aws import local_mode
+
+        if local_mode():
+            from .localmode import workspace_stacks
+
+            return workspace_stacks(self.root, self.real_stacks_dir)
+        return self.real_stacks_dir
+
+    @property
+    def real_stacks_dir(self) -> Path:
+        """The checkout's own stack files, whatever the mode."""
         return self.root / str(self.settings.get("stackConfigDir") or ".")
 
     def config_defaults(self) -> dict[str, Any]:

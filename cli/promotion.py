@@ -25,10 +25,12 @@ from typing import Any
 
 from mlinfra_infra import layout, naming
 
+from . import deployments, proposals
 from . import gates as gate_checks
 from .aws import StageAws, aws_errors, error_code
 from .driftstatus import latest_drift
 from .errors import BadInputError, MlinfraError, RefusedError
+from .localmode import missing_registry_note
 from .project import STATE_DIR, Project
 from .registry import ConflictError, MissingRegistryError, MultipartSink, StageRegistry, Stored, checksum_of, now
 from .stackfile import Stage, load_stage
@@ -132,6 +134,8 @@ def commit(
         "digest": record["digest"],
         "since": audit["time"],
         "record": audit,
+        # The deployment recorded by the last apply stays until the next one (deployments.py).
+        "deployed": expected.data.get("deployed") if expected else None,
     }
     with stage_lock(ctx.project, registry.stage):
         try:
@@ -490,6 +494,7 @@ def promote(
     if source not in ctx.stages:
         ctx.stages[source] = load_stage(project, source)
     require_model(ctx.stages[source], model)
+    proposals.preflight(ctx, to)  # a pullRequest stage needs a git checkout with an origin: checked before AWS
 
     source_reg = ctx.registry(source)
     with aws_errors(f"reading {model} in {source}"):
@@ -535,6 +540,7 @@ def rollback(project: Project, model: str, stage: str, *, to: int | None, reason
             f"back; promote the version you want into the next stage instead (`mlinfra promote {model} --to "
             f"{following} --version {to or 'N'}`)"
         )
+    proposals.preflight(ctx, stage)
     registry = ctx.registry(stage)
     with aws_errors(f"reading {model} in {stage}"):
         pointer = registry.pointer(model)
@@ -619,6 +625,9 @@ def _execute(ctx: Context, plan: Plan, *, action: str, reason: str, forced: bool
             }
             target.write_version(target_record)
             record = target.require_version(model, plan.version)
+        if ctx.stages[plan.target].config.delivery_mode == "pullRequest":
+            previous = current.data.get("version") if current else None
+            return proposals.propose(ctx, plan, target, record, request, previous=previous, forced=forced)
         audit = {
             "id": uuid.uuid4().hex,
             **request,
@@ -769,8 +778,9 @@ def status(project: Project, names: list[str]) -> list[dict[str, Any]]:
                     pointer = registry.pointer(model)
                 except MissingRegistryError as exc:
                     pointer = None
-                    notes.append(str(exc).split(":")[0])
+                    notes.append(missing_registry_note(project.root, name, exc))
                 row["pointer"] = pointer.data.get("version") if pointer else None
+                row.update(deployments.stage_delivery_state(registry, model, pointer))
                 if pointer is not None and pointer.data.get("record"):
                     audit_key = registry.audit_key(pointer.data["record"])
                     if registry.read(audit_key) is None:
@@ -787,20 +797,7 @@ def status(project: Project, names: list[str]) -> list[dict[str, Any]]:
             }
             with aws_errors(f"reading {model}'s drift in {name}"):
                 row["drift"] = latest_drift(registry.aws.client("cloudwatch"), cfg.project, name, model, row["alarms"])
-            notes += _mismatches(row, entry=name == cfg.entry_stage)
+            notes += deployments.status_notes(row, entry=name == cfg.entry_stage, delivery=cfg.delivery_mode)
             row["notes"] = notes
             rows.append(row)
     return rows
-
-
-def _mismatches(row: dict[str, Any], *, entry: bool) -> list[str]:
-    notes = []
-    pinned, pointer, live = row["pinned"], row["pointer"], row["live"]
-    if not entry and pointer != pinned:
-        notes.append(f"pointer v{pointer}, pinned v{pinned}: stack file out of step (re-run the promotion)")
-    if pinned is not None and live != pinned:
-        notes.append(f"pinned v{pinned}, live {f'v{live}' if live else 'nothing'}: apply pending")
-    firing = [name for name, state in row.get("alarms", {}).items() if state == "ALARM"]
-    if firing:
-        notes.append(f"ALARM: {', '.join(firing)}")
-    return notes

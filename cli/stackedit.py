@@ -187,16 +187,22 @@ class _Document:
     @classmethod
     def load(cls, project: Project, stage: str) -> _Document:
         """Read and parse `stacks/Pulumi.<stage>.yaml`; BadInputError naming the file if it cannot be edited."""
-        from ruamel.yaml.comments import CommentedMap
-        from ruamel.yaml.error import YAMLError
-
         path = project.stage_file(project.require_stage(stage))
         source = project.relative(path)
         try:
             raw = path.read_bytes()
-            original = raw.decode("utf-8").replace("\r\n", "\n")
         except OSError as exc:
             raise BadInputError(f"{source}: cannot read ({exc.strerror})") from None
+        return cls.parse(raw, path, source)
+
+    @classmethod
+    def parse(cls, raw: bytes, path: Path, source: str) -> _Document:
+        """Parse a stack file's bytes (from disk or a git blob); BadInputError naming `source` if not editable."""
+        from ruamel.yaml.comments import CommentedMap
+        from ruamel.yaml.error import YAMLError
+
+        try:
+            original = raw.decode("utf-8").replace("\r\n", "\n")
         except UnicodeDecodeError as exc:
             raise BadInputError(f"{source}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
         newline = "\r\n" if b"\r\n" in raw else "\n"
@@ -229,6 +235,26 @@ def pin_version(project: Project, stage: str, model: str, pin: Mapping[str, Any]
     not valid YAML, or a pin or stack that does not validate; the file is then left untouched.
     """
     doc = _Document.load(project, stage)
+    text = _pinned(project, stage, model, pin, doc)
+    if text is None:
+        return False
+    _write_atomically(doc.path, text, doc.newline)
+    return True
+
+
+def pinned_text(
+    project: Project, stage: str, model: str, pin: Mapping[str, Any], *, raw: bytes, source: str
+) -> str | None:
+    """The stack file `raw` with `pin` set for `model` (validated; "\\n" line ends), or None if already pinned.
+
+    The edit `pin_version` makes, on bytes from anywhere (a file, or a blob at another commit).
+    """
+    doc = _Document.parse(raw, project.stage_file(project.require_stage(stage)), source)
+    return _pinned(project, stage, model, pin, doc)
+
+
+def _pinned(project: Project, stage: str, model: str, pin: Mapping[str, Any], doc: _Document) -> str | None:
+    """`doc`'s text with `pin` set for `model`, validated; None when the file already pins exactly that."""
     source = doc.source
     models = _mapping(_mapping(doc.document, "config", source, "config"), MODELS_KEY, source, MODELS_KEY)
     entry = _mapping(models, model, source, f"{MODELS_KEY}.{model}")
@@ -239,14 +265,11 @@ def pin_version(project: Project, stage: str, model: str, pin: Mapping[str, Any]
         raise BadInputError(f"{source}: {MODELS_KEY}.{model}.{PIN_KEY}: not set; file not changed")
     canonical = pinned.model_dump(by_alias=True, exclude_none=True)
     if _same_pin(before, canonical):
-        return False  # already pinned: leave the file (and its mtime) alone
+        return None  # already pinned: leave the file (and its mtime) alone
     if not _same_pin(_plain(pin), canonical):
         _set_pin(entry, canonical)  # write validated values in their canonical types: version "3" becomes 3
     text = doc.text()
-    if text == doc.original:
-        return False
-    _write_atomically(doc.path, text, doc.newline)
-    return True
+    return None if text == doc.original else text
 
 
 def _plain(value: Any) -> Any:
@@ -297,3 +320,41 @@ def declare_model(project: Project, stages: list[str], model: str) -> list[str]:
     for _stage, doc, text in pending:
         _write_atomically(doc.path, text, doc.newline)
     return [stage for stage, _doc, _text in pending]
+
+
+def with_pins(text: str, pins: Mapping[str, Mapping[str, Any]]) -> str:
+    """`text` (a stack file) with `pins` (model -> pin) set for the models it declares; not validated here.
+
+    Local mode uses it to carry its scratch pins over when the real stack file changes (localmode.py).
+    """
+    yaml = _yaml(_guess_indent(text))
+    document = yaml.load(text)
+    if not isinstance(document, Mapping) or not pins:
+        return text
+    models = (document.get("config") or {}).get(MODELS_KEY)
+    if not isinstance(models, Mapping):
+        return text
+    for model, pin in pins.items():
+        entry = models.get(model)
+        if model in models and (entry is None or isinstance(entry, Mapping)):
+            _set_pin(_mapping(models, model, "", model), pin)
+    return _dump(yaml, document, "")
+
+
+def pins_of(text: str) -> dict[str, dict[str, Any]]:
+    """The `pinned` block of every model a stack file declares (unvalidated), {} when it has none or is not YAML."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        document = YAML(typ="safe", pure=True).load(text)
+    except YAMLError:
+        return {}
+    models = ((document or {}).get("config") or {}).get(MODELS_KEY) if isinstance(document, dict) else None
+    if not isinstance(models, dict):
+        return {}
+    return {
+        str(model): dict(entry["pinned"])
+        for model, entry in models.items()
+        if isinstance(entry, dict) and isinstance(entry.get("pinned"), dict)
+    }

@@ -1,13 +1,16 @@
-"""The quickstart: the whole outer loop on the local AWS emulator, in a scratch copy of this repository.
+"""The quickstart: the whole outer loop on the local AWS emulator, from a checkout of its own.
 
 Run with `make quickstart` (or `.venv/bin/python examples/quickstart.py`). It copies Pulumi.yaml and stacks/ to
-.mlinfra/quickstart/ (so your own stack files are not touched), starts the emulator on a free loopback port, creates
-the registries the stacks declare, registers the example churn model, promotes it to dev and staging, and shows
-status, history and the dev stack's offline preview with the new endpoint. Then it plays a day of staging traffic
-into the stage's data capture (SageMaker's file layout and record shape, written by `capture_traffic` below) whose
-last hours drift, and runs `mlinfra drift churn --stack staging --publish`: the drifted feature exits 3 and the
-MaxPSI metric lands in the emulator's CloudWatch, where the stage's drift alarm watches it. The emulator is stopped
-at the end, whatever happens.
+.mlinfra/quickstart/ (a checkout of its own, so its emulator and scratch state never mix with yours), starts the
+emulator on a free loopback port and runs everything in local mode, which pins into its scratch copy of the stacks
+(.mlinfra/quickstart/.mlinfra/local/workspace/), never into stack files. It creates the registries the stacks
+declare, registers the example churn model, promotes it to dev (delivered directly) and records that apply,
+promotes it to staging (delivered by pull request: a branch on local mode's scratch remote), accepts it and records
+that apply, shows prod's gates refusing it (exit 3), then status, history and the dev stack's offline render. Then it
+plays a day of staging traffic into the stage's data capture (SageMaker's file layout and record shape, written by
+`capture_traffic` below) whose last hours drift, and runs `mlinfra drift churn --stack staging --publish`: the
+drifted feature exits 3 and the MaxPSI metric lands in the emulator's CloudWatch, where the stage's drift alarm
+watches it. The emulator is stopped at the end, whatever happens.
 """
 
 from __future__ import annotations
@@ -119,7 +122,7 @@ def main() -> None:
             env=env,
         )
         step(
-            "Promote it to dev: verify, gate, copy, record, pin",
+            "Promote it to dev (delivered directly): verify, gate, copy, record, pin",
             "promote",
             "churn",
             "--to",
@@ -128,8 +131,9 @@ def main() -> None:
             "quickstart",
             env=env,
         )
+        step("CI would apply dev now; record that deployment", "record-deployment", "--stack", "dev", env=env)
         step(
-            "And on to staging (real-time endpoint, data capture, drift monitoring)",
+            "On to staging (delivered by pull request): the pin goes on a branch, the stage pointer stays",
             "promote",
             "churn",
             "--to",
@@ -138,8 +142,14 @@ def main() -> None:
             "quickstart",
             env=env,
         )
+        workspace = WORKSPACE / ".mlinfra" / "local" / "workspace"
+        branch = "mlinfra/promote-staging-churn-v1"
+        print(f"\n## Merge the branch (local mode's remote stands in for GitHub)\n$ git pull origin {branch} && push")
+        for args in (["pull", "--quiet", "--no-edit", "origin", branch], ["push", "--quiet", "origin", "HEAD:main"]):
+            subprocess.run(["git", *args], cwd=workspace, check=True)
+        step("CI applies staging and records the deployment", "record-deployment", "--stack", "staging", env=env)
         print(
-            "\n## prod refuses it: no approval, no day of soak in staging (exit 3)\n$ mlinfra promote churn --to prod"
+            "\n## prod refuses it: no approval, no day deployed in staging (exit 3)\n$ mlinfra promote churn --to prod"
         )
         result = subprocess.run([MLINFRA, "promote", "churn", "--to", "prod"], cwd=WORKSPACE, env=env, check=False)
         print(f"(exit code {result.returncode})")
@@ -147,8 +157,9 @@ def main() -> None:
         step("The audit trail", "history", "churn", env=env)
         step("Every version: metrics, approval, where it runs", "versions", "churn", env=env)
         step("The dev stack now declares the endpoint (offline render)", "preview", "--stack", "dev", env=env)
+        print("\n## What local mode pinned, in its scratch copy (stacks/ itself is untouched)")
         subprocess.run(
-            ["git", "--no-pager", "diff", "--no-index", "--stat", str(REPO / "stacks"), "stacks"],
+            ["git", "--no-pager", "diff", "--no-index", "--stat", "stacks", ".mlinfra/local/workspace/stacks"],
             cwd=WORKSPACE,
             check=False,
         )

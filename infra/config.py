@@ -517,6 +517,12 @@ class AccessSettings(_Settings):
     session_seconds: Annotated[int, Field(ge=900, le=43_200)] = 3600
 
 
+# How a promotion reaches a stage: `direct` moves the stage pointer at once; `pullRequest` puts the pin on a branch
+# and opens a pull request, and the pointer moves when CI's apply of the merged commit is recorded.
+Delivery = Literal["direct", "pullRequest"]
+PULL_REQUEST_STAGES = frozenset({"staging", "prod"})  # stages delivered by pull request unless their file says
+
+
 class StackConfig(_Settings):
     """Everything one stage's stack declares. Built by `load_stack_config`, never by hand."""
 
@@ -535,6 +541,7 @@ class StackConfig(_Settings):
     policy: PolicySettings = PolicySettings()
     # The stage's monthly budget in US dollars, for the cost estimate of the policy pack; None: no budget.
     budget_monthly_usd: Annotated[float, Field(gt=0)] | None = None
+    delivery: Delivery | None = None
 
     @model_validator(mode="after")
     def _unique_stages(self) -> StackConfig:
@@ -556,6 +563,13 @@ class StackConfig(_Settings):
         return self.stages[index - 1] if index > 0 else None
 
     @property
+    def delivery_mode(self) -> Delivery:
+        """`mlinfra:delivery`, else `pullRequest` for staging and prod and `direct` for every other stage."""
+        if self.delivery is not None:
+            return self.delivery
+        return "pullRequest" if self.stage in PULL_REQUEST_STAGES else "direct"
+
+    @property
     def pinned_models(self) -> dict[str, ModelConfig]:
         """The models that run a version in this stage, in a stable order."""
         return {name: cfg for name, cfg in sorted(self.models.items()) if cfg.pinned is not None}
@@ -574,6 +588,7 @@ TOP_LEVEL_KEYS = (
     "sandbox",
     "policy",
     "budgetMonthlyUsd",
+    "delivery",
 )
 
 

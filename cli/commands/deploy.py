@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mlinfra.errors import MlinfraError, ToolMissingError
-from mlinfra.options import stack_option
+from mlinfra.options import emit_json, json_option, stack_option
 from mlinfra.project import Project
 from mlinfra.stackfile import load_stage
 
@@ -60,6 +60,61 @@ def run_up(project: Project, stage: str, *, yes: bool) -> None:
     except auto.errors.CommandError as exc:
         raise MlinfraError(f"pulumi up failed for {stage}: {str(exc).strip().splitlines()[-1]}") from None
     click.echo(f"\n{stage}: {result.summary.result}")
+    if result.summary.result == "succeeded":
+        try:
+            recorded = record(project, stage, commit=None, run_url=None)
+        except MlinfraError as exc:
+            raise type(exc)(
+                f"{stage} was applied, but recording the deployment failed: {exc} "
+                f"(then run `mlinfra record-deployment --stack {stage}`)"
+            ) from None
+        _report_recorded(recorded)
+
+
+def record(project: Project, stage: str, *, commit: str | None, run_url: str | None) -> dict[str, Any]:
+    """Record what `stage` now runs (deployments.record_deployment)."""
+    from mlinfra import deployments
+
+    return deployments.record_deployment(project, stage, commit=commit, run_url=run_url)
+
+
+def _report_recorded(result: dict[str, Any]) -> None:
+    commit = (result["commit"] or "no commit")[:12] + (" (uncommitted changes)" if result["dirty"] else "")
+    if not result["models"]:
+        click.echo(f"{result['stage']} at {commit}: no model pinned, nothing to record")
+    for entry in result["models"]:
+        if entry["status"] == "deployed":
+            click.echo(f"{entry['model']}: {result['stage']} runs v{entry['version']} (deployed from {commit})")
+        else:
+            click.echo(f"{entry['model']}: {result['stage']} still runs v{entry['version']} (since {entry['since']})")
+
+
+@click.command("record-deployment")
+@stack_option
+@click.option("--commit", metavar="REF", help="The commit the apply deployed (default: HEAD and the working tree).")
+@click.option("--run-url", metavar="URL", help="The apply run's URL (default: the GitHub Actions run, if any).")
+@json_option
+def record_deployment(stack: str | None, commit: str | None, run_url: str | None, as_json: bool) -> None:
+    """Record that a stack's apply succeeded: the stage pointer moves to what the stack pins at COMMIT.
+
+    Run by the apply job after `pulumi up` succeeds (and by `mlinfra up` itself). The pins are read from
+    stacks/Pulumi.<STAGE>.yaml at --commit, checked against the stage's registry (same digest, artifact intact);
+    each model whose deployed version changed gets its stage pointer moved and a `deploy` audit record with the
+    commit and the run's URL. The soak gate counts from here. Recording the same deployment again changes nothing.
+    --json prints {"stage", "commit", "dirty", "runUrl", "models": [{"model", "version", "status", "since"}]}.
+
+    \b
+    Examples:
+      mlinfra record-deployment --stack prod --commit "$GITHUB_SHA" \\
+        --run-url "$GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID"
+      mlinfra --local record-deployment --stack staging      # try the path against the emulator
+    """
+    project = Project.find()
+    result = record(project, project.resolve_stack(stack), commit=commit, run_url=run_url)
+    if as_json:
+        emit_json(result)
+    else:
+        _report_recorded(result)
 
 
 @click.command()
@@ -73,6 +128,8 @@ def up(stack: str | None, yes: bool) -> None:
     the update runs with a refresh, so Pulumi registers it again after the endpoint update (AWS refuses the update
     otherwise). The policy pack in infra/policy/ runs inside the update (`--policy-pack`), at the stage's
     mlinfra:policy.enforcement level: a mandatory violation stops it.
+    After a successful apply it records the deployment (as `mlinfra record-deployment` does): the stage pointer
+    moves to the versions the stack file pins, with HEAD as the commit.
 
     \b
     Examples:

@@ -133,6 +133,10 @@ def status(as_json: bool) -> None:
 def bootstrap(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     """Create in the emulator the keys, registry buckets, topics and package groups the stacks declare.
 
+    Local mode works on a scratch copy of the stack files in .mlinfra/local/workspace/ (a git repository whose
+    origin is .mlinfra/local/remote.git), so emulator pins never reach your stacks/. The emulator keeps its state in
+    memory: after it restarts, run bootstrap again; it then also starts the scratch copy afresh.
+
     Names and settings come from the offline render of each stack (as `mlinfra preview` shows it), rendered with the
     emulator's account id, so every command in local mode finds them. Idempotent: a second run reports everything
     as existing. Endpoints, IAM, EC2, alarms and the rest are listed as skipped. Always runs against the emulator,
@@ -153,6 +157,8 @@ def bootstrap(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     if as_json:
         emit_json(result.to_json())
         return
+    from mlinfra.localmode import NOTICE
+
     click.echo(f"Bootstrapped the AWS emulator at {result.endpoint}.")
     for stage in result.stages:
         counts = stage.counts()
@@ -167,3 +173,4 @@ def bootstrap(stack: str | None, all_stacks: bool, as_json: bool) -> None:
         if stage.skipped:
             kinds = Counter(entry["type"] for entry in stage.skipped)
             click.echo("  skipped   " + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())))
+    click.echo(NOTICE)

@@ -29,23 +29,36 @@ def promote(
     apply_now: bool,
     as_json: bool,
 ) -> None:
-    """Promote MODEL into a stage: verify, gate, copy, record, pin.
+    """Promote MODEL into a stage: verify, gate, copy, record, pin (or propose the pin as a pull request).
 
     Verifies the artifact's digest (S3 checksum, nothing downloaded); evaluates the stage's gates (source stage,
-    approval, metric thresholds, no source alarm firing, soak time), listing every failing gate (exit 3); copies the
-    artifact server-side into the stage's registry; registers its model package with lineage; moves the stage
-    pointer (If-Match; a concurrent promotion makes this one exit 1 with "conflict"); pins the version in
-    stacks/Pulumi.<STAGE>.yaml; writes the audit record. Re-running a promotion that failed converges.
+    approval, metric thresholds, no source alarm firing, soak time since the version's recorded deployment in the
+    source stage), listing every failing gate (exit 3); copies the artifact server-side into the stage's registry;
+    registers its model package with lineage. Then, by the stage's mlinfra:delivery:
+
+    \b
+    direct (default for sandbox, dev): move the stage pointer (If-Match; a concurrent promotion makes this one
+      exit 1 with "conflict"), pin the version in stacks/Pulumi.<STAGE>.yaml, write the audit record.
+    pullRequest (default for staging, prod): commit the pin on branch mlinfra/promote-<STAGE>-<MODEL>-v<N> from
+      origin's default branch (your checkout is not touched), push it to origin, open a pull request with `gh`
+      (else print the compare URL) carrying the gates, who asked and the preview diff; write the audit record.
+      The stage pointer moves when the apply of the merged commit is recorded (`mlinfra record-deployment`);
+      --apply is refused (exit 2).
+
+    Re-running a promotion that failed converges.
 
     \b
     Examples:
       mlinfra promote churn --to dev
-      mlinfra promote churn --to prod --version 7 --reason "Q3 retrain" --apply
+      mlinfra promote churn --to prod --version 7 --reason "Q3 retrain"   # opens a pull request
+      mlinfra promote churn --to dev --version 7 --apply
       mlinfra promote churn --to staging --force --reason "hotfix, soak waived by CTO" --json
     """
-    from mlinfra import promotion
+    from mlinfra import promotion, proposals
 
     project = Project.find()
+    if apply_now:
+        proposals.refuse_apply(project, to)
     result = promotion.promote(project, model, to, version=version, source=source, reason=reason, force=force)
     _report(result, as_json, project)
     if apply_now:
@@ -56,7 +69,14 @@ def promote(
 
 def _report(result: dict[str, Any], as_json: bool, project: Project) -> None:
     if as_json:
-        emit_json({k: result[k] for k in ("model", "stage", "version", "previous", "digest")})
+        keys: tuple[str, ...] = ("model", "stage", "version", "previous", "digest")
+        if result.get("delivery") == "pullRequest":
+            keys = (*keys, "delivery", "pullRequest")
+        emit_json({k: result.get(k) for k in keys})
+        return
+    if result.get("delivery") == "pullRequest":
+        _report_proposal(result)
+        _local_notice(project)
         return
     model, stage = result["model"], result["stage"]
     previous = f"v{result['previous']}" if result["previous"] else "nothing"
@@ -65,11 +85,45 @@ def _report(result: dict[str, Any], as_json: bool, project: Project) -> None:
     if result.get("forced"):
         click.echo("  gates were skipped with --force; the audit record says so")
     click.echo(f"  pinned in {project.relative(project.stage_file(stage))}")
+    _local_notice(project)
     if in_local_mode():
         # The emulator runs no endpoints: what can follow here is the offline render of the new pin.
         click.echo(f"Next: {next_command(f'preview --stack {stage}')}")
     else:
         click.echo(f"Next: commit the stack file; CI applies it on merge (or `mlinfra up --stack {stage}`).")
+
+
+def _local_notice(project: Project) -> None:
+    from mlinfra.aws import local_mode
+
+    if local_mode():
+        from mlinfra.localmode import NOTICE
+
+        click.echo(f"  {NOTICE}")
+
+
+def _report_proposal(result: dict[str, Any]) -> None:
+    model, stage, version = result["model"], result["stage"], result["version"]
+    pr = result.get("pullRequest")
+    if pr is None:
+        click.echo(
+            f"{model}: origin/{result['base']} already pins v{version} for {stage}; nothing to propose. "
+            "The apply of that commit records the deployment (`mlinfra status` shows whether it ran)."
+        )
+        return
+    again = " (already proposed)" if result.get("alreadyDone") else ""
+    click.echo(f"{model}: v{version} proposed for {stage} on branch {pr['branch']}{again}")
+    if pr.get("url"):
+        click.echo(f"  pull request: {pr['url']}")
+    elif pr.get("compareUrl"):
+        click.echo(f"  open the pull request: {pr['compareUrl']}")
+    if pr.get("note"):
+        click.echo(f"  {pr['note']}")
+    running = f"v{result['previous']}" if result["previous"] else "nothing"
+    click.echo(
+        f"  {stage} still runs {running}: merging lets CI apply it, and the apply records the deployment "
+        f"(`mlinfra record-deployment --stack {stage}`); the stage pointer moves then"
+    )
 
 
 @click.command()
@@ -102,18 +156,27 @@ def approve(model: str, version: int, stage: str, reason: str, as_json: bool) ->
 @stage_option("Stage to roll back.", required=True)
 @click.option("--to", "to", type=click.IntRange(min=1), help="Version to return to; default: the one it ran before.")
 @click.option("--reason", required=True, help="Why; recorded in the audit trail.")
+@click.option("--apply", "apply_now", is_flag=True, help="Run `pulumi up` right after (direct stages only).")
 @json_option
-def rollback(model: str, stage: str, to: int | None, reason: str, as_json: bool) -> None:
+def rollback(model: str, stage: str, to: int | None, reason: str, apply_now: bool, as_json: bool) -> None:
     """Return MODEL in STAGE to the version it ran before (or --to N), through the promotion path.
 
-    The artifact's integrity is checked; metric gates are skipped; the rollback is audited and pinned.
+    The artifact's integrity is checked; metric gates are skipped; the rollback is audited and pinned. In a stage
+    delivered by pull request (mlinfra:delivery: pullRequest, the default for staging and prod) it opens the
+    rollback pull request instead, and --apply is refused (exit 2): CI's next apply from main would undo it.
 
     \b
     Examples:
       mlinfra rollback churn --stack prod --reason "p99 latency regression"
-      mlinfra rollback churn --stack prod --to 5 --reason "back to the last known good" --json
+      mlinfra rollback churn --stack dev --to 5 --reason "back to the last known good" --apply --json
     """
-    from mlinfra import promotion
+    from mlinfra import promotion, proposals
 
     project = Project.find()
+    if apply_now:
+        proposals.refuse_apply(project, stage)
     _report(promotion.rollback(project, model, stage, to=to, reason=reason), as_json, project)
+    if apply_now:
+        from mlinfra.commands.deploy import run_up
+
+        run_up(project, stage, yes=True)

@@ -152,6 +152,7 @@ def show(stage: str | None, stack: str | None, as_json: bool) -> None:
         data = cfg.model_dump(mode="json", by_alias=True, exclude={"model_defaults"})
         data["registryBucket"] = bucket
         data["file"] = loaded.source
+        data["delivery"] = cfg.delivery_mode
         emit_json(data)
         return
     from rich.table import Table
@@ -163,6 +164,7 @@ def show(stage: str | None, stack: str | None, as_json: bool) -> None:
     out.print(f"  registry    s3://{bucket}")
     out.print(f"  monitoring  {'on' if cfg.monitoring.enabled else 'off'}{' + drift' if cfg.monitoring.drift else ''}")
     out.print(f"  sandbox VM  {'yes' if cfg.sandbox.enabled else 'no'}")
+    out.print(f"  delivery    {cfg.delivery_mode}{'' if cfg.delivery else ' (default for this stage)'}")
     table = Table(box=None, pad_edge=False)
     for column in ("MODEL", "PINNED", "DIGEST", "SERVING", "DEPLOYMENT", "GATES"):
         table.add_column(column)

@@ -28,7 +28,10 @@ def _time(text: str) -> str:
 @stage_option("Only this stage (default: every stage).")
 @json_option
 def history(model: str, stage: str | None, as_json: bool) -> None:
-    """Show MODEL's audit trail, newest first: registrations, promotions, approvals, rollbacks.
+    """Show MODEL's audit trail, newest first: registrations, promotions, approvals, rollbacks, deployments.
+
+    A promotion into a stage delivered by pull request shows its pull request (or branch) under DETAIL; a `deploy`
+    record (written when the apply of a commit is recorded) shows the commit and the run's URL.
 
     \b
     Examples:
@@ -44,7 +47,7 @@ def history(model: str, stage: str | None, as_json: bool) -> None:
         emit_json(records)
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("TIME (UTC)", "ACTION", "STAGE", "VERSION", "FROM", "ACTOR", "REASON"):
+    for column in ("TIME (UTC)", "ACTION", "STAGE", "VERSION", "FROM", "ACTOR", "REASON", "DETAIL"):
         table.add_column(column)
     for r in records:
         previous = f"v{r['previous']}" if r.get("previous") else "-"
@@ -57,8 +60,20 @@ def history(model: str, stage: str | None, as_json: bool) -> None:
             previous,
             r.get("actor", "-").rsplit("/", 1)[-1],
             r.get("reason") or "-",
+            _detail(r),
         )
     console().print(table)
+
+
+def _detail(record: dict[str, Any]) -> str:
+    """Where a record's change went: its pull request or branch, or the deployed commit and run."""
+    proposal = record.get("pullRequest")
+    if isinstance(proposal, dict):
+        return str(proposal.get("url") or f"branch {proposal.get('branch')}")
+    if record.get("action") == "deploy":
+        commit = str(record.get("commit") or "uncommitted")[:12]
+        return " ".join(part for part in (f"commit {commit}", record.get("runUrl")) if part)
+    return "-"
 
 
 @click.command()
@@ -71,8 +86,11 @@ def status(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     DRIFT is the last MaxPSI the drift job published (two days back at most) and the drift alarm's state ("job
     silent" when the drift-silent alarm fires); `--json` rows carry it as `drift: {maxPsi, time, alarm, silentAlarm}`.
 
-    Mismatches are called out ("pinned v7, live v6: apply pending"). The live version is read from SageMaker where
-    an endpoint exists (never in local mode: the emulator has no endpoints).
+    PINNED is this checkout's stack file; POINTER the version the registry says the stage runs; DEPLOYED the
+    version whose apply was recorded (`mlinfra record-deployment`) and since when; LIVE what the endpoint serves.
+    A promotion waiting in a pull request, and every mismatch, is called out ("v7 proposed in <PR>, not deployed";
+    "pinned v7, live v6: apply pending"). The live version is read from SageMaker where an endpoint exists (never
+    in local mode: the emulator has no endpoints).
 
     \b
     Examples:
@@ -91,7 +109,7 @@ def status(stack: str | None, all_stacks: bool, as_json: bool) -> None:
         emit_json(rows)
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("STAGE", "MODEL", "PINNED", "POINTER", "LIVE", "DRIFT", "NOTES"):
+    for column in ("STAGE", "MODEL", "PINNED", "POINTER", "DEPLOYED", "LIVE", "DRIFT", "NOTES"):
         table.add_column(column)
 
     def v(value: Any) -> str:
@@ -103,6 +121,7 @@ def status(stack: str | None, all_stacks: bool, as_json: bool) -> None:
             row["model"],
             v(row["pinned"]),
             v(row["pointer"]),
+            f"v{row['deployed']['version']} since {_time(row['deployed']['since'])}" if row.get("deployed") else "-",
             v(row["live"]),
             describe(row.get("drift")),
             "; ".join(row["notes"]) or "ok",

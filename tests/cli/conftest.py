@@ -25,6 +25,7 @@ def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(root)
     monkeypatch.delenv("MLINFRA_STACK", raising=False)
     monkeypatch.delenv("MLINFRA_PROJECT", raising=False)
+    monkeypatch.delenv("MLINFRA_LOCAL", raising=False)  # local mode reads a scratch copy of the stacks
     return root
 
 

@@ -20,7 +20,7 @@ from mlinfra_drift.capture import capture_key
 from mlinfra_drift.records import capture_line
 from mlinfra_infra import layout, naming
 from tests.cli.conftest import snapshot
-from tests.cli.test_promotion import IMAGE, bucket, make_model, ok
+from tests.cli.test_promotion import IMAGE, bucket, direct_delivery, make_model, ok
 
 Run = Callable[..., Result]
 pytestmark = pytest.mark.emulator
@@ -37,7 +37,8 @@ def sample_rows(n: int, *, shift: float = 0.0) -> list[list[str]]:
 
 @pytest.fixture
 def staging(project_dir: Path, aws_env: str, run: Run, tmp_path: Path) -> Path:
-    """churn v1 registered with a baseline of tenure, charges and plan, promoted to dev and staging."""
+    """churn v1 registered with a baseline of tenure, charges and plan, promoted to dev and staging (directly)."""
+    direct_delivery(project_dir)
     ok(run("local", "bootstrap", "--all", "--json"))
     sample = tmp_path / "baseline.csv"
     sample.write_text("tenure,charges,plan\n" + "\n".join(",".join(r) for r in sample_rows(3000)) + "\n")

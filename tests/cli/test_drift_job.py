@@ -33,7 +33,7 @@ from mlinfra_drift.capture import capture_key
 from mlinfra_drift.jobspec import Checkpoint, JobSpec
 from mlinfra_drift.records import capture_line
 from mlinfra_infra import layout, naming
-from tests.cli.test_promotion import IMAGE, bucket, make_model, ok
+from tests.cli.test_promotion import IMAGE, bucket, direct_delivery, make_model, ok
 
 Run = Callable[..., Result]
 pytestmark = pytest.mark.emulator
@@ -70,6 +70,7 @@ def put_capture(rows: list[list[str]], *, when: datetime, per_request: int = 1) 
 def staging(project_dir: Path, aws_env: str, run: Run, tmp_path: Path) -> RenderedStack:
     """churn v1 with a baseline, promoted to staging; the staging stack rendered from its updated stack file."""
     rng = np.random.default_rng(11)
+    direct_delivery(project_dir)  # staging pins at once (it delivers by pull request by default)
     ok(run("local", "bootstrap", "--all", "--json"))
     sample = tmp_path / "baseline.csv"
     sample.write_text("tenure,charges,plan\n" + "\n".join(",".join(r) for r in sample_rows(rng, 4000)) + "\n")

@@ -44,9 +44,17 @@ def make_model(root: Path, content: str = "weights-1") -> Path:
 
 @pytest.fixture
 def platform(project_dir: Path, aws_env: str, run: Run) -> Path:
-    """The shipped stacks, bootstrapped in a fresh emulator."""
+    """The shipped stacks, every stage delivered directly (test_delivery.py covers pull requests), bootstrapped."""
+    direct_delivery(project_dir)
     ok(run("local", "bootstrap", "--all", "--json"))
     return project_dir
+
+
+def direct_delivery(root: Path) -> None:
+    """Deliver staging and prod directly too: the promotion moves the pointer and pins the stack file at once."""
+    for stage in ("staging", "prod"):
+        path = root / "stacks" / f"Pulumi.{stage}.yaml"
+        path.write_text(path.read_text() + "  mlinfra:delivery: direct\n")
 
 
 def register(run: Run, root: Path, content: str = "weights-1", *extra: str) -> dict[str, Any]:
@@ -80,9 +88,10 @@ def read_json(stage: str, key: str) -> dict[str, Any]:
 
 
 def set_since(stage: str, model: str, hours_ago: float) -> None:
-    """Pretend the stage has run its version for `hours_ago` hours (the soak gate reads the pointer's `since`)."""
+    """Pretend the stage's version was deployed `hours_ago` hours ago (the soak gate reads `deployed.since`)."""
     pointer = read_json(stage, layout.stage_key(model))
-    pointer["since"] = (datetime.now(UTC) - timedelta(hours=hours_ago)).isoformat().replace("+00:00", "Z")
+    since = (datetime.now(UTC) - timedelta(hours=hours_ago)).isoformat().replace("+00:00", "Z")
+    pointer["deployed"] = {"version": pointer["version"], "digest": pointer["digest"], "since": since}
     s3().put_object(Bucket=bucket(stage), Key=layout.stage_key(model), Body=json.dumps(pointer).encode())
 
 
@@ -127,7 +136,7 @@ def test_register_unknown_model_and_bad_metrics_write_nothing(platform: Path, ru
     result = run("register", str(model), "--model", "chrun", "--image", IMAGE)
     assert result.exit_code == 2
     assert result.stderr.startswith(
-        "error: unknown model 'chrun' in stacks/Pulumi.sandbox.yaml (did you mean 'churn'?)"
+        "error: unknown model 'chrun' in .mlinfra/local/workspace/stacks/Pulumi.sandbox.yaml (did you mean 'churn'?)"
     )
     (tmp_path / "m.json").write_text("{not json")
     result = run("register", str(model), "--model", "churn", "--image", IMAGE, "--metrics", str(tmp_path / "m.json"))
@@ -244,7 +253,10 @@ def test_prod_gates_list_every_failure_then_pass(platform: Path, run: Run, tmp_p
     assert result.exit_code == 3
     assert "2 gate(s) failed" in result.stderr
     assert "approval: v1 is PendingManualApproval in staging; run `mlinfra approve`" in result.stderr
-    assert "soak: v1 has run 0.0 h in staging; 24 h required" in result.stderr
+    assert "soak: staging has deployed nothing, not v1: the soak counts from the recorded deployment" in result.stderr
+    ok(run("record-deployment", "--stack", "staging"))
+    result = run("promote", "churn", "--to", "prod")
+    assert "soak: v1 has been deployed 0.0 h in staging; 24 h required" in result.stderr
     approved = ok(run("approve", "churn", "--version", "1", "--stage", "prod", "--reason", "card reviewed", "--json"))
     assert approved["approvedIn"] == "staging"
     set_since("staging", "churn", 25)
@@ -382,6 +394,7 @@ def test_prod_in_its_own_account_through_an_assumed_role(
     project_dir: Path, aws_env: str, run: Run, tmp_path: Path
 ) -> None:
     role = "arn:aws:iam::222222222222:role/mlinfra-prod-promoter"
+    direct_delivery(project_dir)
     prod = project_dir / "stacks" / "Pulumi.prod.yaml"
     prod.write_text(prod.read_text() + f"  mlinfra:access:\n    roleArn: {role}\n")
     # staging's registry grants prod's promotion role read on models/ (rendered into its bucket policy).
@@ -483,6 +496,7 @@ def test_status_reads_the_live_version_from_the_endpoint(platform: Path, run: Ru
         ],
     )
     sagemaker.create_endpoint(EndpointName="mlinfra-dev-churn", EndpointConfigName="mlinfra-dev-churn-c-1234567")
+    ok(run("record-deployment", "--stack", "dev"))  # what the apply that created the endpoint records
     dev = next(r for r in ok(run("status", "--stack", "dev", "--json")) if r["model"] == "churn")
     assert (dev["pinned"], dev["pointer"], dev["live"]) == (1, 1, 1)
     assert dev["notes"] == []

@@ -235,3 +235,19 @@ def test_bucket_name_derivation_is_deterministic_and_valid() -> None:
     naming.check_bucket_name(name)
     with pytest.raises(ValueError, match="not a valid bucket name"):
         naming.check_bucket_name("a" * 64)
+
+
+@pytest.mark.parametrize(
+    ("stage", "expected"),
+    [("sandbox", "direct"), ("dev", "direct"), ("staging", "pullRequest"), ("prod", "pullRequest")],
+)
+def test_delivery_defaults_to_pull_requests_for_staging_and_prod(stage: str, expected: str) -> None:
+    assert load(stage=stage).delivery_mode == expected
+    flipped = "direct" if expected == "pullRequest" else "pullRequest"
+    assert load({"mlinfra:delivery": flipped}, stage=stage).delivery_mode == flipped
+
+
+def test_unknown_delivery_is_refused_with_the_choices() -> None:
+    error = error_of({"mlinfra:delivery": "pullrequest"})
+    assert error.key == "mlinfra:delivery"
+    assert "'direct' or 'pullRequest'" in error.message
