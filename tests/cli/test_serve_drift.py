@@ -13,6 +13,7 @@ import pytest
 from click.testing import Result
 
 from tests.cli.serveutil import Server, start_serve, train
+from tests.cli.test_promotion import direct_delivery
 from tests.emulator import stop_process
 
 Run = Callable[..., Result]
@@ -75,6 +76,7 @@ def test_drift_reads_a_local_capture_folder(project_dir: Path, run: Run, tmp_pat
 def test_drift_reads_what_serve_captured_into_the_stage_registry(
     project_dir: Path, aws_env: str, run: Run, tmp_path: Path
 ) -> None:
+    direct_delivery(project_dir)  # staging's pointer moves at promotion, so serve --stack staging finds the version
     ok(run("local", "bootstrap", "--all", "--json"))
     model = train(tmp_path / "model")
     sample = training_sample(tmp_path / "train.csv")

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from click.testing import Result
 
+from tests.cli.test_promotion import direct_delivery
+
 Run = Callable[..., Result]
 IMAGE = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 MLINFRA = str(Path(sys.executable).parent / "mlinfra")
@@ -49,6 +51,7 @@ def test_stack_show_takes_stack_or_the_older_argument(project_dir: Path, run: Ru
 
 @pytest.fixture
 def registered(project_dir: Path, aws_env: str, run: Run, tmp_path: Path) -> Result:
+    direct_delivery(project_dir)  # staging pins at once, so prod's gates are what refuses
     ok(run("local", "bootstrap", "--all", "--json"))
     model = tmp_path / "model"
     model.mkdir()
