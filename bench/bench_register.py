@@ -179,7 +179,9 @@ def _small() -> bool:
     sdk_imported = False
     with emulator_project(["small"]) as (root, env):
         model = root.parent / "small"
-        model.mkdir()
+        (model / "code").mkdir(parents=True)
+        # `--framework` checks the handler contract before any upload: code/inference.py defining model_fn.
+        (model / "code" / "inference.py").write_text("def model_fn(model_dir):\n    return model_dir\n")
         for run in range(SMALL_RUNS):
             floors.append(_floor(env))
             for kind in ("image", "framework"):
@@ -188,6 +190,8 @@ def _small() -> bool:
                 if kind == "framework":
                     chosen.append("1.2-1")
                 _, stats = _measured(root, env, "mlinfra", "register", str(model), "-m", "small", *chosen)
+                if stats.get("upload") is None:
+                    raise SystemExit(f"register --{kind} of the small model uploaded nothing: it failed (see above)")
                 times[kind].append(float(stats["upload"]))  # type: ignore[arg-type]
                 peaks[kind].append(float(stats["rss"]))  # type: ignore[arg-type]
                 sdk_imported |= "sagemaker" in stats["modules"]  # type: ignore[operator]
