@@ -39,6 +39,13 @@ def statement(
     return out
 
 
+def deny_everyone(
+    sid: str, actions: Sequence[str], resources: Sequence[Any], condition: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A resource-policy statement denying `actions` to every principal (when `condition` holds, if given)."""
+    return statement(sid, actions, resources, effect="Deny", principal={"AWS": "*"}, condition=condition)
+
+
 def policy_document(*statements: Mapping[str, Any]) -> pulumi.Output[str]:
     """A JSON IAM policy document from statements whose values may contain Outputs."""
     return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": list(statements)})

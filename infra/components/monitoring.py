@@ -14,7 +14,7 @@ from mlinfra_drift.jobspec import ModelJob
 from mlinfra_infra import jobpackage, layout, naming
 from mlinfra_infra.config import ModelConfig, MonitoringSettings
 
-from .common import TYPE_PREFIX, policy_document, statement, tags
+from .common import TYPE_PREFIX, deny_everyone, policy_document, statement, tags
 from .driftjob import PERIOD_SECONDS, DriftJob, DriftJobArgs, log_group_name
 
 # The drift job publishes MaxPSI (and Rows) once per run, so the alarms' period is the schedule's.
@@ -178,13 +178,11 @@ class DriftMonitoring(pulumi.ComponentResource):
                     # Confused-deputy guard: alarms of other accounts cannot use this topic.
                     condition={"StringEquals": {"aws:SourceAccount": args.account_id}},
                 ),
-                statement(
+                deny_everyone(
                     "DenyInsecureTransport",
                     ["sns:Publish"],
                     [topic.arn],
-                    effect="Deny",
-                    principal={"AWS": "*"},
-                    condition={"Bool": {"aws:SecureTransport": "false"}},
+                    {"Bool": {"aws:SecureTransport": "false"}},
                 ),
             ),
             opts=child,

@@ -19,7 +19,7 @@ from mlinfra_infra.layout import (
     UPLOADS_PREFIX,
 )
 
-from .common import TYPE_PREFIX, policy_document, statement, tags
+from .common import TYPE_PREFIX, deny_everyone, policy_document, statement, tags
 
 
 @dataclass
@@ -108,12 +108,10 @@ class ModelRegistry(pulumi.ComponentResource):
             # Deleting the key destroys every artifact it encrypts. Even the account's administrators must first
             # change the key policy, a deliberate and logged step, before scheduling its deletion.
             key_statements.append(
-                statement(
+                deny_everyone(
                     "NobodySchedulesKeyDeletion",
                     ["kms:ScheduleKeyDeletion"],
                     ["*"],
-                    effect="Deny",
-                    principal={"AWS": "*"},
                 )
             )
         if readers:
@@ -248,49 +246,39 @@ class ModelRegistry(pulumi.ComponentResource):
         bucket_arn = self.bucket.arn
         objects = pulumi.Output.concat(bucket_arn, "/*")
         policy_statements = [
-            statement(
+            deny_everyone(
                 "DenyInsecureTransport",
                 ["s3:*"],
                 [bucket_arn, objects],
-                effect="Deny",
-                principal={"AWS": "*"},
-                condition={"Bool": {"aws:SecureTransport": "false"}},
+                {"Bool": {"aws:SecureTransport": "false"}},
             ),
-            statement(
+            deny_everyone(
                 "DenyNonKmsEncryption",
                 ["s3:PutObject"],
                 [objects],
-                effect="Deny",
-                principal={"AWS": "*"},
-                condition={"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}},
+                {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}},
             ),
             # An upload naming a key must name this one; without a header the bucket default (this key) applies.
-            statement(
+            deny_everyone(
                 "DenyOtherKmsKeys",
                 ["s3:PutObject"],
                 [objects],
-                effect="Deny",
-                principal={"AWS": "*"},
-                condition={"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": self.key.arn}},
+                {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": self.key.arn}},
             ),
             # Audit records are written once (If-None-Match), by everyone: an overwrite is refused by S3 itself.
             # https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes-enforce.html
-            statement(
+            deny_everyone(
                 "AuditRecordsAreCreateOnly",
                 ["s3:PutObject"],
                 [pulumi.Output.concat(bucket_arn, f"/{AUDIT_PREFIX}*")],
-                effect="Deny",
-                principal={"AWS": "*"},
-                condition={"Null": {"s3:if-none-match": "true"}},
+                {"Null": {"s3:if-none-match": "true"}},
             ),
             # Stage pointers move only by compare-and-swap (If-Match) or are created (If-None-Match).
-            statement(
+            deny_everyone(
                 "StagePointersAreCompareAndSwap",
                 ["s3:PutObject"],
                 [pulumi.Output.concat(bucket_arn, f"/{STAGES_PREFIX}*")],
-                effect="Deny",
-                principal={"AWS": "*"},
-                condition={"Null": {"s3:if-none-match": "true", "s3:if-match": "true"}},
+                {"Null": {"s3:if-none-match": "true", "s3:if-match": "true"}},
             ),
         ]
         if readers:
@@ -400,13 +388,11 @@ class ModelRegistry(pulumi.ComponentResource):
                         "StringEquals": {"aws:SourceAccount": args.account_id},
                     },
                 ),
-                statement(
+                deny_everyone(
                     "DenyInsecureTransport",
                     ["s3:*"],
                     [logs.arn, log_objects],
-                    effect="Deny",
-                    principal={"AWS": "*"},
-                    condition={"Bool": {"aws:SecureTransport": "false"}},
+                    {"Bool": {"aws:SecureTransport": "false"}},
                 ),
             ),
             opts=child,
