@@ -134,8 +134,7 @@ class CategoricalCounts:
         counts, unseen, unseen_total, missing = state
         self.counts.update(counts)
         for value, n in unseen.items():
-            if value in self.unseen or len(self.unseen) < UNSEEN_NAMES_KEPT:
-                self.unseen[value] += n
+            self._name_unseen(value, n)
         self.unseen_total += unseen_total
         self.missing += missing
 
@@ -153,8 +152,12 @@ class CategoricalCounts:
                 self.counts[value] += n
             else:
                 self.unseen_total += n
-                if value in self.unseen or len(self.unseen) < UNSEEN_NAMES_KEPT:
-                    self.unseen[value] += n
+                self._name_unseen(value, n)
+
+    def _name_unseen(self, value: str, n: int) -> None:
+        """Count an unseen value by name, keeping at most UNSEEN_NAMES_KEPT names (the total counts them all)."""
+        if value in self.unseen or len(self.unseen) < UNSEEN_NAMES_KEPT:
+            self.unseen[value] += n
 
     def score(self, rows: int) -> FeatureScore:
         """The feature's scores."""
