@@ -160,7 +160,7 @@ def _progress(show: bool, source: str) -> Iterator[Callable[[Any], None] | None]
 
         def on_file(file: Any) -> None:
             seen["files"] += 1
-            seen["bytes"] += len(file.data)
+            seen["bytes"] += file.size
             bar.update(task, description=f"{source}: {seen['files']} file(s), {seen['bytes'] / 1e6:.1f} MB scored")
 
         yield on_file
@@ -212,14 +212,14 @@ def drift(
     report_path: Path | None = None,
     now: datetime | None = None,
     progress: bool = False,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> DriftRun:
     """Score MODEL's captured traffic in a stage over a window against a version's baseline.
 
     Bad input (unknown stage/model/version, no baseline, a capture whose rows have another width than the
     baseline's features, `--publish` of a local capture) raises BadInputError before anything is written.
     """
-    from mlinfra_drift.capture import LocalCapture, S3Capture
+    from mlinfra_drift.capture import LocalCapture, S3Access, S3Capture
     from mlinfra_drift.publish import publish as put_metrics
     from mlinfra_drift.report import Thresholds
     from mlinfra_drift.score import score
@@ -261,7 +261,8 @@ def drift(
         else:
             endpoint = naming.endpoint(stage.config.project, stage.name, model)
             prefix = layout.capture_prefix(model)
-            source = S3Capture(registry.s3, registry.bucket, prefix, first, last, endpoint=endpoint)
+            access = S3Access.of(registry.aws.session, registry.s3)  # worker processes read files themselves
+            source = S3Capture(registry.s3, registry.bucket, prefix, first, last, endpoint=endpoint, access=access)
             shown = f"s3://{registry.bucket}/{prefix}/{endpoint}/"
         with _progress(progress, shown) as on_file:
             report = score(

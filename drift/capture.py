@@ -12,7 +12,7 @@ record is filtered by its time).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,11 +24,99 @@ PREFETCH = 2  # capture files downloading ahead of the one being scored: memory 
 
 @dataclass(frozen=True)
 class CaptureFile:
-    """One capture file's bytes; `edge` when its hour partition is not wholly inside the window."""
+    """One capture file's bytes; `edge` when its hour partition is not wholly inside the window.
+
+    `size` is the file's length (a file scored in a worker process reaches the caller as its key and size only).
+    """
 
     key: str
     data: bytes
     edge: bool
+    size: int = -1
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            object.__setattr__(self, "size", len(self.data))
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """How another process reaches the same bucket as a client: region, endpoint and frozen credentials.
+
+    Picklable, for worker processes that download the files they score (mlinfra_drift.parallel) instead of the
+    main process shipping every file's bytes to them.
+    """
+
+    region: str | None
+    endpoint_url: str | None
+    access_key: str | None = None
+    secret_key: str | None = None
+    token: str | None = None
+
+    @classmethod
+    def of(cls, session: Any, client: Any) -> S3Access:
+        """The access of `client`, made from `session` (a boto3 Session)."""
+        credentials = session.get_credentials()
+        frozen = credentials.get_frozen_credentials() if credentials is not None else None
+        return cls(
+            region=client.meta.region_name,
+            endpoint_url=client.meta.endpoint_url,
+            access_key=frozen.access_key if frozen else None,
+            secret_key=frozen.secret_key if frozen else None,
+            token=frozen.token if frozen else None,
+        )
+
+    def client(self) -> Any:
+        """A new S3 client with this access (standard retries: throttling and 5xx are retried with backoff)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            region_name=self.region,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            aws_session_token=self.token,
+            config=Config(retries={"mode": "standard", "max_attempts": 6}, connect_timeout=10, read_timeout=120),
+        )
+
+
+def read_object(s3_client: Any, bucket: str, key: str) -> bytes:
+    """An object's bytes."""
+    body = s3_client.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        return bytes(body.read())
+    finally:
+        body.close()
+
+
+@dataclass
+class S3Fetcher:
+    """Reads capture objects of one bucket in another process (picklable; its client is made there, once)."""
+
+    access: S3Access
+    bucket: str
+    _client: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __call__(self, key: str) -> bytes:
+        if self._client is None:
+            self._client = self.access.client()
+        return read_object(self._client, self.bucket, key)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"access": self.access, "bucket": self.bucket}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.access, self.bucket, self._client = state["access"], state["bucket"], None
+
+
+def read_path(path: str) -> bytes:
+    """A local capture file's bytes (the fetcher of a LocalCapture: a path is all another process needs)."""
+    return Path(path).read_bytes()
+
+
+Fetcher = Callable[[str], bytes]
 
 
 def utc(when: datetime) -> datetime:
@@ -77,7 +165,8 @@ class S3Capture:
     `modified_after` / `modified_before` keep only objects whose LastModified is in [after, before) (a job that
     checkpoints by upload time);
     `after_key` skips every key at or before it (a checkpoint: each file is scored once); after iterating,
-    `last_key` is the last key read, `files` and `bytes_read` count what was read.
+    `last_key` is the last key read, `files` and `bytes_read` count what was read;
+    `access` (optional) lets worker processes download files themselves (`score(..., workers=N)`).
     """
 
     s3_client: Any
@@ -90,6 +179,7 @@ class S3Capture:
     variant: str | None = None
     modified_after: datetime | None = None
     modified_before: datetime | None = None
+    access: S3Access | None = None
     last_key: str | None = field(default=None, init=False)
     files: int = field(default=0, init=False)
     bytes_read: int = field(default=0, init=False)
@@ -141,18 +231,31 @@ class S3Capture:
         return self.modified_before is None or modified < utc(self.modified_before)
 
     def _get(self, key: str) -> bytes:
-        body = self.s3_client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        try:
-            return bytes(body.read())
-        finally:
-            body.close()
+        return read_object(self.s3_client, self.bucket, key)
+
+    def count(self, key: str, size: int) -> None:
+        """Count a file as read (for files read elsewhere, e.g. by a worker process)."""
+        self.files += 1
+        self.bytes_read += size
+        self.last_key = key if self.last_key is None or key > self.last_key else self.last_key
+
+    def locations(self) -> Iterator[tuple[str, bool]]:
+        """(key, edge) of the files in the window (what `read` and a worker's fetcher take)."""
+        return self.keys()
+
+    def fetcher(self) -> Fetcher | None:
+        """What reads a key in a worker process: only with `access` (else workers get the bytes from here)."""
+        return S3Fetcher(self.access, self.bucket) if self.access is not None else None
 
     def __iter__(self) -> Iterator[CaptureFile]:
-        """The files in key order; up to PREFETCH files download while the caller scores the current one."""
+        return self.read(self.keys())
+
+    def read(self, locations: Iterable[tuple[str, bool]]) -> Iterator[CaptureFile]:
+        """The files of `locations` in order; up to PREFETCH download while the caller scores the current one."""
         from concurrent.futures import Future, ThreadPoolExecutor
 
         pending: deque[tuple[str, bool, Future[bytes]]] = deque()
-        keys = self.keys()
+        keys = iter(locations)
         with ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="capture") as pool:
             try:
                 while True:
@@ -162,9 +265,7 @@ class S3Capture:
                         return
                     key, edge, future = pending.popleft()
                     data = future.result()
-                    self.files += 1
-                    self.bytes_read += len(data)
-                    self.last_key = key if self.last_key is None or key > self.last_key else self.last_key
+                    self.count(key, len(data))
                     yield CaptureFile(key, data, edge)
             finally:
                 for _, _, future in pending:
@@ -204,12 +305,28 @@ class LocalCapture:
             for file in sorted(found):
                 yield file, edge
 
+    def locations(self) -> Iterator[tuple[str, bool]]:
+        """(path, edge) of the files in the window (what `read` and a worker's fetcher take)."""
+        return ((str(file), edge) for file, edge in self.paths())
+
+    def fetcher(self) -> Fetcher:
+        """What reads a path in a worker process."""
+        return read_path
+
+    def count(self, path: str, size: int) -> None:
+        """Count a file as read (for files read elsewhere, e.g. by a worker process)."""
+        self.files += 1
+        self.bytes_read += size
+
     def __iter__(self) -> Iterator[CaptureFile]:
-        for file, edge in self.paths():
-            data = file.read_bytes()
-            self.files += 1
-            self.bytes_read += len(data)
-            yield CaptureFile(str(file), data, edge)
+        return self.read(self.locations())
+
+    def read(self, locations: Iterable[tuple[str, bool]]) -> Iterator[CaptureFile]:
+        """The files of `locations`, in order."""
+        for path, edge in locations:
+            data = read_path(path)
+            self.count(path, len(data))
+            yield CaptureFile(path, data, edge)
 
     def in_window(self, when: datetime) -> bool:
         """Whether an inferenceTime is inside the window."""

@@ -1,32 +1,76 @@
 """Scoring capture files in worker processes, for a machine with spare cores (the CLI; never the Lambda job).
 
-The main process reads the capture (S3 downloads in threads) and hands each file's bytes to a worker, which decodes
-and counts it with its own Scorer of the same baseline and returns the counts; the main process adds them up. At
-most 2 x workers files are in flight, so memory stays bounded. Workers are spawned, not forked: the main process
-runs threads (boto3, downloads) that a fork would copy mid-flight.
+Each worker decodes and counts files with its own Scorer of the same baseline and returns the counts; the main
+process adds them up. When the capture has a fetcher (a local folder, or S3 with an `S3Access`), the main process
+only lists the window and each worker reads the files it scores: nothing but names and counts cross between
+processes. Otherwise the main process reads each file and hands its bytes over. At most 2 x workers files are in
+flight, so memory stays bounded. Workers come from a fork server (started clean, it imports the scoring code once
+and forks each worker from there), or are spawned where there is none; never forked from the main process, which
+runs threads (boto3, downloads, progress display) that a fork would copy mid-flight.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime
+from itertools import chain, islice
+from pathlib import Path
 from typing import Any
 
 from .baseline import Baseline
-from .capture import CaptureFile, utc
+from .capture import Capture, CaptureFile, Fetcher, S3Fetcher, utc
 from .score import Scorer
+
+FILES_PER_WORKER = 8  # a worker costs a process start (~0.4 s of imports): worth it only for this many files each
+MAX_WORKERS = 8
 
 _scorer: Scorer | None = None
 _window: tuple[datetime, datetime] | None = None
+_fetch: Fetcher | None = None
 
 
-def _start(baseline_json: str, start: datetime, end: datetime) -> None:
-    global _scorer, _window  # noqa: PLW0603 - one scorer per worker process, built once
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def auto_workers(files: int, cpus: int | None = None) -> int:
+    """How many processes to score `files` files with: one per usable CPU, at least FILES_PER_WORKER files each."""
+    return max(1, min(cpus or usable_cpus(), MAX_WORKERS, files // FILES_PER_WORKER))
+
+
+def plan(locations: Iterator[tuple[str, bool]], workers: int | None) -> tuple[int, Iterator[tuple[str, bool]]]:
+    """The worker count (`None`: chosen from the first files listed) and the same locations, none lost."""
+    if workers is not None:
+        return workers, locations
+    head = list(islice(locations, usable_cpus() * FILES_PER_WORKER))
+    return auto_workers(len(head)), chain(head, locations)
+
+
+def _context(fetch: Fetcher | None) -> multiprocessing.context.BaseContext:
+    """Workers from a fork server where there is one, else spawned; never a fork of this process (it runs threads).
+
+    The fork server starts clean and single-threaded, imports the scoring code once and forks each worker from there.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["mlinfra_drift.workerboot" if isinstance(fetch, S3Fetcher) else __name__])
+    return context
+
+
+def _start(baseline_json: str, start: datetime, end: datetime, fetch: Fetcher | None) -> None:
+    global _scorer, _window, _fetch  # noqa: PLW0603 - one scorer per worker process, built once
     _scorer = Scorer(Baseline.from_json(baseline_json))
     _window = (utc(start), utc(end))
+    _fetch = fetch
 
 
 def _in_window(when: datetime) -> bool:
@@ -34,39 +78,79 @@ def _in_window(when: datetime) -> bool:
     return _window[0] <= utc(when) < _window[1]
 
 
+def peak_rss() -> int:
+    """The peak resident memory of the calling process, in bytes (VmHWM; 0 where /proc is not there)."""
+    try:
+        status = Path("/proc/self/status").read_text(encoding="ascii")
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def _score(data: bytes, edge: bool) -> dict[str, Any]:
     assert _scorer is not None  # noqa: S101 - set by _start
     _scorer.reset()
     _scorer.add_file(CaptureFile("", data, edge), _in_window)
-    return _scorer.state()
+    return {**_scorer.state(), "peak_rss": peak_rss()}
+
+
+def _fetch_and_score(location: str, edge: bool) -> tuple[int, dict[str, Any]]:
+    assert _fetch is not None  # noqa: S101 - set by _start
+    data = _fetch(location)
+    return len(data), _score(data, edge)
 
 
 def score_files(
     scorer: Scorer,
-    capture: Iterable[CaptureFile],
+    capture: Capture,
+    locations: Iterable[tuple[str, bool]],
     *,
     start: datetime,
     end: datetime,
     workers: int,
     on_file: Callable[[CaptureFile], None] | None = None,
-) -> None:
-    """Fold every file of `capture` into `scorer`, decoded and counted in `workers` processes."""
+) -> int:
+    """Fold every file of `locations` (from `capture`) into `scorer`, scored in `workers` processes.
+
+    The workers read the files themselves when the capture has a fetcher; else this process reads them and hands
+    their bytes over. Returns the largest worker's peak RSS.
+    """
     baseline_json = scorer.baseline.model_dump_json(by_alias=True)
-    pending: deque[tuple[CaptureFile, Future[dict[str, Any]]]] = deque()
+    fetch = capture.fetcher()
+    pending: deque[tuple[CaptureFile, Future[Any]]] = deque()
+    peak = 0
 
     def finish_one() -> None:
+        nonlocal peak
         file, future = pending.popleft()
-        scorer.merge(future.result())
+        if fetch is not None:
+            size, state = future.result()
+            capture.count(file.key, size)
+            file = CaptureFile(file.key, b"", file.edge, size)
+        else:
+            state = future.result()
+        scorer.merge(state)
+        peak = max(peak, state["peak_rss"])
         if on_file is not None:
             on_file(file)
 
-    context = multiprocessing.get_context("spawn")
+    context = _context(fetch)
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start, initargs=(baseline_json, start, end)
+        workers, mp_context=context, initializer=_start, initargs=(baseline_json, start, end, fetch)
     ) as pool:
-        for file in capture:
-            pending.append((file, pool.submit(_score, file.data, file.edge)))
-            if len(pending) >= 2 * workers:
-                finish_one()
+        if fetch is not None:
+            for location, edge in locations:
+                pending.append((CaptureFile(location, b"", edge, 0), pool.submit(_fetch_and_score, location, edge)))
+                if len(pending) >= 2 * workers:
+                    finish_one()
+        else:
+            for file in capture.read(locations):
+                pending.append((file, pool.submit(_score, file.data, file.edge)))
+                if len(pending) >= 2 * workers:
+                    finish_one()
         while pending:
             finish_one()
+    return peak

@@ -95,6 +95,8 @@ class DriftReport(BaseModel):
     refused_widths: dict[int, int] = Field(default_factory=dict, exclude=True)  # row width -> rows refused for it
     width: int = Field(default=0, exclude=True)  # the baseline's number of features
     source: str = Field(default="", exclude=True)
+    workers: int = Field(default=1, exclude=True)  # processes that scored the files
+    worker_peak_rss: int = Field(default=0, exclude=True)  # the largest worker process's peak RSS, bytes (Linux)
 
     @property
     def drifted(self) -> list[FeatureScore]:

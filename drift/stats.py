@@ -67,6 +67,11 @@ def ks_statistic(
     return float(max(right.max(initial=0.0), left.max(initial=0.0)))
 
 
+def load_scipy() -> None:
+    """Import scipy.stats ahead of `ks_pvalue` (about half a second), e.g. in a thread while workers score."""
+    import scipy.stats  # noqa: F401
+
+
 def ks_pvalue(statistic: float, base_n: int, cur_n: int) -> float:
     """Two-sided asymptotic p-value, as scipy.stats.ks_2samp(method="asymp") computes it."""
     from scipy import stats

@@ -15,6 +15,19 @@ if TYPE_CHECKING:
     from mlinfra.drift import DriftRun
 
 
+def _workers(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
+    """`auto` (None: chosen from the window's size and the usable CPUs) or a number of processes from 1 to 64."""
+    if value == "auto":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not auto or a number of processes (1-64)") from None
+    if not 1 <= number <= 64:
+        raise click.BadParameter(f"{number} processes: use auto or a number from 1 to 64")
+    return number
+
+
 def _num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -50,10 +63,12 @@ def _pct(value: float | None) -> str:
 )
 @click.option(
     "--workers",
-    type=click.IntRange(min=1, max=64),
-    default=1,
+    metavar="auto|N",
+    default="auto",
+    callback=_workers,
     show_default=True,
-    help="Decode and count capture files in this many processes (for machines with idle cores).",
+    help="Processes that read, decode and count capture files: auto = one per usable CPU when the window has at "
+    "least 8 files per process, else 1; or a number (1 = this process only).",
 )
 @json_option
 def drift(
@@ -67,7 +82,7 @@ def drift(
     baseline: Path | None,
     publish: bool,
     report_path: Path | None,
-    workers: int,
+    workers: int | None,
     as_json: bool,
 ) -> None:
     """Score MODEL's captured traffic in a stage against a version's baseline, feature by feature.

@@ -198,6 +198,8 @@ def test_bad_input_writes_nothing(staging: Path, run: Run, tmp_path: Path) -> No
         ("drift", "churn", "--stack", "staging", "--version", "9"): "churn has no version 9 in staging",
         ("drift", "churn", "--stack", "staging", "--capture", str(tmp_path), "--publish"): "--publish puts",
         ("drift", "churn", "--stack", "staging", "--capture", str(tmp_path / "none")): "no such file or folder",
+        ("drift", "churn", "--stack", "staging", "--workers", "0"): "0 processes: use auto or a number from 1 to 64",
+        ("drift", "churn", "--stack", "staging", "--workers", "many"): "'many' is not auto or a number",
     }
     for args, message in cases.items():
         result = run(*args)
