@@ -166,6 +166,17 @@ def _progress(show: bool, source: str) -> Iterator[Callable[[Any], None] | None]
         yield on_file
 
 
+@contextlib.contextmanager
+def _worker_errors() -> Iterator[None]:
+    """A worker process that died becomes a one-line failure (exit 1)."""
+    from mlinfra_drift.parallel import WorkerDiedError
+
+    try:
+        yield
+    except WorkerDiedError as exc:
+        raise MlinfraError(str(exc)) from None
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write a file through a temporary file in the same folder, so a failure leaves no half-written page."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -264,7 +275,7 @@ def drift(
             access = S3Access.of(registry.aws.session, registry.s3)  # worker processes read files themselves
             source = S3Capture(registry.s3, registry.bucket, prefix, first, last, endpoint=endpoint, access=access)
             shown = f"s3://{registry.bucket}/{prefix}/{endpoint}/"
-        with _progress(progress, shown) as on_file:
+        with _progress(progress, shown) as on_file, _worker_errors():
             report = score(
                 source,
                 the_baseline,

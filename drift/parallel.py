@@ -16,6 +16,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 from itertools import chain, islice
 from pathlib import Path
@@ -27,6 +28,11 @@ from .score import Scorer
 
 FILES_PER_WORKER = 8  # a worker costs a process start (~0.4 s of imports): worth it only for this many files each
 MAX_WORKERS = 8
+
+
+class WorkerDiedError(RuntimeError):
+    """A worker process ended abruptly (killed, out of memory): nothing it counted is kept."""
+
 
 _scorer: Scorer | None = None
 _window: tuple[datetime, datetime] | None = None
@@ -138,19 +144,26 @@ def score_files(
             on_file(file)
 
     context = _context(fetch)
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start, initargs=(baseline_json, start, end, fetch)
-    ) as pool:
-        if fetch is not None:
-            for location, edge in locations:
-                pending.append((CaptureFile(location, b"", edge, 0), pool.submit(_fetch_and_score, location, edge)))
-                if len(pending) >= 2 * workers:
-                    finish_one()
-        else:
-            for file in capture.read(locations):
-                pending.append((file, pool.submit(_score, file.data, file.edge)))
-                if len(pending) >= 2 * workers:
-                    finish_one()
-        while pending:
-            finish_one()
+    try:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_start, initargs=(baseline_json, start, end, fetch)
+        ) as pool:
+            if fetch is not None:
+                for location, edge in locations:
+                    task = pool.submit(_fetch_and_score, location, edge)
+                    pending.append((CaptureFile(location, b"", edge, 0), task))
+                    if len(pending) >= 2 * workers:
+                        finish_one()
+            else:
+                for file in capture.read(locations):
+                    pending.append((file, pool.submit(_score, file.data, file.edge)))
+                    if len(pending) >= 2 * workers:
+                        finish_one()
+            while pending:
+                finish_one()
+    except BrokenProcessPool:
+        raise WorkerDiedError(
+            "a worker process scoring capture files died (killed, or out of memory): nothing is reported from this "
+            "run; rerun with --workers 1, or where more memory is free"
+        ) from None
     return peak

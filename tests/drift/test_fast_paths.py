@@ -229,3 +229,26 @@ def test_local_workers_read_their_own_files(tmp_path: Path) -> None:
     assert first.rows == chosen.rows == 16 * 30
     assert (auto.files, auto.bytes_read) == (single.files, single.bytes_read)
     assert auto.files == 16
+
+
+def _die(path: str) -> bytes:
+    """A fetcher whose worker process dies on its first file (as one the kernel kills for memory would)."""
+    import os
+
+    os._exit(9)
+
+
+class _DyingCapture(LocalCapture):
+    def fetcher(self) -> Any:
+        return _die
+
+
+def test_a_worker_that_dies_fails_the_run_in_one_line(tmp_path: Path) -> None:
+    from mlinfra_drift.parallel import WorkerDiedError
+
+    for index in range(4):
+        path = tmp_path / capture_key("capture", "ep", "primary", START + timedelta(minutes=index), f"f{index}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(record("1,2,3") + "\n")
+    with pytest.raises(WorkerDiedError, match="rerun with --workers 1"):
+        score(_DyingCapture(tmp_path / "capture", START, END), numeric_baseline(), workers=2)
