@@ -127,7 +127,7 @@ def _section_of(heading: str) -> str:
 
 def card_data(project: Project, model: str, version: int | None) -> dict[str, Any]:
     """Everything a card shows for `model` version `version` (default: the latest registered), as a JSON object."""
-    from . import promotion
+    from . import promotion, stagestatus
     from .aws import aws_errors
 
     ctx, stage = promotion.entry_stage(project)
@@ -142,7 +142,7 @@ def card_data(project: Project, model: str, version: int | None) -> dict[str, An
             version = known[-1]
         record = registry.require_version(model, version)
         authors = load_card(registry, model, version)
-        events = [r for r in promotion.history(project, model, None) if r.get("version") == version]
+        events = [r for r in stagestatus.history(project, model, None) if r.get("version") == version]
     reached = {entry} | {e["stage"] for e in events if e.get("action") in {"promote", "rollback"}}
     runs_in = [name for name in project.stages() if name in reached]  # in promotion order
     return {

@@ -86,7 +86,7 @@ def window(since: str | None, start: str | None, end: str | None, now: datetime)
 
 def _running_version(stage: Stage, registry: StageRegistry, model: str) -> int | None:
     """What the stage runs: the live endpoint's version, else the pinned version, else the registry's pointer."""
-    from .promotion import live_version
+    from .stagestatus import live_version
 
     live = live_version(registry.aws, naming.endpoint(stage.config.project, stage.name, model))
     if live is not None:

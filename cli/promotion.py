@@ -1,7 +1,7 @@
-"""Moving immutable model versions between stages: register, promote, approve, rollback, history and status.
+"""Moving immutable model versions between stages: promote, approve, rollback, and the protocol they share.
 
-Every action follows one protocol so that a failure at any step leaves the registry, the stage pointer, the audit
-trail and the stack file in agreement, and a re-run converges:
+Every action (here and `register` in cli/registration.py) follows one protocol so that a failure at any step leaves
+the registry, the stage pointer, the audit trail and the stack file in agreement, and a re-run converges:
 
 1. Read and check everything (stack files, records, integrity, gates) — failures write nothing.
 2. Write what is content-addressed or create-only (artifact copy, model package, version record) — idempotent.
@@ -18,24 +18,17 @@ import contextlib
 import fcntl
 import getpass
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from mlinfra_infra import layout, naming
-
-from . import deployments, proposals
 from . import gates as gate_checks
-from .aws import StageAws, aws_errors, error_code
-from .driftstatus import latest_drift
+from . import proposals
+from .aws import StageAws, aws_errors
 from .errors import BadInputError, MlinfraError, RefusedError
-from .localmode import missing_registry_note
 from .project import STATE_DIR, Project
-from .registry import ConflictError, MissingRegistryError, MultipartSink, StageRegistry, Stored, checksum_of, now
+from .registry import ConflictError, StageRegistry, Stored, now
 from .stackfile import Stage, load_stage
-
-ACTIONS = ("register", "promote", "approve", "rollback")
 
 
 @dataclass
@@ -192,125 +185,6 @@ def catch_up(ctx: Context, registry: StageRegistry, model: str, seen: Stored) ->
             raise _conflict(registry, model, current, pinned=True)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# register
-
-
-def register(
-    project: Project,
-    path: Path,
-    model: str,
-    *,
-    framework: str | None,
-    framework_version: str | None,
-    image: str | None,
-    metrics_path: Path | None,
-    baseline_path: Path | None,
-    git_sha: str | None,
-    progress: Callable[[int], None] | None = None,
-    on_total: Callable[[int], None] | None = None,
-    description: str | None = None,
-    card_path: Path | None = None,
-) -> dict[str, Any]:
-    """Register a model directory or model.tar.gz into the entry stage; returns the version record.
-
-    Everything that can be checked is checked before a byte is uploaded (stack file, model, inputs, image, the
-    package group). The bytes are hashed first: bytes that are already version N are not uploaded again; new
-    metrics or a new baseline given with them are attached to vN (audited), another image is refused. Numbers come
-    from the entry stage's model package.
-    With a framework, the handler is checked against its container's contract before anything is hashed.
-    """
-    from . import cards, images, inputs, modeldir, packaging
-
-    ctx, stage = entry_stage(project)
-    entry = stage.name
-    require_model(stage, model)
-    # Bad input first: nothing is uploaded for a wrong path, framework, image or metrics file.
-    archive, handler, card = _check_model(path, framework, model, card_path=card_path)
-    metrics = inputs.read_metrics(metrics_path) if metrics_path else None
-    baseline = inputs.read_baseline(baseline_path) if baseline_path else None
-    if image is None and (framework is None or framework_version is None):
-        raise BadInputError("give --framework and --framework-version (to resolve the inference image) or --image")
-    if image is not None:
-        _check_image(image)
-        resolved_image = image
-    else:
-        assert framework is not None and framework_version is not None  # noqa: S101 - checked just above
-        # Offline, from the SDK's bundled image config, without importing the SDK: milliseconds.
-        resolved_image = images.resolve_image(framework, framework_version, stage.config.region)
-
-    registry = ctx.registry(entry)
-    with aws_errors(f"registering {model} in {entry}"):
-        registry.require_group(model)  # a stage without the model's package group gets no upload
-    # Hash first: bytes that are already a version are never uploaded again.
-    digest = _pack(path, archive=archive, sink=None).digest
-    with aws_errors(f"registering {model} in {entry}"):
-        existing = registry.find_package(model, digest)
-        known = registry.version(model, int(existing["ModelPackageVersion"])) if existing else None
-    if known is not None:
-        return _register_existing(
-            registry, stage, model, known, image=resolved_image, metrics=metrics, baseline=baseline
-        )
-    if on_total is not None:
-        on_total(packaging.input_size(path, None if archive else modeldir.skipper(path)))
-
-    with aws_errors(f"registering {model} in {entry}"):
-        if registry.stored_checksum(model, digest) != checksum_of(digest):
-            packed, temp_key = _upload(registry, path, model, archive=archive, progress=progress)
-            try:
-                if packed.digest != digest:
-                    raise MlinfraError(
-                        f"{path} changed while it was registered ({digest[:19]}... then {packed.digest[:19]}...); "
-                        "nothing was registered, re-run when it is complete"
-                    )
-                registry.finalize_upload(temp_key, model, digest)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    registry.discard(temp_key)
-                raise
-        else:
-            packed = _pack(path, archive=archive, sink=None)  # stored before (an interrupted run): size and files
-        artifact = registry.artifact_uri(model, packed.digest)
-        who = actor(registry.aws)
-        package = registry.create_package(
-            model,
-            packed.digest,
-            resolved_image,
-            artifact,
-            {"digest": packed.digest, "registeredBy": who["actor"], "stage": entry},
-        )
-        version = int(package["ModelPackageVersion"])
-        record = {
-            "model": model,
-            "version": version,
-            "digest": packed.digest,
-            "size": packed.size,
-            "framework": framework,
-            "frameworkVersion": framework_version,
-            "image": resolved_image,
-            "artifact": artifact,
-            "metrics": metrics or {},
-            "gitSha": git_sha,
-            "registeredBy": who["actor"],
-            "registeredByUser": who["user"],
-            "registeredAt": now(),
-            "stage": entry,
-            "packageArn": package["ModelPackageArn"],
-            "lineage": None,
-            "baseline": f"{layout.version_prefix(model, version)}baseline.json" if baseline else None,
-            "handler": handler.model_dump(mode="json") if handler else None,
-            "description": description,
-            "card": cards.card_key(model, version) if card is not None else None,
-        }
-        cards.store_card(registry, model, version, card)
-        if baseline is not None:
-            with contextlib.suppress(ConflictError):
-                registry.write(f"{layout.version_prefix(model, version)}baseline.json", baseline)
-        registry.write_version(record)
-        _move_entry_pointer(ctx, registry, model, record, who)
-    return {**record, "nextStage": _next_stage(stage.config)}
-
-
 def entry_stage(project: Project) -> tuple[Context, Stage]:
     """The project's entry stage (the first of its promotion order), loaded, in a Context."""
     names = project.stages()
@@ -324,130 +198,9 @@ def entry_stage(project: Project) -> tuple[Context, Stage]:
     return ctx, ctx.stages[entry]
 
 
-def _register_existing(
-    registry: StageRegistry,
-    stage: Stage,
-    model: str,
-    record: dict[str, Any],
-    *,
-    image: str,
-    metrics: dict[str, float] | None,
-    baseline: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """Bytes that are already version N: nothing uploaded; new metrics/baseline attached, another image refused."""
-    from .attach import attach_inputs
-
-    version = int(record["version"])
-    if image != record["image"]:
-        raise BadInputError(
-            f"these bytes are already {model} v{version} with image {record['image']}; a version's image is part "
-            "of what stages pin, so it cannot change: register the model with a changed file to make a new version, "
-            f"or keep v{version}'s image"
-        )
-    changed: list[str] = []
-    if metrics is not None or baseline is not None:
-        with aws_errors(f"attaching inputs to {model} v{version}"):
-            who = actor(registry.aws)
-        result = attach_inputs(registry, model, version, metrics=metrics, baseline=baseline, who=who)
-        record, changed = result["record"], result["changed"]
-    return {**record, "existing": True, "attached": changed, "nextStage": _next_stage(stage.config)}
-
-
-def _next_stage(config: Any) -> str | None:
+def next_stage(config: Any) -> str | None:
     """The stage a fresh registration is promoted into first (the one after the entry stage)."""
     return config.stages[1] if len(config.stages) > 1 else None
-
-
-def _upload(
-    registry: StageRegistry, path: Path, model: str, *, archive: bool, progress: Callable[[int], None] | None
-) -> tuple[Any, str]:
-    """Stream the artifact (packed, or the archive as given) to a temporary key, hashing it on the way."""
-    with aws_errors(f"uploading {model} to {registry.bucket}"):
-        temp_key = registry.temp_upload_key(model)
-        sink = MultipartSink(registry.s3, registry.bucket, temp_key, on_bytes=progress)
-        try:
-            packed = _pack(path, archive=archive, sink=sink.write)
-            sink.close()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                sink.abort()
-            raise
-    return packed, temp_key
-
-
-def _pack(path: Path, *, archive: bool, sink: Callable[[bytes], object] | None) -> Any:
-    """The artifact handed to `sink` (or only hashed): the archive as given (checked), or the directory packed."""
-    from . import archives, modeldir, packaging
-
-    if archive:
-        return archives.stream_archive(path, sink) if sink is not None else archives.inspect_archive(path)
-    return packaging.pack(path, sink or _discard, skip=modeldir.skipper(path))
-
-
-def _discard(_chunk: bytes) -> None:
-    """A sink that keeps nothing (the hashing pass)."""
-
-
-def _check_model(
-    path: Path, framework: str | None, model: str, *, card_path: Path | None
-) -> tuple[bool, Any, str | None]:
-    """(is an archive, handler layout or None for a custom image, authors' card), checked before any upload."""
-    from . import cards, modeldir, packaging
-
-    archive = packaging.is_archive(path)
-    card = cards.read_card(card_path) if card_path else None
-    if framework is None:
-        return archive, None, card
-    if archive:
-        return archive, modeldir.check_archive(path, framework, model), card
-    return archive, modeldir.check_directory(path, framework, model), card
-
-
-def _check_image(image: str) -> None:
-    from pydantic import TypeAdapter, ValidationError
-
-    from mlinfra_infra.config import ImageUri
-
-    try:
-        TypeAdapter(ImageUri).validate_python(image)
-    except ValidationError:
-        raise BadInputError(
-            f"--image {image!r} is not an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)"
-        ) from None
-
-
-def _move_entry_pointer(
-    ctx: Context, registry: StageRegistry, model: str, record: dict[str, Any], who: dict[str, Any]
-) -> None:
-    """The entry stage's pointer marks the latest registered version (the default for the next promotion)."""
-    for _ in range(5):
-        current = registry.pointer(model)
-        repair_audit(registry, model, current)
-        audit = {
-            "id": uuid.uuid4().hex,
-            "action": "register",
-            "model": model,
-            "stage": registry.stage,
-            "version": record["version"],
-            "previous": current.data.get("version") if current else None,
-            "digest": record["digest"],
-            "time": now(),
-            "reason": f"registered {record['digest'][:19]}",
-            "source": None,
-            "forced": False,
-            "gates": [],
-            **who,
-        }
-        try:
-            commit(ctx, registry, model, record=record, audit=audit, expected=current, pin=False)
-            return
-        except ConflictError:
-            continue  # another registration moved it; the latest one wins, try again on top of it
-    raise MlinfraError(f"{model} was registered as v{record['version']}, but the {registry.stage} pointer kept moving")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# promote / rollback
 
 
 @dataclass
@@ -534,7 +287,7 @@ def rollback(project: Project, model: str, stage: str, *, to: int | None, reason
     require_model(ctx.stages[stage], model)
     cfg = ctx.stages[stage].config
     if stage == cfg.entry_stage:
-        following = _next_stage(cfg) or "STAGE"
+        following = next_stage(cfg) or "STAGE"
         raise BadInputError(
             f"{stage} is the entry stage: it runs no endpoint and pins no version, so there is nothing to roll "
             f"back; promote the version you want into the next stage instead (`mlinfra promote {model} --to "
@@ -658,10 +411,6 @@ def _summary(
     }
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# approve
-
-
 def approve(project: Project, model: str, version: int, stage: str, reason: str) -> dict[str, Any]:
     """Approve version `version` for promotion into `stage`: its package in the preceding stage becomes Approved."""
     project.require_stage(stage)
@@ -693,111 +442,3 @@ def approve(project: Project, model: str, version: int, stage: str, reason: str)
         }
         target.write_audit(audit)
     return {"model": model, "stage": stage, "version": version, "approvedIn": source, "actor": audit["actor"]}
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# history and status
-
-
-def history(project: Project, model: str, stage: str | None) -> list[dict[str, Any]]:
-    """Audit records of `model` (in one stage, or every stage), newest first.
-
-    Includes a committed record whose audit write is still pending (it travels with the pointer).
-    """
-    names = [project.require_stage(stage)] if stage else project.stages()
-    ctx = Context.load(project, *names)
-    if not any(model in s.config.models for s in ctx.stages.values()):
-        require_model(ctx.stages[names[0]], model)
-    records: dict[str, dict[str, Any]] = {}
-    for name in names:
-        if model not in ctx.stages[name].config.models:
-            continue
-        registry = ctx.registry(name)
-        with aws_errors(f"reading {model}'s audit trail in {name}"):
-            try:
-                found = registry.audit_records(model)
-                pointer = registry.pointer(model)
-            except MissingRegistryError:
-                if stage:
-                    raise
-                continue  # a stage not deployed (no bucket) has no history
-        for record in found:
-            records[record["id"]] = record
-        if pointer is not None and isinstance(pointer.data.get("record"), dict):
-            records.setdefault(pointer.data["record"]["id"], pointer.data["record"])
-    return sorted(records.values(), key=lambda r: r["time"], reverse=True)
-
-
-# What `status` says about an endpoint that is not InService (see README, "When a deployment rolls back").
-ENDPOINT_STATUS_NOTES = {
-    "Updating": "endpoint Updating: a deployment is in progress",
-    "RollingBack": (
-        "endpoint RollingBack: a rollback alarm fired during the deployment and SageMaker is returning traffic to "
-        "the previous fleet; once it is InService, run `pulumi refresh` on this stack before the next `pulumi up`"
-    ),
-    "Failed": "endpoint Failed: see its FailureReason (`aws sagemaker describe-endpoint`)",
-    "SystemUpdating": "endpoint SystemUpdating: SageMaker is maintaining it",
-}
-
-
-def live_version(aws: StageAws, endpoint: str, state: dict[str, str] | None = None) -> int | None:
-    """The version the live endpoint serves (from its model's MLINFRA_VERSION), None if there is no endpoint.
-
-    `state`, when given, receives the endpoint's `EndpointStatus` under "status".
-    """
-    sagemaker = aws.client("sagemaker")
-    try:
-        described = sagemaker.describe_endpoint(EndpointName=endpoint)
-        if state is not None:
-            state["status"] = str(described.get("EndpointStatus", ""))
-        config = sagemaker.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
-        model_name = config["ProductionVariants"][0]["ModelName"]
-        environment = sagemaker.describe_model(ModelName=model_name).get("PrimaryContainer", {}).get("Environment", {})
-    except Exception as exc:
-        if error_code(exc) in {"ValidationException", "ResourceNotFound"}:
-            return None
-        raise
-    value = environment.get("MLINFRA_VERSION")
-    return int(value) if value and str(value).isdigit() else None
-
-
-def status(project: Project, names: list[str]) -> list[dict[str, Any]]:
-    """Per model and stage: pinned (stack file), pointer (registry), live (endpoint), alarms, and what disagrees."""
-    ctx = Context.load(project, *names)
-    rows: list[dict[str, Any]] = []
-    for name in names:
-        stage = ctx.stages[name]
-        cfg = stage.config
-        registry = ctx.registry(name)
-        for model, model_cfg in sorted(cfg.models.items()):
-            pinned = model_cfg.pinned.version if model_cfg.pinned else None
-            row: dict[str, Any] = {"model": model, "stage": name, "pinned": pinned, "pointer": None, "live": None}
-            notes: list[str] = []
-            with aws_errors(f"reading {model}'s state in {name}"):
-                try:
-                    pointer = registry.pointer(model)
-                except MissingRegistryError as exc:
-                    pointer = None
-                    notes.append(missing_registry_note(project.root, name, exc))
-                row["pointer"] = pointer.data.get("version") if pointer else None
-                row.update(deployments.stage_delivery_state(registry, model, pointer))
-                if pointer is not None and pointer.data.get("record"):
-                    audit_key = registry.audit_key(pointer.data["record"])
-                    if registry.read(audit_key) is None:
-                        notes.append("audit record pending: the next action on this model writes it")
-                endpoint: dict[str, str] = {}
-                row["live"] = live_version(registry.aws, naming.endpoint(cfg.project, name, model), endpoint)
-                if endpoint.get("status") in ENDPOINT_STATUS_NOTES:
-                    notes.append(ENDPOINT_STATUS_NOTES[endpoint["status"]])
-                alarm_names = [naming.alarm(cfg.project, name, model, kind) for kind in naming.ALARM_KINDS]
-                alarms = registry.aws.client("cloudwatch").describe_alarms(AlarmNames=alarm_names)
-            row["alarms"] = {
-                a["AlarmName"]: a.get("StateValue")
-                for a in [*alarms.get("MetricAlarms", []), *alarms.get("CompositeAlarms", [])]
-            }
-            with aws_errors(f"reading {model}'s drift in {name}"):
-                row["drift"] = latest_drift(registry.aws.client("cloudwatch"), cfg.project, name, model, row["alarms"])
-            notes += deployments.status_notes(row, entry=name == cfg.entry_stage, delivery=cfg.delivery_mode)
-            row["notes"] = notes
-            rows.append(row)
-    return rows

@@ -21,8 +21,9 @@ from mlinfra_infra import layout, naming
 from .aws import aws_errors
 from .errors import BadInputError
 from .project import Project
-from .promotion import Context, live_version, require_model
+from .promotion import Context, require_model
 from .registry import PACKAGE_DESCRIPTION, MissingRegistryError, StageRegistry
+from .stagestatus import live_version
 
 CARD_FILE = "card.md"
 BASELINE_FILE = "baseline.json"
@@ -163,7 +164,7 @@ def _stored_text(registry: StageRegistry, key: str) -> str | None:
 
 def show_version(project: Project, model: str, version: int) -> dict[str, Any]:
     """One version in full: its record, per stage its copy, approval and whether it runs there, lineage, card."""
-    from .promotion import history
+    from .stagestatus import history
 
     ctx, names = _stages(project, model, None)
     views = stage_views(ctx, names, model)

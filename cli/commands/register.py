@@ -82,7 +82,7 @@ def register(
       mlinfra register model.tar.gz -m churn --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/churn:1.4
       mlinfra --local register ./model -m churn --framework xgboost --framework-version 1.7-1 --json
     """
-    from mlinfra import inputs, promotion
+    from mlinfra import inputs, registration
 
     project = Project.find()
     if dry_run:
@@ -102,7 +102,7 @@ def register(
         card_path = path / "card.md"
     sha = inputs.git_sha(path) if git_sha == "auto" else (git_sha or None)
     with _Progress(as_json) as (advance, set_total):
-        record = promotion.register(
+        record = registration.register(
             project,
             path,
             model,

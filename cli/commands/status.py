@@ -40,9 +40,9 @@ def history(model: str, stage: str | None, as_json: bool) -> None:
     """
     from rich.table import Table
 
-    from mlinfra import promotion
+    from mlinfra import stagestatus
 
-    records = promotion.history(Project.find(), model, stage)
+    records = stagestatus.history(Project.find(), model, stage)
     if as_json:
         emit_json(records)
         return
@@ -99,12 +99,12 @@ def status(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     """
     from rich.table import Table
 
-    from mlinfra import promotion
+    from mlinfra import stagestatus
     from mlinfra.driftstatus import describe
 
     project = Project.find()
     names = chosen_stages(project, stack, all_stacks)
-    rows = promotion.status(project, names)
+    rows = stagestatus.status(project, names)
     if as_json:
         emit_json(rows)
         return

@@ -327,7 +327,7 @@ class SandboxVM(pulumi.ComponentResource):
     ) -> tuple[aws.iam.Role, aws.iam.InstanceProfile, list[pulumi.Resource]]:
         """The instance's role: the SSM agent, what `mlinfra register` writes, the package source, nothing else.
 
-        `register` (cli/promotion.py, cli/registry.py) streams the artifact to `uploads/`, copies it to its content
+        `register` (cli/registration.py, cli/registry.py) streams the artifact to `uploads/`, copies it to its content
         address under `models/` and deletes the upload (its version, for good), writes the version record and
         baseline (create-only), moves the sandbox's stage pointer (If-Match) and writes an audit record
         (create-only); `attach` (cli/attach.py) replaces a version's record or baseline by compare-and-swap. The role

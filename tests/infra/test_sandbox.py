@@ -283,7 +283,7 @@ def test_instance_role_lets_register_write_what_it_writes_and_nothing_more(stack
         assert all(":" in a and not a.endswith(":*") for a in actions), f"sandbox-registry-access: {actions}"
     obj = f"{BUCKET_ARN}/"
     create, swap = frozenset({"if-none-match"}), frozenset({"if-match"})
-    # What `mlinfra register` and `attach` do in the entry stage (cli/promotion.py, cli/attach.py, cli/registry.py).
+    # What `mlinfra register` and `attach` do in the entry stage (cli/registration.py, cli/attach.py, cli/registry.py).
     for action, key, headers in [
         ("s3:PutObject", "uploads/churn/abc.tar.gz", frozenset()),  # multipart parts and completion
         ("s3:AbortMultipartUpload", "uploads/churn/abc.tar.gz", frozenset()),
