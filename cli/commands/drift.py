@@ -152,7 +152,8 @@ def _print_table(run: DriftRun) -> None:
     out = console()
     out.print(
         f"{report.model} v{report.version if report.version is not None else '-'} in {report.stage}: "
-        f"{report.rows:,} rows from {report.files} file(s), "
+        f"{report.rows:,} rows from {report.files} file(s)"
+        f"{f' in {report.workers} processes' if report.workers > 1 else ''}, "
         f"{report.window.start:%Y-%m-%d %H:%M}Z to {report.window.end:%Y-%m-%d %H:%M}Z",
         highlight=False,
     )

@@ -97,6 +97,24 @@ def test_unshifted_traffic_passes_and_shifted_traffic_exits_3(staging: Path, run
     assert sorted(line.split()[0] for line in lines[3:5]) == ["charges", "plan"]
 
 
+def test_default_workers_score_a_large_window_like_one_process(staging: Path, run: Run) -> None:
+    from mlinfra_drift.parallel import FILES_PER_WORKER, usable_cpus
+
+    now = datetime.now(UTC)
+    files = 2 * FILES_PER_WORKER
+    for index in range(files):  # enough files for two workers (on a machine with two usable CPUs or more)
+        put_capture(sample_rows(40, shift=0.5), when=now - timedelta(minutes=3 * index + 1), per_request=2)
+    one = run("drift", "churn", "--stack", "staging", "--since", "2h", "--json", "--workers", "1")
+    auto = run("drift", "churn", "--stack", "staging", "--since", "2h", "--json")
+    assert one.exit_code == auto.exit_code == 3, (one.stderr, auto.stderr)
+    assert json.loads(auto.stdout) == json.loads(one.stdout)
+    assert json.loads(auto.stdout)["rows"] == files * 40
+    assert (
+        usable_cpus() < 2
+        or f"{files} file(s) in 2 processes" in run("drift", "churn", "--stack", "staging", "--since", "2h").stdout
+    )
+
+
 def test_publish_lands_where_the_drift_alarm_watches(staging: Path, run: Run) -> None:
     put_capture(sample_rows(800, shift=2), when=datetime.now(UTC) - timedelta(minutes=10))
     result = run("drift", "churn", "--stack", "staging", "--publish")
