@@ -44,7 +44,9 @@ class S3Access:
     """How another process reaches the same bucket as a client: region, endpoint and frozen credentials.
 
     Picklable, for worker processes that download the files they score (mlinfra_drift.parallel) instead of the
-    main process shipping every file's bytes to them.
+    main process shipping every file's bytes to them. `session` (kept here, never pickled) lets `current()` freeze
+    the credentials again as they are now: refreshable ones (SSO, instance roles, assumed-role profiles) renew
+    before they expire, so a long run hands its workers fresh ones.
     """
 
     region: str | None
@@ -52,19 +54,32 @@ class S3Access:
     access_key: str | None = None
     secret_key: str | None = None
     token: str | None = None
+    session: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, session: Any, client: Any) -> S3Access:
         """The access of `client`, made from `session` (a boto3 Session)."""
+        return cls._frozen(session, client.meta.region_name, client.meta.endpoint_url)
+
+    @classmethod
+    def _frozen(cls, session: Any, region: str | None, endpoint_url: str | None) -> S3Access:
         credentials = session.get_credentials()
         frozen = credentials.get_frozen_credentials() if credentials is not None else None
         return cls(
-            region=client.meta.region_name,
-            endpoint_url=client.meta.endpoint_url,
+            region=region,
+            endpoint_url=endpoint_url,
             access_key=frozen.access_key if frozen else None,
             secret_key=frozen.secret_key if frozen else None,
             token=frozen.token if frozen else None,
+            session=session,
         )
+
+    def current(self) -> S3Access:
+        """The same access with the session's credentials as they are now (itself when there is no session)."""
+        return self if self.session is None else self._frozen(self.session, self.region, self.endpoint_url)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return S3Access, (self.region, self.endpoint_url, self.access_key, self.secret_key, self.token)
 
     def client(self) -> Any:
         """A new S3 client with this access (standard retries: throttling and 5xx are retried with backoff)."""
@@ -91,24 +106,24 @@ def read_object(s3_client: Any, bucket: str, key: str) -> bytes:
         body.close()
 
 
-@dataclass
+_worker_client: tuple[S3Access, Any] | None = None  # a worker process's client, for the access it was made with
+
+
+@dataclass(frozen=True)
 class S3Fetcher:
-    """Reads capture objects of one bucket in another process (picklable; its client is made there, once)."""
+    """Reads a capture object of one bucket in another process (picklable; sent with each file to score).
+
+    The process keeps one client and makes a new one only when the credentials it is sent have changed.
+    """
 
     access: S3Access
     bucket: str
-    _client: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __call__(self, key: str) -> bytes:
-        if self._client is None:
-            self._client = self.access.client()
-        return read_object(self._client, self.bucket, key)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"access": self.access, "bucket": self.bucket}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.access, self.bucket, self._client = state["access"], state["bucket"], None
+        global _worker_client  # noqa: PLW0603 - one client per worker process, reused across files
+        if _worker_client is None or _worker_client[0] != self.access:
+            _worker_client = (self.access, self.access.client())
+        return read_object(_worker_client[1], self.bucket, key)
 
 
 def read_path(path: str) -> bytes:
@@ -244,8 +259,11 @@ class S3Capture:
         return self.keys()
 
     def fetcher(self) -> Fetcher | None:
-        """What reads a key in a worker process: only with `access` (else workers get the bytes from here)."""
-        return S3Fetcher(self.access, self.bucket) if self.access is not None else None
+        """What reads a key in a worker process, with the credentials as they are now (asked for each file).
+
+        None without `access`: then workers get the bytes from this process.
+        """
+        return S3Fetcher(self.access.current(), self.bucket) if self.access is not None else None
 
     def __iter__(self) -> Iterator[CaptureFile]:
         return self.read(self.keys())

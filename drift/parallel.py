@@ -11,8 +11,11 @@ runs threads (boto3, downloads, progress display) that a fork would copy mid-fli
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -31,20 +34,42 @@ MAX_WORKERS = 8
 
 
 class WorkerDiedError(RuntimeError):
-    """A worker process ended abruptly (killed, out of memory): nothing it counted is kept."""
+    """A worker process failed to start or ended abruptly (killed, out of memory): nothing it counted is kept."""
 
 
 _scorer: Scorer | None = None
 _window: tuple[datetime, datetime] | None = None
-_fetch: Fetcher | None = None
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity, not the machine's count)."""
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """The CPUs this process may use: its affinity, capped by a cgroup CPU quota (a container's CPU limit)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root)
+    return max(1, min(cpus, quota)) if quota is not None else cpus
+
+
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Whole CPUs the cgroup's CPU quota allows (v2 `cpu.max`, v1 `cpu.cfs_quota_us`); None without a quota."""
+    own = ""
+    with contextlib.suppress(OSError):  # cgroup v2: this process's group, below the (namespaced) root
+        own = next(
+            (line[3:] for line in Path("/proc/self/cgroup").read_text().splitlines() if line.startswith("0::")), ""
+        )
+    for folder in (root / own.strip("/"), root):
+        try:
+            quota, period = (folder / "cpu.max").read_text().split()[:2]
+        except (OSError, ValueError):
+            continue
+        return None if quota == "max" else max(1, int(quota) // int(period))
+    try:  # cgroup v1
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return max(1, quota_us // period_us) if quota_us > 0 and period_us > 0 else None
 
 
 def auto_workers(files: int, cpus: int | None = None) -> int:
@@ -72,11 +97,18 @@ def _context(fetch: Fetcher | None) -> multiprocessing.context.BaseContext:
     return context
 
 
-def _start(baseline_json: str, start: datetime, end: datetime, fetch: Fetcher | None) -> None:
-    global _scorer, _window, _fetch  # noqa: PLW0603 - one scorer per worker process, built once
+def _start(baseline_json: str, start: datetime, end: datetime) -> None:
+    global _scorer, _window  # noqa: PLW0603 - one scorer per worker process, built once
     _scorer = Scorer(Baseline.from_json(baseline_json))
     _window = (utc(start), utc(end))
-    _fetch = fetch
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # a worker must not outlive the process it scores for (killed with SIGKILL, say)
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), name="parent-watch", daemon=True).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
 
 
 def _in_window(when: datetime) -> bool:
@@ -103,9 +135,8 @@ def _score(data: bytes, edge: bool) -> dict[str, Any]:
     return {**_scorer.state(), "peak_rss": peak_rss()}
 
 
-def _fetch_and_score(location: str, edge: bool) -> tuple[int, dict[str, Any]]:
-    assert _fetch is not None  # noqa: S101 - set by _start
-    data = _fetch(location)
+def _fetch_and_score(fetch: Fetcher, location: str, edge: bool) -> tuple[int, dict[str, Any]]:
+    data = fetch(location)
     return len(data), _score(data, edge)
 
 
@@ -125,7 +156,7 @@ def score_files(
     their bytes over. Returns the largest worker's peak RSS.
     """
     baseline_json = scorer.baseline.model_dump_json(by_alias=True)
-    fetch = capture.fetcher()
+    fetch = capture.fetcher()  # asked again for each file: S3 credentials as they are then
     pending: deque[tuple[CaptureFile, Future[Any]]] = deque()
     peak = 0
 
@@ -146,11 +177,11 @@ def score_files(
     context = _context(fetch)
     try:
         with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_start, initargs=(baseline_json, start, end, fetch)
+            workers, mp_context=context, initializer=_start, initargs=(baseline_json, start, end)
         ) as pool:
             if fetch is not None:
                 for location, edge in locations:
-                    task = pool.submit(_fetch_and_score, location, edge)
+                    task = pool.submit(_fetch_and_score, capture.fetcher() or fetch, location, edge)
                     pending.append((CaptureFile(location, b"", edge, 0), task))
                     if len(pending) >= 2 * workers:
                         finish_one()
@@ -163,7 +194,7 @@ def score_files(
                 finish_one()
     except BrokenProcessPool:
         raise WorkerDiedError(
-            "a worker process scoring capture files died (killed, or out of memory): nothing is reported from this "
-            "run; rerun with --workers 1, or where more memory is free"
+            "a worker process scoring capture files failed to start or was killed (out of memory?): nothing is "
+            "reported from this run; rerun with --workers 1, or where more memory is free"
         ) from None
     return peak

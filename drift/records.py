@@ -26,7 +26,7 @@ import csv
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,32 +48,32 @@ Row = Sequence[Any]
 
 # The fast path: a line exactly as SageMaker writes a CSV record, compact and in its documented key order, every
 # string printable ASCII. The pattern is a grammar of that subset of JSON (string escapes included), so a line it
-# matches is a valid record and group 1 is its input, verbatim (no escapes, no quotes, no newline: one plain row).
+# matches is a valid record and group 1 is its input: one plain row, verbatim (no escape, no quote), without the
+# escaped line end a body may carry (the careful path splits that off too).
 # A file where any non-blank line does not match goes through the JSON parser instead, which counts what is wrong.
 _TEXT = rb'"[\x20\x21\x23-\x5b\x5d-\x7e]*+"'  # a string without escapes (possessive: no backtracking into it)
 _STRING = rb'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"'  # any ASCII JSON string
 _CANONICAL = re.compile(
     rb'(?m)^\{"captureData":\{"endpointInput":\{"observedContentType":'
     + _TEXT
-    + rb',"mode":"INPUT","data":"([\x20\x21\x23-\x5b\x5d-\x7e]*+)","encoding":"CSV"\}'
+    # The input: one plain row (group 1), and the line end a client's body often carries, escaped, left out.
+    + rb',"mode":"INPUT","data":"([\x20\x21\x23-\x5b\x5d-\x7e]*+)(?:\\r)?(?:\\n)?","encoding":"CSV"\}'
     + rb'(?:,"endpointOutput":\{"observedContentType":'
     + _TEXT
     + rb',"mode":"OUTPUT","data":'
     + _STRING
     + rb',"encoding":"(?:CSV|JSON|BASE64)"\})?\},'
+    # Any string pairs: the fast path reads no time (only files inside the window take it). Possessive, so a
+    # hostile line of many pairs costs linear time.
     + rb'"eventMetadata":\{(?:'
     + _TEXT
     + rb":"
-    + _TEXT
-    + rb",)*"
-    + rb'"inferenceTime":'
     + _TEXT
     + rb"(?:,"
     + _TEXT
     + rb":"
     + _TEXT
-    + rb")*+"
-    + rb'\},"eventVersion":'
+    + rb')*+)?\},"eventVersion":'
     + _TEXT
     + rb"\}\r?$"
 )
@@ -174,7 +174,9 @@ class Decoder:
         """Move a batch's block into its text rows, counting rows of the wrong width."""
         if batch.block_rows:
             block, batch.block, batch.block_rows = batch.block, b"", 0
-            self._csv_rows(block.decode("ascii"), batch)
+            # One row per record, each free of line breaks: split on "\n" alone (splitlines would drop a last
+            # empty row, which a one-feature model scores as a missing value).
+            self._plain_rows(block.decode("ascii").split("\n"), batch)
 
     def _payload_rows(self, payload: Any, batch: Batch) -> None:
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), str):
@@ -206,7 +208,10 @@ class Decoder:
                     self._wrong_width(len(cells))
             return
         # Plain rows (the common case) stay text: the scorer parses a whole file's rows in one go.
-        for row in data.splitlines() if "\n" in data or "\r" in data else (data,):
+        self._plain_rows(data.splitlines() if "\n" in data or "\r" in data else (data,), batch)
+
+    def _plain_rows(self, rows: Iterable[str], batch: Batch) -> None:
+        for row in rows:
             fields = row.count(",") + 1
             if fields == self.width:
                 batch.text_rows.append(row)

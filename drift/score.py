@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -29,6 +30,7 @@ from .records import NON_NUMERIC, Batch, Decoder, Row
 from .report import Bin, DriftReport, FeatureScore, Thresholds, Window
 
 UNSEEN_NAMES_KEPT = 1000  # distinct unseen categories tracked by name; beyond that only counted
+_CONTROL = re.compile(rb"[\x00-\x09\x0b-\x1f]")  # control characters other than the rows' line break
 
 
 def _fmt(value: float) -> str:
@@ -319,12 +321,17 @@ class Scorer:
         """Fold a decoded file in: plain numeric CSV rows parsed all at once, everything else cell by cell."""
         if batch.block_rows:
             matrix = self._all_numbers(batch.block, batch.block_rows)
-            if matrix is None:
-                self.decoder.unpack(batch)  # not all numbers, or a row of the wrong width: row by row
+            if matrix is None:  # not all numbers, or a row of the wrong width: row by row
+                self.decoder.unpack(batch)
+                self.add_rows([row.split(",") for row in batch.text_rows])
+                batch.text_rows.clear()
             else:
                 self._add_matrix(matrix)
         if batch.text_rows:
-            matrix = self._all_numbers("\n".join(batch.text_rows).encode(), len(batch.text_rows))
+            text = "\n".join(batch.text_rows).encode()
+            # Rows from the JSON parser may hold control characters (from \u escapes) that numpy's reader skips
+            # and float() refuses: those go cell by cell, so a row counts the same whatever file it is in.
+            matrix = None if _CONTROL.search(text) else self._all_numbers(text, len(batch.text_rows))
             if matrix is not None:
                 self._add_matrix(matrix)
             else:
@@ -343,7 +350,7 @@ class Scorer:
         None unless every feature is numeric, every row has every feature and every cell is a number: then the
         careful path decides, cell by cell.
         """
-        if not self.all_numeric:
+        if not self.all_numeric or not text.strip():  # (numpy warns on a text without rows)
             return None
         try:  # numpy's C reader; a missing token, a non-numeric cell or a ragged row raises
             matrix = np.loadtxt(

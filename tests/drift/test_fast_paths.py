@@ -252,3 +252,123 @@ def test_a_worker_that_dies_fails_the_run_in_one_line(tmp_path: Path) -> None:
         path.write_text(record("1,2,3") + "\n")
     with pytest.raises(WorkerDiedError, match="rerun with --workers 1"):
         score(_DyingCapture(tmp_path / "capture", START, END), numeric_baseline(), workers=2)
+
+
+def test_a_hostile_line_costs_linear_time() -> None:
+    # Many metadata pairs and no proper end: a pattern that backtracks over them took minutes on 64,000 pairs.
+    import time
+
+    pairs = ",".join(f'"inferenceTime":"{i}"' for i in range(64_000))
+    line = record("1,2,3").replace('"eventMetadata":{', '"eventMetadata":{' + pairs + ",")[:-2]
+    started = time.perf_counter()
+    malformed: Counter[str] = Counter()
+    batch = Decoder(NUMERIC, malformed).decode(line.encode())
+    assert time.perf_counter() - started < 10  # linear: a tenth of a second here
+    assert len(batch) == 0 and malformed == {records.INVALID_JSON: 1}
+
+
+def test_one_feature_rows_keep_an_empty_last_row() -> None:
+    baseline = baseline_of({"x": [1.0, 2.0, 3.0, 4.0]})
+    for cells in (["1", ""], ["", "1"], ["1", "", "x"], ["", ""]):
+        lines = [record(cell) for cell in cells]
+        fast = scored(lines, baseline)
+        careful = scored([loose(line) for line in lines], baseline)
+        same_report(fast, careful)
+        assert fast.features[0].missing_rate is not None and fast.features[0].missing_rate > 0, cells
+
+
+def test_a_body_ending_in_a_line_break_takes_the_fast_path() -> None:
+    rng = np.random.default_rng(6)
+    lines = [record(",".join(f"{v:.3f}" for v in rng.normal(size=3)) + end) for end in ("\n", "\r\n", "") * 40]
+    batch = Decoder(NUMERIC, Counter()).decode("\n".join(lines).encode())
+    assert batch.block_rows == 120 and b"\\" not in batch.block
+    same_report(scored(lines, numeric_baseline()), scored([loose(line) for line in lines], numeric_baseline()))
+
+
+def test_rows_without_numbers_and_control_characters_count_the_same_anywhere() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "input contained no data" must not reach the user
+        empty = scored([record(""), record("")], numeric_baseline())
+    assert empty.rows == 0 and empty.malformed == {}
+    # "\u001c7" arrives through the JSON parser: numpy's reader would skip the control character, float() refuses.
+    odd = loose(record("1,2,3")).replace('"1,2,3"', '"\\u001c7,2,3"')
+    alone, beside = scored([odd], numeric_baseline()), scored([odd, loose(record("x,3,4"))], numeric_baseline())
+    assert alone.malformed == {records.NON_NUMERIC: 1} and alone.rows == 0
+    assert beside.malformed == {records.NON_NUMERIC: 2} and beside.rows == 0
+
+
+def test_cgroup_quota_caps_the_cpus(tmp_path: Path) -> None:
+    from mlinfra_drift.parallel import cgroup_cpu_quota, usable_cpus
+
+    assert cgroup_cpu_quota(tmp_path) is None  # no cgroup files: no quota
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_quota(tmp_path) is None
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # a container limited to 1.5 CPUs
+    assert cgroup_cpu_quota(tmp_path) == 1
+    assert usable_cpus(tmp_path) == 1
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("400000\n")  # cgroup v1
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_quota(tmp_path) == 4
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_quota(tmp_path) is None
+
+
+def test_workers_get_the_credentials_as_they_are_when_each_file_is_sent() -> None:
+    import pickle
+
+    import botocore.session
+
+    from mlinfra_drift.capture import S3Fetcher
+
+    core = botocore.session.get_session()
+    core.set_credentials("AKIAFIRST", "first-secret", "first-token")
+    session = boto3.Session(botocore_session=core, region_name="eu-west-1")
+    capture = S3Capture(
+        session.client("s3"), "registry", "capture/m", START, END, access=S3Access.of(session, session.client("s3"))
+    )
+    first = capture.fetcher()
+    core.set_credentials("AKIASECOND", "second-secret", "second-token")  # renewed, as SSO or a role would be
+    second = capture.fetcher()
+    assert isinstance(first, S3Fetcher) and isinstance(second, S3Fetcher)
+    assert (first.access.access_key, second.access.access_key) == ("AKIAFIRST", "AKIASECOND")
+    sent = pickle.loads(pickle.dumps(second))  # what a worker receives: keys, no session
+    assert sent == second and sent.access.session is None and sent.access.token == "second-token"
+
+
+def test_a_worker_does_not_outlive_its_parent(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = """
+import os
+from concurrent.futures import ProcessPoolExecutor
+from mlinfra_drift import parallel
+if __name__ == "__main__":
+    context = parallel._context(None)
+    with ProcessPoolExecutor(1, mp_context=context, initializer=parallel._start, initargs=(BASELINE, START, END)) as pool:
+        print(pool.submit(os.getpid).result(), flush=True)
+        os.kill(os.getpid(), 9)
+"""
+    baseline = numeric_baseline().model_dump_json(by_alias=True)
+    program = tmp_path / "parent.py"
+    program.write_text(f"BASELINE = {baseline!r}\nimport datetime\nSTART, END = {START!r}, {END!r}\n{script}")
+    done = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == -9, done.stderr
+    worker = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{worker}/stat").read_text().split(")")[1].split()[0]
+        except OSError:
+            return  # gone
+        if state == "Z":
+            return  # exited, not yet reaped
+        time.sleep(0.1)
+    os.kill(worker, 9)
+    raise AssertionError(f"worker {worker} outlived its killed parent")
