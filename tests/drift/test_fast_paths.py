@@ -335,7 +335,7 @@ def test_workers_get_the_credentials_as_they_are_when_each_file_is_sent() -> Non
     second = capture.fetcher()
     assert isinstance(first, S3Fetcher) and isinstance(second, S3Fetcher)
     assert (first.access.access_key, second.access.access_key) == ("AKIAFIRST", "AKIASECOND")
-    sent = pickle.loads(pickle.dumps(second))  # what a worker receives: keys, no session
+    sent = pickle.loads(pickle.dumps(second))  # noqa: S301 - what a worker receives: keys, no session
     assert sent == second and sent.access.session is None and sent.access.token == "second-token"
 
 
@@ -351,7 +351,8 @@ from concurrent.futures import ProcessPoolExecutor
 from mlinfra_drift import parallel
 if __name__ == "__main__":
     context = parallel._context(None)
-    with ProcessPoolExecutor(1, mp_context=context, initializer=parallel._start, initargs=(BASELINE, START, END)) as pool:
+    start = (BASELINE, START, END)
+    with ProcessPoolExecutor(1, mp_context=context, initializer=parallel._start, initargs=start) as pool:
         print(pool.submit(os.getpid).result(), flush=True)
         os.kill(os.getpid(), 9)
 """
