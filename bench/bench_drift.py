@@ -25,14 +25,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.common import REPO
+from bench.emulator_project import emulator
 
 FEATURES = 20
 REFERENCE_ROWS = 100_000
@@ -110,34 +108,6 @@ def rows_of(count: int) -> object:
     return current.round(4)
 
 
-@contextmanager
-def emulator() -> Iterator[dict[str, str]]:
-    """A fresh moto server on loopback and the environment pointing at it."""
-    from mlinfra.aws import emulator_answers
-    from tests.emulator import free_port, stop_process
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
-    env.update(AWS_DEFAULT_REGION="eu-west-1")
-    with tempfile.TemporaryFile() as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while not emulator_answers(url):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the emulator did not start")
-                time.sleep(0.1)
-            yield env
-        finally:
-            stop_process(server)
-
-
 def write_capture(s3: object, prefix: str, count: int) -> None:
     """`count` rows as SageMaker capture files, one row per request, spread over the window's hour partitions."""
     from mlinfra_drift.capture import capture_key
@@ -210,7 +180,7 @@ def main() -> bool:
 
     evidently_python = ensure_bench_venv()
     print(f"bench_drift: {load_note()}")
-    with emulator() as env:
+    with tempfile.TemporaryDirectory() as work, emulator(Path(work) / "moto.log") as env:
         os.environ.update(env)
         s3 = boto3.client("s3", region_name="eu-west-1")
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})

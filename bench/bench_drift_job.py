@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.common import REPO
+from bench.emulator_project import emulator
 
 REQUESTS_PER_SECOND = 1_000
 SECONDS = 3_600
@@ -80,34 +81,12 @@ def rendered_staging() -> tuple[dict[str, object], int]:
 
 
 @contextmanager
-def emulator() -> Iterator[dict[str, str]]:
-    from mlinfra.aws import emulator_answers
-    from tests.emulator import free_port, stop_process
-
+def job_emulator() -> Iterator[dict[str, str]]:
+    """A fresh emulator, with this checkout importable in the benchmark's child process."""
     work = Path(tempfile.mkdtemp(prefix="mlinfra-bench-job-"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with (work / "moto.log").open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
-        )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_ENDPOINT_URL=url,
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_DEFAULT_REGION="eu-west-1",
-        PYTHONPATH=os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO)])),
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not emulator_answers(url):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the emulator did not start")
-            time.sleep(0.1)
+    pythonpath = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO)]))
+    with emulator(work / "moto.log", PYTHONPATH=pythonpath) as env:
         yield env
-    finally:
-        stop_process(server)
 
 
 def file_bodies(rng: object) -> list[bytes]:
@@ -143,7 +122,7 @@ def main() -> bool:
     (model,) = event["models"]  # type: ignore[misc]
     event["settleSeconds"] = 0
     event["firstLookbackSeconds"] = 2 * SECONDS
-    with emulator() as env:
+    with job_emulator() as env:
         os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
         s3 = boto3.client("s3", region_name="eu-west-1")
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})

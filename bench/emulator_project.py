@@ -18,11 +18,35 @@ from bench.common import BIN, REPO
 
 
 @contextmanager
-def emulator_project(models: list[str]) -> Iterator[tuple[Path, dict[str, str]]]:
-    """A copy of the stacks with `models` declared, a running emulator bootstrapped for it, and the env to use."""
+def emulator(log: Path, **extra_env: str) -> Iterator[dict[str, str]]:
+    """A fresh moto server on loopback (its output in `log`) and the environment pointing at it, plus `extra_env`."""
     from mlinfra.aws import emulator_answers
     from tests.emulator import free_port, stop_process
 
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
+    env.update(AWS_DEFAULT_REGION="eu-west-1", **extra_env)
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", url.rsplit(":", 1)[1]],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not emulator_answers(url):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the emulator did not start (see {log})")
+            time.sleep(0.1)
+        yield env
+    finally:
+        stop_process(server)
+
+
+@contextmanager
+def emulator_project(models: list[str]) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A copy of the stacks with `models` declared, a running emulator bootstrapped for it, and the env to use."""
     work = Path(tempfile.mkdtemp(prefix="mlinfra-bench-"))
     root = work / "platform"
     root.mkdir()
@@ -35,38 +59,17 @@ def emulator_project(models: list[str]) -> Iterator[tuple[Path, dict[str, str]]]
             data["config"]["mlinfra:models"][model] = {}
         with path.open("w") as handle:
             yaml.dump(data, handle)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (work / "moto.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_ENDPOINT_URL=url,
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_DEFAULT_REGION="eu-west-1",
-        MLINFRA_LOCAL="1",
-        TMPDIR=str(work),
-    )
     try:
-        deadline = time.monotonic() + 30
-        while not emulator_answers(url):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the emulator did not start")
-            time.sleep(0.1)
-        subprocess.run(
-            [str(BIN / "mlinfra"), "local", "bootstrap", "--all"],
-            cwd=root,
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        yield root, env
+        with emulator(work / "moto.log", MLINFRA_LOCAL="1", TMPDIR=str(work)) as env:
+            subprocess.run(
+                [str(BIN / "mlinfra"), "local", "bootstrap", "--all"],
+                cwd=root,
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            yield root, env
     finally:
-        stop_process(server)
-        log.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
