@@ -17,9 +17,9 @@ LIMIT_SECONDS = 6.0
 
 def _rules_per_stack() -> float:
     """Median seconds to evaluate every rule and the estimate over the pinned prod render (no rendering)."""
-    from mlinfra.project import Project
-    from mlinfra.render import render
-    from mlinfra.stackfile import raw_config
+    from mlinfra.stacks.files import raw_config
+    from mlinfra.stacks.project import Project
+    from mlinfra.stacks.render import render
     from mlinfra_infra.config import load_stack_config
     from mlinfra_infra.policy.cost import Assumptions, estimate
     from mlinfra_infra.policy.engine import Context, evaluate

@@ -11,11 +11,11 @@ import sys
 from bench.common import median_seconds, report, run_quiet
 
 REPEAT = 7
-IMPORTS = "import mlinfra.stackfile, mlinfra_infra.config, ruamel.yaml"
+IMPORTS = "import mlinfra.stacks.files, mlinfra_infra.config, ruamel.yaml"
 LOAD_ALL = (
     f"{IMPORTS}\n"
-    "from mlinfra.project import Project\n"
-    "from mlinfra.stackfile import load_stage\n"
+    "from mlinfra.stacks.project import Project\n"
+    "from mlinfra.stacks.files import load_stage\n"
     "project = Project.find()\n"
     "for stage in project.stages():\n"
     "    load_stage(project, stage)\n"

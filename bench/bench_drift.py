@@ -53,7 +53,7 @@ import boto3
 t0 = time.perf_counter()
 from mlinfra_drift.baseline import Baseline
 from mlinfra_drift.capture import S3Access, S3Capture
-from mlinfra_drift.score import score
+from mlinfra_drift.scoring import score
 bucket, prefix, start, end, workers = sys.argv[1:6]
 session = boto3.Session(region_name="eu-west-1")
 s3 = session.client("s3")

@@ -64,7 +64,7 @@ json.dump({"imported": imported, "peak": hwm(), "seconds": elapsed, "cpu": cpu_s
 
 def rendered_staging() -> tuple[dict[str, object], int]:
     """The staging stack's JobSpec (as its schedule sends it) and the function's memory, from the offline render."""
-    from mlinfra.render import render
+    from mlinfra.stacks.render import render
     from tests.builders import base_config, merge, pin
 
     raw = merge(
@@ -115,7 +115,7 @@ def main() -> bool:
     import boto3
     import numpy as np
 
-    from mlinfra.inputs import read_baseline
+    from mlinfra.models.inputs import read_baseline
     from mlinfra_drift.capture import capture_key
 
     event, memory_mb = rendered_staging()

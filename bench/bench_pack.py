@@ -47,7 +47,7 @@ def _sha256(root: Path) -> None:
 
 
 def main() -> bool:
-    from mlinfra.packaging import DEFAULT_LEVEL, pack
+    from mlinfra.models.packaging import DEFAULT_LEVEL, pack
 
     with tempfile.TemporaryDirectory(prefix="mlinfra-bench-pack-") as tmp:
         root = Path(tmp) / "model"

@@ -21,9 +21,9 @@ def _spread(values: list[float], unit: str, digits: int = 2) -> str:
 
 
 def _render_models(count: int) -> float:
-    from mlinfra.project import Project
-    from mlinfra.render import render
-    from mlinfra.stackfile import raw_config
+    from mlinfra.stacks.files import raw_config
+    from mlinfra.stacks.project import Project
+    from mlinfra.stacks.render import render
     from tests.builders import merge, pin
 
     project = Project(REPO)

@@ -31,8 +31,9 @@ def _bytes_through_client(root: Path, env: dict[str, str], model: str) -> int:
     """Promote in-process and count request and response body bytes seen by botocore."""
     import os
 
-    from mlinfra import aws, promotion
-    from mlinfra.project import Project
+    from mlinfra import aws
+    from mlinfra.registry import promote as promotion
+    from mlinfra.stacks.project import Project
 
     counted = [0]
 

@@ -114,7 +114,7 @@ def _spread(values: list[float], unit: str, scale: float = 1.0, digits: int = 1)
 
 
 def _large() -> bool:
-    from mlinfra.packaging import pack
+    from mlinfra.models.packaging import pack
 
     register_times: list[float] = []
     upload_times: list[float] = []

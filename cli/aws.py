@@ -18,7 +18,7 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BadInputError, MlinfraError
+from mlinfra.errors import BadInputError, MlinfraError
 
 if TYPE_CHECKING:
     import boto3

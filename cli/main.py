@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .errors import MlinfraError
+from mlinfra.errors import MlinfraError
 
 # Command name -> "module:attribute", grouped by subject (one module per subject under mlinfra.commands).
 COMMANDS = {
@@ -73,8 +73,8 @@ class MlinfraGroup(click.Group):
             return super().invoke(ctx)
         except MlinfraError as exc:
             click.echo(f"error: {exc}", err=True)
-            from .errors import RefusedError
-            from .options import JSON_EMITTED, JSON_MODE
+            from mlinfra.errors import RefusedError
+            from mlinfra.options import JSON_EMITTED, JSON_MODE
 
             if isinstance(exc, RefusedError) and ctx.meta.get(JSON_MODE) and not ctx.meta.get(JSON_EMITTED):
                 # (A command that printed its own JSON report before refusing, like `check`, keeps stdout one document.)
@@ -111,6 +111,6 @@ def cli(local: bool) -> None:
     if local:
         import os
 
-        from .aws import LOCAL_ENV
+        from mlinfra.aws import LOCAL_ENV
 
         os.environ[LOCAL_ENV] = "1"

@@ -13,8 +13,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def complete_stages(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """Shell completion: the stages with a stack file in this project (nothing outside a project)."""
-    from .errors import MlinfraError
-    from .project import Project
+    from mlinfra.errors import MlinfraError
+    from mlinfra.stacks.project import Project
 
     try:
         return [stage for stage in Project.find().stages() if stage.startswith(incomplete)]
@@ -24,8 +24,9 @@ def complete_stages(ctx: click.Context, param: click.Parameter, incomplete: str)
 
 def complete_models(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """Shell completion: the models declared under mlinfra:models in any stack file of this project."""
-    from .errors import MlinfraError
-    from .project import Project, read_yaml
+    from mlinfra.errors import MlinfraError
+    from mlinfra.stacks.project import Project
+    from mlinfra.stacks.yamlio import read_yaml
 
     found: set[str] = set()
     try:
@@ -41,7 +42,7 @@ def complete_models(ctx: click.Context, param: click.Parameter, incomplete: str)
 
 def in_local_mode() -> bool:
     """Whether local mode is on (`mlinfra --local` or MLINFRA_LOCAL=1)."""
-    from .aws import local_mode
+    from mlinfra.aws import local_mode
 
     return local_mode()
 
@@ -185,7 +186,7 @@ all_option: Callable[[F], F] = click.option("--all", "all_stacks", is_flag=True,
 
 def chosen_stages(project: Any, stack: str | None, all_stacks: bool) -> list[str]:
     """The stages `--stack S` / `--all` (or the selection) name; a usage error when both are given."""
-    from .errors import BadInputError
+    from mlinfra.errors import BadInputError
 
     if all_stacks and stack:
         raise click.UsageError("give --stack or --all, not both")

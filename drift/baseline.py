@@ -17,7 +17,7 @@ column order: headerless CSV captures map by position) and, per feature:
 Schema 1 baselines (deciles only) stay readable: their grid is the 11 decile edges, so KS against them is only
 good to 0.1, their PSI assumes exact deciles and their column order is the stored key order; re-attach a
 baseline (`mlinfra baseline M --version N DATA`) to get schema 2. This module does the computation; reading CSV
-or Parquet files is the CLI's (mlinfra.inputs).
+or Parquet files is the CLI's (mlinfra.models.inputs).
 """
 
 from __future__ import annotations

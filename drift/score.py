@@ -1,6 +1,6 @@
 """Scoring a window of captured traffic against a baseline, file by file in bounded memory.
 
-`score(capture, baseline, thresholds, model=, stage=, version=)` reads every capture file of the window once,
+`Scorer` reads every capture file of a window once (mlinfra_drift.scoring.score drives it over a capture),
 decodes its records (mlinfra_drift.records), and folds each feature's values into counts: per numeric feature the
 counts on the baseline's grid, per categorical feature the counts of known values and of unseen ones. Memory is one
 file plus those counts, whatever the window's size. The statistics are in mlinfra_drift.stats.
@@ -16,7 +16,7 @@ import itertools
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from . import stats
 from .baseline import MISSING_TOKENS, Baseline, Feature
-from .capture import CaptureFile, LocalCapture, S3Capture
+from .capture import CaptureFile
 from .records import NON_NUMERIC, Batch, Decoder, Row
 from .report import Bin, DriftReport, FeatureScore, Thresholds, Window
 
@@ -424,54 +424,3 @@ def _drifted(feature: FeatureScore, thresholds: Thresholds) -> bool:
     return (
         thresholds.ks_pvalue is not None and feature.ks_pvalue is not None and feature.ks_pvalue < thresholds.ks_pvalue
     )
-
-
-def score(
-    capture: Iterable[CaptureFile],
-    baseline: Baseline,
-    thresholds: Thresholds | None = None,
-    *,
-    model: str = "",
-    stage: str = "",
-    version: int | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    on_file: Callable[[CaptureFile], None] | None = None,
-    workers: int | None = 1,
-) -> DriftReport:
-    """Score every file of a capture (S3Capture or LocalCapture: window and `in_window` from it) against a baseline.
-
-    `on_file` is called after each file is scored (progress display). `workers` > 1 reads, decodes and counts files
-    in that many processes (mlinfra_drift.parallel; not inside AWS Lambda, which has no shared memory for them);
-    `None` chooses: one per usable CPU when the window has enough files to repay starting them, else 1.
-    """
-    start = start or getattr(capture, "start")  # noqa: B009 - S3Capture and LocalCapture carry their window
-    end = end or getattr(capture, "end")  # noqa: B009
-    scorer = Scorer(baseline)
-    files: Iterable[CaptureFile] = capture
-    peak = 0
-    if isinstance(capture, S3Capture | LocalCapture):
-        from .parallel import plan, score_files
-
-        workers, locations = plan(capture.locations(), workers)
-        if workers > 1:
-            import threading
-
-            # This process mostly waits while the workers score: load the p-value's scipy meanwhile.
-            scipy_loader = threading.Thread(target=stats.load_scipy, name="load-scipy", daemon=True)
-            scipy_loader.start()
-            peak = score_files(scorer, capture, locations, start=start, end=end, workers=workers, on_file=on_file)
-            scipy_loader.join()
-            files = ()
-        else:
-            files = capture.read(locations)
-    in_window = getattr(capture, "in_window", None)
-    for file in files:
-        scorer.add_file(file, in_window)
-        if on_file is not None:
-            on_file(file)
-    report = scorer.report(
-        model=model, stage=stage, version=version, start=start, end=end, thresholds=thresholds or Thresholds()
-    )
-    report.workers, report.worker_peak_rss = workers or 1, peak
-    return report

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import boto3
 
-from mlinfra.project import Project
+from mlinfra.stacks.project import Project
 from mlinfra_drift.capture import capture_key
 from mlinfra_drift.records import capture_line
 from mlinfra_infra import layout, naming

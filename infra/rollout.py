@@ -22,10 +22,19 @@ instances). The numbers come from the services' documented behaviour:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .config import StackConfig
+
+class _StageConfig(Protocol):
+    """What `update_hazards` reads of a stage's config (mlinfra_infra.config.StackConfig), without importing it."""
+
+    @property
+    def stage(self) -> str: ...
+
+    @property
+    def pinned_models(self) -> Mapping[str, Any]: ...
+
 
 # SageMaker publishes Invocation5XXErrors and ModelLatency at one-minute resolution; CloudWatch evaluates a period
 # after it closes. Two minutes covers both for the one-minute periods used here.
@@ -87,14 +96,14 @@ def check_step(strategy: str, traffic_percent: int, fleet: int) -> str | None:
     return None
 
 
-def update_hazards(before: StackConfig, after: StackConfig) -> list[str]:
+def update_hazards(before: _StageConfig, after: _StageConfig) -> list[str]:
     """Changes between two versions of one stage's config that a single `pulumi up` cannot apply, one line each.
 
     Application Auto Scaling refuses an UpdateEndpoint that changes the instance type of a variant registered as a
     scalable target, and Pulumi can only deregister the target after the endpoint update it depends on. `mlinfra up`
-    releases the target before running Pulumi (mlinfra.scaling); a plain `pulumi up` needs two applies: autoscaling
-    off (the target is deregistered), then the new type with autoscaling on (the endpoint updates first, then the
-    target is registered again).
+    releases the target before running Pulumi (mlinfra.stacks.scaling); a plain `pulumi up` needs two applies:
+    autoscaling off (the target is deregistered), then the new type with autoscaling on (the endpoint updates first,
+    then the target is registered again).
     https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html
     """
     problems: list[str] = []

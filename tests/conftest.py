@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mlinfra.render import RenderedStack, render
+from mlinfra.stacks.render import RenderedStack, render
 from tests.builders import IMAGE, PROJECT, REGION, base_config, digest_of, merge, pin
 
 pytest_plugins = ["tests.emulator"]

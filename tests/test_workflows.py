@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from mlinfra.project import Project
+from mlinfra.stacks.project import Project
 from tests.workflow_checks import (
     NODE24_MAJORS,
     check_expressions,

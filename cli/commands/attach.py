@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mlinfra.options import complete_models, emit_json, json_option
-from mlinfra.project import Project
+from mlinfra.stacks.project import Project
 
 
 @click.command()
@@ -41,7 +41,7 @@ def attach(
       mlinfra attach churn --version 3 --metrics metrics.json --baseline train.csv --reason "re-evaluated on Q3"
       mlinfra --local attach churn --version 1 --metrics metrics.json --json
     """
-    from mlinfra.attach import attach as attach_to
+    from mlinfra.registry.attach import attach as attach_to
 
     result = attach_to(
         Project.find(), model, version, metrics_path=metrics_path, baseline_path=baseline_path, reason=reason
@@ -66,7 +66,7 @@ def baseline(model: str, data: Path, version: int, reason: str | None, as_json: 
       mlinfra baseline churn --version 3 train.csv
       mlinfra baseline churn --version 3 train.parquet --reason "baseline from the full training set" --json
     """
-    from mlinfra.attach import attach as attach_to
+    from mlinfra.registry.attach import attach as attach_to
 
     result = attach_to(Project.find(), model, version, metrics_path=None, baseline_path=data, reason=reason)
     _report(result, as_json)

@@ -29,8 +29,8 @@ def card(model: str, version: int | None, fmt: str, output: Path | None, as_json
       mlinfra card churn --version 3 --format html -o churn-v3.html
       mlinfra --local card churn --json
     """
-    from mlinfra import cards
-    from mlinfra.project import Project
+    from mlinfra.registry import cards
+    from mlinfra.stacks.project import Project
 
     data = cards.card_data(Project.find(), model, version)
     if as_json:

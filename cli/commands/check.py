@@ -5,14 +5,14 @@ from __future__ import annotations
 import click
 
 from mlinfra.options import all_option, chosen_stages, console, emit_json, json_option, stack_option
-from mlinfra.project import Project
+from mlinfra.stacks.project import Project
 
 
 def _print(report: object) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from mlinfra.check import StackReport
+    from mlinfra.stacks.check import StackReport
 
     assert isinstance(report, StackReport)  # noqa: S101 - typed for mypy
     out = console()
@@ -65,8 +65,8 @@ def check(stack: str | None, all_stacks: bool, as_json: bool) -> None:
       mlinfra check --all
       mlinfra check --all --json | jq '.[] | {stack, monthlyUsd, violations: (.violations | length)}'
     """
-    from mlinfra.check import check as run_checks
     from mlinfra.errors import RefusedError
+    from mlinfra.stacks.check import check as run_checks
 
     project = Project.find()
     stages = chosen_stages(project, stack, all_stacks)

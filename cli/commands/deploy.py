@@ -9,8 +9,8 @@ import click
 
 from mlinfra.errors import MlinfraError, ToolMissingError
 from mlinfra.options import emit_json, json_option, stack_option
-from mlinfra.project import Project
-from mlinfra.stackfile import load_stage
+from mlinfra.stacks.files import load_stage
+from mlinfra.stacks.project import Project
 
 INSTALL_HINT = "install it (https://www.pulumi.com/docs/install/) and run again; `mlinfra preview` works without it"
 
@@ -36,7 +36,7 @@ def run_up(project: Project, stage: str, *, yes: bool) -> None:
     """Validate the stage's config, then `pulumi up` it, streaming Pulumi's output.
 
     An autoscaled endpoint whose instance type changes has its scalable target released first and the update runs
-    with a refresh, so Pulumi registers the target again after the endpoint update (mlinfra.scaling).
+    with a refresh, so Pulumi registers the target again after the endpoint update (mlinfra.stacks.scaling).
     """
     loaded = load_stage(project, stage)  # bad config fails first (exit 2, file and key), before the engine
     require_pulumi_cli()
@@ -45,13 +45,13 @@ def run_up(project: Project, stage: str, *, yes: bool) -> None:
     from pulumi import automation as auto
 
     from mlinfra.aws import StageAws
-    from mlinfra.scaling import release_for_type_changes
+    from mlinfra.stacks.scaling import release_for_type_changes
 
     stack = _select(project, stage)
     released = release_for_type_changes(StageAws(loaded.config, project.root), loaded.config)
     for line in released:
         click.echo(line)
-    from mlinfra.check import policy_pack_options
+    from mlinfra.stacks.check import policy_pack_options
 
     # The policy pack (infra/policy/) runs inside the update at the stage's enforcement level.
     pack = policy_pack_options(project, loaded)
@@ -73,7 +73,7 @@ def run_up(project: Project, stage: str, *, yes: bool) -> None:
 
 def record(project: Project, stage: str, *, commit: str | None, run_url: str | None) -> dict[str, Any]:
     """Record what `stage` now runs (deployments.record_deployment)."""
-    from mlinfra import deployments
+    from mlinfra.registry import deployments
 
     return deployments.record_deployment(project, stage, commit=commit, run_url=run_url)
 

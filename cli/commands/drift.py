@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 import click
 
 from mlinfra.options import complete_models, console, emit_json, json_option, stack_option
-from mlinfra.project import Project
+from mlinfra.stacks.project import Project
 
 if TYPE_CHECKING:
-    from mlinfra.drift import DriftRun
+    from mlinfra.monitoring.drift import DriftRun
 
 
 def _workers(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
@@ -104,7 +104,7 @@ def drift(
 
     Exit codes: 0 no drift (or no rows), 1 failed, 2 bad input, 3 a feature drifted over its threshold.
     """
-    from mlinfra import drift as library
+    from mlinfra.monitoring import drift as library
 
     run = library.drift(
         Project.find(),

@@ -9,10 +9,10 @@ import click
 
 from mlinfra.aws import DEFAULT_LOCAL_PORT, ENDPOINT_ENV, LOCAL_ENV
 from mlinfra.options import all_option, chosen_stages, emit_json, json_option, stack_option
-from mlinfra.project import Project
+from mlinfra.stacks.project import Project
 
 if TYPE_CHECKING:
-    from mlinfra import emulator
+    from mlinfra.local import emulator
 
 
 @click.group()
@@ -57,7 +57,7 @@ def start(port: int, detach: bool) -> None:
       eval "$(mlinfra local start --detach --port 5050)"
       mlinfra local start                # foreground, Ctrl-C stops it
     """
-    from mlinfra import emulator
+    from mlinfra.local import emulator
 
     project = Project.find()
 
@@ -88,7 +88,7 @@ def stop() -> None:
       mlinfra local stop
     """
     project = Project.find()
-    from mlinfra import emulator
+    from mlinfra.local import emulator
 
     result = emulator.stop(project.root)
     if result.emulator is None:
@@ -113,7 +113,7 @@ def status(as_json: bool) -> None:
       mlinfra local status --json | jq .answers
     """
     project = Project.find()
-    from mlinfra import emulator
+    from mlinfra.local import emulator
 
     info = emulator.status(project.root)
     if as_json:
@@ -151,13 +151,13 @@ def bootstrap(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     """
     project = Project.find()
     stages = chosen_stages(project, stack, all_stacks)
-    from mlinfra import bootstrap as local_bootstrap
+    from mlinfra.local import bootstrap as local_bootstrap
 
     result = local_bootstrap.bootstrap(project, stages)
     if as_json:
         emit_json(result.to_json())
         return
-    from mlinfra.localmode import NOTICE
+    from mlinfra.stacks.workspace import NOTICE
 
     click.echo(f"Bootstrapped the AWS emulator at {result.endpoint}.")
     for stage in result.stages:

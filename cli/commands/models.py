@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mlinfra import frameworks
+from mlinfra.models import frameworks
 from mlinfra.options import emit_json, json_option
 
 if TYPE_CHECKING:
-    from mlinfra.scaffold import Written
+    from mlinfra.models.scaffold import Written
 
-FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfra.frameworks
+FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfra.models.frameworks
 
 
 def _report(written: list[Written], as_json: bool, next_hint: str) -> None:
@@ -47,7 +47,7 @@ def init_model(model: str, framework: str, directory: Path | None, force: bool, 
       mlinfra init-model churn --framework sklearn ./model         into an existing model directory
       mlinfra init-model fraud --framework pytorch models/fraud --json
     """
-    from mlinfra import scaffold
+    from mlinfra.models import scaffold
 
     target = directory if directory is not None else Path(model)
     written = scaffold.init_model(model, framework, target, force=force)
@@ -88,7 +88,7 @@ def init_model_repo(
       mlinfra init-model-repo ../churn-model --model churn
       mlinfra init-model-repo ../fraud --model fraud --framework xgboost --framework-version 1.7-1 --to dev
     """
-    from mlinfra import scaffold
+    from mlinfra.models import scaffold
 
     written = scaffold.init_model_repo(
         model, framework, framework_version, directory, first_stage=first_stage, force=force
@@ -127,9 +127,9 @@ def add(name: str, stacks: tuple[str, ...], as_json: bool) -> None:
       mlinfra model add fraud
       mlinfra model add fraud --stack sandbox --stack dev --json
     """
-    from mlinfra import scaffold
-    from mlinfra.project import Project
-    from mlinfra.stackedit import declare_model
+    from mlinfra.models import scaffold
+    from mlinfra.stacks.edit import declare_model
+    from mlinfra.stacks.project import Project
 
     project = Project.find()
     scaffold.check_model_name(name)

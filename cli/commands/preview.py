@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from mlinfra.options import all_option, chosen_stages, console, emit_json, json_option, stack_option
-from mlinfra.project import Project
+from mlinfra.stacks.project import Project
 
 # The inputs worth a glance per resource type, as dotted paths into the provider inputs.
 KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
@@ -69,7 +69,7 @@ def _print_tree(rendered: Any) -> None:
     from rich.markup import escape
     from rich.tree import Tree
 
-    from mlinfra.render import short_type
+    from mlinfra.stacks.render import short_type
 
     root = Tree(f"[bold]stack {rendered.stack}[/bold]  ({len(rendered.resources)} resources)")
     nodes: dict[str | None, Tree] = {None: root}
@@ -132,13 +132,13 @@ def preview(
     if markdown and as_json:
         raise click.UsageError("give --json or --markdown, not both")
     stages = chosen_stages(project, stack, all_stacks)
-    from mlinfra.render import render_stage
-    from mlinfra.stackfile import check_chain, load_stage
+    from mlinfra.stacks.files import check_chain, load_stage
+    from mlinfra.stacks.render import render_stage
 
     # Cross-account promotion: each stage's readerRoleArns must name the next stage's access.roleArn.
     if show_diff:
         check_chain(project, stages)
-        from mlinfra.stackdiff import preview_diffs
+        from mlinfra.stacks.diff import preview_diffs
 
         diffs = preview_diffs(project, stages, base)
         if as_json:
@@ -154,7 +154,7 @@ def preview(
         documents = [r.to_json() for r in rendered]
         emit_json(documents if all_stacks else documents[0])
         return
-    from mlinfra.check import check_rendered
+    from mlinfra.stacks.check import check_rendered
 
     for stage, r in zip(loaded, rendered, strict=True):
         _print_tree(r)

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from mlinfra.options import complete_models, emit_json, in_local_mode, json_option, next_command, stage_option
-from mlinfra.project import Project
+from mlinfra.stacks.project import Project
 
 
 @click.command()
@@ -54,7 +54,8 @@ def promote(
       mlinfra promote churn --to dev --version 7 --apply
       mlinfra promote churn --to staging --force --reason "hotfix, soak waived by CTO" --json
     """
-    from mlinfra import promotion, proposals
+    from mlinfra.registry import promote as promotion
+    from mlinfra.registry import proposals
 
     project = Project.find()
     if apply_now:
@@ -97,7 +98,7 @@ def _local_notice(project: Project) -> None:
     from mlinfra.aws import local_mode
 
     if local_mode():
-        from mlinfra.localmode import NOTICE
+        from mlinfra.stacks.workspace import NOTICE
 
         click.echo(f"  {NOTICE}")
 
@@ -142,7 +143,7 @@ def approve(model: str, version: int, stage: str, reason: str, as_json: bool) ->
     Examples:
       mlinfra approve churn --version 7 --stack prod --reason "reviewed model card and drift report"
     """
-    from mlinfra import promotion
+    from mlinfra.registry import promote as promotion
 
     result = promotion.approve(Project.find(), model, version, stage, reason)
     if as_json:
@@ -170,7 +171,8 @@ def rollback(model: str, stage: str, to: int | None, reason: str, apply_now: boo
       mlinfra rollback churn --stack prod --reason "p99 latency regression"
       mlinfra rollback churn --stack dev --to 5 --reason "back to the last known good" --apply --json
     """
-    from mlinfra import promotion, proposals
+    from mlinfra.registry import promote as promotion
+    from mlinfra.registry import proposals
 
     project = Project.find()
     if apply_now:

@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 
-from mlinfra import frameworks
+from mlinfra.models import frameworks
 from mlinfra.options import complete_models, emit_json, json_option, next_command
-from mlinfra.project import Project
+from mlinfra.stacks.project import Project
 
-FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfra.frameworks
+FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfra.models.frameworks
 
 
 @click.command()
@@ -82,11 +82,12 @@ def register(
       mlinfra register model.tar.gz -m churn --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/churn:1.4
       mlinfra --local register ./model -m churn --framework xgboost --framework-version 1.7-1 --json
     """
-    from mlinfra import inputs, registration
+    from mlinfra.models import inputs
+    from mlinfra.registry import register as registration
 
     project = Project.find()
     if dry_run:
-        from mlinfra import modeldir
+        from mlinfra.models import directory as modeldir
 
         plan = modeldir.dry_run(project, path, model, framework)
         if as_json:

@@ -81,8 +81,8 @@ def serve(
       mlinfra serve churn --version 3 --stack staging
       curl -s localhost:8080/invocations -H 'Content-Type: text/csv' --data-binary $'1,2,3\\n4,5,6'
     """
-    from mlinfra.serve import CaptureTarget, Source, capture_writer, resolve
-    from mlinfra.server import build_app, run
+    from mlinfra.serving.app import build_app, run
+    from mlinfra.serving.sources import CaptureTarget, Source, capture_writer, resolve
 
     served = resolve(model, Source(path=path, version=version, stage=stage, framework=framework))
     writer = capture_writer(

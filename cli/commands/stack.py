@@ -10,8 +10,8 @@ import click
 
 from mlinfra.errors import BadInputError, MlinfraError
 from mlinfra.options import complete_stages, console, emit_json, json_option, stack_option
-from mlinfra.project import Project
-from mlinfra.stackfile import Stage, load_stage
+from mlinfra.stacks.files import Stage, load_stage
+from mlinfra.stacks.project import Project
 
 ACCOUNT_PLACEHOLDER = "<account>"
 

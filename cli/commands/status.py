@@ -16,7 +16,7 @@ from mlinfra.options import (
     stack_option,
     stage_option,
 )
-from mlinfra.project import Project
+from mlinfra.stacks.project import Project
 
 
 def _time(text: str) -> str:
@@ -40,7 +40,7 @@ def history(model: str, stage: str | None, as_json: bool) -> None:
     """
     from rich.table import Table
 
-    from mlinfra import stagestatus
+    from mlinfra.registry import status as stagestatus
 
     records = stagestatus.history(Project.find(), model, stage)
     if as_json:
@@ -99,8 +99,8 @@ def status(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     """
     from rich.table import Table
 
-    from mlinfra import stagestatus
-    from mlinfra.driftstatus import describe
+    from mlinfra.registry import status as stagestatus
+    from mlinfra.registry.driftstatus import describe
 
     project = Project.find()
     names = chosen_stages(project, stack, all_stacks)

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from mlinfra.options import complete_models, console, emit_json, json_option, stage_option
-from mlinfra.project import Project
+from mlinfra.stacks.project import Project
 
 
 def _time(text: Any) -> str:
@@ -52,7 +52,7 @@ def versions(model: str, stage: str | None, as_json: bool) -> None:
     """
     from rich.table import Table
 
-    from mlinfra.versions import list_versions
+    from mlinfra.registry.versions import list_versions
 
     rows = list_versions(Project.find(), model, stage)
     if as_json:
@@ -94,7 +94,7 @@ def show(model: str, version: int, as_json: bool) -> None:
       mlinfra show churn --version 3
       mlinfra show churn -v 3 --json | jq '.lineage'
     """
-    from mlinfra.versions import show_version
+    from mlinfra.registry.versions import show_version
 
     data = show_version(Project.find(), model, version)
     if as_json:
@@ -149,7 +149,7 @@ def diff(model: str, first: int, second: int, as_json: bool) -> None:
     """
     from rich.table import Table
 
-    from mlinfra.versions import diff_versions
+    from mlinfra.registry.versions import diff_versions
 
     data = diff_versions(Project.find(), model, first, second)
     if as_json:

@@ -57,8 +57,8 @@ def stage_of(urn: str) -> str:
 def context_for(stage: str) -> Context:
     """The stage's context from its stack file in this repository; the bare stage when it cannot be read."""
     try:
-        from mlinfra.project import Project  # noqa: PLC0415 - the CLI package, only where the pack runs
-        from mlinfra.stackfile import load_stage  # noqa: PLC0415
+        from mlinfra.stacks.files import load_stage  # noqa: PLC0415
+        from mlinfra.stacks.project import Project  # noqa: PLC0415 - the CLI package, only where the pack runs
 
         return Context.from_config(load_stage(Project(REPO_ROOT), stage).config)
     except Exception:  # noqa: BLE001 - a pack must not crash the engine; rules then use defaults

@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mlinfra.capture import CaptureWriter, LocalSink, capture_record, encoding_of, file_key
+from mlinfra.serving.capture import CaptureWriter, LocalSink, capture_record, encoding_of, file_key
 
 
 def test_encoding_follows_the_endpoints_capture_content_types() -> None:

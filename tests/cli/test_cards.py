@@ -10,7 +10,7 @@ from pathlib import Path
 
 from click.testing import Result
 
-from mlinfra import cards
+from mlinfra.registry import cards
 from tests.cli.test_promotion import ok, platform
 from tests.cli.test_register_contract import SKLEARN, model_dir
 

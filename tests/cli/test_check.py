@@ -106,9 +106,9 @@ def test_check_refuses_bad_config_with_exit_2(project_dir: Path, run: Run) -> No
 
 
 def test_up_runs_the_pack_at_the_stage_level(project_dir: Path) -> None:
-    from mlinfra.check import policy_pack_options
-    from mlinfra.project import Project
-    from mlinfra.stackfile import load_stage
+    from mlinfra.stacks.check import policy_pack_options
+    from mlinfra.stacks.files import load_stage
+    from mlinfra.stacks.project import Project
 
     project = Project(project_dir)
     # The copied project has no infra/policy/: no pack.

@@ -22,7 +22,7 @@ import boto3
 import pytest
 from click.testing import Result
 
-from mlinfra.stackedit import read_pin
+from mlinfra.stacks.edit import read_pin
 from mlinfra_infra import layout, naming
 from tests.cli.test_promotion import IMAGE, make_model
 
@@ -283,7 +283,7 @@ def test_register_to_prod_through_pull_requests_and_recorded_deployments(
 
 
 def read_pin_version(root: Path, stage: str) -> int | None:
-    from mlinfra.project import Project
+    from mlinfra.stacks.project import Project
 
     pin = read_pin(Project(root), stage, "churn")
     return None if pin is None else int(pin["version"])
@@ -363,7 +363,7 @@ def test_without_gh_the_branch_is_pushed_and_the_way_to_open_the_pull_request_pr
 
 
 def test_compare_url_for_github_remotes() -> None:
-    from mlinfra.delivery import compare_url
+    from mlinfra.delivery.pullrequest import compare_url
 
     expected = "https://github.com/acme/platform/compare/main...mlinfra/x?expand=1"
     assert compare_url("git@github.com:acme/platform.git", "main", "mlinfra/x") == expected
@@ -479,7 +479,8 @@ def test_local_mode_works_on_a_scratch_copy_and_proposes_to_a_scratch_remote(
 def test_the_commit_leaves_the_checkout_alone_and_takes_the_identity_ci_gives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlinfra.delivery import Checkout, Git, commit_file
+    from mlinfra.delivery.pullrequest import Checkout, commit_file
+    from mlinfra.git import Git
 
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -238,7 +238,7 @@ def test_a_version_without_baseline(project_dir: Path, aws_env: str, run: Run, t
 
 
 def test_progress_line_counts_files(capsys: pytest.CaptureFixture[str]) -> None:
-    from mlinfra.drift import _progress
+    from mlinfra.monitoring.drift import _progress
     from mlinfra_drift.capture import CaptureFile
 
     with _progress(True, "s3://bucket/capture/churn/") as on_file:

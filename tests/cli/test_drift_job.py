@@ -25,9 +25,9 @@ import pytest
 from botocore.exceptions import ClientError
 from click.testing import Result
 
-from mlinfra.project import Project
-from mlinfra.render import RenderedResource, RenderedStack, render_stage
-from mlinfra.stackfile import load_stage
+from mlinfra.stacks.files import load_stage
+from mlinfra.stacks.project import Project
+from mlinfra.stacks.render import RenderedResource, RenderedStack, render_stage
 from mlinfra_drift import job, metrics
 from mlinfra_drift.capture import capture_key
 from mlinfra_drift.jobspec import Checkpoint, JobSpec

@@ -15,8 +15,8 @@ from types import ModuleType
 
 import pytest
 
-from mlinfra import images
 from mlinfra.errors import BadInputError, MlinfraError
+from mlinfra.models import images
 from mlinfra_infra.config import Pin
 from tests.builders import pin
 
@@ -59,7 +59,7 @@ def test_every_supported_version_resolves_as_the_sdk_does(sdk: ModuleType, frame
 
 def test_resolving_an_image_does_not_import_the_sdk() -> None:
     code = (
-        "import sys; from mlinfra import images; images.resolve_image.cache_clear(); "
+        "import sys; from mlinfra.models import images; images.resolve_image.cache_clear(); "
         "print(images.resolve_image('pytorch', '2.1', 'eu-west-1')); "
         "print(any(m.startswith('sagemaker') for m in sys.modules))"
     )

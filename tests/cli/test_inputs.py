@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mlinfra import inputs
 from mlinfra.errors import BadInputError
-from mlinfra.inputs import git_sha, read_baseline, read_metrics
+from mlinfra.models import inputs
+from mlinfra.models.inputs import git_sha, read_baseline, read_metrics
 
 # ---------------------------------------------------------------------------------------------------------------
 # Metrics

@@ -17,11 +17,11 @@ import boto3
 import pytest
 from click.testing import Result
 
-from mlinfra import emulator as local
 from mlinfra.aws import emulator_answers
-from mlinfra.project import Project
-from mlinfra.render import RenderedStack, render
-from mlinfra.stackfile import load_stage
+from mlinfra.local import emulator as local
+from mlinfra.stacks.files import load_stage
+from mlinfra.stacks.project import Project
+from mlinfra.stacks.render import RenderedStack, render
 from tests.cli.conftest import snapshot
 from tests.emulator import REGION, free_port
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from click.testing import Result
 
-from mlinfra.project import Project
-from mlinfra.stackfile import load_stage
+from mlinfra.stacks.files import load_stage
+from mlinfra.stacks.project import Project
 from tests.cli.conftest import snapshot
 
 Run = Callable[..., Result]

@@ -17,7 +17,7 @@ import pytest
 from click.testing import Result
 from ruamel.yaml import YAML
 
-from mlinfra import frameworks, scaffold
+from mlinfra.models import frameworks, scaffold
 from tests.cli.test_model_templates import train
 from tests.cli.test_promotion import platform
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from click.testing import Result
 
-from mlinfra import frameworks, modeldir, scaffold
+from mlinfra.models import directory as modeldir
+from mlinfra.models import frameworks, scaffold
 from mlinfra_templates import names
 
 Run = Callable[..., Result]
@@ -237,7 +238,7 @@ def test_generated_handler_is_formatted_and_lint_clean(framework: str, tmp_path:
 
 def test_default_framework_versions_resolve_to_an_inference_image(framework: str) -> None:
     # init-model-repo's workflow registers with these: they must be versions the image lookup knows.
-    from mlinfra import images
+    from mlinfra.models import images
 
     adapter = frameworks.get(framework)
     assert images.resolve_image(framework, adapter.default_version, "eu-west-1").endswith(

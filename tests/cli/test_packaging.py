@@ -1,4 +1,4 @@
-"""`mlinfra.packaging`: reproducible model.tar.gz packing and the safety checks on user-supplied archives."""
+"""`mlinfra.models.packaging`: reproducible model.tar.gz packing and the safety checks on user-supplied archives."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from mlinfra.archives import inspect_archive, stream_archive
 from mlinfra.errors import BadInputError, MlinfraError
-from mlinfra.packaging import (
+from mlinfra.models.archives import inspect_archive, stream_archive
+from mlinfra.models.packaging import (
     CHUNK,
     Packed,
     _header,

@@ -13,9 +13,9 @@ import pytest
 from click.testing import Result
 from ruamel.yaml import YAML
 
-from mlinfra.project import Project
-from mlinfra.registry import checksum_of
-from mlinfra.stackedit import read_pin
+from mlinfra.registry.store import checksum_of
+from mlinfra.stacks.edit import read_pin
+from mlinfra.stacks.project import Project
 from mlinfra_infra import layout, naming
 from tests.cli.conftest import snapshot
 
@@ -175,7 +175,7 @@ def test_malicious_archive_is_refused_and_nothing_is_stored(
 
 
 def test_register_a_tarball(platform: Path, run: Run, tmp_path: Path) -> None:
-    from mlinfra.packaging import pack
+    from mlinfra.models.packaging import pack
 
     archive = tmp_path / "model.tar.gz"
     with archive.open("wb") as handle:

@@ -23,8 +23,8 @@ from botocore.awsrequest import AWSResponse
 from click.testing import Result
 
 from mlinfra import aws as mlinfra_aws
-from mlinfra.project import Project
-from mlinfra.stackedit import read_pin
+from mlinfra.stacks.edit import read_pin
+from mlinfra.stacks.project import Project
 from mlinfra_infra import layout
 from tests.cli.conftest import snapshot
 from tests.cli.test_promotion import IMAGE, bucket, make_model, ok, read_json, register, s3

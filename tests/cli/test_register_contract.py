@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from mlinfra import modeldir
-from mlinfra.project import Project
-from mlinfra.stackedit import read_pin
+from mlinfra.models import directory as modeldir
+from mlinfra.stacks.edit import read_pin
+from mlinfra.stacks.project import Project
 from mlinfra_infra import layout
 from tests.cli.test_promotion import IMAGE, bucket, ok, platform, read_json, s3
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from mlinfra.project import Project
-from mlinfra.render import render
-from mlinfra.stackfile import raw_config
+from mlinfra.stacks.files import raw_config
+from mlinfra.stacks.project import Project
+from mlinfra.stacks.render import render
 from mlinfra_infra import program
 from tests.builders import merge, pin
 from tests.cli.conftest import REPO

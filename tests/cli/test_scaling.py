@@ -9,9 +9,9 @@ import boto3
 import pytest
 
 from mlinfra.aws import StageAws
-from mlinfra.project import Project
-from mlinfra.scaling import DIMENSION, release_for_type_changes, resource_id
-from mlinfra.stackfile import load_stage
+from mlinfra.stacks.files import load_stage
+from mlinfra.stacks.project import Project
+from mlinfra.stacks.scaling import DIMENSION, release_for_type_changes, resource_id
 from tests.builders import IMAGE, pin
 from tests.cli.test_preview import edit_stack
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import Result
 
 from mlinfra.errors import BadInputError, MlinfraError
-from mlinfra.serving import FRAMEWORKS, InvocationError, load_handler
+from mlinfra.serving.handler import FRAMEWORKS, InvocationError, load_handler
 from tests.cli.serveutil import train
 
 Run = Callable[..., Result]

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from mlinfra.forcenew import replaces, sdk_replacement_hints
-from mlinfra.render import RenderedStack
-from mlinfra.stackdiff import diff_rendered, flatten
+from mlinfra.stacks.diff import diff_rendered, flatten
+from mlinfra.stacks.forcenew import replaces, sdk_replacement_hints
+from mlinfra.stacks.render import RenderedStack
 from tests.builders import pin
 from tests.cli.conftest import REPO
 from tests.cli.test_preview import edit_stack
@@ -228,8 +228,8 @@ def test_base_uses_the_program_of_that_commit(
 
 
 def test_only_stages_whose_inputs_changed_render_the_base(repo: Path, run: Run) -> None:
-    from mlinfra.project import Project
-    from mlinfra.refrender import changed_since, stages_to_render
+    from mlinfra.stacks.project import Project
+    from mlinfra.stacks.refrender import changed_since, stages_to_render
 
     project = Project(repo)
     head = git(repo, "rev-parse", "HEAD").strip()
@@ -316,10 +316,10 @@ def test_force_new_rules_agree_with_the_replacement_tests_data() -> None:
 
 
 def test_every_type_the_shipped_stacks_declare_has_a_rule() -> None:
-    from mlinfra.forcenew import FORCE_NEW
-    from mlinfra.project import Project
-    from mlinfra.render import render_stage
-    from mlinfra.stackfile import load_stage
+    from mlinfra.stacks.files import load_stage
+    from mlinfra.stacks.forcenew import FORCE_NEW
+    from mlinfra.stacks.project import Project
+    from mlinfra.stacks.render import render_stage
 
     project = Project(REPO)
     declared = {

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from mlinfra.errors import BadInputError
-from mlinfra.project import Project
-from mlinfra.stackedit import _guess_indent, pin_version, read_pin
-from mlinfra.stackfile import load_stage
+from mlinfra.stacks.edit import pin_version, read_pin
+from mlinfra.stacks.files import load_stage
+from mlinfra.stacks.project import Project
+from mlinfra.stacks.yamledit import guess_indent
 from tests.builders import IMAGE, digest_of, pin
 from tests.cli.conftest import REPO, snapshot
 
@@ -61,19 +62,19 @@ def test_pin_adds_only_the_pin_and_loads_back(project_dir: Path, stage: str) -> 
 
 
 def test_shipped_stack_files_round_trip_byte_identical() -> None:
-    from mlinfra.stackedit import _dump, _yaml
+    from mlinfra.stacks.yamledit import dump_yaml, round_trip_yaml
 
     for stage in STAGES:
         text = stack_file(REPO, stage).read_text()
-        yaml = _yaml(_guess_indent(text))
-        assert _dump(yaml, yaml.load(text), "") == text, stage
+        yaml = round_trip_yaml(guess_indent(text))
+        assert dump_yaml(yaml, yaml.load(text), "") == text, stage
 
 
 def test_guess_indent_reads_the_file_layout() -> None:
-    assert _guess_indent(stack_file(REPO, "prod").read_text()) == (2, 4, 2)
-    assert _guess_indent("config:\n    a:\n        b: 1\n    c:\n    - x\n") == (4, 2, 0)
-    assert _guess_indent("config:\n  a:\n    - x\n") == (2, 4, 2)
-    assert _guess_indent("a: 1\n") == (2, 4, 2)
+    assert guess_indent(stack_file(REPO, "prod").read_text()) == (2, 4, 2)
+    assert guess_indent("config:\n    a:\n        b: 1\n    c:\n    - x\n") == (4, 2, 0)
+    assert guess_indent("config:\n  a:\n    - x\n") == (2, 4, 2)
+    assert guess_indent("a: 1\n") == (2, 4, 2)
 
 
 @pytest.mark.parametrize(
@@ -84,10 +85,10 @@ def test_guess_indent_reads_the_file_layout() -> None:
     ],
 )
 def test_other_layouts_round_trip_byte_identical(text: str) -> None:
-    from mlinfra.stackedit import _dump, _yaml
+    from mlinfra.stacks.yamledit import dump_yaml, round_trip_yaml
 
-    yaml = _yaml(_guess_indent(text))
-    assert _dump(yaml, yaml.load(text), "") == text
+    yaml = round_trip_yaml(guess_indent(text))
+    assert dump_yaml(yaml, yaml.load(text), "") == text
 
 
 def test_repin_replaces_the_old_pin_in_place(project_dir: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 from mlinfra_drift import records
 from mlinfra_drift.capture import LocalCapture, S3Capture, hours
 from mlinfra_drift.records import Decoder
-from mlinfra_drift.score import score
+from mlinfra_drift.scoring import score
 from tests.drift.helpers import END, START, baseline_of, record
 
 FEATURES = ["age", "plan", "score"]

@@ -24,7 +24,8 @@ from mlinfra_drift.baseline import numeric_feature, summary
 from mlinfra_drift.capture import CaptureFile, LocalCapture, S3Access, S3Capture, capture_key
 from mlinfra_drift.parallel import FILES_PER_WORKER, auto_workers, plan
 from mlinfra_drift.records import Decoder
-from mlinfra_drift.score import NumericCounts, Scorer, score
+from mlinfra_drift.score import NumericCounts, Scorer
+from mlinfra_drift.scoring import score
 from tests.drift.helpers import END, START, baseline_of, record
 
 NUMERIC = ["a", "b", "c"]

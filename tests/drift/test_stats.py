@@ -229,7 +229,7 @@ def test_grid_tolerance_is_small_for_continuous_data() -> None:
 def test_read_baseline_keeps_the_header_order_through_a_sorted_store(tmp_path: Any) -> None:
     import json
 
-    from mlinfra.inputs import read_baseline
+    from mlinfra.models.inputs import read_baseline
 
     path = tmp_path / "sample.csv"
     path.write_text("zeta,alpha,mid\n" + "".join(f"{i},{i % 3},x{i % 2}\n" for i in range(50)))

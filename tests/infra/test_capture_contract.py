@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mlinfra.capture import CSV_CONTENT_TYPES, JSON_CONTENT_TYPES
-from mlinfra.render import RenderedStack
+from mlinfra.serving.capture import CSV_CONTENT_TYPES, JSON_CONTENT_TYPES
+from mlinfra.stacks.render import RenderedStack
 from mlinfra_infra import layout, naming, outputs
 from tests.infra.test_endpoint import CONFIG, ENDPOINT, PROD_CHURN, child, variant
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from parliament import analyze_policy_string
 
-from mlinfra.render import MOCK_ACCOUNT, RenderedResource, RenderedStack
+from mlinfra.stacks.render import MOCK_ACCOUNT, RenderedResource, RenderedStack
 from mlinfra_drift import metrics
 from mlinfra_drift.jobspec import JobSpec
 from mlinfra_infra import jobpackage, naming

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from mlinfra import render as render_module
-from mlinfra.render import RenderedResource, RenderedStack
+from mlinfra.stacks import render as render_module
+from mlinfra.stacks.render import RenderedResource, RenderedStack
 from mlinfra_infra import naming, outputs
 from mlinfra_infra.components.endpoint import ecr_repository_arn
 from tests.builders import IMAGE, digest_of, pin

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from parliament import analyze_policy_string
 
-from mlinfra.project import Project
-from mlinfra.render import RenderedStack, render
-from mlinfra.stackfile import raw_config
+from mlinfra.stacks.files import raw_config
+from mlinfra.stacks.project import Project
+from mlinfra.stacks.render import RenderedStack, render
 from tests.builders import merge, pin
 
 REPO = Project(Path(__file__).resolve().parents[2])

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mlinfra.render import MASK, MOCK_ACCOUNT, RenderedResource, RenderedStack
+from mlinfra.stacks.render import MASK, MOCK_ACCOUNT, RenderedResource, RenderedStack
 from mlinfra_drift import metrics
 from mlinfra_infra import naming
 from mlinfra_infra.components import common

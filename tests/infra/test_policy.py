@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from mlinfra.render import RenderedResource, RenderedStack
-from mlinfra.stackfile import raw_config
+from mlinfra.stacks.files import raw_config
+from mlinfra.stacks.render import RenderedResource, RenderedStack
 from mlinfra_infra.config import load_stack_config
 from mlinfra_infra.policy.engine import RULES, Context, evaluate
 from mlinfra_infra.policy.rules import RULES as REGISTERED

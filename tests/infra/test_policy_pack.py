@@ -23,9 +23,9 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from mlinfra.project import Project
-from mlinfra.render import RenderedStack
-from mlinfra.stackfile import load_stage
+from mlinfra.stacks.files import load_stage
+from mlinfra.stacks.project import Project
+from mlinfra.stacks.render import RenderedStack
 from mlinfra_infra.policy import pack
 from mlinfra_infra.policy.engine import RULES, Context, evaluate
 from tests.infra.test_policy import MUTATIONS, _mutated

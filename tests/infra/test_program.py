@@ -11,9 +11,9 @@ from typing import Any
 import pulumi
 import pytest
 
-from mlinfra.project import Project
-from mlinfra.render import RenderedStack, render
-from mlinfra.stackfile import raw_config
+from mlinfra.stacks.files import raw_config
+from mlinfra.stacks.project import Project
+from mlinfra.stacks.render import RenderedStack, render
 from mlinfra_infra import outputs
 from tests.builders import merge, pin
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mlinfra.render import RenderedStack
+from mlinfra.stacks.render import RenderedStack
 from mlinfra_infra import outputs
 from tests.conftest import policy
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from mlinfra.project import Project
-from mlinfra.render import RenderedStack, render
-from mlinfra.stackfile import raw_config
+from mlinfra.stacks.files import raw_config
+from mlinfra.stacks.project import Project
+from mlinfra.stacks.render import RenderedStack, render
 from tests.builders import IMAGE, merge, pin
 
 REPO = Project(Path(__file__).resolve().parents[2])

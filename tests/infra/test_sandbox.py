@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from mlinfra.render import MOCK_ACCOUNT, MOCK_AMI, RenderedResource, RenderedStack
+from mlinfra.stacks.render import MOCK_ACCOUNT, MOCK_AMI, RenderedResource, RenderedStack
 from mlinfra_infra import outputs
 from tests.conftest import REGION, policy
 

@@ -1,0 +1,55 @@
+"""git run as a subprocess in one repository, with one-line errors: shared by stack delivery and local mode."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from mlinfra.errors import MlinfraError
+
+GIT_TIMEOUT_SECONDS = 120
+
+
+class GitError(MlinfraError):
+    """Raised when a git command fails; the message is git's last line and what was being done."""
+
+
+class Git:
+    """git run in one repository, with one-line errors."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+
+    def run(self, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None, doing: str) -> str:
+        """`git ARGS` in the repository; its stdout (stripped). GitError names what was being done."""
+        git = shutil.which("git")
+        if git is None:
+            raise GitError(f"{doing}: git is not installed; install git and run again")
+        full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
+        try:
+            done = subprocess.run(
+                [git, *args],
+                cwd=self.cwd,
+                input=stdin,
+                capture_output=True,
+                env=full_env,
+                timeout=GIT_TIMEOUT_SECONDS,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise GitError(f"{doing}: git {args[0]} did not finish within {GIT_TIMEOUT_SECONDS} s") from None
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.decode(errors="replace").splitlines() if line.strip()]
+            raise GitError(f"{doing}: {lines[-1].strip() if lines else f'git {args[0]} exited {done.returncode}'}")
+        return done.stdout.decode(errors="replace").strip()
+
+    def ok(self, *args: str) -> bool:
+        """Whether `git ARGS` succeeds (for probes)."""
+        try:
+            self.run(*args, doing="probe")
+        except GitError:
+            return False
+        return True

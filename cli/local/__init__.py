@@ -1,0 +1,1 @@
+"""Local mode's AWS emulator: starting it and creating what the stacks declare (bootstrap)."""

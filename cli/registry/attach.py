@@ -1,0 +1,159 @@
+"""Attaching metrics and a baseline to a version that exists (`mlinfra attach`, `baseline`, `register` again).
+
+A version's artifact and image never change (stages pin them); its metrics and its baseline may be added or replaced
+in the entry stage, each change audited with who, when and what changed from what to what. Steps, in order:
+
+1. Read and check: the version record, the new inputs, and what is stored now. Nothing new: nothing is written.
+2. The baseline file (`versions/<n>/baseline.json`), when it changed: created, or replaced with If-Match.
+3. The commit: the version record replaced with If-Match, carrying the `attach` audit record (`lastAttach`).
+4. The audit record (create-only). A run that stopped before it leaves it in the version record, and the next
+   attach or register of that version writes it.
+
+Stages the version was promoted into before keep their copy; a later promotion copies the files as they are then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from mlinfra.aws import aws_errors
+from mlinfra.errors import BadInputError, MlinfraError
+from mlinfra.registry.store import ConflictError, StageRegistry, now
+from mlinfra.stacks.project import Project
+from mlinfra_infra import layout
+
+BASELINE_FILE = "baseline.json"
+
+
+def baseline_key(model: str, version: int) -> str:
+    """Where a version's baseline is stored in each stage's registry."""
+    return f"{layout.version_prefix(model, version)}{BASELINE_FILE}"
+
+
+def baseline_summary(baseline: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What an audit record keeps of a baseline: its schema, rows, features and a digest (not the whole file)."""
+    if baseline is None:
+        return None
+    columns = baseline.get("columns") or baseline.get("features") or {}
+    if isinstance(columns, dict):
+        names = [str(name) for name in columns]
+    else:
+        names = [str(c.get("name")) if isinstance(c, dict) else str(c) for c in columns]
+    canonical = json.dumps(baseline, sort_keys=True, separators=(",", ":")).encode()
+    return {
+        "schema": baseline.get("schema"),
+        "rows": baseline.get("rows"),
+        "features": names,
+        "sha256": hashlib.sha256(canonical).hexdigest(),
+    }
+
+
+def attach_inputs(
+    registry: StageRegistry,
+    model: str,
+    version: int,
+    *,
+    metrics: dict[str, float] | None,
+    baseline: dict[str, Any] | None,
+    who: dict[str, Any],
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """Attach new metrics and/or a baseline to `version` in `registry` (the entry stage); see the module docstring.
+
+    Returns {"model", "version", "stage", "digest", "changed": [...], "record": <version record>}; `changed` is
+    empty, and nothing was written, when the inputs are what the version already has.
+    """
+    with aws_errors(f"attaching inputs to {model} v{version} in {registry.stage}"):
+        stored = registry.read(layout.version_key(model, version))
+        if stored is None:
+            registry.require_version(model, version)  # raises the listing of known versions
+            raise MlinfraError(f"{model} v{version} vanished while attaching; re-run")  # pragma: no cover
+        record = stored.data
+        pending = record.get("lastAttach")
+        if isinstance(pending, dict):
+            registry.write_audit(pending)  # a run that committed but stopped before its audit record
+        changes: dict[str, Any] = {}
+        if metrics is not None and metrics != (record.get("metrics") or {}):
+            changes["metrics"] = {"old": record.get("metrics") or {}, "new": metrics}
+        key = baseline_key(model, version)
+        old_baseline = registry.read(key) if baseline is not None else None
+        if baseline is not None and (old_baseline is None or old_baseline.data != baseline):
+            changes["baseline"] = {
+                "old": baseline_summary(old_baseline.data if old_baseline else None),
+                "new": baseline_summary(baseline),
+            }
+        summary = {"model": model, "version": version, "stage": registry.stage, "digest": record["digest"]}
+        if not changes:
+            return {**summary, "changed": [], "record": record}
+
+        if "baseline" in changes and baseline is not None:
+            try:
+                registry.write(key, baseline, if_match=old_baseline.etag if old_baseline else None)
+            except ConflictError:
+                raise _concurrent(model, version) from None
+        audit = {
+            "id": uuid.uuid4().hex,
+            "action": "attach",
+            "model": model,
+            "stage": registry.stage,
+            "version": version,
+            "previous": None,
+            "digest": record["digest"],
+            "time": now(),
+            "reason": reason or f"attached {', '.join(changes)}",
+            "source": None,
+            "forced": False,
+            "gates": [],
+            "changes": changes,
+            **who,
+        }
+        updated = dict(record)
+        if "metrics" in changes:
+            updated["metrics"] = metrics
+        if "baseline" in changes:
+            updated["baseline"] = key
+        updated["lastAttach"] = audit
+        try:
+            registry.write(layout.version_key(model, version), updated, if_match=stored.etag)
+        except ConflictError:
+            raise _concurrent(model, version) from None
+        registry.write_audit(audit)
+    return {**summary, "changed": list(changes), "record": updated}
+
+
+def _concurrent(model: str, version: int) -> MlinfraError:
+    return MlinfraError(
+        f"conflict: {model} v{version}'s record changed while inputs were attached to it; nothing was recorded "
+        "for this run — run the command again"
+    )
+
+
+def attach(
+    project: Project,
+    model: str,
+    version: int,
+    *,
+    metrics_path: Path | None,
+    baseline_path: Path | None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """`mlinfra attach` / `mlinfra baseline`: add or replace a version's metrics and baseline in the entry stage."""
+    from mlinfra.models import inputs
+    from mlinfra.registry.protocol import Context, actor, entry_stage, require_model
+
+    if metrics_path is None and baseline_path is None:
+        raise BadInputError("give --metrics or --baseline (or both): what to attach to the version")
+    ctx, stage = entry_stage(project)
+    require_model(stage, model)
+    metrics = inputs.read_metrics(metrics_path) if metrics_path else None
+    baseline = inputs.read_baseline(baseline_path) if baseline_path else None
+    registry = Context.registry(ctx, stage.name)
+    with aws_errors(f"reading {model} v{version} in {stage.name}"):
+        who = actor(registry.aws)
+    result = attach_inputs(registry, model, version, metrics=metrics, baseline=baseline, who=who, reason=reason)
+    result.pop("record")
+    return result

@@ -1,0 +1,254 @@
+"""Moving immutable model versions between stages: promote, approve and rollback.
+
+Each follows the commit protocol of mlinfra.registry.protocol (check, write create-only, move the pointer, pin, audit).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from mlinfra.aws import aws_errors
+from mlinfra.errors import BadInputError, RefusedError
+from mlinfra.registry import gates as gate_checks
+from mlinfra.registry import proposals
+from mlinfra.registry.protocol import (
+    Context,
+    Plan,
+    actor,
+    catch_up,
+    commit,
+    next_stage,
+    repair_audit,
+    require_model,
+    same_request,
+)
+from mlinfra.registry.store import StageRegistry, Stored, now
+from mlinfra.stacks.files import load_stage
+from mlinfra.stacks.project import Project
+
+
+def promote(
+    project: Project,
+    model: str,
+    to: str,
+    *,
+    version: int | None,
+    source: str | None,
+    reason: str | None,
+    force: bool,
+) -> dict[str, Any]:
+    """Promote a version into stage `to`; returns {"model","stage","version","previous","digest"} (+ details)."""
+    if force and not reason:
+        raise BadInputError("--force skips the gates and needs --reason saying why")
+    project.require_stage(to)
+    ctx = Context.load(project, to)
+    target_stage = ctx.stages[to]
+    require_model(target_stage, model)
+    cfg = target_stage.config
+    if to == cfg.entry_stage:
+        raise BadInputError(f"{to} is the entry stage: versions enter it with `mlinfra register`, not promote")
+    model_cfg = cfg.models[model]
+    expected_source = model_cfg.gates.from_stage or cfg.previous_stage(to)
+    source = source or expected_source
+    if source is None or source == to:
+        raise BadInputError(f"cannot promote {model} into {to} from {source}")
+    project.require_stage(source)
+    if source not in ctx.stages:
+        ctx.stages[source] = load_stage(project, source)
+    require_model(ctx.stages[source], model)
+    proposals.preflight(ctx, to)  # a pullRequest stage needs a git checkout with an origin: checked before AWS
+
+    source_reg = ctx.registry(source)
+    with aws_errors(f"reading {model} in {source}"):
+        source_pointer = source_reg.pointer(model)
+        if version is None:
+            if source_pointer is None:
+                raise BadInputError(f"no version of {model} runs in {source} yet; give --version N")
+            version = int(source_pointer.data["version"])
+        record = source_reg.require_version(model, version)
+        source_reg.verify_artifact(model, record["digest"])
+
+    results: list[gate_checks.GateResult] = [
+        gate_checks.source_stage_gate(model_cfg.gates, cfg.previous_stage(to), source),
+    ]
+    with aws_errors(f"evaluating {to}'s gates"):
+        package = source_reg.package_of(model, record) if model_cfg.gates.require_approval else None
+        results.append(gate_checks.approval_gate(model_cfg.gates, package, source, version))
+        results += gate_checks.metric_gates(model_cfg.gates, record.get("metrics") or {})
+        results.append(gate_checks.source_alarm_gate(model_cfg.gates, source_reg, model))
+        results.append(gate_checks.soak_gate(model_cfg.gates, source_pointer, source, version))
+    failed = [r for r in results if not r.passed]
+    if failed and not force:
+        lines = "; ".join(f"{r.gate}: {r.reason}" for r in failed)
+        raise RefusedError(
+            f"{model} v{version} may not enter {to} ({len(failed)} gate(s) failed): {lines}",
+            [r.to_json() for r in failed],
+        )
+
+    plan = Plan(model, to, source, version, record, results, None)
+    return _execute(ctx, plan, action="promote", reason=reason or "", forced=bool(failed) and force)
+
+
+def rollback(project: Project, model: str, stage: str, *, to: int | None, reason: str) -> dict[str, Any]:
+    """Return a stage to the version it ran before (or version `to`); integrity checked, metric gates skipped."""
+    project.require_stage(stage)
+    ctx = Context.load(project, stage)
+    require_model(ctx.stages[stage], model)
+    cfg = ctx.stages[stage].config
+    if stage == cfg.entry_stage:
+        following = next_stage(cfg) or "STAGE"
+        raise BadInputError(
+            f"{stage} is the entry stage: it runs no endpoint and pins no version, so there is nothing to roll "
+            f"back; promote the version you want into the next stage instead (`mlinfra promote {model} --to "
+            f"{following} --version {to or 'N'}`)"
+        )
+    proposals.preflight(ctx, stage)
+    registry = ctx.registry(stage)
+    with aws_errors(f"reading {model} in {stage}"):
+        pointer = registry.pointer(model)
+        if pointer is None:
+            raise BadInputError(f"{model} has never run in {stage}; nothing to roll back")
+        current = int(pointer.data["version"])
+        if to is None:
+            to = _previous_version(registry, model, pointer, current)
+        record = registry.require_version(model, to)
+        registry.verify_artifact(model, record["digest"])
+    results = [gate_checks.GateResult("metrics", True, "skipped for a rollback")]
+    plan = Plan(model, stage, stage, to, record, results, current, expected=pointer)
+    return _execute(ctx, plan, action="rollback", reason=reason, forced=False)
+
+
+def _previous_version(registry: StageRegistry, model: str, pointer: Stored, current: int) -> int:
+    previous = pointer.data.get("record", {}).get("previous")
+    if isinstance(previous, int) and previous != current:
+        return previous
+    for record in sorted(registry.audit_records(model), key=lambda r: r["time"], reverse=True):
+        if record.get("action") in {"promote", "rollback"} and record.get("version") != current:
+            return int(record["version"])
+    raise BadInputError(f"{model} has run no other version in {registry.stage}; give --to N")
+
+
+def _execute(ctx: Context, plan: Plan, *, action: str, reason: str, forced: bool) -> dict[str, Any]:
+    model, record = plan.model, plan.record
+    target = ctx.registry(plan.target)
+    source = ctx.registry(plan.source)
+    who = actor(target.aws)
+    request = {
+        "action": action,
+        "model": model,
+        "stage": plan.target,
+        "version": plan.version,
+        "reason": reason,
+        "source": plan.source,
+        **who,
+    }
+    with aws_errors(f"{action} of {model} v{plan.version} into {plan.target}"):
+        current = plan.expected or target.pointer(model)
+        repair_audit(target, model, current)
+        if current is not None and same_request(current.data.get("record", {}), request):
+            # A re-run of an action that committed: the audit record is written (above); the stack file follows
+            # the pointer as it is now, read under the stage lock (another action may have moved it since).
+            catch_up(ctx, target, model, current)
+            return _summary(current.data["record"], target, model, record, already=True)
+        if current is not None and current.data.get("version") == plan.version:
+            done = current.data.get("record", {})
+            raise BadInputError(
+                f"{model} already runs v{plan.version} in {plan.target} (since {current.data.get('since')}, "
+                f"{done.get('action', 'moved')} by {done.get('actor', 'someone')}); nothing to do, nothing recorded"
+            )
+
+        if plan.target != plan.source:
+            target.require_group(model)  # before the copy: a refusal leaves nothing in the target
+            target.copy_artifact_from(source, model, record["digest"], int(record["size"]))
+            target.verify_artifact(model, record["digest"])
+            target.copy_version_files_from(source, model, plan.version)
+            package = target.create_package(
+                model,
+                record["digest"],
+                record["image"],
+                target.artifact_uri(model, record["digest"]),
+                {
+                    "digest": record["digest"],
+                    "version": str(plan.version),
+                    "sourceStage": plan.source,
+                    "sourcePackageArn": str(record.get("packageArn")),
+                },
+            )
+            target_record = {
+                **record,
+                "stage": plan.target,
+                "artifact": target.artifact_uri(model, record["digest"]),
+                "packageArn": package["ModelPackageArn"],
+                "lineage": {
+                    "sourceStage": plan.source,
+                    "sourcePackageArn": record.get("packageArn"),
+                    "sourceArtifact": record.get("artifact"),
+                },
+            }
+            target.write_version(target_record)
+            record = target.require_version(model, plan.version)
+        if ctx.stages[plan.target].config.delivery_mode == "pullRequest":
+            previous = current.data.get("version") if current else None
+            return proposals.propose(ctx, plan, target, record, request, previous=previous, forced=forced)
+        audit = {
+            "id": uuid.uuid4().hex,
+            **request,
+            "previous": current.data.get("version") if current else None,
+            "digest": record["digest"],
+            "time": now(),
+            "forced": forced,
+            "gates": [g.to_json() for g in plan.gates],
+        }
+        commit(ctx, target, model, record=record, audit=audit, expected=current, pin=True)
+    return _summary(audit, target, model, record, already=False)
+
+
+def _summary(
+    audit: dict[str, Any], target: StageRegistry, model: str, record: dict[str, Any], *, already: bool
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "stage": target.stage,
+        "version": audit["version"],
+        "previous": audit.get("previous"),
+        "digest": record["digest"],
+        "artifact": target.artifact_uri(model, record["digest"]),
+        "action": audit["action"],
+        "forced": audit.get("forced", False),
+        "gates": audit.get("gates", []),
+        "alreadyDone": already,
+    }
+
+
+def approve(project: Project, model: str, version: int, stage: str, reason: str) -> dict[str, Any]:
+    """Approve version `version` for promotion into `stage`: its package in the preceding stage becomes Approved."""
+    project.require_stage(stage)
+    ctx = Context.load(project, stage)
+    cfg = ctx.stages[stage].config
+    require_model(ctx.stages[stage], model)
+    source = cfg.models[model].gates.from_stage or cfg.previous_stage(stage)
+    if source is None:
+        raise BadInputError(f"{stage} is the entry stage: nothing is promoted into it, so nothing to approve")
+    source_reg = ctx.registry(source)
+    target = ctx.registry(stage)
+    with aws_errors(f"approving {model} v{version} for {stage}"):
+        record = source_reg.require_version(model, version)
+        source_reg.approve_package(model, record, f"approved for {stage}: {reason}")
+        audit = {
+            "id": uuid.uuid4().hex,
+            "action": "approve",
+            "model": model,
+            "stage": stage,
+            "version": version,
+            "previous": None,
+            "digest": record["digest"],
+            "time": now(),
+            "reason": reason,
+            "source": source,
+            "forced": False,
+            "gates": [],
+            **actor(source_reg.aws),
+        }
+        target.write_audit(audit)
+    return {"model": model, "stage": stage, "version": version, "approvedIn": source, "actor": audit["actor"]}

@@ -1,0 +1,259 @@
+"""`mlinfra register`: a model directory or model.tar.gz becomes an immutable version in the entry stage.
+
+The model is checked (its handler, its image) and hashed before anything is uploaded; only a new digest is uploaded
+(multipart, to a temporary key, then moved into place by content); the version record and model package are
+create-only; the entry stage's pointer moves through the protocol in cli/promotion.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlinfra.aws import aws_errors
+from mlinfra.errors import BadInputError, MlinfraError
+from mlinfra.registry.protocol import Context, actor, commit, entry_stage, next_stage, repair_audit, require_model
+from mlinfra.registry.store import ConflictError, MultipartSink, StageRegistry, checksum_of, now
+from mlinfra.stacks.files import Stage
+from mlinfra.stacks.project import Project
+from mlinfra_infra import layout
+
+
+def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
+    project: Project,
+    path: Path,
+    model: str,
+    *,
+    framework: str | None,
+    framework_version: str | None,
+    image: str | None,
+    metrics_path: Path | None,
+    baseline_path: Path | None,
+    git_sha: str | None,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+    description: str | None = None,
+    card_path: Path | None = None,
+) -> dict[str, Any]:
+    """Register a model directory or model.tar.gz into the entry stage; returns the version record.
+
+    Everything that can be checked is checked before a byte is uploaded (stack file, model, inputs, image, the
+    package group). The bytes are hashed first: bytes that are already version N are not uploaded again; new
+    metrics or a new baseline given with them are attached to vN (audited), another image is refused. Numbers come
+    from the entry stage's model package.
+    With a framework, the handler is checked against its container's contract before anything is hashed.
+    """
+    from mlinfra.models import directory as modeldir
+    from mlinfra.models import images, inputs, packaging
+    from mlinfra.registry import cards
+
+    ctx, stage = entry_stage(project)
+    entry = stage.name
+    require_model(stage, model)
+    # Bad input first: nothing is uploaded for a wrong path, framework, image or metrics file.
+    archive, handler, card = _check_model(path, framework, model, card_path=card_path)
+    metrics = inputs.read_metrics(metrics_path) if metrics_path else None
+    baseline = inputs.read_baseline(baseline_path) if baseline_path else None
+    if image is None and (framework is None or framework_version is None):
+        raise BadInputError("give --framework and --framework-version (to resolve the inference image) or --image")
+    if image is not None:
+        _check_image(image)
+        resolved_image = image
+    else:
+        assert framework is not None and framework_version is not None  # noqa: S101 - checked just above
+        # Offline, from the SDK's bundled image config, without importing the SDK: milliseconds.
+        resolved_image = images.resolve_image(framework, framework_version, stage.config.region)
+
+    registry = ctx.registry(entry)
+    with aws_errors(f"registering {model} in {entry}"):
+        registry.require_group(model)  # a stage without the model's package group gets no upload
+    # Hash first: bytes that are already a version are never uploaded again.
+    digest = _pack(path, archive=archive, sink=None).digest
+    with aws_errors(f"registering {model} in {entry}"):
+        existing = registry.find_package(model, digest)
+        known = registry.version(model, int(existing["ModelPackageVersion"])) if existing else None
+    if known is not None:
+        return _register_existing(
+            registry, stage, model, known, image=resolved_image, metrics=metrics, baseline=baseline
+        )
+    if on_total is not None:
+        on_total(packaging.input_size(path, None if archive else modeldir.skipper(path)))
+
+    with aws_errors(f"registering {model} in {entry}"):
+        if registry.stored_checksum(model, digest) != checksum_of(digest):
+            packed, temp_key = _upload(registry, path, model, archive=archive, progress=progress)
+            try:
+                if packed.digest != digest:
+                    raise MlinfraError(
+                        f"{path} changed while it was registered ({digest[:19]}... then {packed.digest[:19]}...); "
+                        "nothing was registered, re-run when it is complete"
+                    )
+                registry.finalize_upload(temp_key, model, digest)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    registry.discard(temp_key)
+                raise
+        else:
+            packed = _pack(path, archive=archive, sink=None)  # stored before (an interrupted run): size and files
+        artifact = registry.artifact_uri(model, packed.digest)
+        who = actor(registry.aws)
+        package = registry.create_package(
+            model,
+            packed.digest,
+            resolved_image,
+            artifact,
+            {"digest": packed.digest, "registeredBy": who["actor"], "stage": entry},
+        )
+        version = int(package["ModelPackageVersion"])
+        record = {
+            "model": model,
+            "version": version,
+            "digest": packed.digest,
+            "size": packed.size,
+            "framework": framework,
+            "frameworkVersion": framework_version,
+            "image": resolved_image,
+            "artifact": artifact,
+            "metrics": metrics or {},
+            "gitSha": git_sha,
+            "registeredBy": who["actor"],
+            "registeredByUser": who["user"],
+            "registeredAt": now(),
+            "stage": entry,
+            "packageArn": package["ModelPackageArn"],
+            "lineage": None,
+            "baseline": f"{layout.version_prefix(model, version)}baseline.json" if baseline else None,
+            "handler": handler.model_dump(mode="json") if handler else None,
+            "description": description,
+            "card": cards.card_key(model, version) if card is not None else None,
+        }
+        cards.store_card(registry, model, version, card)
+        if baseline is not None:
+            with contextlib.suppress(ConflictError):
+                registry.write(f"{layout.version_prefix(model, version)}baseline.json", baseline)
+        registry.write_version(record)
+        _move_entry_pointer(ctx, registry, model, record, who)
+    return {**record, "nextStage": next_stage(stage.config)}
+
+
+def _register_existing(
+    registry: StageRegistry,
+    stage: Stage,
+    model: str,
+    record: dict[str, Any],
+    *,
+    image: str,
+    metrics: dict[str, float] | None,
+    baseline: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Bytes that are already version N: nothing uploaded; new metrics/baseline attached, another image refused."""
+    from mlinfra.registry.attach import attach_inputs
+
+    version = int(record["version"])
+    if image != record["image"]:
+        raise BadInputError(
+            f"these bytes are already {model} v{version} with image {record['image']}; a version's image is part "
+            "of what stages pin, so it cannot change: register the model with a changed file to make a new version, "
+            f"or keep v{version}'s image"
+        )
+    changed: list[str] = []
+    if metrics is not None or baseline is not None:
+        with aws_errors(f"attaching inputs to {model} v{version}"):
+            who = actor(registry.aws)
+        result = attach_inputs(registry, model, version, metrics=metrics, baseline=baseline, who=who)
+        record, changed = result["record"], result["changed"]
+    return {**record, "existing": True, "attached": changed, "nextStage": next_stage(stage.config)}
+
+
+def _upload(
+    registry: StageRegistry, path: Path, model: str, *, archive: bool, progress: Callable[[int], None] | None
+) -> tuple[Any, str]:
+    """Stream the artifact (packed, or the archive as given) to a temporary key, hashing it on the way."""
+    with aws_errors(f"uploading {model} to {registry.bucket}"):
+        temp_key = registry.temp_upload_key(model)
+        sink = MultipartSink(registry.s3, registry.bucket, temp_key, on_bytes=progress)
+        try:
+            packed = _pack(path, archive=archive, sink=sink.write)
+            sink.close()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                sink.abort()
+            raise
+    return packed, temp_key
+
+
+def _pack(path: Path, *, archive: bool, sink: Callable[[bytes], object] | None) -> Any:
+    """The artifact handed to `sink` (or only hashed): the archive as given (checked), or the directory packed."""
+    from mlinfra.models import archives, packaging
+    from mlinfra.models import directory as modeldir
+
+    if archive:
+        return archives.stream_archive(path, sink) if sink is not None else archives.inspect_archive(path)
+    return packaging.pack(path, sink or _discard, skip=modeldir.skipper(path))
+
+
+def _discard(_chunk: bytes) -> None:
+    """A sink that keeps nothing (the hashing pass)."""
+
+
+def _check_model(
+    path: Path, framework: str | None, model: str, *, card_path: Path | None
+) -> tuple[bool, Any, str | None]:
+    """(is an archive, handler layout or None for a custom image, authors' card), checked before any upload."""
+    from mlinfra.models import directory as modeldir
+    from mlinfra.models import packaging
+    from mlinfra.registry import cards
+
+    archive = packaging.is_archive(path)
+    card = cards.read_card(card_path) if card_path else None
+    if framework is None:
+        return archive, None, card
+    if archive:
+        return archive, modeldir.check_archive(path, framework, model), card
+    return archive, modeldir.check_directory(path, framework, model), card
+
+
+def _check_image(image: str) -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    from mlinfra_infra.config import ImageUri
+
+    try:
+        TypeAdapter(ImageUri).validate_python(image)
+    except ValidationError:
+        raise BadInputError(
+            f"--image {image!r} is not an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)"
+        ) from None
+
+
+def _move_entry_pointer(
+    ctx: Context, registry: StageRegistry, model: str, record: dict[str, Any], who: dict[str, Any]
+) -> None:
+    """The entry stage's pointer marks the latest registered version (the default for the next promotion)."""
+    for _ in range(5):
+        current = registry.pointer(model)
+        repair_audit(registry, model, current)
+        audit = {
+            "id": uuid.uuid4().hex,
+            "action": "register",
+            "model": model,
+            "stage": registry.stage,
+            "version": record["version"],
+            "previous": current.data.get("version") if current else None,
+            "digest": record["digest"],
+            "time": now(),
+            "reason": f"registered {record['digest'][:19]}",
+            "source": None,
+            "forced": False,
+            "gates": [],
+            **who,
+        }
+        try:
+            commit(ctx, registry, model, record=record, audit=audit, expected=current, pin=False)
+            return
+        except ConflictError:
+            continue  # another registration moved it; the latest one wins, try again on top of it
+    raise MlinfraError(f"{model} was registered as v{record['version']}, but the {registry.stage} pointer kept moving")

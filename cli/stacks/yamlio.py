@@ -1,0 +1,58 @@
+"""Reading YAML and text files with one-line errors that name the file: shared by everything that reads stacks."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from mlinfra.errors import BadInputError
+
+
+def read_yaml(path: Path, shown: str | None = None) -> Any:
+    """Parse a YAML file (safe loader); malformed YAML or a missing file raises BadInputError naming the file.
+
+    `shown` is how messages name the file (default: the path as given).
+    """
+    shown = shown or str(path)
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    text = read_text(path, shown)
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        raise BadInputError(yaml_error(shown, exc)) from None
+
+
+def read_text(path: Path, shown: str | None = None) -> str:
+    """A UTF-8 text file; a missing, unreadable or non-UTF-8 file raises BadInputError naming the file (exit 2)."""
+    shown = shown or str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInputError(f"{shown}: file not found") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{shown}: is a directory, not a file") from None
+    except OSError as exc:
+        raise BadInputError(f"{shown}: cannot read ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{shown}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+_DUPLICATE_KEY = re.compile(r'found duplicate key "(?P<key>.*?)" with value')
+
+
+def yaml_error(shown: str, exc: Exception) -> str:
+    """One line for a YAML error: the file, the line, and what is wrong (a duplicate key named as such)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" line {mark.line + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    duplicate = _DUPLICATE_KEY.match(str(problem))
+    if duplicate:
+        context = getattr(exc, "context_mark", None)
+        first = f" (in the mapping that starts at line {context.line + 1})" if context is not None else ""
+        return f"{shown}:{where}: duplicate key {duplicate['key']!r}{first}; keep one of them"
+    return f"{shown}:{where}: invalid YAML: {problem}"
