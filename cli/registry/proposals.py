@@ -1,11 +1,11 @@
 """Promotions into `pullRequest` stages: a checked, prepared promotion (or rollback) proposed as a pull request.
 
-`promotion._execute` has verified, gated and prepared the version (artifact copied server-side, model package and
-version record in the target registry) when it hands over here. What changes is the commit: instead of moving the
-stage pointer and editing the checkout's stack file, the pin goes on a branch from origin's default branch (see
-delivery.py), a pull request carries the gate results, who asked and the offline preview diff, and a `promote` (or
-`rollback`) audit record names the pull request. The stage pointer moves when the apply of the merged commit is
-recorded (deployments.py).
+`mlinfra.registry.promote._execute` has verified, gated and prepared the version (artifact copied server-side, model
+package and version record in the target registry) when it hands over here. What changes is the commit: instead of
+moving the stage pointer and editing the checkout's stack file, the pin goes on a branch from origin's default
+branch (see mlinfra.delivery.pullrequest), a pull request carries the gate results, who asked and the offline
+preview diff, and a `promote` (or `rollback`) audit record names the pull request. The stage pointer moves when the
+apply of the merged commit is recorded (mlinfra.registry.deployments).
 """
 
 from __future__ import annotations

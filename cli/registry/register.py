@@ -2,7 +2,7 @@
 
 The model is checked (its handler, its image) and hashed before anything is uploaded; only a new digest is uploaded
 (multipart, to a temporary key, then moved into place by content); the version record and model package are
-create-only; the entry stage's pointer moves through the protocol in cli/promotion.py.
+create-only; the entry stage's pointer moves through the protocol in mlinfra.registry.protocol.
 """
 
 from __future__ import annotations
@@ -257,3 +257,37 @@ def _move_entry_pointer(
         except ConflictError:
             continue  # another registration moved it; the latest one wins, try again on top of it
     raise MlinfraError(f"{model} was registered as v{record['version']}, but the {registry.stage} pointer kept moving")
+
+
+def dry_run(project: Any, path: Path, model: str, framework: str | None) -> dict[str, Any]:
+    """What `register` would upload, checked as `register` checks it but without any AWS call or write.
+
+    Returns {"model", "path", "handler", "files": [{"path", "size", "digest"}], "size", "digest"}: the files it
+    would pack and the model.tar.gz's size and digest (for an archive: its members, and the archive as given).
+    """
+    from mlinfra.models import archives, packaging
+    from mlinfra.models.directory import archive_files, check_archive, check_directory, directory_files, skipper
+
+    _ctx, stage = entry_stage(project)
+    require_model(stage, model)
+    archive = packaging.is_archive(path)
+    if framework is None:
+        handler = None
+    elif archive:
+        handler = check_archive(path, framework, model)
+    else:
+        handler = check_directory(path, framework, model)
+    if archive:
+        files = archive_files(path)
+        packed = archives.inspect_archive(path)
+    else:
+        files = directory_files(path)
+        packed = packaging.pack(path, lambda _chunk: None, skip=skipper(path))
+    return {
+        "model": model,
+        "path": str(path),
+        "handler": handler.model_dump(mode="json") if handler else None,
+        "files": [f.to_json() for f in files],
+        "size": packed.size,
+        "digest": packed.digest,
+    }
