@@ -11,12 +11,10 @@ apply of the merged commit is recorded (mlinfra.registry.deployments).
 from __future__ import annotations
 
 import os
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from mlinfra.delivery import pullrequest as delivery
 from mlinfra.errors import BadInputError, MlinfraError
-from mlinfra.registry.store import now
 from mlinfra.stacks.project import Project
 
 if TYPE_CHECKING:
@@ -54,6 +52,7 @@ def propose(
 ) -> dict[str, Any]:
     """Put the pin on a branch, open the pull request, write the audit record; the summary `promote` prints."""
     from mlinfra.registry.protocol import pin_for
+    from mlinfra.registry.records import audit_record
     from mlinfra.stacks.edit import pinned_text
     from mlinfra.stacks.workspace import is_scratch_remote
 
@@ -82,17 +81,21 @@ def propose(
         # origin's default branch already pins this version: merged, waiting for (or past) its apply.
         return {**summary, "alreadyDone": True, "pullRequest": None, "base": base}
     after = text.replace("\n", "\r\n").encode() if b"\r\n" in before else text.encode()
-    audit = {
-        "id": uuid.uuid4().hex,
-        **request,
-        "previous": previous,
-        "digest": record["digest"],
-        "time": now(),
-        "forced": forced,
-        "gates": summary["gates"],
-        "delivery": "pullRequest",
+    audit = audit_record(
+        action,
+        model=model,
+        stage=stage,
+        version=plan.version,
+        previous=previous,
+        digest=record["digest"],
+        reason=request["reason"],
+        source=request["source"],
+        who={key: request[key] for key in ("actor", "role", "user")},
+        forced=forced,
+        gates=summary["gates"],
+        delivery="pullRequest",
         **_ci_requester(),
-    }
+    )
     verb = "Promote" if action == "promote" else "Roll back"
     title = (
         f"Promote {model} v{plan.version} to {stage}"

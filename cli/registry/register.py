@@ -8,7 +8,6 @@ create-only; the entry stage's pointer moves through the protocol in mlinfra.reg
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,8 @@ from typing import Any
 from mlinfra.aws import aws_errors
 from mlinfra.errors import BadInputError, MlinfraError
 from mlinfra.registry.protocol import Context, actor, commit, entry_stage, next_stage, repair_audit, require_model
-from mlinfra.registry.store import ConflictError, MultipartSink, StageRegistry, checksum_of, now
+from mlinfra.registry.records import audit_record, version_record
+from mlinfra.registry.store import ConflictError, MultipartSink, StageRegistry, checksum_of
 from mlinfra.stacks.files import Stage
 from mlinfra.stacks.project import Project
 from mlinfra_infra import layout
@@ -108,28 +108,25 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
             {"digest": packed.digest, "registeredBy": who["actor"], "stage": entry},
         )
         version = int(package["ModelPackageVersion"])
-        record = {
-            "model": model,
-            "version": version,
-            "digest": packed.digest,
-            "size": packed.size,
-            "framework": framework,
-            "frameworkVersion": framework_version,
-            "image": resolved_image,
-            "artifact": artifact,
-            "metrics": metrics or {},
-            "gitSha": git_sha,
-            "registeredBy": who["actor"],
-            "registeredByUser": who["user"],
-            "registeredAt": now(),
-            "stage": entry,
-            "packageArn": package["ModelPackageArn"],
-            "lineage": None,
-            "baseline": f"{layout.version_prefix(model, version)}baseline.json" if baseline else None,
-            "handler": handler.model_dump(mode="json") if handler else None,
-            "description": description,
-            "card": cards.card_key(model, version) if card is not None else None,
-        }
+        record = version_record(
+            model=model,
+            version=version,
+            digest=packed.digest,
+            size=packed.size,
+            framework=framework,
+            framework_version=framework_version,
+            image=resolved_image,
+            artifact=artifact,
+            metrics=metrics,
+            git_sha=git_sha,
+            who=who,
+            stage=entry,
+            package_arn=package["ModelPackageArn"],
+            baseline=f"{layout.version_prefix(model, version)}baseline.json" if baseline else None,
+            handler=handler.model_dump(mode="json") if handler else None,
+            description=description,
+            card=cards.card_key(model, version) if card is not None else None,
+        ).to_json()
         cards.store_card(registry, model, version, card)
         if baseline is not None:
             with contextlib.suppress(ConflictError):
@@ -236,21 +233,16 @@ def _move_entry_pointer(
     for _ in range(5):
         current = registry.pointer(model)
         repair_audit(registry, model, current)
-        audit = {
-            "id": uuid.uuid4().hex,
-            "action": "register",
-            "model": model,
-            "stage": registry.stage,
-            "version": record["version"],
-            "previous": current.data.get("version") if current else None,
-            "digest": record["digest"],
-            "time": now(),
-            "reason": f"registered {record['digest'][:19]}",
-            "source": None,
-            "forced": False,
-            "gates": [],
-            **who,
-        }
+        audit = audit_record(
+            "register",
+            model=model,
+            stage=registry.stage,
+            version=record["version"],
+            previous=current.data.get("version") if current else None,
+            digest=record["digest"],
+            reason=f"registered {record['digest'][:19]}",
+            who=who,
+        )
         try:
             commit(ctx, registry, model, record=record, audit=audit, expected=current, pin=False)
             return
