@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import BIN
-from bench.emulator_project import emulator_project
+from bench.emulator_project import emulator_project, write_model
 from tests.emulator import free_port, stop_process
 
 MODELS = 50
@@ -47,7 +47,14 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
 
 
 def seed(root: Path, env: dict[str, str], models: list[str]) -> None:
-    """Every stage: 100 version records per model, its pointer (with audit record and deployment) and its pin."""
+    """Every stage: 100 version records per model, its pointer (audit record, deployment) and its stack file pin.
+
+    One real `mlinfra register` and `mlinfra promote` give the version record and the promotion's audit record that
+    every other one copies (renumbered, renamed, its own digest); pointers, deployments and pins come from the
+    library's builders (records.pointer_of, records.Deployment, records.pin_of) and are written by its stores.
+    """
+    import uuid
+
     from mlinfra.registry import records
     from mlinfra.registry.protocol import Context
     from mlinfra.registry.store import now
@@ -55,60 +62,69 @@ def seed(root: Path, env: dict[str, str], models: list[str]) -> None:
     from mlinfra.stacks.project import Project
     from mlinfra_infra import layout
 
+    source = write_model(root.parent / "model", 4096)
+    metrics = root.parent / "metrics.json"
+    metrics.write_text('{"auc": 0.8, "f1": 0.6}')
+    for args in (
+        ["register", str(source), "-m", models[0], "--image", IMAGE, "--metrics", str(metrics)],
+        ["promote", models[0], "--to", "dev", "--reason", "bench"],
+    ):
+        subprocess.run(
+            [str(BIN / "mlinfra"), *args],
+            cwd=root,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
     with _environment(env):
         project = Project(root)
         ctx = Context.load(project, *STAGES)
-        writes: list[tuple[Any, str, dict[str, Any]]] = []
-        pointers: list[tuple[Any, str, dict[str, Any], dict[str, Any]]] = []
+        template = ctx.registry(STAGES[0]).version(models[0], 1)
+        promoted = ctx.registry(STAGES[1]).pointer(models[0])
+        assert template is not None and promoted is not None
+        writes: list[tuple[Any, dict[str, Any]]] = []
+        pointers: list[tuple[Any, str, dict[str, Any]]] = []
         for stage in STAGES:
             registry = ctx.registry(stage)
-            who = {"actor": registry.aws.caller_arn, "role": None, "user": "bench"}
             for model in models:
+                record: dict[str, Any] = {}
                 for number in range(1, VERSIONS + 1):
-                    digest = f"sha256:{number:064x}"
-                    record = records.version_record(
-                        model=model,
-                        version=number,
-                        digest=digest,
-                        size=1024 * number,
-                        framework="sklearn",
-                        framework_version="1.2-1",
-                        image=IMAGE,
-                        artifact=registry.artifact_uri(model, digest),
-                        metrics={"auc": 0.7 + number / 1000, "f1": 0.5 + (number % 7) / 100},
-                        git_sha=f"{number:040x}",
-                        who=who,
-                        stage=stage,
-                        package_arn=f"arn:aws:sagemaker:eu-west-1:123456789012:model-package/{model}/{number}",
-                    )
-                    writes.append((registry, layout.version_key(model, number), record))
-                record = writes[-1][2]
-                audit = records.audit_record(
-                    action="register" if stage == STAGES[0] else "promote",
-                    model=model,
-                    stage=stage,
-                    version=VERSIONS,
-                    previous=VERSIONS - 1,
-                    digest=record["digest"],
-                    time=now(),
-                    reason="bench",
-                    source=None,
-                    who=who,
-                )
+                    digest = f"sha256:{uuid.uuid5(uuid.NAMESPACE_URL, f'{model}/{number}').hex * 2}"
+                    record = {
+                        **template,
+                        "model": model,
+                        "version": number,
+                        "digest": digest,
+                        "stage": stage,
+                        "artifact": registry.artifact_uri(model, digest),
+                        "metrics": {"auc": 0.7 + number / 1000, "f1": 0.5 + (number % 7) / 100},
+                    }
+                    if not (model == models[0] and number == 1 and stage in STAGES[:2]):
+                        writes.append((registry, record))
+                audit = {
+                    **promoted.data["record"],
+                    "id": uuid.uuid4().hex,
+                    "action": "register" if stage == STAGES[0] else "promote",
+                    "model": model,
+                    "stage": stage,
+                    "version": VERSIONS,
+                    "previous": VERSIONS - 1,
+                    "digest": record["digest"],
+                    "time": now(),
+                }
                 pointer = records.pointer_of(model, stage, record, audit, None)
                 if stage != STAGES[0]:
-                    pointer["deployed"] = records.Deployment(
-                        version=VERSIONS, digest=record["digest"], since=audit["time"], commit="0" * 40
-                    ).to_json()
-                pointers.append((registry, model, pointer, audit))
+                    deployed = records.Deployment(version=VERSIONS, digest=record["digest"], since=audit["time"])
+                    pointer["deployed"] = deployed.to_json()
+                pointers.append((registry, model, pointer))
         with ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda w: w[0].write(w[1], w[2]), writes))
-            list(pool.map(lambda p: p[0].write(layout.stage_key(p[1]), p[2]), pointers))
-            list(pool.map(lambda p: p[0].write_audit(p[3]), pointers))
-        for registry, model, _pointer, _audit in pointers:
+            list(pool.map(lambda w: w[0].write(layout.version_key(w[1]["model"], w[1]["version"]), w[1]), writes))
+            list(pool.map(lambda p: p[0].move_pointer(p[1], p[2], p[0].pointer(p[1])), pointers))
+            list(pool.map(lambda p: p[0].write_audit(p[2]["record"]), pointers))
+        for registry, model, _pointer in pointers:
             if registry.stage != STAGES[0]:
-                record = registry.version(model, VERSIONS)
-                assert record is not None
+                record = registry.version(model, VERSIONS) or {}
                 pin_version(project, registry.stage, model, records.pin_of(record, record["artifact"]))
 
 
@@ -163,26 +179,26 @@ def main() -> bool:
             assert "serving" in line, line
             cold = time.perf_counter() - started
             board = [_first_byte(port, "/") for _ in range(REPEAT)]
-            model_cold = _first_byte(port, "/models/model-07/")
-            model = [_first_byte(port, "/models/model-07/") for _ in range(REPEAT)]
+            model_cold = _first_byte(port, f"/models/{models[len(models) // 2]}/")
+            model = [_first_byte(port, f"/models/{models[len(models) // 2]}/") for _ in range(REPEAT)]
         finally:
             stop_process(server)  # type: ignore[arg-type]
-    median = statistics.median(board)
-    ok = median <= LIMIT_SECONDS
+    median, worst = statistics.median(board), max(board)
+    ok = worst <= LIMIT_SECONDS
     print(
         f"registry: {MODELS} models x {len(STAGES)} stages x {VERSIONS} versions "
         f"({MODELS * len(STAGES) * VERSIONS:,} version records) written in {seeded:.1f}s"
     )
     print(
-        f"mlinfra ui board, first byte after one read (median of {REPEAT}): {median * 1000:.1f} ms, max "
-        f"{max(board) * 1000:.1f} ms (limit {LIMIT_SECONDS * 1000:.0f} ms) {'OK' if ok else 'OVER'}"
+        f"mlinfra ui board, first byte after one read, slowest of {REPEAT}: {worst * 1000:.1f} ms (median "
+        f"{median * 1000:.1f} ms) (limit {LIMIT_SECONDS * 1000:.0f} ms) {'OK' if ok else 'OVER'}"
     )
     print(
-        f"  vs mlinfra status --all --json (median of {STATUS_REPEAT}): {status:.2f}s  ratio {median / status:.4f}; "
+        f"  vs mlinfra status --all --json (median of {STATUS_REPEAT}): {status:.2f}s  ratio {worst / status:.4f}; "
         f"ui start including its one read of the board: {cold:.2f}s"
     )
     print(
-        f"  a model's page (400 version records): first read {model_cold:.2f}s, then first byte "
+        f"  a model's page ({len(STAGES) * VERSIONS} version records): first read {model_cold:.2f}s, then first byte "
         f"{statistics.median(model) * 1000:.1f} ms (median of {REPEAT})"
     )
     return ok

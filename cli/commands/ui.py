@@ -125,10 +125,14 @@ def serve(
 
     assert isinstance(view, RegistryView)  # noqa: S101 - typed loosely to keep this module's imports light
     loaded = view.board()
+    from mlinfra.ui import views
+
+    views.board_page(view, views.Site())  # compiles the templates now, not on the first request
     listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((host.strip("[]"), port))
+        listener.listen(128)  # connections wait in the backlog until uvicorn accepts them
     except OSError as exc:
         raise MlinfraError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
     bound = listener.getsockname()[1]

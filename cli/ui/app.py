@@ -34,8 +34,11 @@ PAGE_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-# The model card and the drift job's report are self-contained pages with their own inline styles and SVG.
-DOCUMENT_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; sandbox"
+# The model card and the drift job's report are self-contained pages with their own inline styles and SVG (both
+# rendered by autoescaping templates); no script may run in them either.
+DOCUMENT_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; form-action 'none'"
+)
 HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "same-origin",  # no-referrer would make form posts carry `Origin: null`

@@ -52,7 +52,7 @@ class Chart:
     height: int
     series: list[Series]
     y_ticks: list[tuple[float, str]]
-    x_ticks: list[tuple[float, str]]
+    x_ticks: list[tuple[float, str, str]]  # x, label, text-anchor
     threshold: tuple[float, str] | None = None
     left: int = PAD_LEFT
     right: int = WIDTH - PAD_RIGHT
@@ -134,12 +134,14 @@ def line_chart(
     y_ticks = [(round(y_of(low + (high - low) * i / steps), 1), _format(low + (high - low) * i / steps)) for i in
                range(steps + 1)]  # fmt: skip
     every = max(1, math.ceil(count / X_TICKS))
-    x_ticks = [(round(x_of(i), 1), x_labels[i]) for i in range(0, count, every)]
+    x_ticks = [(round(x_of(i), 1), x_labels[i], "middle") for i in range(0, count, every)]
     if count and (count - 1) % every:
-        last = (round(x_of(count - 1), 1), x_labels[-1])
-        if len(x_ticks) > 1 and last[0] - x_ticks[-1][0] < (right - left) / X_TICKS:
+        if len(x_ticks) > 1 and x_of(count - 1) - x_ticks[-1][0] < (right - left) / X_TICKS:
             x_ticks.pop()  # too close to the last regular tick to label both
-        x_ticks.append(last)
+        x_ticks.append((round(x_of(count - 1), 1), x_labels[-1], "middle"))
+    if len(x_ticks) > 1:  # the outermost labels stay inside the drawing
+        x_ticks[0] = (x_ticks[0][0], x_ticks[0][1], "start")
+        x_ticks[-1] = (x_ticks[-1][0], x_ticks[-1][1], "end")
     laid_out.sort(key=lambda line: line.emphasis)  # the emphasised series is drawn last, on top
     names = ", ".join(series)
     description = f"{names} over {count} point(s), from {x_labels[0]} to {x_labels[-1]}" if count else "no data"

@@ -191,7 +191,9 @@ def metric_charts(model: str, rows: list[dict[str, Any]], site: Site) -> list[Ch
             value = (row.get("metrics") or {}).get(name)
             ok = isinstance(value, int | float) and not isinstance(value, bool)
             values.append(float(value) if ok else None)
-        charts.append(line_chart(f"{name} by version", labels, {name: values}, hrefs=hrefs, zero=False, height=160))
+        charts.append(
+            line_chart(f"{name} by version", labels, {name: values}, hrefs=hrefs, zero=False, width=420, height=170)
+        )
     return charts
 
 
@@ -262,7 +264,8 @@ def diff_page(view: RegistryView, model: str, first: int, second: int, site: Sit
 
 
 def _run_label(stamp: str) -> str:
-    return f"{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]}"
+    """`20261207-101500Z` -> `12-07 10:15:00`."""
+    return f"{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}"
 
 
 def drift_chart(model: str, stage: str, runs: list[DriftRun], threshold: float | None, site: Site) -> Chart:
