@@ -163,14 +163,19 @@ def board_page(view: RegistryView, site: Site) -> str:
     )
 
 
+def _metric(row: dict[str, Any], name: str) -> float | None:
+    """A version's value of a metric, when it is a number."""
+    value = (row.get("metrics") or {}).get(name)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _sort_key(sort: str) -> Any:
     if sort.startswith("metric:"):
         name = sort.removeprefix("metric:")
 
         def by_metric(row: dict[str, Any]) -> tuple[int, float]:
-            value = (row.get("metrics") or {}).get(name)
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            return (1, float(value)) if ok else (0, 0.0)  # versions without the metric sort first (ascending)
+            value = _metric(row, name)
+            return (0, 0.0) if value is None else (1, value)  # versions without the metric sort first (ascending)
 
         return by_metric
     if sort == "registered":
@@ -186,11 +191,7 @@ def metric_charts(model: str, rows: list[dict[str, Any]], site: Site) -> list[Ch
     hrefs: list[str | None] = [site.href(version_path(model, row["version"])) for row in ordered]
     charts = []
     for name in names:
-        values: list[float | None] = []
-        for row in ordered:
-            value = (row.get("metrics") or {}).get(name)
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            values.append(float(value) if ok else None)
+        values = [_metric(row, name) for row in ordered]
         charts.append(
             line_chart(f"{name} by version", labels, {name: values}, hrefs=hrefs, zero=False, width=420, height=170)
         )
