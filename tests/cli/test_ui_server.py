@@ -44,6 +44,13 @@ def registered(project_dir: Path, aws_env: str, run: Run, tmp_path: Path) -> Pat
     return project_dir
 
 
+@pytest.fixture
+def bootstrapped(project_dir: Path, aws_env: str, run: Run) -> Path:
+    """The stages' registries, empty."""
+    ok(run("local", "bootstrap", "--all", "--json"))
+    return project_dir
+
+
 def csrf(page: str, form: str = "/refresh") -> str:
     """The CSRF token of the page's form posting to `form`."""
     found = re.search(r'name="csrf" value="([0-9a-f]+)"', page.split(f'action="{form}"', 1)[1])
@@ -123,8 +130,8 @@ def test_actions_need_the_confirmations_token_and_are_gone_when_read_only(regist
         assert request(base, "POST", "/actions/approve", {"csrf": "x"})[0] == 403
 
 
-def test_a_token_guards_every_request(registered: Path) -> None:
-    with serving(registered, token=TOKEN, allowed_hosts=None) as (base, _view):
+def test_a_token_guards_every_request(bootstrapped: Path) -> None:
+    with serving(bootstrapped, token=TOKEN, allowed_hosts=None) as (base, _view):
         assert request(base, "GET", "/")[0] == 401
         assert request(base, "GET", "/ui.css")[0] == 401
         assert request(base, "GET", "/?token=wrong-token-wrong-token")[0] == 401
@@ -136,7 +143,7 @@ def test_a_token_guards_every_request(registered: Path) -> None:
         assert request(base, "GET", "/", authorization=f"Bearer {TOKEN}")[0] == 200
 
 
-def test_non_loopback_host_needs_a_long_token(registered: Path, run: Run) -> None:
+def test_non_loopback_host_needs_a_long_token(project_dir: Path, run: Run) -> None:
     result = run("ui", "--host", "0.0.0.0")  # noqa: S104 - refused: that is the test
     assert result.exit_code == 2 and "--host 0.0.0.0 is reachable from other machines" in result.stderr
     result = run("ui", "--host", "0.0.0.0", "--token", "short")  # noqa: S104
