@@ -171,6 +171,7 @@ def click_through(root: Path, run: Run, chromium: Any) -> None:
             cell = page.locator(f'td[data-model="churn"][data-stage="{row["stage"]}"]')
             shown = [cell.locator(f".{k}").inner_text() for k in ("pinned", "pointer", "live")]
             assert shown == [v(row["pinned"]), v(row["pointer"]), v(row["live"])], row["stage"]
+            assert cell.locator(".endpoint").inner_text() == (row["endpoint"] or "none")
             assert cell.locator(".notes li").all_inner_texts() == row["notes"], row["stage"]
             assert ("attention" in (cell.get_attribute("class") or "")) == bool(row["notes"])
             deployed = cell.locator(".deployed").inner_text()

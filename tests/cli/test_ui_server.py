@@ -44,6 +44,21 @@ def registered(project_dir: Path, aws_env: str, run: Run, tmp_path: Path) -> Pat
     return project_dir
 
 
+def endpoint_serving(*, version: int) -> None:
+    """dev's churn endpoint in the emulator as ModelEndpoint declares it: its model carries MLINFRA_VERSION."""
+    import boto3
+
+    sagemaker = boto3.client("sagemaker", region_name="eu-west-1")
+    container = {"Image": IMAGE, "Environment": {"MLINFRA_VERSION": str(version)}}
+    role = "arn:aws:iam::123456789012:role/sagemaker"
+    sagemaker.create_model(ModelName="mlinfra-dev-churn-m-1", PrimaryContainer=container, ExecutionRoleArn=role)
+    variant = {"VariantName": "primary", "ModelName": "mlinfra-dev-churn-m-1", "InitialInstanceCount": 1}
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="mlinfra-dev-churn-c-1", ProductionVariants=[{**variant, "InstanceType": "ml.m5.large"}]
+    )
+    sagemaker.create_endpoint(EndpointName="mlinfra-dev-churn", EndpointConfigName="mlinfra-dev-churn-c-1")
+
+
 @pytest.fixture
 def bootstrapped(project_dir: Path, aws_env: str, run: Run) -> Path:
     """The stages' registries, empty."""
@@ -61,6 +76,7 @@ def csrf(page: str, form: str = "/refresh") -> str:
 def test_pages_are_cached_until_refreshed_and_allow_nothing_from_the_network(
     registered: Path, run: Run, tmp_path: Path
 ) -> None:
+    endpoint_serving(version=1)
     with serving(registered) as (base, _view):
         status, headers, page = request(base, "GET", "/")
         assert status == 200
@@ -70,8 +86,9 @@ def test_pages_are_cached_until_refreshed_and_allow_nothing_from_the_network(
         assert re.search(r"<script|https?://(?!127\.0\.0\.1)", page) is None
         refreshed = re.search(r"refreshed at <time>([^<]+)</time>", page)
         assert refreshed
-        dev = page.split('data-stage="dev"', 1)[1]
-        assert '<dd class="pointer">v1</dd>' in dev.split("</td>", 1)[0]
+        dev = page.split('data-stage="dev"', 1)[1].split("</td>", 1)[0]
+        assert '<dd class="pointer">v1</dd>' in dev
+        assert '<dd class="live">v1</dd>' in dev and '<dd class="endpoint">InService</dd>' in dev
 
         ok(run("register", str(make_model(tmp_path / "v2", "weights-2")), "-m", "churn", "--image", IMAGE))
         ok(run("promote", "churn", "--to", "dev", "--version", "2", "--reason", "second"))
