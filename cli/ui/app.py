@@ -238,6 +238,7 @@ class Pages:
     async def act(self, request: Request) -> Response:
         """POST /actions/<kind>: run a confirmed action through its library call."""
         from starlette.concurrency import run_in_threadpool
+        from starlette.responses import HTMLResponse
 
         form = None if self.read_only else await _form(request)
         if form is None:
@@ -257,7 +258,9 @@ class Pages:
         finally:
             self.view.refresh()  # what the action changed (or another's change that refused it) shows next
         said = actions.outcome(action, result)
-        return self.message(self.site, "Done", f"Ran: {command}. {said['line']}", 200, link=said["link"])
+        back = (f"/{views.model_path(action.model)}", f"Back to {action.model}")
+        html = views.message_page(self.site, "Done", [said["line"], f"Ran: {command}"], link=said["link"], back=back)
+        return HTMLResponse(html)
 
     def failed(self, command: str, exc: MlinfraError) -> Response:
         """An action's error as the command reports it: its exit code, its one line, the failing gates."""

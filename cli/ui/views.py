@@ -312,9 +312,26 @@ def drift_page(view: RegistryView, model: str, stage: str, site: Site) -> str:
     )
 
 
-def message_page(site: Site, title: str, lines: list[str], *, link: str | None = None, items: Any = None) -> str:
-    """A result or error page: a heading, its lines, an optional link out and a list (failing gates)."""
-    return render("message.html.j2", site, title=title, refreshed=None, lines=lines, out_link=link, items=items or [])
+def message_page(
+    site: Site,
+    title: str,
+    lines: list[str],
+    *,
+    link: str | None = None,
+    items: Any = None,
+    back: tuple[str, str] | None = None,
+) -> str:
+    """A result or error page: a heading, its lines, an optional link out, a list (failing gates), a way back."""
+    return render(
+        "message.html.j2",
+        site,
+        title=title,
+        refreshed=None,
+        lines=lines,
+        out_link=link,
+        items=items or [],
+        back=back or ("/", "Back to the board"),
+    )
 
 
 def confirm_page(site: Site, action: Any, command: str, token: str, back: str) -> str:
