@@ -14,6 +14,7 @@ from bench import (
     bench_promote,
     bench_register,
     bench_serve,
+    bench_ui,
 )
 
 
@@ -30,6 +31,7 @@ def main() -> int:
         bench_drift,
         bench_drift_job,
         bench_serve,
+        bench_ui,
     )
     results = [module.main() for module in modules]
     return 0 if all(results) else 1

@@ -84,7 +84,8 @@ def status(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     """Show per model and stage: the pinned version, the registry's pointer, the live endpoint, drift and alarms.
 
     DRIFT is the last MaxPSI the drift job published (two days back at most) and the drift alarm's state ("job
-    silent" when the drift-silent alarm fires); `--json` rows carry it as `drift: {maxPsi, time, alarm, silentAlarm}`.
+    silent" when the drift-silent alarm fires); `--json` rows carry it as `drift: {maxPsi, time, alarm, silentAlarm}`,
+    and the endpoint's state as `endpoint` (SageMaker's EndpointStatus, null without an endpoint).
 
     PINNED is this checkout's stack file; POINTER the version the registry says the stage runs; DEPLOYED the
     version whose apply was recorded (`mlinfra record-deployment`) and since when; LIVE what the endpoint serves.

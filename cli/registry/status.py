@@ -101,6 +101,7 @@ def status(project: Project, names: list[str]) -> list[dict[str, Any]]:
                         notes.append("audit record pending: the next action on this model writes it")
                 endpoint: dict[str, str] = {}
                 row["live"] = live_version(registry.aws, naming.endpoint(cfg.project, name, model), endpoint)
+                row["endpoint"] = endpoint.get("status")  # its EndpointStatus (InService, Updating...), None: none
                 if endpoint.get("status") in ENDPOINT_STATUS_NOTES:
                     notes.append(ENDPOINT_STATUS_NOTES[endpoint["status"]])
                 alarm_names = [naming.alarm(cfg.project, name, model, kind) for kind in naming.ALARM_KINDS]

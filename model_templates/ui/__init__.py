@@ -1,0 +1,1 @@
+"""The web view's pages (`mlinfra ui`): autoescaped HTML templates and their stylesheet."""
