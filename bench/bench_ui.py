@@ -49,15 +49,14 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
 def seed(root: Path, env: dict[str, str], models: list[str]) -> None:
     """Every stage: 100 version records per model, its pointer (audit record, deployment) and its stack file pin.
 
-    One real `mlinfra register` and `mlinfra promote` give the version record and the promotion's audit record that
-    every other one copies (renumbered, renamed, its own digest); pointers, deployments and pins come from the
-    library's builders (records.pointer_of, records.Deployment, records.pin_of) and are written by its stores.
+    One real `mlinfra register` and `mlinfra promote` give the image, handler and identity every other version reuses;
+    each record is made by the library's builders (records.version_record, audit_record, pointer_of, deployment,
+    pin_of) and written by its stores.
     """
     import uuid
 
     from mlinfra.registry import records
     from mlinfra.registry.protocol import Context
-    from mlinfra.registry.store import now
     from mlinfra.stacks.edit import pin_version
     from mlinfra.stacks.project import Project
     from mlinfra_infra import layout
@@ -91,32 +90,43 @@ def seed(root: Path, env: dict[str, str], models: list[str]) -> None:
                 record: dict[str, Any] = {}
                 for number in range(1, VERSIONS + 1):
                     digest = f"sha256:{uuid.uuid5(uuid.NAMESPACE_URL, f'{model}/{number}').hex * 2}"
-                    record = {
-                        **template,
-                        "model": model,
-                        "version": number,
-                        "digest": digest,
-                        "stage": stage,
-                        "artifact": registry.artifact_uri(model, digest),
-                        "metrics": {"auc": 0.7 + number / 1000, "f1": 0.5 + (number % 7) / 100},
-                    }
+                    record = records.version_record(
+                        model=model,
+                        version=number,
+                        digest=digest,
+                        size=template["size"],
+                        framework=template["framework"],
+                        framework_version=template["frameworkVersion"],
+                        image=template["image"],
+                        artifact=registry.artifact_uri(model, digest),
+                        metrics={"auc": 0.7 + number / 1000, "f1": 0.5 + (number % 7) / 100},
+                        git_sha=template["gitSha"],
+                        who={"actor": template["registeredBy"], "user": template["registeredByUser"]},
+                        stage=stage,
+                        package_arn=template["packageArn"],
+                        baseline=None,
+                        handler=template["handler"],
+                        description=None,
+                        card=None,
+                    ).to_json()
                     if not (model == models[0] and number == 1 and stage in STAGES[:2]):
                         writes.append((registry, record))
-                audit = {
-                    **promoted.data["record"],
-                    "id": uuid.uuid4().hex,
-                    "action": "register" if stage == STAGES[0] else "promote",
-                    "model": model,
-                    "stage": stage,
-                    "version": VERSIONS,
-                    "previous": VERSIONS - 1,
-                    "digest": record["digest"],
-                    "time": now(),
-                }
-                pointer = records.pointer_of(model, stage, record, audit, None)
+                asked = promoted.data["record"]
+                audit = records.audit_record(
+                    "register" if stage == STAGES[0] else "promote",
+                    model=model,
+                    stage=stage,
+                    version=VERSIONS,
+                    previous=VERSIONS - 1,
+                    digest=record["digest"],
+                    reason=asked["reason"],
+                    source=None if stage == STAGES[0] else asked["source"],
+                    who={key: asked[key] for key in ("actor", "role", "user")},
+                )
+                deployed = None
                 if stage != STAGES[0]:
-                    deployed = records.Deployment(version=VERSIONS, digest=record["digest"], since=audit["time"])
-                    pointer["deployed"] = deployed.to_json()
+                    deployed = records.deployment(VERSIONS, record["digest"], audit["time"], commit=None, run_url=None)
+                pointer = records.pointer_of(model, stage, record, audit, deployed=deployed)
                 pointers.append((registry, model, pointer))
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(lambda w: w[0].write(layout.version_key(w[1]["model"], w[1]["version"]), w[1]), writes))
