@@ -1,0 +1,80 @@
+"""The bootstrap stack's files, its typed config and its offline render (Pulumi's mock runtime, no credentials)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlinfra.errors import BadInputError, MlinfraError
+from mlinfra.stacks.project import Project
+from mlinfra.stacks.yamlio import read_yaml
+
+if TYPE_CHECKING:
+    from mlinfra.stacks.render import RenderedStack
+    from mlinfra_infra.bootstrap.config import BootstrapConfig
+
+BOOTSTRAP_DIR = Path("infra") / "bootstrap"
+STACK = "bootstrap"
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """The bootstrap stack of a project: its directory, flat config and validated config."""
+
+    project: Project
+    raw: dict[str, Any]
+    config: BootstrapConfig
+
+    @property
+    def directory(self) -> Path:
+        """infra/bootstrap/ of the checkout: the Pulumi project of the bootstrap stack."""
+        return self.project.root / BOOTSTRAP_DIR
+
+    @property
+    def source(self) -> str:
+        """The stack file as errors name it."""
+        return str(BOOTSTRAP_DIR / f"Pulumi.{STACK}.yaml")
+
+
+def stack_file(project: Project) -> Path:
+    """infra/bootstrap/Pulumi.bootstrap.yaml of the checkout."""
+    return project.root / BOOTSTRAP_DIR / f"Pulumi.{STACK}.yaml"
+
+
+def load(project: Project) -> Bootstrap:
+    """Read and validate the bootstrap stack file; BadInputError (exit 2) names the file and key of a problem."""
+    from mlinfra_infra.bootstrap.config import load_bootstrap_config
+    from mlinfra_infra.config import ConfigError
+
+    path = stack_file(project)
+    source = project.relative(path)
+    if not path.is_file():
+        raise BadInputError(f"{source}: file not found; copy it from the mlinfra repository and set your accounts")
+    data = read_yaml(path, source) or {}
+    block = data.get("config") if isinstance(data, dict) else None
+    if not isinstance(block, dict):
+        raise BadInputError(f"{source}: must be a mapping with a `config:` block")
+    raw = {str(key): value for key, value in block.items()}
+    try:
+        config = load_bootstrap_config(raw, project=project.name, source=source)
+    except ConfigError as exc:
+        raise BadInputError(str(exc)) from None
+    return Bootstrap(project=project, raw=raw, config=config)
+
+
+def render(bootstrap: Bootstrap) -> RenderedStack:
+    """Render the bootstrap program offline; a failing program exits 1 in one line."""
+    from mlinfra.stacks.render import render_program
+    from mlinfra_infra.bootstrap import program
+
+    try:
+        return render_program(
+            bootstrap.raw,
+            project=f"{bootstrap.project.name}-bootstrap",
+            stack=STACK,
+            declare=lambda: program.build(bootstrap.config),
+        )
+    except Exception as exc:  # the program failed under the mock runtime: one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MlinfraError(f"{bootstrap.source}: rendering the bootstrap program failed: {first}") from exc

@@ -1,0 +1,192 @@
+"""`mlinfra bootstrap preview | up | github`: output, exit codes, one-line errors, and `gh` driven for real."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+
+from tests.bootstrap.conftest import Standins
+
+Run = Callable[..., Result]
+
+
+def test_preview_json_lists_provider_roles_state_backend_and_packages(bootstrap_project: Path, run: Run) -> None:
+    result = run("bootstrap", "preview", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    types = [r["type"] for r in data["resources"]]
+    assert types.count("aws:iam/openIdConnectProvider:OpenIdConnectProvider") == 3
+    assert types.count("aws:iam/role:Role") == 12  # 3 per stage
+    assert "mlinfra:aws:StateBackend" in types and "aws:s3/bucketVersioning:BucketVersioning" in types
+    assert "aws:codeartifact/domain:Domain" in types and "aws:codeartifact/repository:Repository" in types
+    assert data["outputs"]["roles"]["prod"]["deploy"] == "arn:aws:iam::333333333333:role/mlinfra-prod-deploy"
+    assert data["stack"] == "bootstrap"
+
+
+def test_preview_prints_the_tree(bootstrap_project: Path, run: Run) -> None:
+    result = run("bootstrap", "preview")
+    assert result.exit_code == 0, result.stderr
+    assert "stack bootstrap" in result.stdout
+    assert "prod-ci-deploy" in result.stdout
+
+
+def test_bad_bootstrap_config_exits_2_naming_file_and_key(bootstrap_project: Path, run: Run) -> None:
+    path = bootstrap_project / "infra" / "bootstrap" / "Pulumi.bootstrap.yaml"
+    path.write_text(path.read_text().replace('accountId: "333333333333"', 'accountId: "3333"'))
+    result = run("bootstrap", "preview")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: infra/bootstrap/Pulumi.bootstrap.yaml: bootstrap:stages.prod.accountId: '3333' is not a 12-digit "
+        "AWS account id\n"
+    )
+
+
+def test_missing_stack_file_exits_2(bootstrap_project: Path, run: Run) -> None:
+    (bootstrap_project / "infra" / "bootstrap" / "Pulumi.bootstrap.yaml").unlink()
+    result = run("bootstrap", "github")
+    assert result.exit_code == 2
+    assert "infra/bootstrap/Pulumi.bootstrap.yaml: file not found" in result.stderr
+
+
+def test_up_without_the_pulumi_cli_fails_in_one_line(bootstrap_project: Path, run: Run, standins: Standins) -> None:
+    result = run("bootstrap", "up", "--yes")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: the pulumi CLI is not installed (needed to apply the bootstrap stack): install it "
+        "(https://www.pulumi.com/docs/install/) and run again; `mlinfra bootstrap preview` works without it\n"
+    )
+
+
+def test_up_checks_the_config_before_the_cli(bootstrap_project: Path, run: Run, standins: Standins) -> None:
+    path = bootstrap_project / "infra" / "bootstrap" / "Pulumi.bootstrap.yaml"
+    path.write_text(path.read_text().replace("kind: self-managed", "kind: pulumi-cloud"))
+    result = run("bootstrap", "up", "--yes")
+    assert result.exit_code == 2
+    assert "needs organization" in result.stderr
+
+
+def test_github_prints_what_the_workflows_read_filled_from_the_outputs(bootstrap_project: Path, run: Run) -> None:
+    result = run("bootstrap", "github", "--json")
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)
+    repo_vars = plan["variables"]["repository"]
+    assert repo_vars["AWS_REGION"] == "eu-west-1"
+    assert repo_vars["PULUMI_BACKEND_URL"] == "s3://mlinfra-pulumi-state-111111111111-eu-west-1?region=eu-west-1"
+    envs = plan["variables"]["environments"]
+    assert envs["prod"]["AWS_DEPLOY_ROLE"] == "arn:aws:iam::333333333333:role/mlinfra-prod-deploy"
+    assert envs["promote-staging"]["AWS_PROMOTION_ROLE"] == "arn:aws:iam::222222222222:role/mlinfra-staging-promotion"
+    # promote.yml offers dev, staging and prod only: no promote-sandbox environment is asked for.
+    assert "promote-sandbox" not in envs
+    rules = {env["name"]: env for env in plan["environments"]}
+    assert rules["prod"] == {
+        "name": "prod",
+        "reviewers": ["team:ml-platform"],
+        "preventSelfReview": True,
+        "deploymentBranches": ["main"],
+    }
+    assert rules["dev"]["reviewers"] == [] and rules["dev"]["deploymentBranches"] == ["main"]
+    # With a self-managed backend the Pulumi Cloud variables stay unset (the workflows skip that step).
+    assert "PULUMI_ORG" in plan["unset"]
+
+
+def test_github_reports_a_job_that_assumes_a_role_outside_its_environment(bootstrap_project: Path, run: Run) -> None:
+    workflow = bootstrap_project / ".github" / "workflows" / "extra.yml"
+    workflow.write_text(
+        "name: extra\non: [pull_request]\njobs:\n  peek:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        "      - run: echo ${{ vars.AWS_PREVIEW_ROLE_PROD }}\n"
+    )
+    result = run("bootstrap", "github")
+    assert result.exit_code == 0
+    assert (
+        "warning: .github/workflows/extra.yml: job peek assumes AWS_PREVIEW_ROLE_PROD in no environment; the role "
+        "trusts only environment preview-prod (run the job in that environment)"
+    ) in result.stderr
+
+
+def test_a_variable_the_bootstrap_cannot_fill_refuses(bootstrap_project: Path, run: Run) -> None:
+    workflow = bootstrap_project / ".github" / "workflows" / "extra.yml"
+    workflow.write_text(
+        "name: extra\non: [push]\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    environment: prod\n    steps:\n"
+        "      - run: echo ${{ vars.SLACK_CHANNEL }}\n"
+    )
+    result = run("bootstrap", "github")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "error: .github/workflows/extra.yml: job x reads vars.SLACK_CHANNEL, which the bootstrap stack does not provide"
+    )
+
+
+def test_github_apply_sets_environments_then_variables_with_gh(
+    bootstrap_project: Path, run: Run, standins: Standins
+) -> None:
+    planned = json.loads(run("bootstrap", "github", "--json").stdout)
+    result = run("bootstrap", "github", "--apply")
+    assert result.exit_code == 0, result.stderr
+    calls = [c["args"] for c in standins.calls("gh")]
+    repo = "example-org/mlinfra"
+    put = next(
+        c
+        for c in standins.calls("gh")
+        if c["args"][:4] == ["api", "--method", "PUT", f"repos/{repo}/environments/prod"]
+    )
+    body = json.loads(put["stdin"])
+    assert body["reviewers"] == [{"type": "Team", "id": 42}]  # the team's id, looked up with gh
+    assert body["prevent_self_review"] is True
+    assert body["deployment_branch_policy"] == {"protected_branches": False, "custom_branch_policies": True}
+    assert ["api", "orgs/example-org/teams/ml-platform", "--jq", ".id"] in calls
+    assert [
+        "api",
+        "--method",
+        "POST",
+        f"repos/{repo}/environments/prod/deployment-branch-policies",
+        "-f",
+        "name=main",
+        "-f",
+        "type=branch",
+    ] in calls
+    assert [
+        "variable",
+        "set",
+        "AWS_DEPLOY_ROLE",
+        "--repo",
+        repo,
+        "--env",
+        "prod",
+        "--body",
+        "arn:aws:iam::333333333333:role/mlinfra-prod-deploy",
+    ] in calls
+    assert ["variable", "set", "AWS_REGION", "--repo", repo, "--body", "eu-west-1"] in calls
+    variable_sets = [c for c in calls if c[:2] == ["variable", "set"]]
+    expected = len(planned["variables"]["repository"]) + sum(
+        len(v) for v in planned["variables"]["environments"].values()
+    )
+    assert len(variable_sets) == expected
+    # Environments exist before their variables are set.
+    first_variable = calls.index(variable_sets[0])
+    assert all(c[:3] != ["api", "--method", "PUT"] for c in calls[first_variable:])
+
+
+def test_github_apply_stops_at_the_first_gh_failure(
+    bootstrap_project: Path, run: Run, standins: Standins, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_FAIL", "environments/staging")
+    result = run("bootstrap", "github", "--apply")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: gh api --method PUT failed: HTTP 403: Resource not accessible by integration (what was set before "
+        "stays; run again to finish)\n"
+    )
+    assert not [c for c in standins.calls("gh") if c["args"][:2] == ["variable", "set"]]
+
+
+def test_github_apply_without_gh_says_how_to_get_it(
+    bootstrap_project: Path, run: Run, standins: Standins, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", standins.path())  # neither gh nor pulumi
+    result = run("bootstrap", "github", "--apply")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: the gh CLI is not installed (needed for --apply)")
