@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mlinfra.errors import BadInputError, MlinfraError, ToolMissingError
 from mlinfra.stacks.yamlio import read_yaml
@@ -81,11 +81,12 @@ def candidate_environments(stages: list[str]) -> list[str]:
     return [names.environment(stage, kind) for stage in stages for kind in names.ROLE_KINDS]
 
 
-def _expression_values(expression: str, workflow: dict[str, Any], job: dict[str, Any]) -> list[str] | None:
+def _expression_values(expression: str, workflow: Any, job: dict[str, Any]) -> list[str] | None:
     """The values `${{ inputs.X }}` or `${{ matrix.X }}` can take (a dispatch input's options, the matrix's)."""
     inner = expression.removeprefix("${{").removesuffix("}}").strip()
     kind, _, name = inner.partition(".")
     if kind == "inputs":
+        # YAML 1.1 readers turn the key `on` into True; ruamel's YAML 1.2 keeps it a string.
         triggers = workflow.get("on") or workflow.get(True) or {}
         for trigger in ("workflow_dispatch", "workflow_call"):
             spec = ((triggers.get(trigger) or {}).get("inputs") or {}).get(name) if isinstance(triggers, dict) else None
@@ -176,11 +177,12 @@ def resolve(  # noqa: PLR0911 - one branch per variable the workflows read
         return True, None if cloud else outputs.get("stateBackendUrl")
     if variable == "PULUMI_ORG":
         return True, config.backend.organization if cloud else None
-    team_kind = {"PULUMI_PREVIEW_TEAM": "preview", "PULUMI_DEPLOY_TEAM": "deploy"}.get(variable)
+    teams: dict[str, Literal["preview", "deploy"]] = {"PULUMI_PREVIEW_TEAM": "preview", "PULUMI_DEPLOY_TEAM": "deploy"}
+    team_kind = teams.get(variable)
     if team_kind is not None:
         if not cloud or stage is None:
             return True, None
-        return True, names.pulumi_team(config.project, stage, team_kind)  # type: ignore[arg-type]
+        return True, names.pulumi_team(config.project, stage, team_kind)
     return False, None
 
 

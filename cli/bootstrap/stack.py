@@ -60,7 +60,46 @@ def load(project: Project) -> Bootstrap:
         config = load_bootstrap_config(raw, project=project.name, source=source)
     except ConfigError as exc:
         raise BadInputError(str(exc)) from None
+    check_stages(project, config, source)
     return Bootstrap(project=project, raw=raw, config=config)
+
+
+def check_stages(project: Project, config: BootstrapConfig, source: str) -> None:
+    """Refuse (exit 2) a bootstrap stack that disagrees with the stage stacks it serves.
+
+    Every stage with a stack file needs an entry (its roles); a stage's `mlinfra:accountId`, registry bucket and
+    `mlinfra:access.roleArn` (the promotion role mlinfra assumes) must be the ones the bootstrap derives.
+    """
+    from mlinfra.stacks.files import load_stage
+    from mlinfra_infra.bootstrap import names
+
+    key = "bootstrap:stages"
+    for stage in project.stages():
+        stage_file = project.relative(project.stage_file(stage))
+        if stage not in config.stages:
+            raise BadInputError(
+                f"{source}: {key}: no entry for stage {stage!r} ({stage_file}); add it with its accountId"
+            )
+        stage_config = load_stage(project, stage).config
+        account = config.stages[stage].account_id
+        if stage_config.account_id is not None and stage_config.account_id != account:
+            raise BadInputError(
+                f"{source}: {key}.{stage}.accountId: {account} but {stage_file} says mlinfra:accountId "
+                f"{stage_config.account_id}; make them the same"
+            )
+        bucket = stage_config.registry.bucket_name
+        if bucket is not None and bucket != config.registry_bucket(stage):
+            raise BadInputError(
+                f"{source}: {key}.{stage}.registryBucket: {config.registry_bucket(stage)} but {stage_file} names "
+                f"the registry {bucket}; set registryBucket: {bucket}"
+            )
+        promotion = names.role_arn(account, names.role(config.project, stage, "promotion"))
+        role = stage_config.access.role_arn
+        if role is not None and role != promotion:
+            raise BadInputError(
+                f"{stage_file}: mlinfra:access.roleArn: {role} is not the bootstrap's promotion role of {stage}; "
+                f"set it to {promotion}"
+            )
 
 
 def render(bootstrap: Bootstrap) -> RenderedStack:

@@ -68,7 +68,7 @@ def _providers(cfg: BootstrapConfig) -> dict[str, aws.Provider]:
     providers = {}
     for account in cfg.accounts:
         role = cfg.admin_role(account)
-        assume = [{"role_arn": role, "session_name": f"{cfg.project}-bootstrap"}] if role else None
+        assume = [aws.ProviderAssumeRoleArgs(role_arn=role, session_name=f"{cfg.project}-bootstrap")] if role else None
         providers[account] = aws.Provider(
             f"account-{account}",
             region=cfg.region,

@@ -190,3 +190,53 @@ def test_github_apply_without_gh_says_how_to_get_it(
     result = run("bootstrap", "github", "--apply")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: the gh CLI is not installed (needed for --apply)")
+
+
+def test_github_with_pulumi_cloud_sets_the_organization_and_per_stage_teams(bootstrap_project: Path, run: Run) -> None:
+    path = bootstrap_project / "infra" / "bootstrap" / "Pulumi.bootstrap.yaml"
+    path.write_text(path.read_text().replace("kind: self-managed", "kind: pulumi-cloud\n    organization: acme"))
+    result = run("bootstrap", "github", "--json")
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["variables"]["repository"]["PULUMI_ORG"] == "acme"
+    assert "PULUMI_BACKEND_URL" in plan["unset"]
+    assert plan["variables"]["environments"]["prod"]["PULUMI_DEPLOY_TEAM"] == "mlinfra-prod-deploy"
+    # One team per stage cannot be a repository-wide variable: a job reading it outside its environment is reported.
+    (bootstrap_project / ".github" / "workflows" / "extra.yml").write_text(
+        "name: extra\non: [push]\njobs:\n  plan:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        "      - run: echo ${{ vars.PULUMI_PREVIEW_TEAM }}\n"
+    )
+    result = run("bootstrap", "github")
+    assert result.exit_code == 0
+    assert (
+        "warning: .github/workflows/extra.yml: job plan reads vars.PULUMI_PREVIEW_TEAM in no environment, where it has "
+        "no value (it is set per stage environment: run the job in its stage's environment)"
+    ) in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("stage_file", "edit", "message"),
+    [
+        (
+            "Pulumi.prod.yaml",
+            "config:\n  mlinfra:accountId: '444444444444'\n",
+            "error: infra/bootstrap/Pulumi.bootstrap.yaml: bootstrap:stages.prod.accountId: 333333333333 but "
+            "stacks/Pulumi.prod.yaml says mlinfra:accountId 444444444444; make them the same\n",
+        ),
+        (
+            "Pulumi.qa.yaml",
+            "config:\n  aws:region: eu-west-1\n",
+            "error: infra/bootstrap/Pulumi.bootstrap.yaml: bootstrap:stages: no entry for stage 'qa' "
+            "(stacks/Pulumi.qa.yaml); add it with its accountId\n",
+        ),
+    ],
+)
+def test_the_bootstrap_must_agree_with_the_stage_stacks(
+    bootstrap_project: Path, run: Run, stage_file: str, edit: str, message: str
+) -> None:
+    path = bootstrap_project / "stacks" / stage_file
+    text = path.read_text() if path.exists() else ""
+    path.write_text(text.replace("config:\n", edit, 1) if text else edit)
+    result = run("bootstrap", "preview", "--json")
+    assert result.exit_code == 2
+    assert result.stderr == message

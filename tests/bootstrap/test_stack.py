@@ -231,3 +231,44 @@ def test_config_errors_name_the_key(change: dict[str, Any], key: str, message: s
     with pytest.raises(ConfigError) as error:
         load_bootstrap_config(raw, project="mlinfra", source="f.yaml")
     assert error.value.key == key and message in error.value.message, str(error.value)
+
+
+@pytest.fixture(scope="module")
+def cloud(shipped: Shipped) -> tuple[Any, RenderedStack]:
+    from mlinfra.stacks.render import render_program
+    from mlinfra_infra.bootstrap import program
+
+    loaded, _ = shipped
+    raw = {**loaded.raw, "bootstrap:backend": {"kind": "pulumi-cloud", "organization": "acme"}}
+    config = load_bootstrap_config(raw, project="mlinfra", source="f.yaml")
+    rendered = render_program(
+        raw, project="mlinfra-bootstrap", stack="bootstrap", declare=lambda: program.build(config)
+    )
+    return config, rendered
+
+
+def test_pulumi_cloud_backend_has_two_teams_per_stage_each_on_its_own_stack(cloud: tuple[Any, RenderedStack]) -> None:
+    _, rendered = cloud
+    assert not rendered.of_type("mlinfra:aws:StateBackend") and "stateBackendUrl" not in rendered.outputs
+    teams = {t.inputs["name"] for t in rendered.of_type("pulumiservice:index:Team")}
+    assert teams == {f"mlinfra-{s}-{k}" for s in STAGES for k in ("preview", "deploy")}
+    grants = {
+        (g.inputs["stack"], g.inputs["permission"], g.name.rsplit("-", 2)[-2])
+        for g in rendered.of_type("pulumiservice:index:TeamStackPermission")
+    }
+    assert grants == {(s, 101, "preview") for s in STAGES} | {(s, 102, "deploy") for s in STAGES}  # read, edit
+    assert all(g.inputs["project"] == "mlinfra" for g in rendered.of_type("pulumiservice:index:TeamStackPermission"))
+
+
+def test_pulumi_cloud_tokens_only_for_each_teams_environment(cloud: tuple[Any, RenderedStack]) -> None:
+    _, rendered = cloud
+    issuer = rendered.one("pulumiservice:index:OidcIssuer")
+    assert issuer.inputs["url"] == "https://token.actions.githubusercontent.com"
+    rules = {p["teamName"]: p["rules"] for p in issuer.inputs["policies"]}
+    assert all(p["decision"] == "allow" and p["tokenType"] == "team" for p in issuer.inputs["policies"])
+    assert rules["mlinfra-prod-deploy"] == {"aud": "urn:pulumi:org:acme", "sub": f"repo:{REPO}:environment:prod"}
+    assert rules["mlinfra-prod-preview"] == {
+        "aud": "urn:pulumi:org:acme",
+        "sub": f"repo:{REPO}:environment:preview-prod",
+    }
+    assert len(rules) == 2 * len(STAGES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumi_pulumiservice as pulumiservice
@@ -43,16 +44,17 @@ class PulumiCloudAccess(pulumi.ComponentResource):
     def __init__(self, name: str, args: PulumiCloudAccessArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(f"{TYPE_PREFIX}:PulumiCloudAccess", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        policies = []
+        policies: list[pulumiservice.AuthPolicyDefinitionArgs] = []
         teams: list[pulumi.Resource] = []
         self.teams = {}
         for stage in args.stages:
             self.teams[stage] = {}
-            for kind, permission in (
+            grants: tuple[tuple[Literal["preview", "deploy"], pulumiservice.TeamStackPermissionScope], ...] = (
                 ("preview", pulumiservice.TeamStackPermissionScope.READ),
                 ("deploy", pulumiservice.TeamStackPermissionScope.EDIT),
-            ):
-                team_name = names.pulumi_team(args.project, stage, kind)  # type: ignore[arg-type]
+            )
+            for kind, permission in grants:
+                team_name = names.pulumi_team(args.project, stage, kind)
                 team = pulumiservice.Team(
                     f"{name}-{stage}-{kind}",
                     organization_name=args.organization,
@@ -73,15 +75,15 @@ class PulumiCloudAccess(pulumi.ComponentResource):
                     opts=child,
                 )
                 policies.append(
-                    {
-                        "decision": pulumiservice.AuthPolicyDecision.ALLOW,
-                        "token_type": pulumiservice.AuthPolicyTokenType.TEAM,
-                        "team_name": team_name,
-                        "rules": {
+                    pulumiservice.AuthPolicyDefinitionArgs(
+                        decision=pulumiservice.AuthPolicyDecision.ALLOW,
+                        token_type=pulumiservice.AuthPolicyTokenType.TEAM,
+                        team_name=team_name,
+                        rules={
                             "aud": pulumi_audience(args.organization),
-                            "sub": names.subject(args.repository, names.environment(stage, kind)),  # type: ignore[arg-type]
+                            "sub": names.subject(args.repository, names.environment(stage, kind)),
                         },
-                    }
+                    )
                 )
                 self.teams[stage][kind] = team_name
         pulumiservice.OidcIssuer(
