@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -11,10 +12,13 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
+from mlinfra.bootstrap import stack
+from mlinfra.stacks.render import RenderedStack
 from mlinfra.stacks.yamlio import read_yaml
 from tests.bootstrap.conftest import REPO, Standins
 
 Run = Callable[..., Result]
+Shipped = tuple[stack.Bootstrap, RenderedStack]
 DOC = REPO / "docs" / "bootstrap.md"
 NEEDS_PULUMI = "the pulumi CLI is not installed"
 
@@ -43,8 +47,6 @@ def test_the_page_walks_the_whole_path() -> None:
 def test_every_command_on_the_page_runs(
     bootstrap_project: Path, run: Run, standins: Standins, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import json
-
     outputs = json.loads(run("bootstrap", "preview", "--json").stdout)["outputs"]
     for line in commands():
         argv = shlex.split(line)
@@ -85,3 +87,18 @@ def _check_dispatch(args: list[str]) -> None:
     for name, value in given.items():
         options = inputs[name].get("options")
         assert options is None or value in options, (name, value, options)
+
+
+def test_the_cross_account_page_names_a_resource_the_stack_renders(shipped: Shipped) -> None:
+    text = (REPO / "docs" / "cross-account.md").read_text(encoding="utf-8")
+    assert "```json" not in text, "the promotion role's policy is the stack's, not a copy"
+    [name] = re.findall(r'select\(\.name == "([^"]+)"\)', text)
+    policy = json.loads(shipped[1].named(name).inputs["policy"])
+    sids = {statement["Sid"] for statement in policy["Statement"]}
+    assert {"SourceRegistryReadModels", "SourceRegistryKeyThroughS3", "OwnRegistrySwapPointer"} <= sids
+
+
+def test_no_hand_copied_trust_policy_is_left_in_the_readme() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "sts:AssumeRoleWithWebIdentity" not in text
+    assert "docs/bootstrap.md" in text

@@ -272,3 +272,22 @@ def test_pulumi_cloud_tokens_only_for_each_teams_environment(cloud: tuple[Any, R
         "sub": f"repo:{REPO}:environment:preview-prod",
     }
     assert len(rules) == 2 * len(STAGES)
+
+
+def test_the_engine_entry_point_declares_the_same_stack(shipped: Shipped, monkeypatch: pytest.MonkeyPatch) -> None:
+    """infra/bootstrap/__main__.py's path: config as the engine hands it (JSON text), the project from Pulumi.yaml."""
+    from pathlib import Path
+
+    from mlinfra.stacks.render import render_program
+    from mlinfra_infra.bootstrap import program
+
+    loaded, rendered = shipped
+    monkeypatch.chdir(Path(__file__).resolve().parents[2] / "infra" / "bootstrap")  # where the engine runs it
+    assert program.stage_project_name(Path.cwd()) == "mlinfra"
+
+    def declare() -> dict[str, Any]:
+        program.main()
+        return {}
+
+    engine = render_program(loaded.raw, project="mlinfra-bootstrap", stack="bootstrap", declare=declare)
+    assert [(r.type, r.name) for r in engine.resources] == [(r.type, r.name) for r in rendered.resources]
