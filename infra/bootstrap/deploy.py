@@ -123,7 +123,14 @@ def deploy_policy(scope: StageScope) -> Policy:
         allow(
             "StageKeyAliases",
             ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"],
-            [scope.arn("kms", f"alias/{prefix}*"), scope.arn("kms", "key/*")],
+            [scope.arn("kms", f"alias/{prefix}*")],
+        ),
+        # An alias operation is authorized on the key too: only the stage's own keys.
+        allow(
+            "AliasStageKeys",
+            ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"],
+            [scope.arn("kms", "key/*")],
+            res,
         ),
         # SageMaker: models and endpoint configurations are auto-named, so tags scope them.
         allow(
@@ -181,6 +188,13 @@ def deploy_policy(scope: StageScope) -> Policy:
             res,
         ),
         allow("TagNewRoles", ["iam:TagRole"], [f"arn:{p}:iam::{scope.account}:role/*"], req),
+        # Application Auto Scaling creates its SageMaker service-linked role on the first scalable target.
+        allow(
+            "AutoscalingServiceLinkedRole",
+            ["iam:CreateServiceLinkedRole"],
+            [f"arn:{p}:iam::{scope.account}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/*"],
+            {"StringEquals": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
+        ),
         allow(
             "PassStageRolesToStageServices",
             ["iam:PassRole"],

@@ -29,10 +29,12 @@ DATA_GAPS = {
     ("RESOURCE_MISMATCH", "s3:GetObjectAttributes"),
     # CreateDomain and CreateRepository take the domain and repository ARNs.
     ("RESOURCE_MISMATCH", "codeartifact:CreateDomain"),
-    # AWS authorizes RunInstances per resource it names, each type under its own statement and condition (instance
-    # and volume by the request's tags, subnet and security group by theirs, the public image unconditionally);
-    # parliament wants every type in each statement.
+    # AWS authorizes an action that names several resources per resource, each type under its own statement and
+    # condition (RunInstances: instance and volume by the request's tags, subnet and security group by theirs, the
+    # public image unconditionally; CreateAlias: the alias by name, the key by its tags); parliament wants every
+    # type in each statement.
     ("RESOURCE_MISMATCH", "ec2:RunInstances"),
+    ("RESOURCE_MISMATCH", "kms:CreateAlias"),
     # s3:TlsVersion is numeric and AWS's own examples write "1.2"; parliament accepts only integers.
     ("MISMATCHED_TYPE", "s3:TlsVersion"),
     # s3:TlsVersion applies to every S3 action; parliament lists it for some only.
