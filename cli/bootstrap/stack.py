@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlinfra.errors import BadInputError, MlinfraError
+from mlinfra.errors import BadInputError, MlinfraError, ToolMissingError
 from mlinfra.stacks.project import Project
 from mlinfra.stacks.yamlio import read_yaml
 
@@ -15,6 +17,9 @@ if TYPE_CHECKING:
     from mlinfra_infra.bootstrap.config import BootstrapConfig
 
 BOOTSTRAP_DIR = Path("infra") / "bootstrap"
+INSTALL_HINT = (
+    "install it (https://www.pulumi.com/docs/install/) and run again; `mlinfra bootstrap preview` works without it"
+)
 STACK = "bootstrap"
 
 
@@ -117,3 +122,27 @@ def render(bootstrap: Bootstrap) -> RenderedStack:
     except Exception as exc:  # the program failed under the mock runtime: one line
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise MlinfraError(f"{bootstrap.source}: rendering the bootstrap program failed: {first}") from exc
+
+
+def require_pulumi_cli() -> str:
+    """The `pulumi` CLI's path; ToolMissingError (exit 1) saying how to install it otherwise."""
+    found = shutil.which("pulumi")
+    if found is None:
+        raise ToolMissingError(f"the pulumi CLI is not installed (needed to apply the bootstrap stack): {INSTALL_HINT}")
+    return found
+
+
+def up(bootstrap: Bootstrap, on_output: Callable[[str], None]) -> str:
+    """`pulumi up` of the bootstrap stack in infra/bootstrap/ through the Automation API; the update's result.
+
+    The stack is created on first use in whatever backend `pulumi login` points at (its own state cannot live in
+    the bucket it creates). Pulumi's failure is one line (exit 1).
+    """
+    from pulumi import automation as auto
+
+    try:
+        selected = auto.create_or_select_stack(stack_name=STACK, work_dir=str(bootstrap.directory))
+        result = selected.up(on_output=on_output)
+    except auto.errors.CommandError as exc:
+        raise MlinfraError(f"pulumi up failed for the bootstrap stack: {str(exc).strip().splitlines()[-1]}") from None
+    return str(result.summary.result)

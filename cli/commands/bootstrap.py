@@ -9,10 +9,6 @@ import click
 from mlinfra.options import console, emit_json, json_option
 from mlinfra.stacks.project import Project
 
-INSTALL_HINT = (
-    "install it (https://www.pulumi.com/docs/install/) and run again; `mlinfra bootstrap preview` works without it"
-)
-
 
 @click.group()
 def bootstrap() -> None:
@@ -96,25 +92,13 @@ def up(yes: bool) -> None:
       mlinfra bootstrap up --yes
     """
     from mlinfra.bootstrap import stack
-    from mlinfra.errors import MlinfraError
 
     loaded = stack.load(Project.find())  # bad config fails first (exit 2, file and key)
-    import shutil
-
-    from mlinfra.errors import ToolMissingError
-
-    if shutil.which("pulumi") is None:
-        raise ToolMissingError(f"the pulumi CLI is not installed (needed to apply the bootstrap stack): {INSTALL_HINT}")
+    stack.require_pulumi_cli()
     if not yes:
         click.confirm("Apply the bootstrap stack?", abort=True)
-    from pulumi import automation as auto
-
-    try:
-        selected = auto.create_or_select_stack(stack_name=stack.STACK, work_dir=str(loaded.directory))
-        result = selected.up(on_output=lambda line: click.echo(line, nl=False))
-    except auto.errors.CommandError as exc:
-        raise MlinfraError(f"pulumi up failed for the bootstrap stack: {str(exc).strip().splitlines()[-1]}") from None
-    click.echo(f"\nbootstrap: {result.summary.result}; next: mlinfra bootstrap github --apply")
+    result = stack.up(loaded, on_output=lambda line: click.echo(line, nl=False))
+    click.echo(f"\nbootstrap: {result}; next: mlinfra bootstrap github --apply")
 
 
 @bootstrap.command("github")
