@@ -428,6 +428,8 @@ def deploy_boundary(scope: StageScope, ci_role_names: list[str], boundary_names:
                 "scheduler:*",
                 "sns:*",
                 "ssm:*",
+                "servicequotas:ListAWSDefaultServiceQuotas",
+                "servicequotas:ListServiceQuotas",
                 "sts:GetCallerIdentity",
             ],
             ["*"],

@@ -216,7 +216,13 @@ UNSCOPED_READS = [
     "kms:ListAliases",
     "logs:DescribeLogGroups",
     "logs:ListTagsForResource",
+    "sagemaker:ListEndpointConfigs",
+    "sagemaker:ListEndpoints",
+    "sagemaker:ListModels",
     "sagemaker:ListTags",
+    # `mlinfra check` and `mlinfra up` compare the blue/green peak with the account's instance quotas.
+    "servicequotas:ListAWSDefaultServiceQuotas",
+    "servicequotas:ListServiceQuotas",
     "sns:GetSubscriptionAttributes",
     "sns:ListTagsForResource",
     "ssm:ListTagsForResource",
@@ -334,12 +340,45 @@ def plan_statements(scope: StageScope) -> list[Policy]:
     return statements
 
 
+def gate_record_statements(scope: StageScope) -> list[Policy]:
+    """The registry's records a plan reads to re-check promotion gates: stage pointers, audit, version records.
+
+    Never an artifact (`models/<model>/sha256/...`): the registry key's Decrypt is only usable through S3
+    (kms:ViaService), so it opens no more than these reads.
+    """
+    registry = f"arn:{scope.partition}:s3:::{scope.registry_bucket}"
+    return [
+        allow(
+            "GateRecords",
+            ["s3:GetObject"],
+            [f"{registry}/stages/*", f"{registry}/audit/*", f"{registry}/models/*/versions/*"],
+        ),
+        # With ListBucket, S3 answers a missing record 404 (not 403), which the gates read as "none yet".
+        allow(
+            "GateRecordsList",
+            ["s3:ListBucket"],
+            [registry],
+            {"StringLike": {"s3:prefix": ["stages/*", "audit/*", "models/*/versions/*"]}},
+        ),
+        allow(
+            "GateRecordsKeyThroughS3",
+            ["kms:Decrypt"],
+            [scope.arn("kms", "key/*")],
+            {
+                "StringEquals": {"kms:ViaService": f"s3.{scope.region}.amazonaws.com"},
+                "ForAnyValue:StringEquals": {"kms:ResourceAliases": [naming.key_alias(scope.project, scope.stage)]},
+            },
+        ),
+    ]
+
+
 def preview_policy(scope: StageScope) -> Policy:
-    """The preview role: plan the stage stack, read its state, decrypt its secrets; change nothing."""
+    """The preview role: plan the stage stack, read its state, its secrets and its gate records; change nothing."""
     return document(
         *plan_statements(scope),
         *state_statements(scope, write=False),
         secrets_key_statement(scope, write=False),
+        *gate_record_statements(scope),
     )
 
 
