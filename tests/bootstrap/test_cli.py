@@ -240,3 +240,38 @@ def test_the_bootstrap_must_agree_with_the_stage_stacks(
     result = run("bootstrap", "preview", "--json")
     assert result.exit_code == 2
     assert result.stderr == message
+
+
+def test_github_fills_per_environment_preview_roles_for_jobs_in_preview_environments(
+    bootstrap_project: Path, run: Run
+) -> None:
+    """The convention's shape: preview jobs in `preview-<stage>` read one `AWS_PREVIEW_ROLE`, set per environment."""
+    for workflow in (bootstrap_project / ".github" / "workflows").glob("*.yml"):
+        workflow.unlink()
+    (bootstrap_project / ".github" / "workflows" / "stacks.yml").write_text(
+        "name: stacks\non: [pull_request]\njobs:\n  preview:\n    runs-on: ubuntu-24.04\n"
+        "    environment: preview-${{ matrix.stage }}\n"
+        "    strategy:\n      matrix:\n        stage: [sandbox, dev, staging, prod]\n"
+        "    steps:\n      - run: echo ${{ vars.AWS_PREVIEW_ROLE }} ${{ vars.AWS_REGION }}\n"
+    )
+    result = run("bootstrap", "github", "--json")
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["warnings"] == []
+    assert plan["variables"]["repository"] == {"AWS_REGION": "eu-west-1"}
+    assert plan["variables"]["environments"] == {
+        f"preview-{stage}": {"AWS_PREVIEW_ROLE": f"arn:aws:iam::{account}:role/mlinfra-{stage}-preview"}
+        for stage, account in (
+            ("sandbox", "111111111111"),
+            ("dev", "111111111111"),
+            ("staging", "222222222222"),
+            ("prod", "333333333333"),
+        )
+    }
+    rules = {env["name"]: env["deploymentBranches"] for env in plan["environments"]}
+    assert rules == {
+        "preview-sandbox": "all",
+        "preview-dev": "all",
+        "preview-staging": ["main"],
+        "preview-prod": ["main"],
+    }
