@@ -291,3 +291,60 @@ def test_the_engine_entry_point_declares_the_same_stack(shipped: Shipped, monkey
 
     engine = render_program(loaded.raw, project="mlinfra-bootstrap", stack="bootstrap", declare=declare)
     assert [(r.type, r.name) for r in engine.resources] == [(r.type, r.name) for r in rendered.resources]
+
+
+def _taggable(type_token: str) -> bool:
+    import importlib
+    import inspect
+
+    package, module_path, class_name = type_token.split(":")
+    if package != "aws":
+        return False
+    module = importlib.import_module(f"pulumi_aws.{module_path.split('/')[0]}")
+    return "tags" in inspect.signature(getattr(module, class_name)._internal_init).parameters
+
+
+def test_every_resource_that_takes_tags_has_them(shipped: Shipped) -> None:
+    _, rendered = shipped
+    taggable = [r for r in rendered.resources if r.custom and _taggable(r.type)]
+    assert len(taggable) >= 20
+    for resource in taggable:
+        tags = resource.inputs.get("tags") or {}
+        assert tags.get("managed-by") == "mlinfra-bootstrap" and tags.get("owner") == "ml-platform", resource.name
+
+
+def test_every_component_registers_its_outputs_once_and_every_one_is_used(
+    shipped: Shipped, cloud: tuple[Any, RenderedStack], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+    import inspect
+    from collections import Counter
+    from pathlib import Path
+
+    import pulumi
+
+    from mlinfra.stacks.render import render_program
+    from mlinfra_infra.bootstrap import components, program
+
+    calls: Counter[str] = Counter()
+    original = pulumi.ComponentResource.register_outputs
+
+    def counting(self: pulumi.ComponentResource, outputs_: Any) -> None:
+        calls[self._name] += 1
+        original(self, outputs_)
+
+    monkeypatch.setattr(pulumi.ComponentResource, "register_outputs", counting)
+    loaded, _ = shipped
+    rendered = render_program(
+        loaded.raw, project="mlinfra-bootstrap", stack="bootstrap", declare=lambda: program.build(loaded.config)
+    )
+    names_ = {r.name for r in rendered.resources if not r.custom}
+    assert {name: calls[name] for name in names_} == dict.fromkeys(names_, 1)
+    declared = set()
+    for module_info in Path(components.__file__).parent.glob("*.py"):
+        module = importlib.import_module(f"mlinfra_infra.bootstrap.components.{module_info.stem}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, pulumi.ComponentResource) and cls.__module__ == module.__name__:
+                declared.add(cls.__name__)
+    used = {r.type.rsplit(":", 1)[1] for stack in (rendered, cloud[1]) for r in stack.resources if not r.custom}
+    assert declared == used
