@@ -21,9 +21,10 @@ from mlinfra.stacks.render import RenderedStack
 
 REPO = Path(__file__).resolve().parents[2]
 
-# A recording stand-in for a CLI (gh, pulumi, git): one JSON line of argv (and stdin) per call. `gh api` answers
-# the two lookups `mlinfra bootstrap github --apply` makes (a team's id, a user's id); STANDIN_FAIL makes any call
-# whose arguments contain it fail the way gh does (a message on stderr, exit 1).
+# A recording stand-in for a CLI (gh, pulumi): one JSON line of argv (and stdin) per call. `gh api` answers the
+# lookups `mlinfra bootstrap github --apply` makes (a team's or user's id; an environment's branch policies, from
+# STANDIN_BRANCH_POLICIES); STANDIN_FAIL makes any call whose arguments contain it fail the way gh does (a message
+# on stderr, exit 1).
 STANDIN = """#!{python}
 import json, os, sys
 stdin = "" if sys.stdin.isatty() else sys.stdin.read()
@@ -35,6 +36,8 @@ if fail and fail in " ".join(sys.argv[1:]):
     sys.exit(1)
 if sys.argv[1:2] == ["api"] and "--jq" in sys.argv and sys.argv[-1] == ".id":
     print(42 if "/teams/" in sys.argv[2] else 7)
+if sys.argv[1:2] == ["api"] and "--jq" in sys.argv and sys.argv[-1] == ".branch_policies[].name":
+    print(os.environ.get("STANDIN_BRANCH_POLICIES", ""))
 """
 
 

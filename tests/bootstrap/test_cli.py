@@ -275,3 +275,14 @@ def test_github_fills_per_environment_preview_roles_for_jobs_in_preview_environm
         "preview-staging": ["main"],
         "preview-prod": ["main"],
     }
+
+
+def test_github_apply_again_adds_no_branch_policy_that_exists(
+    bootstrap_project: Path, run: Run, standins: Standins, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_BRANCH_POLICIES", "main")
+    result = run("bootstrap", "github", "--apply")
+    assert result.exit_code == 0, result.stderr
+    calls = [c["args"] for c in standins.calls("gh")]
+    assert [c for c in calls if c[:3] == ["api", "--method", "PUT"]], "environments are still put (idempotent)"
+    assert not [c for c in calls if c[:3] == ["api", "--method", "POST"]], "no second branch policy"
