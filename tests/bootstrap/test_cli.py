@@ -25,6 +25,14 @@ def test_preview_json_lists_provider_roles_state_backend_and_packages(bootstrap_
     assert "aws:codeartifact/domain:Domain" in types and "aws:codeartifact/repository:Repository" in types
     assert data["outputs"]["roles"]["prod"]["deploy"] == "arn:aws:iam::333333333333:role/mlinfra-prod-deploy"
     assert data["stack"] == "bootstrap"
+    trust = {row["scenario"]: row for row in data["trust"]}
+    assert trust["pull request from a fork"] == {
+        "scenario": "pull request from a fork",
+        "subject": None,
+        "noToken": "GitHub issues fork pull requests no OIDC token",
+        "assumes": [],
+    }
+    assert trust["push to main, environment prod"]["assumes"] == ["mlinfra-prod-deploy (after review)"]
 
 
 def test_preview_prints_the_tree(bootstrap_project: Path, run: Run) -> None:
@@ -32,6 +40,8 @@ def test_preview_prints_the_tree(bootstrap_project: Path, run: Run) -> None:
     assert result.exit_code == 0, result.stderr
     assert "stack bootstrap" in result.stdout
     assert "prod-ci-deploy" in result.stdout
+    assert "Who may assume which role" in result.stdout
+    assert "no token: GitHub issues fork pull requests no OIDC token" in result.stdout
 
 
 def test_bad_bootstrap_config_exits_2_naming_file_and_key(bootstrap_project: Path, run: Run) -> None:
