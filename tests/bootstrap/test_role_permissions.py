@@ -204,6 +204,16 @@ CREATES: dict[str, tuple[str, str, bool]] = {
         "arn:aws:scheduler:{region}:{account}:schedule/default/{name}",
         False,
     ),
+    "aws:codeartifact/domain:Domain": (
+        "codeartifact:CreateDomain",
+        "arn:aws:codeartifact:{region}:{account}:domain/{domain}",
+        False,
+    ),
+    "aws:codeartifact/repository:Repository": (
+        "codeartifact:CreateRepository",
+        "arn:aws:codeartifact:{region}:{account}:repository/{domain}/{repository}",
+        False,
+    ),
     "aws:ec2/vpc:Vpc": ("ec2:CreateVpc", "arn:aws:ec2:{region}:{account}:vpc/*", True),
     "aws:ec2/subnet:Subnet": ("ec2:CreateSubnet", "arn:aws:ec2:{region}:{account}:subnet/*", True),
     "aws:ec2/securityGroup:SecurityGroup": (
@@ -226,7 +236,13 @@ def stage_stacks() -> dict[str, RenderedStack]:
         pinned["artifact"] = pinned["artifact"].replace("123456789012", ACCOUNTS[stage])
         raw = merge(
             raw_config(project, stage),
-            {"mlinfra:models": {"churn": {"pinned": pinned}}, "mlinfra:accountId": ACCOUNTS[stage]},
+            {
+                "mlinfra:models": {"churn": {"pinned": pinned}},
+                "mlinfra:accountId": ACCOUNTS[stage],
+                # Every stage with everything: the VM and its network, monitoring and the drift job.
+                "mlinfra:sandbox": {"enabled": True},
+                "mlinfra:monitoring": {"enabled": True, "drift": True},
+            },
         )
         out[stage] = render(
             raw, project="mlinfra", stage=stage, source=f"stacks/Pulumi.{stage}.yaml", account_id=ACCOUNTS[stage]
@@ -234,19 +250,89 @@ def stage_stacks() -> dict[str, RenderedStack]:
     return out
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_the_deploy_role_creates_every_resource_its_stage_declares(
-    shipped: Shipped, stage_stacks: dict[str, RenderedStack], stage: str
-) -> None:
+# Resources configured through their parent's API: type -> (action, the input naming the parent, ARN template).
+PARTS: dict[str, tuple[str, str, str]] = {
+    "aws:s3/bucketVersioning:BucketVersioning": ("s3:PutBucketVersioning", "bucket", "arn:aws:s3:::{parent}"),
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": (
+        "s3:PutEncryptionConfiguration",
+        "bucket",
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": (
+        "s3:PutBucketPublicAccessBlock",
+        "bucket",
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": (
+        "s3:PutBucketOwnershipControls",
+        "bucket",
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": (
+        "s3:PutLifecycleConfiguration",
+        "bucket",
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketLogging:BucketLogging": ("s3:PutBucketLogging", "bucket", "arn:aws:s3:::{parent}"),
+    "aws:s3/bucketPolicy:BucketPolicy": ("s3:PutBucketPolicy", "bucket", "arn:aws:s3:::{parent}"),
+    "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration": (
+        "s3:PutBucketObjectLockConfiguration",
+        "bucket",
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketObjectv2:BucketObjectv2": ("s3:PutObject", "bucket", "arn:aws:s3:::{parent}/{key}"),
+    "aws:iam/rolePolicy:RolePolicy": ("iam:PutRolePolicy", "role", "arn:aws:iam::{account}:role/{parent}"),
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": (
+        "iam:AttachRolePolicy",
+        "role",
+        "arn:aws:iam::{account}:role/{parent}",
+    ),
+    "aws:sns/topicPolicy:TopicPolicy": ("sns:SetTopicAttributes", "arn", "{parent}"),
+    "aws:sns/topicSubscription:TopicSubscription": ("sns:Subscribe", "topic", "{parent}"),
+    "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig": (
+        "lambda:PutFunctionEventInvokeConfig",
+        "functionName",
+        "arn:aws:lambda:{region}:{account}:function:{parent}",
+    ),
+    "aws:lambda/invocation:Invocation": (
+        "lambda:InvokeFunction",
+        "functionName",
+        "arn:aws:lambda:{region}:{account}:function:{parent}",
+    ),
+    "aws:appautoscaling/target:Target": (
+        "application-autoscaling:RegisterScalableTarget",
+        "resourceId",
+        "arn:aws:application-autoscaling:{region}:{account}:scalable-target/0a1b",
+    ),
+    "aws:appautoscaling/policy:Policy": (
+        "application-autoscaling:PutScalingPolicy",
+        "resourceId",
+        "arn:aws:application-autoscaling:{region}:{account}:scalable-target/0a1b",
+    ),
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": (
+        "ec2:AssociateRouteTable",
+        "routeTableId",
+        "arn:aws:ec2:{region}:{account}:route-table/{parent}",
+    ),
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": (
+        "ec2:CreateTags",
+        "vpcId",
+        "arn:aws:ec2:{region}:{account}:security-group/sg-0a1b",
+    ),
+    "aws:sqs/queue:Queue": ("sqs:CreateQueue", "name", "arn:aws:sqs:{region}:{account}:{parent}"),
+}
+PARENT_TAGGED = {"aws:ec2/routeTableAssociation:RouteTableAssociation"}  # the route table carries the stage tags
+REQUEST_TAGGED = {"aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"}  # adopted by tagging it
+
+
+def deploy_calls(resource: Any, stage: str) -> list[iam.Request]:
+    """The calls `pulumi up` makes to create `resource` in `stage`'s account; a type not known here fails."""
     values = {"region": REGION, "account": ACCOUNTS[stage]}
-    identity, boundary = role_policies(shipped[1], stage, "deploy")
-    principal = names.role_arn(ACCOUNTS[stage], names.role("mlinfra", stage, "deploy"))
-    checked, refused = 0, []
-    for resource in stage_stacks[stage].resources:
-        if resource.type not in CREATES:
-            continue
+    inputs = resource.inputs
+    tags = inputs.get("tags") or {}
+    context: dict[str, Any] = {"aws:ResourceAccount": ACCOUNTS[stage]}
+    if resource.type in CREATES:
         action, template, tagged = CREATES[resource.type]
-        inputs = resource.inputs
         name = (
             inputs.get("bucket")
             or inputs.get("name")
@@ -255,15 +341,47 @@ def test_the_deploy_role_creates_every_resource_its_stage_declares(
             or inputs.get("dashboardName")
             or mock_autoname(resource.name)
         )
-        context: dict[str, Any] = {"aws:ResourceAccount": ACCOUNTS[stage]}
         if tagged:
-            context.update({f"aws:RequestTag/{k}": v for k, v in (inputs.get("tags") or {}).items()})
+            context.update({f"aws:RequestTag/{k}": v for k, v in tags.items()})
         if resource.type == "aws:iam/role:Role":
             context["iam:PermissionsBoundary"] = inputs["permissionsBoundary"]
-        request = iam.Request(action, template.format(name=name, **values), context)
-        decision = iam.evaluate(request, identity, [], principal, boundary_policies=boundary)
-        checked += 1
-        if not decision.allowed:
-            refused.append(f"{resource.name}: {decision.reason}")
-    assert checked >= 5
+        arn = template.format(
+            name=name, domain=inputs.get("domain", ""), repository=inputs.get("repository", ""), **values
+        )
+        return [iam.Request(action, arn, context)]
+    if resource.type in PARTS:
+        action, key, template = PARTS[resource.type]
+        parent = str(inputs.get(key, ""))
+        if resource.type.startswith("aws:iam/role"):
+            context["iam:PermissionsBoundary"] = (
+                f"arn:aws:iam::{ACCOUNTS[stage]}:policy/mlinfra-{stage}-workload-boundary"
+            )
+        if resource.type in PARENT_TAGGED:
+            context.update({"aws:ResourceTag/stage": stage, "aws:ResourceTag/managed-by": "mlinfra"})
+        if resource.type in REQUEST_TAGGED:
+            context.update({f"aws:RequestTag/{k}": v for k, v in tags.items()})
+        arn = template.format(parent=parent, key=inputs.get("key", ""), **values)
+        return [iam.Request(action, arn, context)]
+    raise AssertionError(
+        f"{resource.type} ({resource.name}): no calls known for it here; add what `pulumi up` calls to create it "
+        "(and grant it to the deploy role in infra/bootstrap/deploy.py)"
+    )
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_deploy_role_creates_every_resource_its_stage_declares(
+    shipped: Shipped, stage_stacks: dict[str, RenderedStack], stage: str
+) -> None:
+    identity, boundary = role_policies(shipped[1], stage, "deploy")
+    principal = names.role_arn(ACCOUNTS[stage], names.role("mlinfra", stage, "deploy"))
+    checked, refused = 0, []
+    for resource in stage_stacks[stage].resources:
+        if not resource.custom:
+            continue
+        for request in deploy_calls(resource, stage):
+            decision = iam.evaluate(request, identity, [], principal, boundary_policies=boundary)
+            checked += 1
+            if not decision.allowed:
+                refused.append(f"{resource.name}: {decision.reason}")
+    assert checked >= 15
     assert refused == []
