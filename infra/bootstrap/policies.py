@@ -274,11 +274,15 @@ def scoped_reads(scope: StageScope) -> list[tuple[list[str], list[str]]]:
                 "lambda:GetFunction",
                 "lambda:GetFunctionCodeSigningConfig",
                 "lambda:GetFunctionConfiguration",
+                "lambda:GetFunctionEventInvokeConfig",
                 "lambda:GetPolicy",
                 "lambda:ListVersionsByFunction",
             ],
             [scope.arn("lambda", "function:*")],
         ),
+        (["sqs:GetQueueAttributes", "sqs:ListQueueTags"], [scope.arn("sqs", "*")]),
+        # A refresh reads back the drift job's code package (HeadObject): code, not model data.
+        (["s3:GetObject"], [f"arn:{p}:s3:::{scope.registry_bucket}/code/*"]),
         (
             [
                 "s3:GetAccelerateConfiguration",

@@ -110,6 +110,6 @@ def test_preview_roles_read_no_data(shipped: Shipped, stage: str) -> None:
     writes = {a for a in actions if a.split(":")[1].startswith(("Put", "Create", "Delete", "Update"))}
     assert writes == set()
     object_reads = [r for s in document["Statement"] if "s3:GetObject" in s["Action"] for r in s["Resource"]]
-    allowed = ("/.pulumi/", "/stages/*", "/audit/*", "/models/*/versions/*")
+    allowed = ("/.pulumi/", "/stages/*", "/audit/*", "/models/*/versions/*", "/code/*")
     assert object_reads and all(any(a in r for a in allowed) for r in object_reads), object_reads
     assert not [r for r in object_reads if "sha256" in r or r.endswith("/models/*")], "never a model artifact"

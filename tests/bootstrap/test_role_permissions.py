@@ -385,3 +385,170 @@ def test_the_deploy_role_creates_every_resource_its_stage_declares(
                 refused.append(f"{resource.name}: {decision.reason}")
     assert checked >= 15
     assert refused == []
+
+
+# --- the preview role reads what a refresh of the stage stack reads ---------------------------------------------
+
+# Resource type -> (read actions, ARN template) of the provider's refresh; {name} as above, {parent} from PARTS'
+# input.
+READS: dict[str, tuple[tuple[str, ...], str]] = {
+    "aws:s3/bucket:Bucket": (("s3:GetBucketTagging", "s3:GetBucketPolicy"), "arn:aws:s3:::{name}"),
+    "aws:s3/bucketVersioning:BucketVersioning": (("s3:GetBucketVersioning",), "arn:aws:s3:::{parent}"),
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": (
+        ("s3:GetEncryptionConfiguration",),
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": (
+        ("s3:GetBucketPublicAccessBlock",),
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": (
+        ("s3:GetBucketOwnershipControls",),
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": (
+        ("s3:GetLifecycleConfiguration",),
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketLogging:BucketLogging": (("s3:GetBucketLogging",), "arn:aws:s3:::{parent}"),
+    "aws:s3/bucketPolicy:BucketPolicy": (("s3:GetBucketPolicy",), "arn:aws:s3:::{parent}"),
+    "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration": (
+        ("s3:GetBucketObjectLockConfiguration",),
+        "arn:aws:s3:::{parent}",
+    ),
+    # HeadObject of the drift job's code package.
+    "aws:s3/bucketObjectv2:BucketObjectv2": (("s3:GetObject",), "arn:aws:s3:::{parent}/{key}"),
+    "aws:kms/key:Key": (
+        ("kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags"),
+        "arn:aws:kms:{region}:{account}:key/00000000-0000-4000-8000-000000000009",
+    ),
+    "aws:kms/alias:Alias": (("kms:ListAliases",), "*"),
+    "aws:iam/role:Role": (("iam:GetRole", "iam:ListAttachedRolePolicies"), "arn:aws:iam::{account}:role/{name}"),
+    "aws:iam/rolePolicy:RolePolicy": (("iam:GetRolePolicy",), "arn:aws:iam::{account}:role/{parent}"),
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": (
+        ("iam:ListAttachedRolePolicies",),
+        "arn:aws:iam::{account}:role/{parent}",
+    ),
+    "aws:iam/policy:Policy": (("iam:GetPolicy", "iam:GetPolicyVersion"), "arn:aws:iam::{account}:policy/{name}"),
+    "aws:iam/instanceProfile:InstanceProfile": (
+        ("iam:GetInstanceProfile",),
+        "arn:aws:iam::{account}:instance-profile/{name}",
+    ),
+    "aws:sagemaker/model:Model": (("sagemaker:DescribeModel",), "arn:aws:sagemaker:{region}:{account}:model/{name}"),
+    "aws:sagemaker/endpointConfiguration:EndpointConfiguration": (
+        ("sagemaker:DescribeEndpointConfig",),
+        "arn:aws:sagemaker:{region}:{account}:endpoint-config/{name}",
+    ),
+    "aws:sagemaker/endpoint:Endpoint": (
+        ("sagemaker:DescribeEndpoint",),
+        "arn:aws:sagemaker:{region}:{account}:endpoint/{name}",
+    ),
+    "aws:sagemaker/modelPackageGroup:ModelPackageGroup": (
+        ("sagemaker:DescribeModelPackageGroup",),
+        "arn:aws:sagemaker:{region}:{account}:model-package-group/{name}",
+    ),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": (
+        ("cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource"),
+        "arn:aws:cloudwatch:{region}:{account}:alarm:{name}",
+    ),
+    "aws:cloudwatch/compositeAlarm:CompositeAlarm": (
+        ("cloudwatch:DescribeAlarms",),
+        "arn:aws:cloudwatch:{region}:{account}:alarm:{name}",
+    ),
+    "aws:cloudwatch/dashboard:Dashboard": (
+        ("cloudwatch:GetDashboard",),
+        "arn:aws:cloudwatch::{account}:dashboard/{name}",
+    ),
+    "aws:cloudwatch/logGroup:LogGroup": (("logs:DescribeLogGroups", "logs:ListTagsForResource"), "*"),
+    "aws:sns/topic:Topic": (
+        ("sns:GetTopicAttributes", "sns:ListTagsForResource"),
+        "arn:aws:sns:{region}:{account}:{name}",
+    ),
+    "aws:sns/topicPolicy:TopicPolicy": (("sns:GetTopicAttributes",), "{parent}"),
+    "aws:sns/topicSubscription:TopicSubscription": (("sns:GetSubscriptionAttributes",), "*"),
+    "aws:lambda/function:Function": (
+        ("lambda:GetFunction", "lambda:GetFunctionCodeSigningConfig"),
+        "arn:aws:lambda:{region}:{account}:function:{name}",
+    ),
+    "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig": (
+        ("lambda:GetFunctionEventInvokeConfig",),
+        "arn:aws:lambda:{region}:{account}:function:{parent}",
+    ),
+    "aws:lambda/invocation:Invocation": ((), ""),  # nothing to read back
+    "aws:sqs/queue:Queue": (
+        ("sqs:GetQueueAttributes", "sqs:ListQueueTags"),
+        "arn:aws:sqs:{region}:{account}:{name}",
+    ),
+    "aws:ssm/document:Document": (
+        ("ssm:DescribeDocument", "ssm:GetDocument"),
+        "arn:aws:ssm:{region}:{account}:document/{name}",
+    ),
+    "aws:scheduler/schedule:Schedule": (
+        ("scheduler:GetSchedule",),
+        "arn:aws:scheduler:{region}:{account}:schedule/default/{name}",
+    ),
+    "aws:codeartifact/domain:Domain": (
+        ("codeartifact:DescribeDomain",),
+        "arn:aws:codeartifact:{region}:{account}:domain/{domain}",
+    ),
+    "aws:codeartifact/repository:Repository": (
+        ("codeartifact:DescribeRepository",),
+        "arn:aws:codeartifact:{region}:{account}:repository/{domain}/{repository}",
+    ),
+    "aws:appautoscaling/target:Target": (("application-autoscaling:DescribeScalableTargets",), "*"),
+    "aws:appautoscaling/policy:Policy": (("application-autoscaling:DescribeScalingPolicies",), "*"),
+    "aws:ec2/vpc:Vpc": (
+        ("ec2:DescribeVpcs", "ec2:DescribeVpcAttribute"),
+        "arn:aws:ec2:{region}:{account}:vpc/vpc-0a1b",
+    ),
+    "aws:ec2/subnet:Subnet": (("ec2:DescribeSubnets",), "*"),
+    "aws:ec2/securityGroup:SecurityGroup": (("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules"), "*"),
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": (("ec2:DescribeSecurityGroups",), "*"),
+    "aws:ec2/routeTable:RouteTable": (("ec2:DescribeRouteTables",), "*"),
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": (("ec2:DescribeRouteTables",), "*"),
+    "aws:ec2/vpcEndpoint:VpcEndpoint": (("ec2:DescribeVpcEndpoints", "ec2:DescribePrefixLists"), "*"),
+    "aws:ec2/instance:Instance": (
+        ("ec2:DescribeInstances", "ec2:DescribeInstanceAttribute", "ec2:DescribeVolumes"),
+        "arn:aws:ec2:{region}:{account}:instance/i-0a1b",
+    ),
+}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_preview_role_reads_back_every_resource_its_stage_declares(
+    shipped: Shipped, stage_stacks: dict[str, RenderedStack], stage: str
+) -> None:
+    identity, _ = role_policies(shipped[1], stage, "preview")
+    principal = names.role_arn(ACCOUNTS[stage], names.role("mlinfra", stage, "preview"))
+    values = {"region": REGION, "account": ACCOUNTS[stage]}
+    checked, refused = 0, []
+    for resource in stage_stacks[stage].resources:
+        if not resource.custom:
+            continue
+        assert resource.type in READS, f"{resource.type} ({resource.name}): add what a refresh reads for it"
+        actions, template = READS[resource.type]
+        inputs = resource.inputs
+        parent_key = PARTS[resource.type][1] if resource.type in PARTS else ""
+        name = (
+            inputs.get("bucket")
+            or inputs.get("name")
+            or inputs.get("modelPackageGroupName")
+            or inputs.get("alarmName")
+            or inputs.get("dashboardName")
+            or mock_autoname(resource.name)
+        )
+        arn = template.format(
+            name=name,
+            parent=str(inputs.get(parent_key, "")),
+            key=inputs.get("key", ""),
+            domain=inputs.get("domain", ""),
+            repository=inputs.get("repository", ""),
+            **values,
+        )
+        for action in actions:
+            decision = iam.evaluate(iam.Request(action, arn), identity, [], principal)
+            checked += 1
+            if not decision.allowed:
+                refused.append(f"{resource.name}: {decision.reason}")
+    assert checked >= 30
+    assert refused == []
