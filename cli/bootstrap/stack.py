@@ -42,6 +42,14 @@ class Bootstrap:
         return str(BOOTSTRAP_DIR / f"Pulumi.{STACK}.yaml")
 
 
+def find_project() -> Project:
+    """The platform repository, also from inside infra/bootstrap/ (whose own Pulumi.yaml is the bootstrap's)."""
+    project = Project.find()
+    if (project.root / f"Pulumi.{STACK}.yaml").is_file() and project.root.parent.name == BOOTSTRAP_DIR.parts[0]:
+        return Project.find(project.root.parent.parent)
+    return project
+
+
 def stack_file(project: Project) -> Path:
     """infra/bootstrap/Pulumi.bootstrap.yaml of the checkout."""
     return project.root / BOOTSTRAP_DIR / f"Pulumi.{STACK}.yaml"

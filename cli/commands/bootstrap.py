@@ -7,7 +7,6 @@ from typing import Any
 import click
 
 from mlinfra.options import console, emit_json, json_option
-from mlinfra.stacks.project import Project
 
 
 @click.group()
@@ -60,7 +59,7 @@ def preview(as_json: bool) -> None:
     """
     from mlinfra.bootstrap import stack, trust
 
-    loaded = stack.load(Project.find())
+    loaded = stack.load(stack.find_project())
     rendered = stack.render(loaded)
     table = trust.assumable(loaded.config, rendered)
     if as_json:
@@ -93,7 +92,7 @@ def up(yes: bool) -> None:
     """
     from mlinfra.bootstrap import stack
 
-    loaded = stack.load(Project.find())  # bad config fails first (exit 2, file and key)
+    loaded = stack.load(stack.find_project())  # bad config fails first (exit 2, file and key)
     stack.require_pulumi_cli()
     if not yes:
         click.confirm("Apply the bootstrap stack?", abort=True)
@@ -125,7 +124,7 @@ def github(apply_: bool, as_json: bool) -> None:
     from mlinfra.bootstrap import github as gh
     from mlinfra.bootstrap import stack
 
-    project = Project.find()
+    project = stack.find_project()
     loaded = stack.load(project)
     planned = gh.plan(project.root, stack.render(loaded).outputs, loaded.config)
     done = gh.apply(planned) if apply_ else []

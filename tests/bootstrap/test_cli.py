@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import Result
 
-from tests.bootstrap.conftest import Standins
+from tests.bootstrap.conftest import REPO, Standins
 
 Run = Callable[..., Result]
 
@@ -296,3 +297,13 @@ def test_github_apply_again_adds_no_branch_policy_that_exists(
     calls = [c["args"] for c in standins.calls("gh")]
     assert [c for c in calls if c[:3] == ["api", "--method", "PUT"]], "environments are still put (idempotent)"
     assert not [c for c in calls if c[:3] == ["api", "--method", "POST"]], "no second branch policy"
+
+
+def test_commands_work_from_inside_infra_bootstrap(
+    bootstrap_project: Path, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copy(REPO / "infra" / "bootstrap" / "Pulumi.yaml", bootstrap_project / "infra" / "bootstrap" / "Pulumi.yaml")
+    monkeypatch.chdir(bootstrap_project / "infra" / "bootstrap")  # where `pulumi` commands for the stack run
+    result = run("bootstrap", "github", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["repository"] == "example-org/mlinfra"
