@@ -30,6 +30,7 @@ COMMANDS = {
     "history": "mlinfra.commands.status:history",
     "status": "mlinfra.commands.status:status",
     "local": "mlinfra.commands.local:local",
+    "bootstrap": "mlinfra.commands.bootstrap:bootstrap",
     "drift": "mlinfra.commands.drift:drift",
     "serve": "mlinfra.commands.serve:serve",
     "versions": "mlinfra.commands.versions:versions",

@@ -133,3 +133,8 @@ def session_log_group(project: str, stage: str) -> str:
 def session_document(project: str, stage: str) -> str:
     """The Session Manager document of a stage's logged analyst shell."""
     return f"{project}-{stage}-analyst-shell"
+
+
+def workload_boundary(project: str, stage: str) -> str:
+    """The permissions boundary every IAM role of a stage's stack carries (created by the bootstrap stack)."""
+    return f"{project}-{stage}-workload-boundary"

@@ -32,6 +32,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         )
     )
     common = {"project": cfg.project, "stage": cfg.stage, "owner": cfg.owner, "region": cfg.region}
+    if cfg.workload_boundary:
+        bound_roles(account_id, naming.workload_boundary(cfg.project, cfg.stage))
 
     registry = ModelRegistry(
         "registry",
@@ -108,6 +110,25 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         exported[outputs.SANDBOX_SESSION_DOCUMENT] = sandbox.session_document_name
 
     return exported
+
+
+def bound_roles(account_id: pulumi.Input[str], policy_name: str) -> None:
+    """Give every IAM role declared from here on the permissions boundary `policy_name` of the stage's account.
+
+    The bootstrap stack's deploy role may create or change a role only when it carries this boundary, so neither
+    the deploy role nor any role it passes to SageMaker, Lambda, Scheduler or EC2 can hold more than the boundary
+    allows. One stack transformation covers every component, present and future.
+    """
+    boundary = pulumi.Output.from_input(account_id).apply(
+        lambda account: f"arn:aws:iam::{account}:policy/{policy_name}"
+    )
+
+    def transform(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+        if args.type_ != "aws:iam/role:Role":
+            return None
+        return pulumi.ResourceTransformationResult({**args.props, "permissions_boundary": boundary}, args.opts)
+
+    pulumi.runtime.register_stack_transformation(transform)
 
 
 def raw_config_from_engine() -> dict[str, Any]:

@@ -13,7 +13,7 @@ import gc
 import hashlib
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
@@ -251,13 +251,18 @@ def engine_config(raw: Mapping[str, Any]) -> dict[str, str]:
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
 
 
-def render(
-    raw_config: Mapping[str, Any], *, project: str, stage: str, source: str, account_id: str = MOCK_ACCOUNT
+def render_program(
+    raw_config: Mapping[str, Any],
+    *,
+    project: str,
+    stack: str,
+    declare: Callable[[], Mapping[str, Any]],
+    account_id: str = MOCK_ACCOUNT,
 ) -> RenderedStack:
-    """Render one stack from its flat config (secrets already replaced by placeholders). Not thread-safe.
+    """Run `declare` (a Pulumi program's body, returning its outputs) under the mock runtime and record it.
 
-    The program validates the config itself, through the same path as under `pulumi up`; a ConfigError propagates.
-    `account_id` is the account the caller identity reports and ARNs name (the emulator's, for local bootstrap).
+    `raw_config` is what the engine would pass the program (read back through `pulumi.runtime.config`). Not
+    thread-safe. Used for the stage stacks (`render`) and the bootstrap stack (`mlinfra bootstrap preview`).
     """
     import pulumi
     from pulumi.runtime import config as runtime_config
@@ -266,29 +271,43 @@ def render(
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
-    from mlinfra_infra import program
-    from mlinfra_infra.config import load_stack_config
-
     region = str(raw_config.get("aws:region") or "us-east-1")
-    stack = RenderedStack(stack=stage)
+    rendered = RenderedStack(stack=stack)
     mocks = _make_mocks(region, account_id)
     # A fresh root Stack resource per render, so stacks rendered in one process do not share a parent.
     runtime_settings.ROOT.set(None)
-    set_mocks(mocks, project=project, stack=stage, preview=True, monitor=_make_monitor(mocks, stack))
+    set_mocks(mocks, project=project, stack=stack, preview=True, monitor=_make_monitor(mocks, rendered))
     runtime_config.set_all_config(engine_config(raw_config))
     outputs: dict[str, Any] = {}
 
     def run() -> None:
-        cfg = load_stack_config(program.raw_config_from_engine(), project=project, stage=stage, source=source)
-        declared = program.build(cfg)
+        declared = declare()
         resolved = _sync_await(pulumi.Output.from_input(declared).future())
         outputs.update(resolved or {})
 
     with _no_cyclic_gc():
         _sync_await(run_pulumi_func(run))
-    stack.resources = _tree_order(stack.resources)
-    stack.outputs = _clean(outputs)
-    return stack
+    rendered.resources = _tree_order(rendered.resources)
+    rendered.outputs = _clean(outputs)
+    return rendered
+
+
+def render(
+    raw_config: Mapping[str, Any], *, project: str, stage: str, source: str, account_id: str = MOCK_ACCOUNT
+) -> RenderedStack:
+    """Render one stack from its flat config (secrets already replaced by placeholders). Not thread-safe.
+
+    The program validates the config itself, through the same path as under `pulumi up`; a ConfigError propagates.
+    `account_id` is the account the caller identity reports and ARNs name (the emulator's, for local bootstrap).
+    """
+    from mlinfra_infra import program
+    from mlinfra_infra.config import load_stack_config
+
+    def declare() -> Mapping[str, Any]:
+        cfg = load_stack_config(program.raw_config_from_engine(), project=project, stage=stage, source=source)
+        return program.build(cfg)
+
+    return render_program(raw_config, project=project, stack=stage, declare=declare, account_id=account_id)
 
 
 def render_stage(stage: Stage, *, account_id: str = MOCK_ACCOUNT) -> RenderedStack:

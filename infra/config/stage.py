@@ -196,6 +196,9 @@ class StackConfig(Settings):
     # The stage's monthly budget in US dollars, for the cost estimate of the policy pack; None: no budget.
     budget_monthly_usd: Annotated[float, Field(gt=0)] | None = None
     delivery: Delivery | None = None
+    # Every IAM role the stack creates carries the stage's workload boundary (`<project>-<stage>-workload-boundary`,
+    # created by the bootstrap stack); the bootstrap's deploy role may create no role without it.
+    workload_boundary: bool = False
 
     @model_validator(mode="after")
     def _unique_stages(self) -> StackConfig:
@@ -243,4 +246,5 @@ TOP_LEVEL_KEYS = (
     "policy",
     "budgetMonthlyUsd",
     "delivery",
+    "workloadBoundary",
 )

@@ -1,0 +1,1 @@
+"""The bootstrap stack's components, one ComponentResource per file."""

@@ -1,0 +1,534 @@
+"""The deploy role's policy and the two permissions boundaries that keep it (and what it creates) in its stage.
+
+Creation must carry the `stage` tag (aws:RequestTag) where the service supports tags on create; changes need the tag
+on the resource (aws:ResourceTag); fixed-name resources are scoped by `<project>-<stage>-`. The deploy role's
+boundary refuses any change to the CI identities and any role created without the stage's workload boundary, so
+neither the role nor a role it creates and passes to a service can hold more than the stage needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlinfra_infra import naming
+
+from . import names
+from .policies import (
+    Policy,
+    StageScope,
+    allow,
+    deny,
+    document,
+    plan_statements,
+    secrets_key_statement,
+    stage_buckets,
+    state_statements,
+)
+
+# What the sandbox's network and VM are made of (EC2 resource types in ARNs).
+EC2_KINDS = ("vpc", "subnet", "security-group", "route-table", "vpc-endpoint", "instance", "volume")
+
+
+def _tag(kind: str, stage: str) -> dict[str, Any]:
+    """The stage stack's own tags, on the request or on the resource: the stage, and managed by the stage stacks.
+
+    The bootstrap's own resources (CI roles, secrets keys) say `managed-by: mlinfra-bootstrap`, so no tag
+    condition here ever matches them.
+    """
+    return {"StringEquals": {f"aws:{kind}/stage": stage, f"aws:{kind}/managed-by": naming.MANAGED_BY}}
+
+
+def deploy_policy(scope: StageScope) -> Policy:
+    """The deploy role: `pulumi up` of the stage stack and `mlinfra record-deployment`, on this stage's resources.
+
+    Creation must carry the `stage` tag (aws:RequestTag) where the service supports tags on create; changes need
+    the tag on the resource (aws:ResourceTag); fixed-name resources are scoped by `<project>-<stage>-`. Roles it
+    creates must carry the stage's workload boundary (iam:PermissionsBoundary), and may be passed only to the
+    services that run the stage's workloads.
+    """
+    p, s = scope.partition, scope.stage
+    prefix = scope.prefix
+    req = _tag("RequestTag", s)
+    res = _tag("ResourceTag", s)
+    workload = scope.boundary_arn(names.workload_boundary(scope.project, s))
+    registry = f"arn:{p}:s3:::{scope.registry_bucket}"
+    statements = [
+        *plan_statements(scope),
+        *state_statements(scope, write=True),
+        secrets_key_statement(scope, write=True),
+        # S3: the registry (fixed name) and the stage's auto-named log bucket ("registry-access-logs-*"), in this
+        # account only.
+        allow(
+            "StageBuckets",
+            [
+                "s3:CreateBucket",
+                "s3:DeleteBucket",
+                "s3:PutBucketPolicy",
+                "s3:PutBucketPublicAccessBlock",
+                "s3:PutBucketOwnershipControls",
+                "s3:PutBucketVersioning",
+                "s3:PutBucketLogging",
+                "s3:PutBucketTagging",
+                "s3:DeleteBucketPolicy",
+                "s3:PutEncryptionConfiguration",
+                "s3:PutLifecycleConfiguration",
+                "s3:PutAccelerateConfiguration",
+                "s3:PutReplicationConfiguration",
+                "s3:PutBucketObjectLockConfiguration",
+                "s3:ListBucket",
+                "s3:ListBucketVersions",
+            ],
+            stage_buckets(scope),
+            {"StringEquals": {"aws:ResourceAccount": scope.account}},
+        ),
+        # The drift job's code package (code/) and what record-deployment writes (stages/, audit/) and reads.
+        allow("RegistryCodePackages", ["s3:PutObject", "s3:GetObject"], [f"{registry}/code/*"]),
+        allow(
+            "RecordDeploymentReads",
+            ["s3:GetObject", "s3:GetObjectAttributes"],
+            [f"{registry}/models/*", f"{registry}/stages/*", f"{registry}/audit/*"],
+        ),
+        allow(
+            "RecordDeploymentCreatesAudit",
+            ["s3:PutObject"],
+            [f"{registry}/audit/*", f"{registry}/stages/*"],
+            {"Null": {"s3:if-none-match": "false"}},
+        ),
+        allow(
+            "RecordDeploymentSwapsPointer",
+            ["s3:PutObject"],
+            [f"{registry}/stages/*"],
+            {"Null": {"s3:if-match": "false"}},
+        ),
+        # KMS: keys created with the stage tag; managed and used only when they carry it; aliases by name.
+        allow("CreateStageKeys", ["kms:CreateKey"], ["*"], req),
+        allow("TagNewStageKeys", ["kms:TagResource"], [scope.arn("kms", "key/*")], req),
+        allow(
+            "ManageStageKeys",
+            [
+                "kms:EnableKeyRotation",
+                "kms:PutKeyPolicy",
+                "kms:ScheduleKeyDeletion",
+                "kms:TagResource",
+                "kms:UntagResource",
+                "kms:UpdateKeyDescription",
+                "kms:CreateGrant",
+                "kms:Encrypt",
+                "kms:Decrypt",
+                "kms:GenerateDataKey",
+            ],
+            [scope.arn("kms", "key/*")],
+            res,
+        ),
+        allow(
+            "StageKeyAliases",
+            ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"],
+            [scope.arn("kms", f"alias/{prefix}*")],
+        ),
+        # An alias operation is authorized on the key too: only the stage's own keys.
+        allow(
+            "AliasStageKeys",
+            ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"],
+            [scope.arn("kms", "key/*")],
+            res,
+        ),
+        # SageMaker: models and endpoint configurations are auto-named, so tags scope them.
+        allow(
+            "CreateStageSageMaker",
+            [
+                "sagemaker:CreateModel",
+                "sagemaker:CreateEndpointConfig",
+                "sagemaker:CreateEndpoint",
+                "sagemaker:CreateModelPackageGroup",
+                "sagemaker:AddTags",
+            ],
+            [scope.arn("sagemaker", "*")],
+            req,
+        ),
+        allow(
+            "ManageStageSageMaker",
+            [
+                "sagemaker:UpdateEndpoint",
+                "sagemaker:UpdateEndpointWeightsAndCapacities",
+                "sagemaker:DeleteEndpoint",
+                "sagemaker:DeleteEndpointConfig",
+                "sagemaker:DeleteModel",
+                "sagemaker:DeleteModelPackageGroup",
+                "sagemaker:AddTags",
+                "sagemaker:DeleteTags",
+            ],
+            [scope.arn("sagemaker", "*")],
+            res,
+        ),
+        # IAM: the stage's workload roles, only with its workload boundary; passed only to the stage's services.
+        allow(
+            "CreateBoundedWorkloadRoles",
+            [
+                "iam:CreateRole",
+                "iam:PutRolePolicy",
+                "iam:DeleteRolePolicy",
+                "iam:AttachRolePolicy",
+                "iam:DetachRolePolicy",
+                "iam:PutRolePermissionsBoundary",
+            ],
+            [f"arn:{p}:iam::{scope.account}:role/*"],
+            {"StringEquals": {"iam:PermissionsBoundary": workload}},
+        ),
+        allow(
+            "ManageStageRoles",
+            [
+                "iam:DeleteRole",
+                "iam:TagRole",
+                "iam:UntagRole",
+                "iam:UpdateRole",
+                "iam:UpdateRoleDescription",
+                "iam:UpdateAssumeRolePolicy",
+            ],
+            [f"arn:{p}:iam::{scope.account}:role/*"],
+            res,
+        ),
+        allow("TagNewRoles", ["iam:TagRole"], [f"arn:{p}:iam::{scope.account}:role/*"], req),
+        # Application Auto Scaling creates its SageMaker service-linked role on the first scalable target.
+        allow(
+            "AutoscalingServiceLinkedRole",
+            ["iam:CreateServiceLinkedRole"],
+            [f"arn:{p}:iam::{scope.account}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/*"],
+            {"StringEquals": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
+        ),
+        allow(
+            "PassStageRolesToStageServices",
+            ["iam:PassRole"],
+            [f"arn:{p}:iam::{scope.account}:role/*"],
+            {
+                "StringEquals": {
+                    "aws:ResourceTag/stage": s,
+                    "aws:ResourceTag/managed-by": naming.MANAGED_BY,
+                    "iam:PassedToService": [
+                        "sagemaker.amazonaws.com",
+                        "lambda.amazonaws.com",
+                        "scheduler.amazonaws.com",
+                        "ec2.amazonaws.com",
+                    ],
+                },
+            },
+        ),
+        allow(
+            "StagePoliciesAndProfiles",
+            [
+                "iam:CreatePolicy",
+                "iam:CreatePolicyVersion",
+                "iam:DeletePolicy",
+                "iam:DeletePolicyVersion",
+                "iam:TagPolicy",
+                "iam:CreateInstanceProfile",
+                "iam:DeleteInstanceProfile",
+                "iam:AddRoleToInstanceProfile",
+                "iam:RemoveRoleFromInstanceProfile",
+                "iam:TagInstanceProfile",
+            ],
+            [f"arn:{p}:iam::{scope.account}:policy/*", f"arn:{p}:iam::{scope.account}:instance-profile/*"],
+            req,
+        ),
+        # Fixed names: alarms, dashboard, topic, drift job, log groups, Session Manager document, CodeArtifact.
+        allow(
+            "StageAlarmsAndDashboard",
+            [
+                "cloudwatch:PutMetricAlarm",
+                "cloudwatch:PutCompositeAlarm",
+                "cloudwatch:DeleteAlarms",
+                "cloudwatch:TagResource",
+                "cloudwatch:UntagResource",
+                "cloudwatch:PutDashboard",
+                "cloudwatch:DeleteDashboards",
+            ],
+            [
+                scope.arn("cloudwatch", f"alarm:{prefix}*"),
+                f"arn:{p}:cloudwatch::{scope.account}:dashboard/{scope.project}-{s}",
+            ],
+        ),
+        allow(
+            "StageTopic",
+            [
+                "sns:CreateTopic",
+                "sns:DeleteTopic",
+                "sns:SetTopicAttributes",
+                "sns:Subscribe",
+                "sns:TagResource",
+                "sns:UntagResource",
+            ],
+            [scope.arn("sns", f"{prefix}*")],
+        ),
+        # Unsubscribe names a subscription, not a topic.
+        allow(
+            "StageTopicSubscriptions",
+            ["sns:Unsubscribe"],
+            ["*"],
+            {"StringEquals": {"aws:ResourceAccount": scope.account}},
+        ),
+        allow(
+            "StageDriftJob",
+            [
+                "lambda:CreateFunction",
+                "lambda:DeleteFunction",
+                "lambda:UpdateFunctionCode",
+                "lambda:UpdateFunctionConfiguration",
+                "lambda:AddPermission",
+                "lambda:RemovePermission",
+                "lambda:TagResource",
+                "lambda:UntagResource",
+                "lambda:PutFunctionEventInvokeConfig",
+                "lambda:UpdateFunctionEventInvokeConfig",
+                "lambda:DeleteFunctionEventInvokeConfig",
+                "lambda:GetFunctionEventInvokeConfig",
+                # The drift job's first run at deployment (a Lambda invocation in the stack).
+                "lambda:InvokeFunction",
+            ],
+            [scope.arn("lambda", f"function:{prefix}*")],
+        ),
+        # The drift job's dead-letter queue (`<project>-<stage>-drift-job-dead-letters`).
+        allow(
+            "StageDeadLetterQueue",
+            [
+                "sqs:CreateQueue",
+                "sqs:DeleteQueue",
+                "sqs:GetQueueAttributes",
+                "sqs:SetQueueAttributes",
+                "sqs:ListQueueTags",
+                "sqs:TagQueue",
+                "sqs:UntagQueue",
+            ],
+            [scope.arn("sqs", f"{prefix}*")],
+        ),
+        allow(
+            "StageSchedules",
+            ["scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule"],
+            [
+                scope.arn("scheduler", f"schedule/default/{prefix}*"),
+                scope.arn("scheduler", "schedule/default/sandbox-*"),
+            ],
+        ),
+        allow(
+            "StageLogGroups",
+            [
+                "logs:CreateLogGroup",
+                "logs:DeleteLogGroup",
+                "logs:PutRetentionPolicy",
+                "logs:AssociateKmsKey",
+                "logs:TagResource",
+                "logs:UntagResource",
+            ],
+            [
+                scope.arn("logs", f"log-group:/aws/lambda/{prefix}*"),
+                scope.arn("logs", f"log-group:/mlinfra/{scope.project}-{s}/*"),
+            ],
+        ),
+        allow(
+            "StageSessionDocument",
+            [
+                "ssm:CreateDocument",
+                "ssm:UpdateDocument",
+                "ssm:UpdateDocumentDefaultVersion",
+                "ssm:DeleteDocument",
+                "ssm:AddTagsToResource",
+                "ssm:RemoveTagsFromResource",
+            ],
+            [scope.arn("ssm", f"document/{prefix}*")],
+        ),
+        allow(
+            "StageCodeArtifact",
+            [
+                "codeartifact:CreateDomain",
+                "codeartifact:DeleteDomain",
+                "codeartifact:CreateRepository",
+                "codeartifact:DeleteRepository",
+                "codeartifact:UpdateRepository",
+                "codeartifact:AssociateExternalConnection",
+                "codeartifact:DisassociateExternalConnection",
+                "codeartifact:PutDomainPermissionsPolicy",
+                "codeartifact:PutRepositoryPermissionsPolicy",
+                "codeartifact:TagResource",
+                "codeartifact:UntagResource",
+            ],
+            [
+                scope.arn("codeartifact", f"domain/{naming.codeartifact_domain(scope.project, s)}"),
+                scope.arn("codeartifact", f"repository/{naming.codeartifact_domain(scope.project, s)}/*"),
+            ],
+        ),
+        allow(
+            "StageAutoscaling",
+            [
+                "application-autoscaling:RegisterScalableTarget",
+                "application-autoscaling:DeregisterScalableTarget",
+                "application-autoscaling:PutScalingPolicy",
+                "application-autoscaling:DeleteScalingPolicy",
+                "application-autoscaling:TagResource",
+            ],
+            [scope.arn("application-autoscaling", "scalable-target/*")],
+            {"StringEquals": {"aws:ResourceAccount": scope.account}},
+        ),
+        # EC2 (the sandbox's network and VM): created tagged, changed only when tagged.
+        allow(
+            "CreateStageNetworkAndVm",
+            [
+                "ec2:CreateVpc",
+                "ec2:CreateSubnet",
+                "ec2:CreateSecurityGroup",
+                "ec2:CreateRouteTable",
+                "ec2:CreateVpcEndpoint",
+                "ec2:RunInstances",
+                "ec2:CreateTags",
+            ],
+            [scope.arn("ec2", f"{kind}/*") for kind in EC2_KINDS],
+            req,
+        ),
+        allow(
+            "ManageStageNetworkAndVm",
+            [
+                "ec2:DeleteVpc",
+                "ec2:DeleteSubnet",
+                "ec2:DeleteSecurityGroup",
+                "ec2:DeleteRouteTable",
+                "ec2:DeleteVpcEndpoints",
+                "ec2:ModifyVpcAttribute",
+                "ec2:ModifyVpcEndpoint",
+                "ec2:ModifySubnetAttribute",
+                "ec2:AssociateRouteTable",
+                "ec2:DisassociateRouteTable",
+                "ec2:AuthorizeSecurityGroupEgress",
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:RevokeSecurityGroupEgress",
+                "ec2:RevokeSecurityGroupIngress",
+                "ec2:ModifyInstanceAttribute",
+                "ec2:ModifyInstanceMetadataOptions",
+                "ec2:StopInstances",
+                "ec2:StartInstances",
+                "ec2:TerminateInstances",
+                "ec2:CreateTags",
+                "ec2:DeleteTags",
+                "ec2:RunInstances",
+                "ec2:CreateVpcEndpoint",
+            ],
+            [scope.arn("ec2", f"{kind}/*") for kind in EC2_KINDS],
+            res,
+        ),
+        # RunInstances also names the (public) image and the interface it creates.
+        allow(
+            "LaunchFromPublicImages",
+            ["ec2:RunInstances"],
+            [f"arn:{p}:ec2:{scope.region}::image/*", scope.arn("ec2", "network-interface/*")],
+        ),
+    ]
+    return document(*statements)
+
+
+def deploy_boundary(scope: StageScope, ci_role_names: list[str], boundary_names: list[str]) -> Policy:
+    """The deploy role's permissions boundary: its identity policy, capped; nothing that widens its own access.
+
+    It may not change any CI role, boundary or OIDC provider, may not create users or keys, may not create or
+    change a role unless that role carries the stage's workload boundary, and may not remove a boundary.
+    """
+    p, account = scope.partition, scope.account
+    workload = scope.boundary_arn(names.workload_boundary(scope.project, scope.stage))
+    ci_roles = [names.role_arn(account, name, p) for name in ci_role_names]
+    boundaries = [scope.boundary_arn(name) for name in boundary_names]
+    return document(
+        allow(
+            "AtMostTheStageServices",
+            [
+                "application-autoscaling:*",
+                "cloudwatch:*",
+                "codeartifact:*",
+                "ec2:*",
+                "iam:*",
+                "kms:*",
+                "lambda:*",
+                "logs:*",
+                "s3:*",
+                "sagemaker:*",
+                "scheduler:*",
+                "sns:*",
+                "sqs:*",
+                "ssm:*",
+                "servicequotas:ListAWSDefaultServiceQuotas",
+                "servicequotas:ListServiceQuotas",
+                "sts:GetCallerIdentity",
+            ],
+            ["*"],
+        ),
+        deny("NeverTheCiIdentities", ["iam:*"], [*ci_roles, *boundaries, f"arn:{p}:iam::{account}:oidc-provider/*"]),
+        deny(
+            "NoUsersOrKeys",
+            [
+                "iam:CreateUser",
+                "iam:CreateAccessKey",
+                "iam:CreateLoginProfile",
+                "iam:UpdateLoginProfile",
+                "iam:CreateServiceSpecificCredential",
+                "iam:CreateOpenIDConnectProvider",
+                "iam:CreateSAMLProvider",
+            ],
+            ["*"],
+        ),
+        deny(
+            "RolesOnlyWithTheWorkloadBoundary",
+            [
+                "iam:CreateRole",
+                "iam:PutRolePolicy",
+                "iam:AttachRolePolicy",
+                "iam:PutRolePermissionsBoundary",
+            ],
+            [f"arn:{p}:iam::{account}:role/*"],
+            {"StringNotEquals": {"iam:PermissionsBoundary": workload}},
+        ),
+        deny("BoundariesStay", ["iam:DeleteRolePermissionsBoundary"], ["*"]),
+    )
+
+
+# The services the stage's own roles (endpoint, drift job, scheduler, sandbox VM) use.
+WORKLOAD_SERVICES = [
+    "cloudwatch:*",
+    "codeartifact:GetAuthorizationToken",
+    "codeartifact:GetRepositoryEndpoint",
+    "codeartifact:ReadFromRepository",
+    "ec2:StartInstances",
+    "ec2:StopInstances",
+    "ec2:Describe*",
+    "ec2messages:*",
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:GetAuthorizationToken",
+    "ecr:GetDownloadUrlForLayer",
+    "kms:CreateGrant",
+    "kms:Decrypt",
+    "kms:DescribeKey",
+    "kms:Encrypt",
+    "kms:GenerateDataKey",
+    "lambda:InvokeFunction",
+    "logs:*",
+    "s3:*",
+    "sagemaker:*",
+    "sns:Publish",
+    "sqs:SendMessage",
+    "ssm:*",
+    "ssmmessages:*",
+    "sts:GetCallerIdentity",
+    "sts:GetServiceBearerToken",
+]
+
+
+def workload_boundary(scope: StageScope) -> Policy:
+    """The boundary of every role the stage's stack creates: its services, never IAM, never another stage's data."""
+    others = [stage for stage in scope.stages if stage != scope.stage]
+    statements = [
+        allow("AtMostTheWorkloadServices", WORKLOAD_SERVICES, ["*"]),
+        deny("NeverIam", ["iam:*", "organizations:*", "account:*"], ["*"]),
+    ]
+    if others:
+        statements.append(
+            deny(
+                "NeverAnotherStagesData",
+                ["s3:*"],
+                [f"arn:{scope.partition}:s3:::{scope.project}-{other}-*" for other in others],
+            )
+        )
+    return document(*statements)

@@ -1,0 +1,554 @@
+"""What each CI role may do: the calls CI's jobs make (infra/bootstrap/ci_calls.json) evaluated against the rendered
+policies with the project's IAM evaluator, and the deploy role creating every resource the stage stacks declare.
+
+The call list stands in for the access contract until that contract records the CI roles' calls: each `allowed`
+call must be allowed to its stage's role and each `denied` call denied. Calls on the tooling account's state bucket
+and key from a stage in another account must be allowed by both sides (the role's policies and the bucket or key
+policy), as AWS requires across accounts. The source registry's own bucket and key policies belong to the stage
+stacks (registry.readerRoleArns) and are not part of this render: promotion's source calls are checked on the role's
+side only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlinfra.bootstrap import stack
+from mlinfra.stacks.files import raw_config
+from mlinfra.stacks.project import Project
+from mlinfra.stacks.render import RenderedStack, mock_autoname, render
+from mlinfra_infra import naming
+from mlinfra_infra.bootstrap import names
+from mlinfra_infra.policy import iam
+from tests.builders import merge, pin
+
+Shipped = tuple[stack.Bootstrap, RenderedStack]
+REPO = Path(__file__).resolve().parents[2]
+CALLS = json.loads((REPO / "infra" / "bootstrap" / "ci_calls.json").read_text(encoding="utf-8"))
+STAGES = ("sandbox", "dev", "staging", "prod")
+ACCOUNTS = {"sandbox": "111111111111", "dev": "111111111111", "staging": "222222222222", "prod": "333333333333"}
+TOOLING = "111111111111"
+REGION = "eu-west-1"
+OTHER = {"sandbox": "dev", "dev": "sandbox", "staging": "prod", "prod": "staging"}
+
+
+def placeholders(stage: str) -> dict[str, str]:
+    index = STAGES.index(stage)
+    source = STAGES[index - 1] if index else ""
+    other = OTHER[stage]
+    return {
+        "project": "mlinfra",
+        "stage": stage,
+        "other": other,
+        "source": source,
+        "account": ACCOUNTS[stage],
+        "source_account": ACCOUNTS.get(source, ""),
+        "tooling": TOOLING,
+        "region": REGION,
+        "state_bucket": names.state_bucket("mlinfra", TOOLING, REGION),
+        "registry": naming.registry_bucket("mlinfra", stage, REGION, ACCOUNTS[stage]),
+        "other_registry": naming.registry_bucket("mlinfra", other, REGION, ACCOUNTS[other]),
+        "source_registry": naming.registry_bucket("mlinfra", source, REGION, ACCOUNTS.get(source, "0" * 12)),
+        "model": "churn",
+    }
+
+
+def fill(value: Any, values: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return value.format(**values)
+    if isinstance(value, list):
+        return [fill(v, values) for v in value]
+    if isinstance(value, dict):
+        return {k: fill(v, values) for k, v in value.items()}
+    return value
+
+
+def role_policies(rendered: RenderedStack, stage: str, kind: str) -> tuple[list[dict[str, Any]], list[Any] | None]:
+    """The identity policies (inline and attached) and the boundary (or None) of one CI role."""
+    prefix = f"{stage}-ci-{kind}-policy"
+    identity = [
+        json.loads(r.inputs["policy"])
+        for r in rendered.resources
+        if r.type in ("aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy")
+        and (r.name == prefix or r.name.startswith(prefix + "-"))
+        and not r.name.endswith("-attachment")
+    ]
+    assert identity, f"no policy of {stage} {kind}"
+    boundary = None
+    if kind == "deploy":
+        boundary = [json.loads(rendered.named(f"{stage}-ci-deploy-boundary").inputs["policy"])]
+    return identity, boundary
+
+
+def decide(rendered: RenderedStack, stage: str, kind: str, call: dict[str, Any]) -> iam.Decision:
+    values = placeholders(stage)
+    request = iam.Request(call["action"], fill(call["resource"], values), fill(call.get("context", {}), values))
+    principal = names.role_arn(ACCOUNTS[stage], names.role("mlinfra", stage, kind))
+    identity, boundary = role_policies(rendered, stage, kind)
+    resource_policies: list[dict[str, Any]] = []
+    key_policy = False
+    state_bucket = values["state_bucket"]
+    if f":::{state_bucket}" in request.resource:
+        resource_policies = [json.loads(rendered.named("state-policy").inputs["policy"])]
+    elif state_bucket in str(request.context.get("kms:EncryptionContext:aws:s3:arn", "")):
+        resource_policies, key_policy = [json.loads(rendered.named("state-key").inputs["policy"])], True
+    cross_account = resource_policies and ACCOUNTS[stage] != TOOLING
+    if not cross_account:
+        return iam.evaluate(
+            request,
+            identity,
+            resource_policies,
+            principal,
+            boundary_policies=boundary,
+            resource_policy_required=key_policy,
+        )
+    # Across accounts both sides must allow: the role's own policies in its account, the resource's policy in the
+    # tooling account (naming the role itself).
+    own = iam.evaluate(request, identity, [], principal, boundary_policies=boundary)
+    theirs = iam.evaluate(request, [], resource_policies, principal, resource_policy_required=True)
+    return own if not own.allowed else theirs
+
+
+def cases(expected: str) -> list[Any]:
+    out = []
+    for kind in names.ROLE_KINDS:
+        for index, call in enumerate(CALLS[kind][expected]):
+            for stage in STAGES:
+                if call.get("source") and stage == STAGES[0]:
+                    continue
+                out.append(pytest.param(kind, stage, call, id=f"{kind}-{stage}-{index}-{call['action']}"))
+    return out
+
+
+@pytest.mark.parametrize(("kind", "stage", "call"), cases("allowed"))
+def test_every_call_ci_makes_is_allowed(shipped: Shipped, kind: str, stage: str, call: dict[str, Any]) -> None:
+    decision = decide(shipped[1], stage, kind, call)
+    assert decision.allowed, f"{kind} of {stage}: {decision.reason}"
+
+
+@pytest.mark.parametrize(("kind", "stage", "call"), cases("denied"))
+def test_nothing_beyond_the_stage_is_allowed(shipped: Shipped, kind: str, stage: str, call: dict[str, Any]) -> None:
+    decision = decide(shipped[1], stage, kind, call)
+    assert not decision.allowed, f"{kind} of {stage} may {call['action']} ({call['why']}): {decision.decided_by}"
+
+
+def test_the_call_list_covers_every_role_kind() -> None:
+    assert set(CALLS) - {"about"} == set(names.ROLE_KINDS)
+    assert all(CALLS[kind]["allowed"] and CALLS[kind]["denied"] for kind in names.ROLE_KINDS)
+
+
+# --- the deploy role creates what the stage stacks declare --------------------------------------------------------
+
+# Resource type -> (create action, ARN template, whether the request carries the resource's tags). {name} is the
+# resource's physical name (its name input, else the mock runtime's auto-name).
+CREATES: dict[str, tuple[str, str, bool]] = {
+    "aws:s3/bucket:Bucket": ("s3:CreateBucket", "arn:aws:s3:::{name}", False),
+    "aws:kms/key:Key": ("kms:CreateKey", "*", True),
+    "aws:kms/alias:Alias": ("kms:CreateAlias", "arn:aws:kms:{region}:{account}:{name}", False),
+    "aws:iam/role:Role": ("iam:CreateRole", "arn:aws:iam::{account}:role/{name}", True),
+    "aws:iam/policy:Policy": ("iam:CreatePolicy", "arn:aws:iam::{account}:policy/{name}", True),
+    "aws:iam/instanceProfile:InstanceProfile": (
+        "iam:CreateInstanceProfile",
+        "arn:aws:iam::{account}:instance-profile/{name}",
+        True,
+    ),
+    "aws:sagemaker/model:Model": ("sagemaker:CreateModel", "arn:aws:sagemaker:{region}:{account}:model/{name}", True),
+    "aws:sagemaker/endpointConfiguration:EndpointConfiguration": (
+        "sagemaker:CreateEndpointConfig",
+        "arn:aws:sagemaker:{region}:{account}:endpoint-config/{name}",
+        True,
+    ),
+    "aws:sagemaker/endpoint:Endpoint": (
+        "sagemaker:CreateEndpoint",
+        "arn:aws:sagemaker:{region}:{account}:endpoint/{name}",
+        True,
+    ),
+    "aws:sagemaker/modelPackageGroup:ModelPackageGroup": (
+        "sagemaker:CreateModelPackageGroup",
+        "arn:aws:sagemaker:{region}:{account}:model-package-group/{name}",
+        True,
+    ),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": (
+        "cloudwatch:PutMetricAlarm",
+        "arn:aws:cloudwatch:{region}:{account}:alarm:{name}",
+        False,
+    ),
+    "aws:cloudwatch/compositeAlarm:CompositeAlarm": (
+        "cloudwatch:PutCompositeAlarm",
+        "arn:aws:cloudwatch:{region}:{account}:alarm:{name}",
+        False,
+    ),
+    "aws:cloudwatch/dashboard:Dashboard": (
+        "cloudwatch:PutDashboard",
+        "arn:aws:cloudwatch::{account}:dashboard/{name}",
+        False,
+    ),
+    "aws:sns/topic:Topic": ("sns:CreateTopic", "arn:aws:sns:{region}:{account}:{name}", False),
+    "aws:lambda/function:Function": (
+        "lambda:CreateFunction",
+        "arn:aws:lambda:{region}:{account}:function:{name}",
+        False,
+    ),
+    "aws:cloudwatch/logGroup:LogGroup": (
+        "logs:CreateLogGroup",
+        "arn:aws:logs:{region}:{account}:log-group:{name}",
+        False,
+    ),
+    "aws:ssm/document:Document": ("ssm:CreateDocument", "arn:aws:ssm:{region}:{account}:document/{name}", False),
+    "aws:scheduler/schedule:Schedule": (
+        "scheduler:CreateSchedule",
+        "arn:aws:scheduler:{region}:{account}:schedule/default/{name}",
+        False,
+    ),
+    "aws:codeartifact/domain:Domain": (
+        "codeartifact:CreateDomain",
+        "arn:aws:codeartifact:{region}:{account}:domain/{domain}",
+        False,
+    ),
+    "aws:codeartifact/repository:Repository": (
+        "codeartifact:CreateRepository",
+        "arn:aws:codeartifact:{region}:{account}:repository/{domain}/{repository}",
+        False,
+    ),
+    "aws:ec2/vpc:Vpc": ("ec2:CreateVpc", "arn:aws:ec2:{region}:{account}:vpc/*", True),
+    "aws:ec2/subnet:Subnet": ("ec2:CreateSubnet", "arn:aws:ec2:{region}:{account}:subnet/*", True),
+    "aws:ec2/securityGroup:SecurityGroup": (
+        "ec2:CreateSecurityGroup",
+        "arn:aws:ec2:{region}:{account}:security-group/*",
+        True,
+    ),
+    "aws:ec2/routeTable:RouteTable": ("ec2:CreateRouteTable", "arn:aws:ec2:{region}:{account}:route-table/*", True),
+    "aws:ec2/vpcEndpoint:VpcEndpoint": ("ec2:CreateVpcEndpoint", "arn:aws:ec2:{region}:{account}:vpc-endpoint/*", True),
+    "aws:ec2/instance:Instance": ("ec2:RunInstances", "arn:aws:ec2:{region}:{account}:instance/*", True),
+}
+
+
+@pytest.fixture(scope="module")
+def stage_stacks() -> dict[str, RenderedStack]:
+    project = Project(REPO)
+    out = {}
+    for stage in STAGES:
+        pinned = pin(stage=stage)
+        pinned["artifact"] = pinned["artifact"].replace("123456789012", ACCOUNTS[stage])
+        raw = merge(
+            raw_config(project, stage),
+            {
+                "mlinfra:models": {"churn": {"pinned": pinned}},
+                "mlinfra:accountId": ACCOUNTS[stage],
+                # Every stage with everything: the VM and its network, monitoring and the drift job.
+                "mlinfra:sandbox": {"enabled": True},
+                "mlinfra:monitoring": {"enabled": True, "drift": True},
+            },
+        )
+        out[stage] = render(
+            raw, project="mlinfra", stage=stage, source=f"stacks/Pulumi.{stage}.yaml", account_id=ACCOUNTS[stage]
+        )
+    return out
+
+
+# Resources configured through their parent's API: type -> (action, the input naming the parent, ARN template).
+PARTS: dict[str, tuple[str, str, str]] = {
+    "aws:s3/bucketVersioning:BucketVersioning": ("s3:PutBucketVersioning", "bucket", "arn:aws:s3:::{parent}"),
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": (
+        "s3:PutEncryptionConfiguration",
+        "bucket",
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": (
+        "s3:PutBucketPublicAccessBlock",
+        "bucket",
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": (
+        "s3:PutBucketOwnershipControls",
+        "bucket",
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": (
+        "s3:PutLifecycleConfiguration",
+        "bucket",
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketLogging:BucketLogging": ("s3:PutBucketLogging", "bucket", "arn:aws:s3:::{parent}"),
+    "aws:s3/bucketPolicy:BucketPolicy": ("s3:PutBucketPolicy", "bucket", "arn:aws:s3:::{parent}"),
+    "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration": (
+        "s3:PutBucketObjectLockConfiguration",
+        "bucket",
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketObjectv2:BucketObjectv2": ("s3:PutObject", "bucket", "arn:aws:s3:::{parent}/{key}"),
+    "aws:iam/rolePolicy:RolePolicy": ("iam:PutRolePolicy", "role", "arn:aws:iam::{account}:role/{parent}"),
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": (
+        "iam:AttachRolePolicy",
+        "role",
+        "arn:aws:iam::{account}:role/{parent}",
+    ),
+    "aws:sns/topicPolicy:TopicPolicy": ("sns:SetTopicAttributes", "arn", "{parent}"),
+    "aws:sns/topicSubscription:TopicSubscription": ("sns:Subscribe", "topic", "{parent}"),
+    "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig": (
+        "lambda:PutFunctionEventInvokeConfig",
+        "functionName",
+        "arn:aws:lambda:{region}:{account}:function:{parent}",
+    ),
+    "aws:lambda/invocation:Invocation": (
+        "lambda:InvokeFunction",
+        "functionName",
+        "arn:aws:lambda:{region}:{account}:function:{parent}",
+    ),
+    "aws:appautoscaling/target:Target": (
+        "application-autoscaling:RegisterScalableTarget",
+        "resourceId",
+        "arn:aws:application-autoscaling:{region}:{account}:scalable-target/0a1b",
+    ),
+    "aws:appautoscaling/policy:Policy": (
+        "application-autoscaling:PutScalingPolicy",
+        "resourceId",
+        "arn:aws:application-autoscaling:{region}:{account}:scalable-target/0a1b",
+    ),
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": (
+        "ec2:AssociateRouteTable",
+        "routeTableId",
+        "arn:aws:ec2:{region}:{account}:route-table/{parent}",
+    ),
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": (
+        "ec2:CreateTags",
+        "vpcId",
+        "arn:aws:ec2:{region}:{account}:security-group/sg-0a1b",
+    ),
+    "aws:sqs/queue:Queue": ("sqs:CreateQueue", "name", "arn:aws:sqs:{region}:{account}:{parent}"),
+}
+PARENT_TAGGED = {"aws:ec2/routeTableAssociation:RouteTableAssociation"}  # the route table carries the stage tags
+REQUEST_TAGGED = {"aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"}  # adopted by tagging it
+
+
+def deploy_calls(resource: Any, stage: str) -> list[iam.Request]:
+    """The calls `pulumi up` makes to create `resource` in `stage`'s account; a type not known here fails."""
+    values = {"region": REGION, "account": ACCOUNTS[stage]}
+    inputs = resource.inputs
+    tags = inputs.get("tags") or {}
+    context: dict[str, Any] = {"aws:ResourceAccount": ACCOUNTS[stage]}
+    if resource.type in CREATES:
+        action, template, tagged = CREATES[resource.type]
+        name = (
+            inputs.get("bucket")
+            or inputs.get("name")
+            or inputs.get("modelPackageGroupName")
+            or inputs.get("alarmName")
+            or inputs.get("dashboardName")
+            or mock_autoname(resource.name)
+        )
+        if tagged:
+            context.update({f"aws:RequestTag/{k}": v for k, v in tags.items()})
+        if resource.type == "aws:iam/role:Role":
+            context["iam:PermissionsBoundary"] = inputs["permissionsBoundary"]
+        arn = template.format(
+            name=name, domain=inputs.get("domain", ""), repository=inputs.get("repository", ""), **values
+        )
+        return [iam.Request(action, arn, context)]
+    if resource.type in PARTS:
+        action, key, template = PARTS[resource.type]
+        parent = str(inputs.get(key, ""))
+        if resource.type.startswith("aws:iam/role"):
+            context["iam:PermissionsBoundary"] = (
+                f"arn:aws:iam::{ACCOUNTS[stage]}:policy/mlinfra-{stage}-workload-boundary"
+            )
+        if resource.type in PARENT_TAGGED:
+            context.update({"aws:ResourceTag/stage": stage, "aws:ResourceTag/managed-by": "mlinfra"})
+        if resource.type in REQUEST_TAGGED:
+            context.update({f"aws:RequestTag/{k}": v for k, v in tags.items()})
+        arn = template.format(parent=parent, key=inputs.get("key", ""), **values)
+        return [iam.Request(action, arn, context)]
+    raise AssertionError(
+        f"{resource.type} ({resource.name}): no calls known for it here; add what `pulumi up` calls to create it "
+        "(and grant it to the deploy role in infra/bootstrap/deploy.py)"
+    )
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_deploy_role_creates_every_resource_its_stage_declares(
+    shipped: Shipped, stage_stacks: dict[str, RenderedStack], stage: str
+) -> None:
+    identity, boundary = role_policies(shipped[1], stage, "deploy")
+    principal = names.role_arn(ACCOUNTS[stage], names.role("mlinfra", stage, "deploy"))
+    checked, refused = 0, []
+    for resource in stage_stacks[stage].resources:
+        if not resource.custom:
+            continue
+        for request in deploy_calls(resource, stage):
+            decision = iam.evaluate(request, identity, [], principal, boundary_policies=boundary)
+            checked += 1
+            if not decision.allowed:
+                refused.append(f"{resource.name}: {decision.reason}")
+    assert checked >= 15
+    assert refused == []
+
+
+# --- the preview role reads what a refresh of the stage stack reads ---------------------------------------------
+
+# Resource type -> (read actions, ARN template) of the provider's refresh; {name} as above, {parent} from PARTS'
+# input.
+READS: dict[str, tuple[tuple[str, ...], str]] = {
+    "aws:s3/bucket:Bucket": (("s3:GetBucketTagging", "s3:GetBucketPolicy"), "arn:aws:s3:::{name}"),
+    "aws:s3/bucketVersioning:BucketVersioning": (("s3:GetBucketVersioning",), "arn:aws:s3:::{parent}"),
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": (
+        ("s3:GetEncryptionConfiguration",),
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": (
+        ("s3:GetBucketPublicAccessBlock",),
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": (
+        ("s3:GetBucketOwnershipControls",),
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": (
+        ("s3:GetLifecycleConfiguration",),
+        "arn:aws:s3:::{parent}",
+    ),
+    "aws:s3/bucketLogging:BucketLogging": (("s3:GetBucketLogging",), "arn:aws:s3:::{parent}"),
+    "aws:s3/bucketPolicy:BucketPolicy": (("s3:GetBucketPolicy",), "arn:aws:s3:::{parent}"),
+    "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration": (
+        ("s3:GetBucketObjectLockConfiguration",),
+        "arn:aws:s3:::{parent}",
+    ),
+    # HeadObject of the drift job's code package.
+    "aws:s3/bucketObjectv2:BucketObjectv2": (("s3:GetObject",), "arn:aws:s3:::{parent}/{key}"),
+    "aws:kms/key:Key": (
+        ("kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags"),
+        "arn:aws:kms:{region}:{account}:key/00000000-0000-4000-8000-000000000009",
+    ),
+    "aws:kms/alias:Alias": (("kms:ListAliases",), "*"),
+    "aws:iam/role:Role": (("iam:GetRole", "iam:ListAttachedRolePolicies"), "arn:aws:iam::{account}:role/{name}"),
+    "aws:iam/rolePolicy:RolePolicy": (("iam:GetRolePolicy",), "arn:aws:iam::{account}:role/{parent}"),
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": (
+        ("iam:ListAttachedRolePolicies",),
+        "arn:aws:iam::{account}:role/{parent}",
+    ),
+    "aws:iam/policy:Policy": (("iam:GetPolicy", "iam:GetPolicyVersion"), "arn:aws:iam::{account}:policy/{name}"),
+    "aws:iam/instanceProfile:InstanceProfile": (
+        ("iam:GetInstanceProfile",),
+        "arn:aws:iam::{account}:instance-profile/{name}",
+    ),
+    "aws:sagemaker/model:Model": (("sagemaker:DescribeModel",), "arn:aws:sagemaker:{region}:{account}:model/{name}"),
+    "aws:sagemaker/endpointConfiguration:EndpointConfiguration": (
+        ("sagemaker:DescribeEndpointConfig",),
+        "arn:aws:sagemaker:{region}:{account}:endpoint-config/{name}",
+    ),
+    "aws:sagemaker/endpoint:Endpoint": (
+        ("sagemaker:DescribeEndpoint",),
+        "arn:aws:sagemaker:{region}:{account}:endpoint/{name}",
+    ),
+    "aws:sagemaker/modelPackageGroup:ModelPackageGroup": (
+        ("sagemaker:DescribeModelPackageGroup",),
+        "arn:aws:sagemaker:{region}:{account}:model-package-group/{name}",
+    ),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": (
+        ("cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource"),
+        "arn:aws:cloudwatch:{region}:{account}:alarm:{name}",
+    ),
+    "aws:cloudwatch/compositeAlarm:CompositeAlarm": (
+        ("cloudwatch:DescribeAlarms",),
+        "arn:aws:cloudwatch:{region}:{account}:alarm:{name}",
+    ),
+    "aws:cloudwatch/dashboard:Dashboard": (
+        ("cloudwatch:GetDashboard",),
+        "arn:aws:cloudwatch::{account}:dashboard/{name}",
+    ),
+    "aws:cloudwatch/logGroup:LogGroup": (("logs:DescribeLogGroups", "logs:ListTagsForResource"), "*"),
+    "aws:sns/topic:Topic": (
+        ("sns:GetTopicAttributes", "sns:ListTagsForResource"),
+        "arn:aws:sns:{region}:{account}:{name}",
+    ),
+    "aws:sns/topicPolicy:TopicPolicy": (("sns:GetTopicAttributes",), "{parent}"),
+    "aws:sns/topicSubscription:TopicSubscription": (("sns:GetSubscriptionAttributes",), "*"),
+    "aws:lambda/function:Function": (
+        ("lambda:GetFunction", "lambda:GetFunctionCodeSigningConfig"),
+        "arn:aws:lambda:{region}:{account}:function:{name}",
+    ),
+    "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig": (
+        ("lambda:GetFunctionEventInvokeConfig",),
+        "arn:aws:lambda:{region}:{account}:function:{parent}",
+    ),
+    "aws:lambda/invocation:Invocation": ((), ""),  # nothing to read back
+    "aws:sqs/queue:Queue": (
+        ("sqs:GetQueueAttributes", "sqs:ListQueueTags"),
+        "arn:aws:sqs:{region}:{account}:{name}",
+    ),
+    "aws:ssm/document:Document": (
+        ("ssm:DescribeDocument", "ssm:GetDocument"),
+        "arn:aws:ssm:{region}:{account}:document/{name}",
+    ),
+    "aws:scheduler/schedule:Schedule": (
+        ("scheduler:GetSchedule",),
+        "arn:aws:scheduler:{region}:{account}:schedule/default/{name}",
+    ),
+    "aws:codeartifact/domain:Domain": (
+        ("codeartifact:DescribeDomain",),
+        "arn:aws:codeartifact:{region}:{account}:domain/{domain}",
+    ),
+    "aws:codeartifact/repository:Repository": (
+        ("codeartifact:DescribeRepository",),
+        "arn:aws:codeartifact:{region}:{account}:repository/{domain}/{repository}",
+    ),
+    "aws:appautoscaling/target:Target": (("application-autoscaling:DescribeScalableTargets",), "*"),
+    "aws:appautoscaling/policy:Policy": (("application-autoscaling:DescribeScalingPolicies",), "*"),
+    "aws:ec2/vpc:Vpc": (
+        ("ec2:DescribeVpcs", "ec2:DescribeVpcAttribute"),
+        "arn:aws:ec2:{region}:{account}:vpc/vpc-0a1b",
+    ),
+    "aws:ec2/subnet:Subnet": (("ec2:DescribeSubnets",), "*"),
+    "aws:ec2/securityGroup:SecurityGroup": (("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules"), "*"),
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": (("ec2:DescribeSecurityGroups",), "*"),
+    "aws:ec2/routeTable:RouteTable": (("ec2:DescribeRouteTables",), "*"),
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": (("ec2:DescribeRouteTables",), "*"),
+    "aws:ec2/vpcEndpoint:VpcEndpoint": (("ec2:DescribeVpcEndpoints", "ec2:DescribePrefixLists"), "*"),
+    "aws:ec2/instance:Instance": (
+        ("ec2:DescribeInstances", "ec2:DescribeInstanceAttribute", "ec2:DescribeVolumes"),
+        "arn:aws:ec2:{region}:{account}:instance/i-0a1b",
+    ),
+}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_preview_role_reads_back_every_resource_its_stage_declares(
+    shipped: Shipped, stage_stacks: dict[str, RenderedStack], stage: str
+) -> None:
+    identity, _ = role_policies(shipped[1], stage, "preview")
+    principal = names.role_arn(ACCOUNTS[stage], names.role("mlinfra", stage, "preview"))
+    values = {"region": REGION, "account": ACCOUNTS[stage]}
+    checked, refused = 0, []
+    for resource in stage_stacks[stage].resources:
+        if not resource.custom:
+            continue
+        assert resource.type in READS, f"{resource.type} ({resource.name}): add what a refresh reads for it"
+        actions, template = READS[resource.type]
+        inputs = resource.inputs
+        parent_key = PARTS[resource.type][1] if resource.type in PARTS else ""
+        name = (
+            inputs.get("bucket")
+            or inputs.get("name")
+            or inputs.get("modelPackageGroupName")
+            or inputs.get("alarmName")
+            or inputs.get("dashboardName")
+            or mock_autoname(resource.name)
+        )
+        arn = template.format(
+            name=name,
+            parent=str(inputs.get(parent_key, "")),
+            key=inputs.get("key", ""),
+            domain=inputs.get("domain", ""),
+            repository=inputs.get("repository", ""),
+            **values,
+        )
+        for action in actions:
+            decision = iam.evaluate(iam.Request(action, arn), identity, [], principal)
+            checked += 1
+            if not decision.allowed:
+                refused.append(f"{resource.name}: {decision.reason}")
+    assert checked >= 30
+    assert refused == []
