@@ -83,7 +83,11 @@ def _report_recorded(result: dict[str, Any]) -> None:
     if not result["models"]:
         click.echo(f"{result['stage']} at {commit}: no model pinned, nothing to record")
     for entry in result["models"]:
-        if entry["status"] == "deployed":
+        if entry["status"] == "undeployed":
+            click.echo(
+                f"{entry['model']}: {result['stage']} no longer runs v{entry['version']} (undeployed by {commit})"
+            )
+        elif entry["status"] == "deployed":
             click.echo(f"{entry['model']}: {result['stage']} runs v{entry['version']} (deployed from {commit})")
         else:
             click.echo(f"{entry['model']}: {result['stage']} still runs v{entry['version']} (since {entry['since']})")
@@ -101,7 +105,11 @@ def record_deployment(stack: str | None, commit: str | None, run_url: str | None
     stacks/Pulumi.<STAGE>.yaml at --commit, checked against the stage's registry (same digest, artifact intact);
     each model whose deployed version changed gets its stage pointer moved and a `deploy` audit record with the
     commit and the run's URL. The soak gate counts from here. Recording the same deployment again changes nothing.
-    --json prints {"stage", "commit", "dirty", "runUrl", "models": [{"model", "version", "status", "since"}]}.
+    A model still declared but no longer pinned (a reverted promotion) gets an `undeploy` audit record and its
+    pointer's deployment is cleared. Forward only: a COMMIT older than the one a stage pointer records as deployed
+    is refused (exit 3, naming both) and nothing moves.
+    --json prints {"stage", "commit", "dirty", "runUrl", "models": [{"model", "version", "status", "since"}]}
+    (status: deployed, unchanged or undeployed).
 
     \b
     Examples:
