@@ -109,7 +109,10 @@ def record_deployment(project: Project, stage: str, *, commit: str | None, run_u
         for model, settings in applied.config.pinned_models.items()
         if settings.pinned is not None
     ]
-    models += forward.record_undeploys(project, registry, applied, run_url)
+    unpinned = [m for m, settings in sorted(applied.config.models.items()) if settings.pinned is None]
+    models += forward.record_undeploys(
+        project, registry, unpinned, commit=applied.commit, dirty=applied.dirty, run_url=run_url
+    )
     return {"stage": stage, "commit": applied.commit, "dirty": applied.dirty, "runUrl": run_url, "models": models}
 
 

@@ -22,7 +22,6 @@ from mlinfra.registry.records import deployed_of, undeploy_record, undeployed_po
 from mlinfra.registry.store import ConflictError, MissingRegistryError, now
 
 if TYPE_CHECKING:
-    from mlinfra.registry.deployments import AppliedStack
     from mlinfra.registry.store import StageRegistry, Stored
     from mlinfra.stacks.project import Project
 
@@ -62,19 +61,21 @@ def read_pointers(registry: StageRegistry, models: list[str]) -> dict[str, Store
 
 
 def record_undeploys(
-    project: Project, registry: StageRegistry, applied: AppliedStack, run_url: str | None
+    project: Project,
+    registry: StageRegistry,
+    unpinned: list[str],
+    *,
+    commit: str | None,
+    dirty: bool,
+    run_url: str | None,
 ) -> list[dict[str, Any]]:
     """For each model declared but not pinned whose pointer still records a deployment: clear it, audited."""
-    declared = [m for m, settings in sorted(applied.config.models.items()) if settings.pinned is None]
-    return [
-        entry
-        for entry in (_undeploy(project, registry, model, applied, run_url) for model in declared)
-        if entry is not None
-    ]
+    applied = {"commit": commit, "dirty": dirty, "run_url": run_url}
+    return [entry for entry in (_undeploy(project, registry, model, **applied) for model in unpinned) if entry]
 
 
 def _undeploy(
-    project: Project, registry: StageRegistry, model: str, applied: AppliedStack, run_url: str | None
+    project: Project, registry: StageRegistry, model: str, *, commit: str | None, dirty: bool, run_url: str | None
 ) -> dict[str, Any] | None:
     from mlinfra.registry.protocol import actor, repair_audit, stage_lock
 
@@ -95,8 +96,8 @@ def _undeploy(
                 stage,
                 deployed,
                 time=time,
-                commit=applied.commit,
-                dirty=applied.dirty,
+                commit=commit,
+                dirty=dirty,
                 run_url=run_url,
                 who=actor(registry.aws),
             )
