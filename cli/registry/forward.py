@@ -70,8 +70,8 @@ def record_undeploys(
     run_url: str | None,
 ) -> list[dict[str, Any]]:
     """For each model declared but not pinned whose pointer still records a deployment: clear it, audited."""
-    applied = {"commit": commit, "dirty": dirty, "run_url": run_url}
-    return [entry for entry in (_undeploy(project, registry, model, **applied) for model in unpinned) if entry]
+    entries = [_undeploy(project, registry, m, commit=commit, dirty=dirty, run_url=run_url) for m in unpinned]
+    return [entry for entry in entries if entry is not None]
 
 
 def _undeploy(
