@@ -22,6 +22,7 @@ import pytest
 
 from tests.cli.test_delivery import (
     Run,
+    agree,
     apply_job,
     bucket,
     gh_calls,
@@ -188,6 +189,7 @@ def test_a_revert_followed_by_record_deployment_writes_an_undeploy_record(
     assert (record["action"], record["version"], record["commit"]) == ("undeploy", 1, reverted)
     assert record["runUrl"] == "https://github.com/acme/platform/actions/runs/5"
     assert pointer("staging")["deployed"] is None
+    assert agree(run)["staging"]["deployed"] is None, "status and history tell the same story"
     (row,) = ok(run("status", "--stack", "staging", "--json"))
     assert row["deployed"] is None and row["pending"] is None
     assert any(note.startswith("v1 undeployed") for note in row["notes"]), row["notes"]
