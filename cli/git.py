@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -11,6 +12,30 @@ from pathlib import Path
 from mlinfra.errors import MlinfraError
 
 GIT_TIMEOUT_SECONDS = 120
+
+
+# What a server prints while it works, not why it refused.
+_PROGRESS = re.compile(r"^(Enumerating|Counting|Compressing|Total|Resolving|Writing|Delta) ")
+REMOTE_REASON_CHARS = 500
+
+
+def failure_reason(stderr: str) -> str:
+    """Git's failure as one line: its `! [rejected]` line (else its last line), with the server's `remote:` lines.
+
+    A push a server refuses (branch protection, a ruleset, a pre-receive hook) says why only in `remote:` lines;
+    git's own last line ("failed to push some refs") does not.
+    """
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    remote = [line.removeprefix("remote:").strip() for line in lines if line.startswith("remote:")]
+    remote = [line for line in remote if line and not _PROGRESS.match(line)]
+    rejected = [line for line in lines if line.startswith("! [")]
+    last = rejected[-1] if rejected else (lines[-1] if lines else "")
+    if remote:
+        said = " ".join(remote)
+        if len(said) > REMOTE_REASON_CHARS:
+            said = said[: REMOTE_REASON_CHARS - 3] + "..."
+        return f"{last} (remote: {said})"
+    return last
 
 
 class GitError(MlinfraError):
@@ -42,8 +67,8 @@ class Git:
         except subprocess.TimeoutExpired:
             raise GitError(f"{doing}: git {args[0]} did not finish within {GIT_TIMEOUT_SECONDS} s") from None
         if done.returncode != 0:
-            lines = [line for line in done.stderr.decode(errors="replace").splitlines() if line.strip()]
-            raise GitError(f"{doing}: {lines[-1].strip() if lines else f'git {args[0]} exited {done.returncode}'}")
+            reason = failure_reason(done.stderr.decode(errors="replace"))
+            raise GitError(f"{doing}: {reason or f'git {args[0]} exited {done.returncode}'}")
         return done.stdout.decode(errors="replace").strip()
 
     def ok(self, *args: str) -> bool:

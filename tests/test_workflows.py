@@ -1,6 +1,7 @@
 """The GitHub workflows pass a security review: the shipped files pass every check, and each breakage a reviewer
-would try (a wrong `needs`, a misspelled event, `pull_request_target`, a removed push-only guard, a scrambled stage
-order, a shallow checkout where history is needed, ...) is rejected.
+would try (a wrong `needs`, a misspelled event, `pull_request_target`, a removed push-only guard, a guard widened by
+`|| ...`, a failure swallowed by `|| true`, an apply that no longer checks main's head, a plan that no longer
+re-checks the gates, a scrambled stage order, a shallow checkout where history is needed, ...) is rejected.
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ from ruamel.yaml import YAML
 
 from mlinfra.stacks.project import Project
 from tests.workflow_checks import (
+    GATES_RUN,
     NODE24_MAJORS,
-    check_expressions,
-    check_jobs_common,
-    check_no_stored_credentials,
+    OFFLINE_CHECK_RUN,
+    PREVIEW_IF,
+    check_ci,
+    check_promote,
     check_stacks,
-    check_version_comments,
     jobs,
     needs_of,
-    steps_of,
     triggers,
 )
 
@@ -37,6 +38,22 @@ GITHUB = REPO / ".github"
 WORKFLOWS = GITHUB / "workflows"
 BIN = Path(sys.executable).parent
 STAGES = Project(REPO).stages()
+# What an apply deploys: a push that changes none of it starts no stacks run (and does not supersede one).
+DEPLOY_PATHS = [
+    "stacks/**",
+    "infra/**",
+    "cli/**",
+    "model_templates/**",
+    "drift/**",
+    "Pulumi.yaml",
+    "pyproject.toml",
+    "requirements/**",
+    ".pulumi-version",
+    ".python-version",
+    "Makefile",
+    ".ci/**",
+    ".github/workflows/stacks.yml",
+]
 
 
 def load(name: str) -> dict[str, Any]:
@@ -53,7 +70,7 @@ def test_the_project_has_the_stages_the_checks_expect() -> None:
 
 
 def test_stacks_workflow_passes_every_check() -> None:
-    assert check_stacks(load("stacks.yml"), text("stacks.yml"), STAGES) == []
+    assert check_stacks(load("stacks.yml"), text("stacks.yml"), STAGES, DEPLOY_PATHS) == []
 
 
 def test_stacks_job_graph() -> None:
@@ -73,7 +90,11 @@ def test_stacks_job_graph() -> None:
         "apply-prod": ["plan-prod"],
     }
     environments = {name: job.get("environment") for name, job in jobs(workflow).items() if "environment" in job}
-    assert environments == {f"apply-{stage}": stage for stage in STAGES}
+    assert environments == {
+        "preview": "preview-${{ matrix.stage }}",
+        **{f"plan-{stage}": f"preview-{stage}" for stage in STAGES},
+        **{f"apply-{stage}": stage for stage in STAGES},
+    }
     permissions = {name: job["permissions"] for name, job in jobs(workflow).items()}
     assert permissions["diff"] == {"contents": "read"}
     assert permissions["comment"] == {"pull-requests": "write"}
@@ -153,6 +174,25 @@ def _replace_run(job: str, old: str, new: str) -> Mutation:
     return mutate
 
 
+def _step_index(doc: Any, job: str, command: str) -> int:
+    found = [i for i, step in enumerate(doc["jobs"][job]["steps"]) if command in str(step.get("run", ""))]
+    assert found, f"{job}: no run containing {command!r}"
+    return found[0]
+
+
+def _drop_step(job: str, command: str) -> Mutation:
+    return lambda doc: doc["jobs"][job]["steps"].pop(_step_index(doc, job, command))
+
+
+def _swap_steps(job: str, first: str, second: str) -> Mutation:
+    def mutate(doc: Any) -> None:
+        steps = doc["jobs"][job]["steps"]
+        a, b = _step_index(doc, job, first), _step_index(doc, job, second)
+        steps[a], steps[b] = steps[b], steps[a]
+
+    return mutate
+
+
 def _scramble(doc: Any) -> None:
     # sandbox -> staging -> dev -> prod
     doc["jobs"]["plan-staging"]["needs"] = "apply-sandbox"
@@ -187,16 +227,32 @@ TYPO_OUTPUT = (
 SAME_REPO_IF = (
     "github.event_name == 'pull_request' && github.event.pull_request.head.repo.full_name == github.repository"
 )
+APPLY_PROD_IF = (
+    "${{ !cancelled() && !failure() && github.ref == 'refs/heads/main' && (github.event_name == 'push' || "
+    "github.event_name == 'workflow_dispatch') && needs.plan-prod.outputs.changes == 'true' }}"
+)
 CHECKOUT = "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1"
 SETUP_PYTHON = "setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0"
 MUTATIONS: list[tuple[str, Mutation | TextEdit, str]] = [
     ("wrong needs on an apply", _set("jobs/apply-dev/needs", "plan-sandbox"), "apply-dev: needs ['plan-sandbox']"),
     ("wrong needs on a plan", _set("jobs/plan-prod/needs", "apply-dev"), "plan-prod: needs ['apply-dev']"),
     ("apply needing nothing", _delete("jobs/apply-prod/needs"), "apply-prod: needs []"),
-    ("misspelled event", _rename_event("pull_request", "pull_requests"), "on: ['pull_requests', 'push'"),
-    ("pull_request_target instead", _rename_event("pull_request", "pull_request_target"), "on: ['pull_request_target'"),
-    ("pull_request_target added", _add_event("pull_request_target", None), "on: ['pull_request', 'pull_request_tar"),
-    ("workflow_run added", _add_event("workflow_run", {"workflows": ["ci"]}), "expected pull_request, push and"),
+    ("misspelled event", _rename_event("pull_request", "pull_requests"), "on: ['merge_group', 'pull_requests'"),
+    (
+        "pull_request_target instead",
+        _rename_event("pull_request", "pull_request_target"),
+        "on: ['merge_group', 'pull_request_target'",
+    ),
+    (
+        "pull_request_target added",
+        _add_event("pull_request_target", None),
+        "on: ['merge_group', 'pull_request', 'pull_request_target'",
+    ),
+    (
+        "workflow_run added",
+        _add_event("workflow_run", {"workflows": ["ci"]}),
+        "expected pull_request, merge_group, push",
+    ),
     ("push to any branch", _delete("on/push/branches"), "on.push.branches: None"),
     ("push-only guard removed", _set("jobs/apply-staging/if", GUARDLESS), "apply-staging: if must be"),
     (
@@ -249,8 +305,16 @@ MUTATIONS: list[tuple[str, Mutation | TextEdit, str]] = [
         _delete("jobs/apply-dev/permissions/id-token"),
         "apply-dev: uses OIDC but lacks id-token",
     ),
-    ("environment on a plan", _set("jobs/plan-prod/environment", "prod"), "plan-prod: has an environment"),
-    ("environment on the preview", _set("jobs/preview/environment", "prod"), "preview: has an environment"),
+    (
+        "plan in the apply's environment",
+        _set("jobs/plan-prod/environment", "prod"),
+        "plan-prod: environment 'prod', expected 'preview-prod'",
+    ),
+    (
+        "preview in the apply's environment",
+        _set("jobs/preview/environment", "prod"),
+        "preview: environment 'prod', expected 'preview-${{ matrix.stage }}'",
+    ),
     (
         "wrong environment on an apply",
         _set("jobs/apply-staging/environment", "prod"),
@@ -316,8 +380,8 @@ MUTATIONS: list[tuple[str, Mutation | TextEdit, str]] = [
     ),
     (
         "plan without Pulumi",
-        _replace_run("plan-dev", "pulumi preview --stack", "true"),
-        "plan-dev: does not decide from `pulumi preview`",
+        _replace_run("plan-dev", "pulumi preview --refresh --stack", "true"),
+        "plan-dev: no step runs `pulumi preview`",
     ),
     ("needs output misspelled", _set("jobs/apply-dev/if", TYPO_OUTPUT), "needs.plan-dev.outputs.change"),
     ("double-quoted string", _set("jobs/diff/if", 'github.event_name == "pull_request"'), "a double-quoted string"),
@@ -346,7 +410,7 @@ MUTATIONS: list[tuple[str, Mutation | TextEdit, str]] = [
     ),
     (
         "expression in a script",
-        _replace_run("diff", '"origin/$BASE_REF"', '"origin/${{ github.head_ref }}"'),
+        _replace_run("diff", '"$BASE"', '"${{ github.head_ref }}"'),
         "diff: an expression inside run:",
     ),
     (
@@ -362,6 +426,118 @@ MUTATIONS: list[tuple[str, Mutation | TextEdit, str]] = [
         _text(f"actions/{SETUP_PYTHON}", f"someone/{SETUP_PYTHON}"),
         "someone/setup-python: not a reviewed action",
     ),
+    # --- forward only, gates where the pin is applied, refreshed plans, least privilege by stage ---
+    (
+        "fork guard widened by a label",
+        _set("jobs/preview/if", PREVIEW_IF + " || contains(github.event.pull_request.labels.*.name, 'safe')"),
+        "preview: if must be exactly",
+    ),
+    (
+        "apply guard widened by a label",
+        _set(
+            "jobs/apply-prod/if",
+            APPLY_PROD_IF.replace(" }}", " || contains(github.event.pull_request.labels.*.name, 'go') }}"),
+        ),
+        "apply-prod: if must be exactly",
+    ),
+    (
+        "policy check failure swallowed",
+        _replace_run("diff", OFFLINE_CHECK_RUN, OFFLINE_CHECK_RUN + " || true"),
+        "diff: a script swallows a failure (|| true)",
+    ),
+    (
+        "offline check with --all dropped to one stack",
+        _replace_run("diff", OFFLINE_CHECK_RUN, ".venv/bin/mlinfra check --stack prod --offline"),
+        "diff: the `mlinfra check` step must be exactly",
+    ),
+    (
+        "gate failure swallowed in a plan",
+        _replace_run("plan-prod", GATES_RUN, GATES_RUN + " || :"),
+        "plan-prod: a script swallows a failure (|| :)",
+    ),
+    (
+        "gate-less plan (a hand-written pin would apply)",
+        _replace_run("plan-prod", GATES_RUN, "true"),
+        "plan-prod: no step runs `mlinfra check`",
+    ),
+    (
+        "gates checked with the policy pack only",
+        _replace_run("plan-staging", GATES_RUN, GATES_RUN + " --offline"),
+        "plan-staging: the `mlinfra check` step must be exactly",
+    ),
+    (
+        "gates checked after the plan decided",
+        _swap_steps("plan-dev", "mlinfra check", "pulumi preview"),
+        "plan-dev: must re-check the gates (mlinfra check) before",
+    ),
+    (
+        "apply on a non-head commit (main's head check removed)",
+        _drop_step("apply-prod", ".ci/forward.py"),
+        "apply-prod: does not refuse a commit that is no longer main's head",
+    ),
+    (
+        "plan on a non-head commit (main's head check removed)",
+        _drop_step("plan-sandbox", ".ci/forward.py"),
+        "plan-sandbox: does not refuse a commit that is no longer main's head",
+    ),
+    (
+        "main's head checked after the apply",
+        _swap_steps("apply-staging", ".ci/forward.py", "mlinfra up"),
+        "apply-staging: checks main's head after",
+    ),
+    (
+        "main's head check tolerating a failure",
+        _replace_run("apply-dev", "--head FETCH_HEAD", "--head FETCH_HEAD || exit 0"),
+        "apply-dev: a script swallows a failure (|| exit 0)",
+    ),
+    (
+        "main's head compared with the run's own commit",
+        _replace_run("apply-prod", "--head FETCH_HEAD", '--head "$GITHUB_SHA"'),
+        "apply-prod: the main's-head step must be exactly",
+    ),
+    ("step allowed to fail", _set("jobs/apply-prod/steps/4/continue-on-error", True), "apply-prod: continue-on-error"),
+    ("job allowed to fail", _set("jobs/plan-prod/continue-on-error", True), "plan-prod: continue-on-error"),
+    (
+        "plan without refresh",
+        _replace_run("plan-staging", "pulumi preview --refresh", "pulumi preview"),
+        "plan-staging: the `pulumi preview` step must be exactly",
+    ),
+    (
+        "preview without refresh",
+        _replace_run("preview", "pulumi preview --refresh", "pulumi preview"),
+        "preview: does not run `pulumi preview --refresh",
+    ),
+    (
+        "shallow checkout in an apply",
+        _set(_checkout("apply-prod") + "/fetch-depth", 1),
+        "apply-prod: fetch-depth 1",
+    ),
+    ("no workflow concurrency", _delete("concurrency"), "concurrency: None"),
+    ("runs on main cancelled", _set("concurrency/cancel-in-progress", True), "concurrency: {"),
+    ("one concurrency group for every run", _set("concurrency/group", "stacks"), "concurrency: {"),
+    ("no merge queue trigger", _delete("on/merge_group"), "on: ['pull_request', 'push', 'workflow_dispatch']"),
+    ("no paths filter", _delete("on/push/paths"), "on.push.paths: None"),
+    ("paths filter missing infra", lambda d: d["on"]["push"]["paths"].remove("infra/**"), "on.push.paths:"),
+    ("paths filter on pull requests", _set("on/pull_request/paths", ["stacks/**"]), "on.pull_request: only a branches"),
+    ("Dependabot previews", _set("jobs/preview/if", SAME_REPO_IF), "preview: must not run for Dependabot"),
+    (
+        "Dependabot comment",
+        _set("jobs/comment/if", "${{ !cancelled() && " + SAME_REPO_IF + " }}"),
+        "comment: must not run for Dependabot",
+    ),
+    (
+        "deploy team in a plan",
+        _edit_step("plan-prod", "pulumi/auth-actions", "scope", "team:${{ vars.PULUMI_DEPLOY_TEAM }}"),
+        "plan-prod: Pulumi token scope",
+    ),
+    (
+        "one hard-coded Pulumi team for every apply",
+        _edit_step("apply-sandbox", "pulumi/auth-actions", "scope", "team:deployers"),
+        "apply-sandbox: Pulumi token scope 'team:deployers'",
+    ),
+    ("preview outside its environment", _delete("jobs/preview/environment"), "preview: environment None"),
+    ("plan outside its environment", _delete("jobs/plan-dev/environment"), "plan-dev: environment None"),
+    ("environment on the offline diff", _set("jobs/diff/environment", "preview-prod"), "diff: environment"),
 ]
 
 
@@ -394,13 +570,13 @@ def _mutated(mutation: Mutation | TextEdit) -> tuple[dict[str, Any], str]:
 
 def test_the_round_trip_alone_breaks_nothing() -> None:
     workflow, source = _mutated(lambda doc: None)
-    assert check_stacks(workflow, source, STAGES) == []
+    assert check_stacks(workflow, source, STAGES, DEPLOY_PATHS) == []
 
 
 @pytest.mark.parametrize(("mutation", "expected"), [(m, e) for _, m, e in MUTATIONS], ids=[i for i, _, _ in MUTATIONS])
 def test_each_breakage_is_rejected(mutation: Mutation | TextEdit, expected: str) -> None:
     workflow, source = _mutated(mutation)
-    problems = check_stacks(workflow, source, STAGES)
+    problems = check_stacks(workflow, source, STAGES, DEPLOY_PATHS)
     assert any(expected in problem for problem in problems), problems
 
 
@@ -416,10 +592,11 @@ def _tool(name: str) -> str:
     return str(path)
 
 
-def test_zizmor_finds_nothing() -> None:
-    done = subprocess.run(
-        [_tool("zizmor"), "--offline", "--no-progress", str(GITHUB)], capture_output=True, text=True, check=False
-    )
+ZIZMOR = ("--offline", "--no-progress", "--persona=auditor")  # the persona `make lint-workflows` runs
+
+
+def test_zizmor_auditor_finds_nothing() -> None:
+    done = subprocess.run([_tool("zizmor"), *ZIZMOR, str(GITHUB)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "No findings to report" in done.stdout
 
@@ -446,7 +623,9 @@ def test_workflows_and_dependabot_match_their_schemas() -> None:
         (_text(CHECKOUT, "actions/checkout@v7"), "zizmor", "unpinned-uses"),
         (_delete(_checkout("apply-prod") + "/persist-credentials"), "zizmor", "artipacked"),
         (_set("jobs/apply-prod/permissions", "write-all"), "zizmor", "excessive-permissions"),
-        (_replace_run("diff", '"origin/$BASE_REF"', '"origin/${{ github.head_ref }}"'), "zizmor", "template-injection"),
+        (_replace_run("diff", '"$BASE"', '"${{ github.head_ref }}"'), "zizmor", "template-injection"),
+        (_set("permissions", "write-all"), "zizmor", "excessive-permissions"),
+        (_set("jobs/diff/env", {"TOKEN": "${{ secrets.SOME_TOKEN }}"}), "zizmor", "secrets-outside-env"),
     ],
     ids=[
         "schema: misspelled event",
@@ -455,6 +634,8 @@ def test_workflows_and_dependabot_match_their_schemas() -> None:
         "zizmor: credentials",
         "zizmor: write-all",
         "zizmor: injection",
+        "zizmor auditor: write-all at the top",
+        "zizmor auditor: a secret in a fork's job",
     ],
 )
 def test_the_linters_reject_breakages_too(
@@ -465,7 +646,7 @@ def test_the_linters_reject_breakages_too(
     target.parent.mkdir(parents=True)
     target.write_text(source)
     if tool == "zizmor":
-        command = [_tool("zizmor"), "--offline", "--no-progress", str(target)]
+        command = [_tool("zizmor"), *ZIZMOR, str(target)]
     else:
         command = [_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(target)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -476,15 +657,34 @@ def test_the_linters_reject_breakages_too(
 # --- ci.yml, promote.yml, dependabot --------------------------------------------------------------------------------
 
 
-def test_ci_runs_exactly_the_ci_script() -> None:
-    ci = load("ci.yml")
-    assert [s.get("run") for s in steps_of(ci["jobs"]["test"]) if "run" in s] == ["bash .ci/run"]
-    assert ci["permissions"] == {}
-    assert ci["jobs"]["test"]["permissions"] == {"contents": "read"}
-    assert list(check_jobs_common(ci, history=set())) == []  # the tests make their own git repositories
-    assert list(check_version_comments(text("ci.yml"))) == []
-    assert list(check_expressions(ci)) == []
-    assert list(check_no_stored_credentials(ci, text("ci.yml"))) == []
+def test_ci_runs_the_ci_script_on_every_pull_request_merge_group_and_push() -> None:
+    assert check_ci(load("ci.yml"), text("ci.yml")) == []
+
+
+def _mutated_file(name: str, mutation: Mutation) -> tuple[dict[str, Any], str]:
+    doc = _round_trip().load(text(name))
+    mutation(doc)
+    out = io.StringIO()
+    _round_trip().dump(doc, out)
+    return YAML(typ="safe").load(out.getvalue()), out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("mutation", "expected"),
+    [
+        (_set("jobs/test/concurrency/cancel-in-progress", True), "ci: concurrency"),
+        (_set("jobs/test/concurrency/group", "ci"), "ci: concurrency"),
+        (_delete("on/merge_group"), "ci: on"),
+        (_set("on/pull_request", {"paths": ["cli/**"]}), "ci: on"),
+        (_set("on/push/branches", ["main", "release"]), "ci: on"),
+        (_set("jobs/test/steps/2/run", "bash .ci/run || true"), "ci: must run exactly `bash .ci/run`"),
+        (_set("jobs/test/steps/2/continue-on-error", True), "continue-on-error"),
+    ],
+    ids=["cancels pushes", "one group", "no merge queue", "paths filter", "more branches", "|| true", "may fail"],
+)
+def test_ci_breakages_are_rejected(mutation: Mutation, expected: str) -> None:
+    workflow, source = _mutated_file("ci.yml", mutation)
+    assert any(expected in problem for problem in check_ci(workflow, source)), check_ci(workflow, source)
 
 
 def test_promote_workflow() -> None:
@@ -494,22 +694,44 @@ def test_promote_workflow() -> None:
     inputs = on["workflow_dispatch"]["inputs"]
     assert list(inputs) == ["model", "stage", "version", "reason"]
     assert inputs["reason"]["required"] is True
-    # Every stage a model can be promoted into: all but the entry stage, in order.
-    assert inputs["stage"]["options"] == STAGES[1:]
     job = promote["jobs"]["promote"]
-    assert promote["permissions"] == {}
-    assert job["permissions"] == {"contents": "write", "pull-requests": "write", "id-token": "write"}
-    assert job["environment"] == "promote-${{ inputs.stage }}"
     assert job["concurrency"]["cancel-in-progress"] is False
-    script = "\n".join(str(s.get("run", "")) for s in steps_of(job))
+    script = "\n".join(str(s.get("run", "")) for s in job["steps"])
     assert '.venv/bin/mlinfra "${args[@]}"' in script
     assert 'args=(promote "$MODEL" --to "$STAGE" --reason' in script
-    credentials = next(s for s in steps_of(job) if str(s.get("uses", "")).startswith("aws-actions/"))
+    credentials = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("aws-actions/"))
     assert credentials["with"]["role-to-assume"] == "${{ vars.AWS_PROMOTION_ROLE }}"
-    assert list(check_jobs_common(promote, history={"promote"})) == []
-    assert list(check_version_comments(text("promote.yml"))) == []
-    assert list(check_expressions(promote)) == []
-    assert list(check_no_stored_credentials(promote, text("promote.yml"))) == []
+    # Every stage a model can be promoted into (all but the entry stage, in order), and the App's token.
+    assert check_promote(promote, text("promote.yml"), STAGES) == []
+
+
+@pytest.mark.parametrize(
+    ("mutation", "expected"),
+    [
+        (_set("jobs/promote/steps/5/env/GH_TOKEN", "${{ github.token }}"), "must get the App's token"),
+        (_set("jobs/promote/permissions/contents", "write"), "promote: permissions"),
+        (_set("jobs/promote/permissions/pull-requests", "write"), "promote: permissions"),
+        (_delete("jobs/promote/steps/4/with/permission-pull-requests"), "promote: one step `id: app`"),
+        (_set("jobs/promote/steps/4/with/private-key", "${{ secrets.OTHER_KEY }}"), "promote: one step `id: app`"),
+        (_set("jobs/promote/steps/5/env/EXTRA", "${{ secrets.PULUMI_TOKEN }}"), "a stored secret is used"),
+        (_delete("jobs/promote/environment"), "promote: must run in environment promote-<stage>"),
+        (_set("jobs/promote/steps/5/run", '.venv/bin/mlinfra "${args[@]}" || true'), "swallows a failure"),
+    ],
+    ids=[
+        "GITHUB_TOKEN",
+        "contents write",
+        "pull-requests write",
+        "unscoped App token",
+        "other key",
+        "another secret",
+        "no environment",
+        "|| true",
+    ],
+)
+def test_promote_breakages_are_rejected(mutation: Mutation, expected: str) -> None:
+    workflow, source = _mutated_file("promote.yml", mutation)
+    problems = check_promote(workflow, source, STAGES)
+    assert any(expected in problem for problem in problems), problems
 
 
 def test_dependabot_keeps_actions_and_python_dependencies_current() -> None:
@@ -548,3 +770,43 @@ def test_readme_trust_policies_are_the_bootstrap_stacks_not_copies() -> None:
     used = set(re.findall(r"vars\.([A-Z_]+)", "".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))))
     setup = (REPO / "README.md").read_text().split("**Variables.**", 1)[1].split("**Environment protection.**")[0]
     assert used == set(re.findall(r"`([A-Z_]+)`", setup))
+
+
+def _delivery_doc() -> str:
+    return (REPO / "docs" / "delivery.md").read_text()
+
+
+def test_documented_trust_policies_bind_each_role_to_its_environment() -> None:
+    import json
+    import re
+
+    section = _delivery_doc().split("## AWS: OIDC trust policies", 1)[1].split("## Pulumi Cloud")[0]
+    policies = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.DOTALL)]
+    assert len(policies) == 2
+    subjects = []
+    for policy in policies:
+        (statement,) = policy["Statement"]
+        assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+        assert statement["Principal"]["Federated"].endswith(":oidc-provider/token.actions.githubusercontent.com")
+        condition = statement["Condition"]["StringEquals"]
+        assert condition["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
+        subjects.append(condition["token.actions.githubusercontent.com:sub"])
+    # Deploy role: the stage's environment. Preview role: the stage's preview environment, never `pull_request`
+    # (which any branch pusher's pull request would match, with its own copy of the workflow).
+    assert subjects == ["repo:OWNER/REPO:environment:prod", "repo:OWNER/REPO:environment:preview-prod"]
+
+
+def test_every_variable_and_secret_the_workflows_read_is_documented() -> None:
+    import re
+
+    sources = "".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
+    doc = _delivery_doc()
+    variables = doc.split("**Variables**", 1)[1].split("**Secret**")[0]
+    assert set(re.findall(r"vars\.([A-Z_]+)", sources)) == set(re.findall(r"`([A-Z_]{4,})`", variables))
+    secrets = doc.split("**Secret**", 1)[1].split("**The promotion App.**")[0]
+    assert set(re.findall(r"secrets\.([A-Z_]+)", sources)) == set(re.findall(r"`([A-Z_]{4,})`", secrets))
+    environments = doc.split("**Environments**", 1)[1].split("**Variables**")[0]
+    for stage in STAGES:
+        assert f"`{stage}`" in environments and f"`preview-{stage}`" in environments
+    for stage in STAGES[1:]:
+        assert f"`promote-{stage}`" in environments

@@ -18,10 +18,58 @@ STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
 IDENTIFIER = re.compile(r"(?<![\w.\-])([A-Za-z_][\w-]*)")
 PR_NUMBER = "github.event.pull_request.number"
 SAME_REPO = "github.event.pull_request.head.repo.full_name == github.repository"
+NOT_DEPENDABOT = "github.actor != 'dependabot[bot]'"  # GitHub gives runs Dependabot starts no OIDC token
 ON_MAIN = "github.ref == 'refs/heads/main'"
 PUSH_OR_DISPATCH = "(github.event_name == 'push' || github.event_name == 'workflow_dispatch')"
 OIDC_ACTIONS = ("aws-actions/configure-aws-credentials", "pulumi/auth-actions")
 READ_ONLY_SCOPES = {"contents": "read"}
+CHAINED = "!cancelled() && !failure() && "
+
+# Guards, compared exactly: a guard widened by `|| ...` or narrowed by a typo is a different string.
+DIFF_IF = "github.event_name == 'pull_request' || github.event_name == 'merge_group'"
+PREVIEW_IF = f"github.event_name == 'pull_request' && {SAME_REPO} && {NOT_DEPENDABOT}"
+COMMENT_IF = f"!cancelled() && {PREVIEW_IF}"
+WORKFLOW_CONCURRENCY = {
+    "group": "stacks-${{ github.event.pull_request.number || github.ref }}",
+    "cancel-in-progress": "${{ github.event_name == 'pull_request' }}",
+}
+
+# Commands, compared exactly (a `|| true` appended, a flag dropped or a stage hard-coded is a different script).
+DIFF_RUN = (
+    '.venv/bin/mlinfra preview --diff --all --base "$BASE" --markdown > diff.md\n'
+    'cat diff.md >> "$GITHUB_STEP_SUMMARY"\n'
+)
+OFFLINE_CHECK_RUN = ".venv/bin/mlinfra check --all --offline"
+FORWARD_RUN = (
+    "git fetch --quiet --no-tags origin main\n"
+    '.venv/bin/python .ci/forward.py --commit "$GITHUB_SHA" --head FETCH_HEAD\n'
+)
+FORWARD_ENV = {
+    "GH_TOKEN": "${{ github.token }}",
+    "GIT_CONFIG_COUNT": "1",
+    "GIT_CONFIG_KEY_0": "credential.https://github.com.helper",
+    "GIT_CONFIG_VALUE_0": "!gh auth git-credential",
+}
+GATES_RUN = '.venv/bin/mlinfra check --stack "$STAGE"'
+PLAN_RUN = (
+    'stack="$STAGE"; if [ -z "$PULUMI_BACKEND_URL" ]; then stack="$PULUMI_ORG/$STAGE"; fi\n'
+    'pulumi preview --refresh --stack "$stack" --non-interactive --json > plan.json\n'
+    '.venv/bin/python .ci/changes.py plan.json --stage "$STAGE" --event "$EVENT" --summary "$GITHUB_STEP_SUMMARY"'
+    ' >> "$GITHUB_OUTPUT"\n'
+)
+UP_RUN = (
+    "# Stack names resolve in the Pulumi Cloud organization (a self-managed backend has none).\n"
+    'if [ -z "$PULUMI_BACKEND_URL" ]; then pulumi org set-default "$PULUMI_ORG"; fi\n'
+    '.venv/bin/mlinfra up --stack "$STAGE" --yes\n'
+)
+RECORD_RUN = '.venv/bin/mlinfra record-deployment --stack "$STAGE" --commit "$GITHUB_SHA" --run-url "$RUN_URL"'
+PREVIEW_DIFF_LINE = (
+    '.venv/bin/mlinfra preview --diff --stack "$STAGE" --base "origin/$BASE_REF" --markdown > "preview-$STAGE.md"'
+)
+PREVIEW_LINE = (
+    'pulumi preview --refresh --stack "$stack" --diff --non-interactive --color never > pulumi.txt 2>&1 || status=$?'
+)
+SWALLOWED = re.compile(r"\|\|\s*(?:true\b|:(?!\S)|exit 0\b)|\bset \+e\b")
 
 # The first major version of each action that runs on Node 24 (GitHub removed Node 20 from its runners).
 NODE24_MAJORS = {
@@ -32,6 +80,7 @@ NODE24_MAJORS = {
     "aws-actions/configure-aws-credentials": 5,
     "pulumi/actions": 7,
     "pulumi/auth-actions": 2,
+    "actions/create-github-app-token": 2,
 }
 
 # GitHub's context availability, per workflow key (the subset these workflows use).
@@ -108,19 +157,53 @@ def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
 # --- The stacks workflow --------------------------------------------------------------------------------------------
 
 
-def check_triggers(workflow: dict[str, Any], stages: list[str]) -> Iterator[str]:
-    """Pull requests and pushes to main, and a dispatch choosing one of the project's stages; nothing else."""
+def check_triggers(workflow: dict[str, Any], stages: list[str], paths: list[str]) -> Iterator[str]:
+    """Pull requests, merge queues, pushes to main touching what deploys, a dispatch of one stage; nothing else."""
     on = triggers(workflow)
-    if set(on) != {"pull_request", "push", "workflow_dispatch"}:
-        yield f"on: {sorted(map(str, on))}, expected pull_request, push and workflow_dispatch only"
+    if set(on) != {"pull_request", "merge_group", "push", "workflow_dispatch"}:
+        yield f"on: {sorted(map(str, on))}, expected pull_request, merge_group, push and workflow_dispatch only"
     for event in ("pull_request", "push"):
         branches = (on.get(event) or {}).get("branches")
         if branches != ["main"]:
             yield f"on.{event}.branches: {branches}, expected [main]"
+    if on.get("merge_group") is not None:
+        yield f"on.merge_group: {on.get('merge_group')!r}, expected no filter"
+    if set(on.get("pull_request") or {}) != {"branches"}:
+        yield "on.pull_request: only a branches filter (a paths filter would leave required checks pending)"
+    push_paths = (on.get("push") or {}).get("paths")
+    if push_paths != paths:
+        yield f"on.push.paths: {push_paths}, expected {paths}"
     dispatch = on.get("workflow_dispatch") or {}
     stage_input = (dispatch.get("inputs") or {}).get("stage") or {}
     if stage_input.get("type") != "choice" or stage_input.get("options") != stages:
         yield f"on.workflow_dispatch.inputs.stage: options {stage_input.get('options')}, expected {stages}"
+
+
+def check_concurrency(workflow: dict[str, Any]) -> Iterator[str]:
+    """One run at a time per pull request (superseded runs cancelled) and on main (never cancelled)."""
+    if workflow.get("concurrency") != WORKFLOW_CONCURRENCY:
+        yield f"concurrency: {workflow.get('concurrency')!r}, expected {WORKFLOW_CONCURRENCY!r}"
+
+
+def check_scripts(workflow: dict[str, Any]) -> Iterator[str]:
+    """No step hides a failure: no `|| true`, `|| :`, `|| exit 0`, `set +e` or continue-on-error."""
+    for name, job in jobs(workflow).items():
+        if "continue-on-error" in job:
+            yield f"{name}: continue-on-error hides a failed job"
+        for step in steps_of(job):
+            if "continue-on-error" in step:
+                yield f"{name}: continue-on-error on step {step.get('name') or step.get('uses')!r}"
+            if SWALLOWED.search(str(step.get("run", ""))):
+                yield f"{name}: a script swallows a failure ({SWALLOWED.search(str(step.get('run', ''))).group(0)})"
+
+
+def _exact_step(name: str, job: dict[str, Any], command: str, expected: str) -> Iterator[str]:
+    """The step whose script contains `command` must be exactly `expected`."""
+    step = uses_run(job, command)
+    if step is None:
+        yield f"{name}: no step runs `{command}`"
+    elif step.get("run") != expected:
+        yield f"{name}: the `{command}` step must be exactly {expected!r} (got {step.get('run')!r})"
 
 
 def check_permissions(workflow: dict[str, Any]) -> Iterator[str]:
@@ -160,8 +243,9 @@ def check_pull_request_jobs(workflow: dict[str, Any], stages: list[str]) -> Iter
             yield f"{name}: job missing"
             continue
         job = all_jobs[name]
-        if "github.event_name == 'pull_request'" not in condition(job):
-            yield f"{name}: runs on more than pull requests (if: {condition(job)!r})"
+        expected_if = {"diff": DIFF_IF, "preview": PREVIEW_IF, "comment": COMMENT_IF}[name]
+        if condition(job) != expected_if:
+            yield f"{name}: if must be exactly `{expected_if}` (got {condition(job)!r})"
         group = str((job.get("concurrency") or {}).get("group", ""))
         if PR_NUMBER not in group or (job.get("concurrency") or {}).get("cancel-in-progress") is not True:
             yield f"{name}: needs a per-pull-request concurrency group that cancels superseded runs"
@@ -169,8 +253,8 @@ def check_pull_request_jobs(workflow: dict[str, Any], stages: list[str]) -> Iter
         diff = all_jobs["diff"]
         if any(uses(diff, action) for action in OIDC_ACTIONS) or SAME_REPO in condition(diff):
             yield "diff: the offline diff must run for forks too, with no credentials"
-        if "mlinfra preview --diff --all" not in runs(diff):
-            yield "diff: does not run `mlinfra preview --diff --all`"
+        yield from _exact_step("diff", diff, "mlinfra preview --diff --all", DIFF_RUN)
+        yield from _exact_step("diff", diff, "mlinfra check", OFFLINE_CHECK_RUN)
     comment_stages = str(
         ((uses_run(all_jobs.get("comment", {}), "gh pr comment") or {}).get("env") or {}).get("STAGES")
     )
@@ -179,6 +263,8 @@ def check_pull_request_jobs(workflow: dict[str, Any], stages: list[str]) -> Iter
     for name in ("preview", "comment"):
         if name in all_jobs and SAME_REPO not in condition(all_jobs[name]):
             yield f"{name}: must not run for pull requests from forks (if lacks `{SAME_REPO}`)"
+        if name in all_jobs and NOT_DEPENDABOT not in condition(all_jobs[name]):
+            yield f"{name}: must not run for Dependabot (if lacks `{NOT_DEPENDABOT}`; it gets no OIDC token)"
     if "preview" in all_jobs:
         yield from _check_preview(all_jobs["preview"], stages)
 
@@ -188,10 +274,17 @@ def _check_preview(preview: dict[str, Any], stages: list[str]) -> Iterator[str]:
     listed = [row.get("stage") for row in matrix.get("include") or []] or matrix.get("stage")
     if listed != stages:
         yield f"preview: matrix stages {listed}, expected {stages}"
-    script = runs(preview)
-    for command in ("mlinfra preview --diff --stack", "pulumi preview --stack"):
-        if command not in script:
-            yield f"preview: does not run `{command}`"
+    script = runs(preview).splitlines()
+    if (
+        '.venv/bin/mlinfra preview --diff --stack "$STAGE" --base "origin/$BASE_REF" --markdown > "preview-$STAGE.md"'
+        not in script
+    ):
+        yield 'preview: does not run `mlinfra preview --diff --stack "$STAGE"` exactly'
+    if PREVIEW_LINE not in script:
+        yield f"preview: does not run `{PREVIEW_LINE}` (a refreshed preview) exactly"
+    if preview.get("environment") != "preview-${{ matrix.stage }}":
+        yield f"preview: environment {preview.get('environment')!r}, expected 'preview-${{{{ matrix.stage }}}}'"
+    yield from _check_pulumi_team("preview", preview, "PULUMI_PREVIEW_TEAM")
     for step in uses(preview, "aws-actions/configure-aws-credentials"):
         if step.get("with", {}).get("role-to-assume") != "${{ matrix.role }}":
             yield "preview: must assume the stage's read-only preview role (matrix.role)"
@@ -232,19 +325,53 @@ def check_stage_chain(workflow: dict[str, Any], stages: list[str]) -> Iterator[s
         yield f"jobs for stages the project does not have: {sorted(extra)}"
 
 
+def _check_pulumi_team(name: str, job: dict[str, Any], variable: str) -> Iterator[str]:
+    for step in uses(job, "pulumi/auth-actions"):
+        scope = (step.get("with") or {}).get("scope")
+        if scope != f"team:${{{{ vars.{variable} }}}}":
+            yield f"{name}: Pulumi token scope {scope!r}, expected the environment's team (vars.{variable})"
+
+
+def _check_forward(name: str, job: dict[str, Any], before: str) -> Iterator[str]:
+    """The job checks main's head (exactly FORWARD_RUN with FORWARD_ENV) before any cloud credential or `before`."""
+    all_steps = steps_of(job)
+    forward = next((i for i, s in enumerate(all_steps) if ".ci/forward.py" in str(s.get("run", ""))), None)
+    if forward is None:
+        yield f"{name}: does not refuse a commit that is no longer main's head (.ci/forward.py)"
+        return
+    step = all_steps[forward]
+    if step.get("run") != FORWARD_RUN or step.get("env") != FORWARD_ENV:
+        yield f"{name}: the main's-head step must be exactly {FORWARD_RUN!r} with env {FORWARD_ENV!r}"
+    later = [
+        i
+        for i, s in enumerate(all_steps)
+        if before in str(s.get("run", "")) or str(s.get("uses", "")).split("@")[0] in OIDC_ACTIONS
+    ]
+    if any(i < forward for i in later):
+        yield f"{name}: checks main's head after taking credentials or running `{before}`"
+
+
 def _check_plan(stage: str, plan: dict[str, Any], *, first: bool) -> Iterator[str]:
     text = condition(plan)
-    if ON_MAIN not in text or f"inputs.stage == '{stage}'" not in text or "github.event_name == 'push'" not in text:
-        yield f"plan-{stage}: must run only on main, for a push or a dispatch of {stage} (if: {text!r})"
-    if not first and not text.startswith("!cancelled() && !failure() && "):
-        yield f"plan-{stage}: must stop when an earlier stage failed (if starts with !cancelled() && !failure())"
+    dispatch = f"(github.event_name == 'workflow_dispatch' && inputs.stage == '{stage}')"
+    guard = f"{ON_MAIN} && (github.event_name == 'push' || {dispatch})"
+    expected = guard if first else CHAINED + guard
+    if text != expected:
+        yield f"plan-{stage}: if must be exactly `{expected}` (got {text!r})"
     if "changes" not in (plan.get("outputs") or {}):
         yield f"plan-{stage}: has no `changes` output"
-    if "pulumi preview --stack" not in runs(plan):
-        yield f"plan-{stage}: does not decide from `pulumi preview`"
+    if plan.get("environment") != f"preview-{stage}":
+        yield f"plan-{stage}: environment {plan.get('environment')!r}, expected 'preview-{stage}'"
+    yield from _check_forward(f"plan-{stage}", plan, "pulumi preview")
+    yield from _exact_step(f"plan-{stage}", plan, "mlinfra check", GATES_RUN)
+    yield from _exact_step(f"plan-{stage}", plan, "pulumi preview", PLAN_RUN)
+    script = runs(plan)
+    if script.find("mlinfra check") > script.find("pulumi preview"):
+        yield f"plan-{stage}: must re-check the gates (mlinfra check) before deciding from `pulumi preview`"
     for step in uses(plan, "aws-actions/configure-aws-credentials"):
-        if f"AWS_PREVIEW_ROLE_{stage.upper()}" not in str(step.get("with", {}).get("role-to-assume")):
+        if step.get("with", {}).get("role-to-assume") != f"${{{{ vars.AWS_PREVIEW_ROLE_{stage.upper()} }}}}":
             yield f"plan-{stage}: must use the read-only preview role of {stage}"
+    yield from _check_pulumi_team(f"plan-{stage}", plan, "PULUMI_PREVIEW_TEAM")
 
 
 def longest_deployment_minutes() -> int:
@@ -260,9 +387,9 @@ def _check_apply(stage: str, apply: dict[str, Any]) -> Iterator[str]:
     timeout = apply.get("timeout-minutes")
     if isinstance(timeout, int) and timeout <= longest_deployment_minutes():
         yield f"apply-{stage}: timeout-minutes {timeout} would kill `pulumi up` during a long blue/green deployment"
-    guard = f"{ON_MAIN} && {PUSH_OR_DISPATCH} && needs.plan-{stage}.outputs.changes == 'true'"
-    if guard not in text or not text.startswith("!cancelled() && !failure() && "):
-        yield f"apply-{stage}: if must be `!cancelled() && !failure() && {guard}` (got {text!r})"
+    guard = f"{CHAINED}{ON_MAIN} && {PUSH_OR_DISPATCH} && needs.plan-{stage}.outputs.changes == 'true'"
+    if text != guard:
+        yield f"apply-{stage}: if must be exactly `{guard}` (got {text!r})"
     environment = apply.get("environment")
     name = environment.get("name") if isinstance(environment, dict) else environment
     if name != stage:
@@ -277,13 +404,29 @@ def _check_apply(stage: str, apply: dict[str, Any]) -> Iterator[str]:
     up, record = script.find("mlinfra up --stack"), script.find("mlinfra record-deployment --stack")
     if up < 0 or record < up:
         yield f"apply-{stage}: must run `mlinfra up` (pulumi up and mlinfra's pre-steps), then record the deployment"
+    yield from _check_forward(f"apply-{stage}", apply, "mlinfra up")
+    yield from _exact_step(f"apply-{stage}", apply, "mlinfra up --stack", UP_RUN)
+    yield from _exact_step(f"apply-{stage}", apply, "mlinfra record-deployment", RECORD_RUN)
+    yield from _check_pulumi_team(f"apply-{stage}", apply, "PULUMI_DEPLOY_TEAM")
 
 
 def check_environments(workflow: dict[str, Any]) -> Iterator[str]:
-    """Environments only on apply jobs: reviewers approve real applies, never previews or plans."""
+    """The environment is each job's OIDC subject: apply-S in S, plan-S in preview-S, the preview in preview-<stage>.
+
+    The offline diff and the comment hold no cloud credentials and run in no environment.
+    """
     for name, job in jobs(workflow).items():
-        if "environment" in job and not name.startswith("apply-"):
-            yield f"{name}: has an environment; only apply jobs may"
+        environment = job.get("environment")
+        if name.startswith("apply-"):
+            expected: str | None = name.removeprefix("apply-")
+        elif name.startswith("plan-"):
+            expected = "preview-" + name.removeprefix("plan-")
+        elif name == "preview":
+            expected = "preview-${{ matrix.stage }}"
+        else:
+            expected = None
+        if environment != expected:
+            yield f"{name}: environment {environment!r}, expected {expected!r}"
 
 
 def check_jobs_common(workflow: dict[str, Any], *, history: set[str]) -> Iterator[str]:
@@ -331,9 +474,12 @@ def check_version_comments(text: str) -> Iterator[str]:
             yield f"{action}: v{major} predates Node 24 (v{minimum}+)"
 
 
-def check_no_stored_credentials(workflow: dict[str, Any], text: str) -> Iterator[str]:
-    """No secrets at all: AWS and Pulumi Cloud by OIDC only; no expression expanded inside a shell script."""
-    if "secrets." in text or "secrets[" in text:
+def check_no_stored_credentials(workflow: dict[str, Any], text: str, *, allowed: tuple[str, ...] = ()) -> Iterator[str]:
+    """No secrets (but the `allowed` expressions): AWS and Pulumi Cloud by OIDC only; no expression in a script."""
+    rest = text
+    for expression in allowed:
+        rest = rest.replace(expression, "", 1)
+    if "secrets." in rest or "secrets[" in rest:
         yield "a stored secret is used; AWS and Pulumi access must be OIDC only"
     for name, job in jobs(workflow).items():
         for step in steps_of(job):
@@ -444,16 +590,88 @@ def _check_expression(
             yield f"{name}: {path} is not in the job's matrix"
 
 
-def check_stacks(workflow: dict[str, Any], text: str, stages: list[str]) -> list[str]:
-    """Every problem the review finds in stacks.yml (parsed and as text)."""
+def check_stacks(workflow: dict[str, Any], text: str, stages: list[str], paths: list[str]) -> list[str]:
+    """Every problem the review finds in stacks.yml (parsed and as text); `paths`: what an apply deploys."""
     return [
-        *check_triggers(workflow, stages),
+        *check_triggers(workflow, stages, paths),
+        *check_concurrency(workflow),
+        *check_scripts(workflow),
         *check_permissions(workflow),
         *check_pull_request_jobs(workflow, stages),
         *check_stage_chain(workflow, stages),
         *check_environments(workflow),
-        *check_jobs_common(workflow, history={"diff", "preview"}),
+        *check_jobs_common(
+            workflow, history={"diff", "preview", *(f"{kind}-{s}" for s in stages for kind in ("plan", "apply"))}
+        ),
         *check_version_comments(text),
         *check_no_stored_credentials(workflow, text),
         *check_expressions(workflow),
     ]
+
+
+# --- ci.yml and promote.yml -----------------------------------------------------------------------------------------
+
+CI_TRIGGERS = {"pull_request": None, "merge_group": None, "push": {"branches": ["main"]}}
+CI_CONCURRENCY = {
+    "group": "ci-${{ github.event.pull_request.number || github.sha }}",
+    "cancel-in-progress": "${{ github.event_name == 'pull_request' }}",
+}
+
+
+def check_ci(workflow: dict[str, Any], text: str) -> list[str]:
+    """ci.yml: every pull request, merge group and push to main runs `.ci/run`; only pull requests cancel."""
+    problems = []
+    if triggers(workflow) != CI_TRIGGERS:
+        problems.append(f"ci: on {triggers(workflow)!r}, expected {CI_TRIGGERS!r}")
+    test = jobs(workflow).get("test") or {}
+    if test.get("concurrency") != CI_CONCURRENCY:
+        problems.append(f"ci: concurrency {test.get('concurrency')!r}, expected {CI_CONCURRENCY!r}")
+    if [s.get("run") for s in steps_of(test) if "run" in s] != ["bash .ci/run"]:
+        problems.append("ci: must run exactly `bash .ci/run`")
+    if workflow.get("permissions") != {} or test.get("permissions") != {"contents": "read"}:
+        problems.append("ci: permissions must be {} at the top and contents: read on the job")
+    problems += check_scripts(workflow)
+    problems += check_jobs_common(workflow, history=set())
+    problems += check_version_comments(text)
+    problems += check_expressions(workflow)
+    problems += check_no_stored_credentials(workflow, text)
+    return problems
+
+
+APP_TOKEN_ACTION = "actions/create-github-app-token"
+APP_KEY = "${{ secrets.PROMOTION_APP_PRIVATE_KEY }}"
+APP_TOKEN_WITH = {
+    "client-id": "${{ vars.PROMOTION_APP_CLIENT_ID }}",
+    "private-key": APP_KEY,
+    "permission-contents": "write",
+    "permission-pull-requests": "write",
+}
+
+
+def check_promote(workflow: dict[str, Any], text: str, stages: list[str]) -> list[str]:
+    """promote.yml: the App's token (never GITHUB_TOKEN) opens the pull request; nothing else is stored."""
+    problems = []
+    job = jobs(workflow).get("promote") or {}
+    if job.get("permissions") != {"contents": "read", "id-token": "write"}:
+        problems.append(f"promote: permissions {job.get('permissions')!r}, expected contents: read, id-token: write")
+    if job.get("environment") != "promote-${{ inputs.stage }}":
+        problems.append("promote: must run in environment promote-<stage> (the role's OIDC subject, the App's key)")
+    options = (((triggers(workflow).get("workflow_dispatch") or {}).get("inputs") or {}).get("stage") or {}).get(
+        "options"
+    )
+    if options != stages[1:]:
+        problems.append(f"promote: stage options {options}, expected {stages[1:]}")
+    app = uses(job, APP_TOKEN_ACTION)
+    if len(app) != 1 or app[0].get("with") != APP_TOKEN_WITH or app[0].get("id") != "app":
+        problems.append(f"promote: one step `id: app` using {APP_TOKEN_ACTION} with exactly {APP_TOKEN_WITH!r}")
+    step = uses_run(job, "mlinfra")
+    if step is None or (step.get("env") or {}).get("GH_TOKEN") != "${{ steps.app.outputs.token }}":
+        problems.append("promote: `mlinfra promote` must get the App's token (GH_TOKEN: steps.app.outputs.token)")
+    if "github.token" in text or "secrets.GITHUB_TOKEN" in text:
+        problems.append("promote: GITHUB_TOKEN must not push or open the pull request (no workflow would run on it)")
+    problems += check_scripts(workflow)
+    problems += check_jobs_common(workflow, history={"promote"})
+    problems += check_version_comments(text)
+    problems += check_expressions(workflow)
+    problems += check_no_stored_credentials(workflow, text, allowed=(APP_KEY,))
+    return problems

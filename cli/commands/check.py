@@ -45,9 +45,14 @@ def _print(report: object) -> None:
 @click.command()
 @stack_option
 @all_option
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Only the policy pack and the cost estimate: skip re-checking the gates of new pins (no AWS access).",
+)
 @json_option
-def check(stack: str | None, all_stacks: bool, as_json: bool) -> None:
-    """Run the policy pack and estimate the monthly cost of a stack, offline.
+def check(stack: str | None, all_stacks: bool, offline: bool, as_json: bool) -> None:
+    """Run the policy pack, estimate the monthly cost and re-check the gates of new pins of a stack.
 
     Renders each stack once under Pulumi's mock runtime (as `mlinfra preview` does) and runs the rules of
     infra/policy/ over it: the same functions `pulumi up --policy-pack infra/policy` enforces. Violations are
@@ -55,29 +60,47 @@ def check(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     dated table shipped in the package (region and date shown; a missing price is listed, not guessed) with the
     use assumed in mlinfra:policy.costAssumptions.
 
-    Exit 3 when a stack has a mandatory violation or its estimate is over mlinfra:budgetMonthlyUsd; advisory
-    violations print but exit 0. --json prints one object per stack (a list with --all): {"stack", "rules",
-    "violations": [{"rule", "resource", "level", "message"}], "monthlyUsd", "resources": [per-resource lines], ...}.
+    Gates where the pin is applied: every pin that differs from what the stage pointer records (a promotion not
+    yet applied, or a pin written by hand) has the stage's promotion gates evaluated again against this stack
+    file: the version is in the stage's registry and comes from the source stage, approval, metrics, source
+    alarms, and soak counted from the source stage's recorded deployment. A pin of a version the stage ran before
+    is a rollback (gates skipped); a promotion forced with --force is honoured. This reads the registries (AWS);
+    --offline skips it. CI's plan job runs `mlinfra check --stack <stage>` before every apply.
+
+    Exit 3 when a stack has a mandatory violation, its estimate is over mlinfra:budgetMonthlyUsd, or a new pin
+    fails a gate (the message names the gate); advisory violations print but exit 0. --json prints one object per
+    stack (a list with --all): {"stack", "rules", "violations": [{"rule", "resource", "level", "message"}],
+    "monthlyUsd", "resources": [per-resource lines], "pins": [{"model", "version", "checked", "passed", "gates"}],
+    ...} ("pins" absent with --offline).
 
     \b
     Examples:
       mlinfra check --stack prod
-      mlinfra check --all
+      mlinfra check --all --offline          # no AWS: policy pack and cost only
       mlinfra check --all --json | jq '.[] | {stack, monthlyUsd, violations: (.violations | length)}'
     """
     from mlinfra.errors import RefusedError
+    from mlinfra.registry import pingates as pin_gates
     from mlinfra.stacks.check import check as run_checks
 
     project = Project.find()
     stages = chosen_stages(project, stack, all_stacks)
     reports = run_checks(project, stages)
+    pins = {} if offline else pin_gates.recheck_all(project, stages)
     if as_json:
-        documents = [r.to_json() for r in reports]
+        documents = [
+            {**r.to_json(), **({"pins": [p.to_json() for p in pins[r.stack]]} if pins else {})} for r in reports
+        ]
         emit_json(documents if all_stacks else documents[0])
     else:
         for report in reports:
             _print(report)
+            for line in pin_gates.lines(pins.get(report.stack, [])):
+                console().print(line)
     refused = [r for r in reports if r.refused]
+    gated = [why for stage, checks in pins.items() if (why := pin_gates.refusal(stage, checks))]
+    if gated and not refused:
+        raise RefusedError(gated[0] + (f" (and {len(gated) - 1} more stack(s))" if len(gated) > 1 else ""))
     if refused:
         first = refused[0]
         why = (

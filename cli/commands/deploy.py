@@ -35,8 +35,11 @@ def _select(project: Project, stage: str) -> Any:
 def run_up(project: Project, stage: str, *, yes: bool) -> None:
     """Validate the stage's config, then `pulumi up` it, streaming Pulumi's output.
 
-    An autoscaled endpoint whose instance type changes has its scalable target released first and the update runs
-    with a refresh, so Pulumi registers the target again after the endpoint update (mlinfra.stacks.scaling).
+    The update always runs with a refresh (Pulumi reads the live resources first: after SageMaker rolled an
+    endpoint back, the state no longer claims the failed update). An autoscaled endpoint whose instance type changes
+    has its scalable target released first, so Pulumi registers it again after the endpoint update
+    (mlinfra.stacks.scaling); if the apply fails, the target and its policies are registered again as they were
+    (mlinfra.stacks.scalingrestore).
     """
     loaded = load_stage(project, stage)  # bad config fails first (exit 2, file and key), before the engine
     require_pulumi_cli()
@@ -45,21 +48,20 @@ def run_up(project: Project, stage: str, *, yes: bool) -> None:
     from pulumi import automation as auto
 
     from mlinfra.aws import StageAws
-    from mlinfra.stacks.scaling import release_for_type_changes
+    from mlinfra.stacks.check import policy_pack_options
+    from mlinfra.stacks.scalingrestore import released_for_apply
 
     stack = _select(project, stage)
-    released = release_for_type_changes(StageAws(loaded.config, project.root), loaded.config)
-    for line in released:
-        click.echo(line)
-    from mlinfra.stacks.check import policy_pack_options
-
     # The policy pack (infra/policy/) runs inside the update at the stage's enforcement level.
     pack = policy_pack_options(project, loaded)
-    try:
-        result = stack.up(on_output=lambda line: click.echo(line, nl=False), refresh=bool(released) or None, **pack)
-    except auto.errors.CommandError as exc:
-        raise MlinfraError(f"pulumi up failed for {stage}: {str(exc).strip().splitlines()[-1]}") from None
-    click.echo(f"\n{stage}: {result.summary.result}")
+    with released_for_apply(StageAws(loaded.config, project.root), loaded.config, click.echo):
+        try:
+            result = stack.up(on_output=lambda line: click.echo(line, nl=False), refresh=True, **pack)
+        except auto.errors.CommandError as exc:
+            raise MlinfraError(f"pulumi up failed for {stage}: {str(exc).strip().splitlines()[-1]}") from None
+        click.echo(f"\n{stage}: {result.summary.result}")
+        if result.summary.result != "succeeded":
+            raise MlinfraError(f"pulumi up of {stage} ended {result.summary.result}; nothing was recorded")
     if result.summary.result == "succeeded":
         try:
             recorded = record(project, stage, commit=None, run_url=None)
@@ -83,7 +85,11 @@ def _report_recorded(result: dict[str, Any]) -> None:
     if not result["models"]:
         click.echo(f"{result['stage']} at {commit}: no model pinned, nothing to record")
     for entry in result["models"]:
-        if entry["status"] == "deployed":
+        if entry["status"] == "undeployed":
+            click.echo(
+                f"{entry['model']}: {result['stage']} no longer runs v{entry['version']} (undeployed by {commit})"
+            )
+        elif entry["status"] == "deployed":
             click.echo(f"{entry['model']}: {result['stage']} runs v{entry['version']} (deployed from {commit})")
         else:
             click.echo(f"{entry['model']}: {result['stage']} still runs v{entry['version']} (since {entry['since']})")
@@ -101,7 +107,11 @@ def record_deployment(stack: str | None, commit: str | None, run_url: str | None
     stacks/Pulumi.<STAGE>.yaml at --commit, checked against the stage's registry (same digest, artifact intact);
     each model whose deployed version changed gets its stage pointer moved and a `deploy` audit record with the
     commit and the run's URL. The soak gate counts from here. Recording the same deployment again changes nothing.
-    --json prints {"stage", "commit", "dirty", "runUrl", "models": [{"model", "version", "status", "since"}]}.
+    A model still declared but no longer pinned (a reverted promotion) gets an `undeploy` audit record and its
+    pointer's deployment is cleared. Forward only: a COMMIT older than the one a stage pointer records as deployed
+    is refused (exit 3, naming both) and nothing moves.
+    --json prints {"stage", "commit", "dirty", "runUrl", "models": [{"model", "version", "status", "since"}]}
+    (status: deployed, unchanged or undeployed).
 
     \b
     Examples:
@@ -123,11 +133,12 @@ def record_deployment(stack: str | None, commit: str | None, run_url: str | None
 def up(stack: str | None, yes: bool) -> None:
     """Deploy a stack: validate its config, then run `pulumi up` through the Automation API.
 
-    Needs the `pulumi` CLI and AWS credentials. Without the CLI it exits 1 and says how to install it. When the
-    stack file changes the instance type of an autoscaled endpoint, its scalable target is deregistered first and
-    the update runs with a refresh, so Pulumi registers it again after the endpoint update (AWS refuses the update
-    otherwise). The policy pack in infra/policy/ runs inside the update (`--policy-pack`), at the stage's
-    mlinfra:policy.enforcement level: a mandatory violation stops it.
+    Needs the `pulumi` CLI and AWS credentials. Without the CLI it exits 1 and says how to install it. The update
+    runs with a refresh (`pulumi up --refresh`), so it starts from what really runs. When the stack file changes the
+    instance type of an autoscaled endpoint, its scalable target is deregistered first, so Pulumi registers it
+    again after the endpoint update (AWS refuses the update otherwise); if the apply fails, the target and its
+    scaling policies are registered again as they were. The policy pack in infra/policy/ runs inside the update
+    (`--policy-pack`), at the stage's mlinfra:policy.enforcement level: a mandatory violation stops it.
     After a successful apply it records the deployment (as `mlinfra record-deployment` does): the stage pointer
     moves to the versions the stack file pins, with HEAD as the commit.
 

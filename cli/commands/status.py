@@ -90,7 +90,8 @@ def status(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     PINNED is this checkout's stack file; POINTER the version the registry says the stage runs; DEPLOYED the
     version whose apply was recorded (`mlinfra record-deployment`) and since when; LIVE what the endpoint serves.
     A promotion waiting in a pull request, and every mismatch, is called out ("v7 proposed in <PR>, not deployed";
-    "pinned v7, live v6: apply pending"). The live version is read from SageMaker where an endpoint exists (never
+    "pinned v7, live v6: apply pending"); so is a model an apply no longer pins ("v7 undeployed at <time> by
+    <commit>": DEPLOYED is then empty). The live version is read from SageMaker where an endpoint exists (never
     in local mode: the emulator has no endpoints).
 
     \b

@@ -5,7 +5,8 @@ is built from the remote's default branch, written as a blob, and committed thro
 hash-object`, `read-tree`, `update-index`, `write-tree`, `commit-tree`), so the working tree, the index and the
 checked-out branch stay exactly as they were. The commit is pushed to `origin` as `mlinfra/<action>-<stage>-<model>-
 v<version>`; `gh pr create` opens the pull request when `gh` is on the PATH, else the branch and a compare URL are
-printed. Re-running the same promotion reuses the branch (and gh reports the pull request already open).
+printed; a `gh` that fails exits 1 (the branch stays pushed). Re-running the same promotion reuses the branch (and
+gh reports the pull request already open); a branch tip someone else committed is never replaced (ownership.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mlinfra.errors import MlinfraError
 from mlinfra.git import GIT_TIMEOUT_SECONDS, Git, GitError
 from mlinfra.stacks.project import Project
 
@@ -27,6 +29,10 @@ REMOTE = "origin"
 BRANCH_PREFIX = "mlinfra/"
 MAX_BODY_CHARS = 60_000  # GitHub refuses pull request bodies over 65,536 characters
 _COMMITTER = {"GIT_AUTHOR_NAME": "mlinfra", "GIT_AUTHOR_EMAIL": "mlinfra@localhost"}
+
+
+class GhError(MlinfraError):
+    """Raised when `gh` is installed but fails to open the pull request (exit 1); the pushed branch stays."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +177,8 @@ def propose(
     local_remote: bool = False,
 ) -> PullRequest:
     """Put `new_text` at the stack file's path on `branch` (from `parent`, origin's `base`), push, open the PR."""
+    from mlinfra.delivery.ownership import foreign_tip, trailer
+
     remote_url = checkout.remote_url()
     existing = _remote_commit(checkout, branch)
     commit: str | None = None
@@ -178,8 +186,14 @@ def propose(
         fetched = _fetch(checkout, branch)
         if file_at(checkout.top, fetched, checkout.path) == new_text:
             commit = fetched  # a re-run: the branch already carries this pin
+        elif (someone := foreign_tip(checkout.git, fetched, branch, checkout.path)) is not None:
+            raise GitError(
+                f"{branch} on {REMOTE} carries commit {someone}, which mlinfra did not make; it is not overwritten: "
+                f"merge or close its pull request and delete the branch, then run the promotion again"
+            )
     if commit is None:
-        commit = commit_file(checkout, parent, checkout.path, new_text, f"{title}\n\n{_trailer(body)}")
+        message = f"{title}\n\n{_trailer(body)}\n\n{trailer(branch)}"
+        commit = commit_file(checkout, parent, checkout.path, new_text, message)
         lease = f"--force-with-lease=refs/heads/{branch}:{existing or ''}"
         checkout.git.run(
             "push", "--quiet", lease, REMOTE, f"{commit}:refs/heads/{branch}", doing=f"pushing {branch} to {REMOTE}"
@@ -195,6 +209,11 @@ def propose(
         note = "gh is not installed: open the pull request " + (f"at {compare}" if compare else f"from {branch}")
     else:
         url, note = _gh_pr_create(checkout, base=base, branch=branch, title=title, body=body)
+        if url is None:  # gh is there and failed: a CI promotion must not look green without its pull request
+            where = f"at {compare}" if compare else f"from {branch}"
+            raise GhError(
+                f"{note}; the branch {branch} is on {REMOTE}: fix gh (its token) and run again, or open it {where}"
+            )
     return PullRequest(branch, base, commit, remote_url, url, compare, note)
 
 
@@ -221,7 +240,7 @@ def _gh_pr_create(
     if found:
         return found[-1], None
     lines = [line.strip() for line in done.stderr.decode(errors="replace").splitlines() if line.strip()]
-    return None, f"gh pr create failed ({lines[-1] if lines else f'exit {done.returncode}'}); open it by hand"
+    return None, f"gh pr create failed ({lines[-1] if lines else f'exit {done.returncode}'})"
 
 
 def prepare(checkout: Checkout) -> tuple[str, str]:

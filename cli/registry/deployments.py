@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from mlinfra.aws import StageAws, aws_errors
 from mlinfra.errors import BadInputError, MlinfraError
-from mlinfra.registry.records import Deployment, audit_record, deployed_of, deployment, pointer_of
+from mlinfra.registry.records import (
+    Deployment,
+    audit_record,
+    deployed_of,
+    deployment,
+    pointer_of,
+    undeployed_of,
+)
 from mlinfra.registry.store import ConflictError, MissingRegistryError, StageRegistry, Stored, now
 from mlinfra.stacks.project import Project
 
@@ -83,18 +90,29 @@ def applied_stack(project: Project, stage: str, commit: str | None) -> AppliedSt
 def record_deployment(project: Project, stage: str, *, commit: str | None, run_url: str | None) -> dict[str, Any]:
     """Record that `stage` now runs what its stack file pins at `commit`; {"stage","commit","runUrl","models"}.
 
-    Per pinned model: `deployed` (the pointer moved, a deploy record written) or `unchanged` (already recorded).
+    Per pinned model: `deployed` (the pointer moved, a deploy record written) or `unchanged` (already recorded);
+    per model declared but no longer pinned whose pointer recorded a deployment: `undeployed` (registry/forward.py).
+    RefusedError (exit 3) when `commit` is older than a deployment the stage pointer records.
     """
     if run_url is not None and not run_url.startswith(("https://", "http://")):
         raise BadInputError(f"--run-url {run_url!r} is not an http(s) URL (the apply run's page)")
+    from mlinfra.registry import forward
+
     applied = applied_stack(project, stage, commit)
     registry = StageRegistry(StageAws(applied.config, project.root))
     run_url = run_url or run_url_from_env()
+    # Forward only: nothing moves if this commit is older than one a pointer records as deployed (exit 3).
+    pointers = forward.read_pointers(registry, sorted(applied.config.models))
+    forward.refuse_older_commit(project, stage, applied.commit, pointers)
     models = [
         _record_model(project, registry, model, settings.pinned, applied=applied, run_url=run_url)
         for model, settings in applied.config.pinned_models.items()
         if settings.pinned is not None
     ]
+    unpinned = [m for m, settings in sorted(applied.config.models.items()) if settings.pinned is None]
+    models += forward.record_undeploys(
+        project, registry, unpinned, commit=applied.commit, dirty=applied.dirty, run_url=run_url
+    )
     return {"stage": stage, "commit": applied.commit, "dirty": applied.dirty, "runUrl": run_url, "models": models}
 
 
@@ -158,6 +176,9 @@ def pending_proposal(records: list[dict[str, Any]], deployed: Deployment | None)
     newest = max(proposals, key=lambda r: str(r["time"]))
     if deployed is not None and newest.get("version") == deployed.version:
         return None
+    undone = [r for r in records if r.get("action") == "undeploy" and r.get("version") == newest.get("version")]
+    if any(str(r["time"]) > str(newest["time"]) for r in undone):
+        return None  # merged, deployed, then reverted: nothing is waiting
     return newest
 
 
@@ -179,14 +200,26 @@ def stage_delivery_state(registry: StageRegistry, model: str, pointer: Stored | 
                 "pullRequest": pr.get("url"),
                 "branch": pr.get("branch"),
             }
-    return {"deployed": deployed.to_json() if deployed else None, "pending": pending}
+    undeployed = undeployed_of(pointer)
+    gone = (
+        {"version": undeployed["version"], "time": undeployed["time"], "commit": undeployed.get("commit")}
+        if undeployed
+        else None
+    )
+    return {"deployed": deployed.to_json() if deployed else None, "pending": pending, "undeployed": gone}
 
 
 def status_notes(row: dict[str, Any], *, entry: bool, delivery: str = "direct") -> list[str]:
     """What disagrees in a `status` row (pinned, pointer, deployed, pending, live, alarms), one note each."""
     notes = []
     pinned, pointer, live = row["pinned"], row["pointer"], row["live"]
-    deployed, pending = row.get("deployed"), row.get("pending")
+    deployed, pending, undeployed = row.get("deployed"), row.get("pending"), row.get("undeployed")
+    if undeployed:
+        commit = f" by {str(undeployed['commit'])[:12]}" if undeployed.get("commit") else ""
+        notes.append(
+            f"v{undeployed['version']} undeployed at {undeployed['time']}{commit}: the stack file no longer pins it, "
+            "nothing is recorded as deployed"
+        )
     if pending:
         where = pending["pullRequest"] or f"branch {pending['branch']}"
         notes.append(
@@ -196,9 +229,15 @@ def status_notes(row: dict[str, Any], *, entry: bool, delivery: str = "direct") 
     if delivery == "pullRequest":
         if pinned is not None and pinned != pointer and (not pending or pending["version"] != pinned):
             notes.append(f"pinned v{pinned} here, deployed {f'v{pointer}' if pointer else 'nothing'}: apply pending")
-    elif not entry and pointer != pinned:
+    elif not entry and pointer != pinned and not (undeployed and pinned is None):
         notes.append(f"pointer v{pointer}, pinned v{pinned}: stack file out of step (re-run the promotion)")
-    if not entry and delivery == "direct" and pointer is not None and (deployed or {}).get("version") != pointer:
+    if (
+        not entry
+        and delivery == "direct"
+        and pointer is not None
+        and not undeployed
+        and (deployed or {}).get("version") != pointer
+    ):
         notes.append(f"v{pointer} promoted, no deployment recorded: the apply records it (`mlinfra up` or CI)")
     if pinned is not None and live != pinned:
         notes.append(f"pinned v{pinned}, live {f'v{live}' if live else 'nothing'}: apply pending")

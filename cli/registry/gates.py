@@ -86,12 +86,21 @@ def soak_gate(gates: GateSettings, pointer: Stored | None, source: str, version:
     The clock starts at the first recorded deployment of the version there (the apply's `mlinfra
     record-deployment`, or `mlinfra up`), not at its promotion: a merged-but-unapplied version has not soaked.
     """
-    from mlinfra.registry.records import deployed_of
+    from mlinfra.registry.records import deployed_of, undeployed_of
 
     hours = gates.min_soak_hours
     if hours <= 0:
         return GateResult("soak", True, "not required")
     deployed = deployed_of(pointer)
+    undeployed = undeployed_of(pointer)
+    if deployed is None and undeployed is not None and undeployed.get("version") == version:
+        commit = f" by {str(undeployed['commit'])[:12]}" if undeployed.get("commit") else ""
+        return GateResult(
+            "soak",
+            False,
+            f"v{version} was undeployed from {source} at {undeployed['time']}{commit} (its stack file no longer pins "
+            "it): nothing has soaked there",
+        )
     if deployed is None or deployed.version != version:
         running = f"v{deployed.version}" if deployed else "nothing"
         return GateResult(

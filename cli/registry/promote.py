@@ -57,7 +57,11 @@ def promote(
     if source not in ctx.stages:
         ctx.stages[source] = load_stage(project, source)
     require_model(ctx.stages[source], model)
-    proposals.preflight(ctx, to)  # a pullRequest stage needs a git checkout with an origin: checked before AWS
+    checkout = proposals.preflight(ctx, to)  # a pullRequest stage needs a git checkout with an origin: before AWS
+    if checkout is not None:
+        from mlinfra.delivery.gatesync import refuse_local_gate_edits
+
+        refuse_local_gate_edits(project, checkout, target_stage, model)  # origin's gates are the ones CI enforces
 
     source_reg = ctx.registry(source)
     with aws_errors(f"reading {model} in {source}"):

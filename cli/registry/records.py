@@ -265,3 +265,48 @@ def pointer_of(
 def deployment(version: int, digest: str, since: str, *, commit: str | None, run_url: str | None) -> dict[str, Any]:
     """A stage pointer's `deployed` block: what the last recorded apply deployed, and since when."""
     return Deployment(version=version, digest=digest, since=since, commit=commit, run_url=run_url).to_json()
+
+
+def undeploy_record(
+    model: str,
+    stage: str,
+    deployed: Deployment,
+    *,
+    time: str,
+    commit: str | None,
+    dirty: bool,
+    run_url: str | None,
+    who: dict[str, Any],
+) -> dict[str, Any]:
+    """The audit record of an apply that left `model` declared but no longer pinned in `stage` (a revert).
+
+    `version`, `digest` and `previous` name what was deployed until then; `commit` and `runUrl` the apply.
+    """
+    applied = commit[:12] if commit else "an uncommitted stack file"
+    return audit_record(
+        "undeploy",
+        model=model,
+        stage=stage,
+        version=deployed.version,
+        previous=deployed.version,
+        digest=deployed.digest,
+        time=time,
+        reason=f"applied {applied}, which no longer pins {model} (deployed since {deployed.since})",
+        who=who,
+        commit=commit,
+        dirty=dirty,
+        runUrl=run_url,
+    )
+
+
+def undeployed_pointer(pointer: Stored, audit: dict[str, Any]) -> dict[str, Any]:
+    """The stage pointer after an undeploy: the version it names stays, its deployment is cleared."""
+    return Pointer.model_validate({**pointer.data, "record": audit, "deployed": None}).to_json()
+
+
+def undeployed_of(pointer: Stored | None) -> dict[str, Any] | None:
+    """The undeploy record a pointer carries when its last move was an undeploy (nothing deployed since), else None."""
+    if pointer is None or pointer.data.get("deployed") is not None:
+        return None
+    record = pointer.data.get("record")
+    return dict(record) if isinstance(record, dict) and record.get("action") == "undeploy" else None

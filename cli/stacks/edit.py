@@ -122,8 +122,10 @@ class _Document:
         return cls(path, source, original, newline, yaml, document, prefix)
 
     def text(self) -> str:
-        """The document as it would be written now."""
-        return dump_yaml(self.yaml, self.document, self.prefix)
+        """The document as it would be written now, model blocks one blank line apart (stacks/separate.py)."""
+        from mlinfra.stacks.separate import separate_models
+
+        return separate_models(dump_yaml(self.yaml, self.document, self.prefix))
 
 
 def pin_version(project: Project, stage: str, model: str, pin: Mapping[str, Any]) -> bool:

@@ -21,7 +21,7 @@ def pin_churn(root: Path, stage: str, **settings: object) -> None:
 
 def test_check_json_has_the_documented_shape(project_dir: Path, run: Run) -> None:
     pin_churn(project_dir, "prod")
-    result = run("check", "--stack", "prod", "--json")
+    result = run("check", "--stack", "prod", "--offline", "--json")
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["stack"] == "prod"
@@ -41,7 +41,7 @@ def test_check_json_has_the_documented_shape(project_dir: Path, run: Run) -> Non
 
 
 def test_check_all_lists_every_stack(project_dir: Path, run: Run) -> None:
-    result = run("check", "--all", "--json")
+    result = run("check", "--all", "--offline", "--json")
     assert result.exit_code == 0, result.stderr
     docs = json.loads(result.stdout)
     assert [d["stack"] for d in docs] == ["sandbox", "dev", "staging", "prod"]
@@ -53,7 +53,7 @@ def test_check_all_lists_every_stack(project_dir: Path, run: Run) -> None:
 
 def test_mandatory_violation_exits_3_and_still_reports(project_dir: Path, run: Run) -> None:
     pin_churn(project_dir, "prod", instanceType="ml.m5.large")
-    result = run("check", "--stack", "prod", "--json")
+    result = run("check", "--stack", "prod", "--offline", "--json")
     assert result.exit_code == 3
     doc = json.loads(result.stdout)
     assert [(v["rule"], v["level"]) for v in doc["violations"]] == [("sagemaker-instance-allowed", "mandatory")]
@@ -65,7 +65,7 @@ def test_advisory_violation_prints_but_exits_0(project_dir: Path, run: Run) -> N
     edit_stack(
         project_dir, "sandbox", "mlinfra:policy", {"enforcement": "advisory", "allowedInstanceTypes": ["ml.c5.xlarge"]}
     )
-    result = run("check", "--stack", "sandbox")
+    result = run("check", "--stack", "sandbox", "--offline")
     assert result.exit_code == 0, result.stderr
     assert "advisory" in result.stdout
     assert "sagemaker-instance-allowed" in result.stdout
@@ -74,7 +74,7 @@ def test_advisory_violation_prints_but_exits_0(project_dir: Path, run: Run) -> N
 def test_over_budget_exits_3(project_dir: Path, run: Run) -> None:
     pin_churn(project_dir, "prod")
     edit_stack(project_dir, "prod", "mlinfra:budgetMonthlyUsd", 100)
-    result = run("check", "--stack", "prod", "--json")
+    result = run("check", "--stack", "prod", "--offline", "--json")
     assert result.exit_code == 3
     doc = json.loads(result.stdout)
     assert doc["overBudget"] is True and doc["monthlyUsd"] > 100
@@ -83,7 +83,7 @@ def test_over_budget_exits_3(project_dir: Path, run: Run) -> None:
 
 def test_region_without_prices_reports_them_missing(project_dir: Path, run: Run) -> None:
     edit_stack(project_dir, "prod", "aws:region", "ap-southeast-2")
-    result = run("check", "--stack", "prod", "--json")
+    result = run("check", "--stack", "prod", "--offline", "--json")
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["monthlyUsd"] == 0
@@ -100,7 +100,7 @@ def test_preview_shows_the_policy_verdict(project_dir: Path, run: Run) -> None:
 
 def test_check_refuses_bad_config_with_exit_2(project_dir: Path, run: Run) -> None:
     edit_stack(project_dir, "prod", "mlinfra:policy", {"enforcement": "strict"})
-    result = run("check", "--stack", "prod")
+    result = run("check", "--stack", "prod", "--offline")
     assert result.exit_code == 2
     assert "enforcement" in result.stderr
 

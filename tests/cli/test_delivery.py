@@ -159,11 +159,18 @@ def agree(run: Run) -> dict[str, dict[str, Any]]:
         moves = [r for r in records if r["action"] in {"register", "deploy"} or r.get("delivery") != "pullRequest"]
         moves = [r for r in moves if r["action"] != "approve"]
         assert row["pointer"] == (moves[0]["version"] if moves else None), (stage, row, records)
-        deploys = [r for r in records if r["action"] == "deploy"]
+        deploys = [r for r in records if r["action"] in {"deploy", "undeploy"}]  # an undeploy clears it
         deployed = row["deployed"]["version"] if row["deployed"] else None
-        assert deployed == (deploys[0]["version"] if deploys else None), (stage, row, records)
+        assert deployed == (deploys[0]["version"] if deploys and deploys[0]["action"] == "deploy" else None), (
+            stage,
+            row,
+            records,
+        )
         proposals = [r for r in records if r.get("delivery") == "pullRequest"]
         waiting = proposals[0] if proposals and proposals[0]["version"] != deployed else None
+        undone = [r for r in deploys if r["action"] == "undeploy" and r["version"] == (waiting or {}).get("version")]
+        if waiting is not None and any(r["time"] > waiting["time"] for r in undone):
+            waiting = None  # merged, deployed, then reverted: nothing waits
         assert (row["pending"] or {}).get("version") == (waiting or {}).get("version"), (stage, row, records)
         if waiting is not None:
             assert row["pending"]["pullRequest"] == waiting["pullRequest"]["url"]

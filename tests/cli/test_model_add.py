@@ -27,8 +27,9 @@ def test_model_add_declares_in_every_stage_keeping_comments(project_dir: Path, r
         text = path.read_text()
         old = before[path.name].splitlines()
         new = text.splitlines()
-        added = [line for line in new if line not in old]
+        added = [line for line in new if line not in old and line.strip()]
         assert added == ["    fraud: {}  # inherits this stage's mlinfra:modelDefaults; add keys here to override them"]
+        assert "    churn: {}\n\n    fraud: {}" in text, "a blank line apart: promotions of the two models merge"
         assert [line for line in old if line not in new] == [], f"{path.name}: nothing else changes"
         config = load_stage(project, stage).config
         # the model takes the stage's defaults: what the stage declares for every model
