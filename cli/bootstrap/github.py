@@ -150,6 +150,14 @@ def _stage_of_suffix(variable: str, prefix: str, stages: list[str]) -> str | Non
     return None
 
 
+# Variables no AWS stack can know: the team sets them itself (bootstrap github names them, and docs/delivery.md says
+# where each value comes from).
+SET_BY_HAND = {
+    "PROMOTION_APP_CLIENT_ID": "the client ID of the GitHub App that opens promotion pull requests, with its "
+    "private key as the environment secret PROMOTION_APP_PRIVATE_KEY (docs/delivery.md, 'The promotion App')",
+}
+
+
 def resolve(  # noqa: PLR0911 - one branch per variable the workflows read
     variable: str, environment: str | None, outputs: dict[str, Any], config: Any
 ) -> tuple[bool, str | None]:
@@ -177,6 +185,8 @@ def resolve(  # noqa: PLR0911 - one branch per variable the workflows read
         return True, None if cloud else outputs.get("stateBackendUrl")
     if variable == "PULUMI_ORG":
         return True, config.backend.organization if cloud else None
+    if variable in SET_BY_HAND:
+        return True, None
     teams: dict[str, Literal["preview", "deploy"]] = {"PULUMI_PREVIEW_TEAM": "preview", "PULUMI_DEPLOY_TEAM": "deploy"}
     team_kind = teams.get(variable)
     if team_kind is not None:
@@ -261,7 +271,10 @@ def plan(root: Path, outputs: dict[str, Any], config: Any) -> GitHubPlan:
                     continue
                 if value is None:
                     unset.add(variable)
-                    if variable in _per_environment(config):
+                    if variable in SET_BY_HAND:
+                        where = f"environment {env}" if env else "the repository"
+                        warnings.append(f"set vars.{variable} in {where} by hand: {SET_BY_HAND[variable]}")
+                    elif variable in _per_environment(config):
                         where = f"environment {env}" if env else "no environment"
                         warnings.append(
                             f"{use.workflow}: job {use.job} reads vars.{variable} in {where}, where it has no value "
