@@ -46,7 +46,18 @@ def _print(report: object) -> None:
 @stack_option
 @all_option
 @json_option
-def check(stack: str | None, all_stacks: bool, as_json: bool) -> None:
+@click.option(
+    "--access",
+    is_flag=True,
+    help="Check the access contract instead: every AWS call the code makes, by principal, against the rendered "
+    "identity, bucket and key policies.",
+)
+@click.option(
+    "--account",
+    is_flag=True,
+    help="Check the stage's AWS account instead: its SageMaker instance quotas against the blue/green peak.",
+)
+def check(stack: str | None, all_stacks: bool, as_json: bool, access: bool, account: bool) -> None:
     """Run the policy pack and estimate the monthly cost of a stack, offline.
 
     Renders each stack once under Pulumi's mock runtime (as `mlinfra preview` does) and runs the rules of
@@ -56,7 +67,13 @@ def check(stack: str | None, all_stacks: bool, as_json: bool) -> None:
     use assumed in mlinfra:policy.costAssumptions.
 
     Exit 3 when a stack has a mandatory violation or its estimate is over mlinfra:budgetMonthlyUsd; advisory
-    violations print but exit 0. --json prints one object per stack (a list with --all): {"stack", "rules",
+    violations print but exit 0. The access contract is one of the rules, mandatory in every stage.
+
+    --access prints each principal's calls (drift job, endpoint, scheduler, sandbox VM, analyst, CI roles) as
+    allowed or denied with the statement that decided, each stage rendered as if every declared model were pinned;
+    exit 3 on a denied call. --account reads the stage's Service Quotas (AWS credentials needed) and exits 3 when an
+    instance quota ("ml.<type> for endpoint usage") is below the blue/green peak, naming the quota and the number
+    needed. --json prints one object per stack (a list with --all): {"stack", "rules",
     "violations": [{"rule", "resource", "level", "message"}], "monthlyUsd", "resources": [per-resource lines], ...}.
 
     \b
@@ -64,12 +81,23 @@ def check(stack: str | None, all_stacks: bool, as_json: bool) -> None:
       mlinfra check --stack prod
       mlinfra check --all
       mlinfra check --all --json | jq '.[] | {stack, monthlyUsd, violations: (.violations | length)}'
+      mlinfra check --access --all
+      mlinfra check --access --stack prod --json | jq '.calls[] | select(.allowed | not)'
+      mlinfra check --account --stack prod
     """
     from mlinfra.errors import RefusedError
     from mlinfra.stacks.check import check as run_checks
 
     project = Project.find()
     stages = chosen_stages(project, stack, all_stacks)
+    if access or account:
+        from mlinfra.commands import checkaccount
+
+        if access:
+            checkaccount.run_access(project, stages, as_json=as_json, all_stacks=all_stacks)
+        if account:
+            checkaccount.run_account(project, stages, as_json=as_json)
+        return
     reports = run_checks(project, stages)
     if as_json:
         documents = [r.to_json() for r in reports]

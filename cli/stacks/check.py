@@ -92,6 +92,7 @@ def policy_pack_options(project: Project, stage: Stage) -> dict[str, list[str]]:
     import json
 
     from mlinfra.stacks.project import STATE_DIR
+    from mlinfra_infra.policy import rules  # noqa: F401 - registers the rules whose level is fixed
     from mlinfra_infra.policy.engine import pack_config
 
     pack_dir = project.root / "infra" / "policy"

@@ -37,6 +37,10 @@ class RenderedResource:
     parent: str | None
     inputs: dict[str, Any]
     custom: bool
+    # Resource options that decide what an apply may do to it: Pulumi refuses to delete (or replace) a protected
+    # resource; a retained one is left in the account when Pulumi deletes it.
+    protect: bool = False
+    retain_on_delete: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape `mlinfra preview --json` prints."""
@@ -221,6 +225,8 @@ def _make_monitor(mocks: Any, stack: RenderedStack) -> Any:
                         parent=names_by_urn.get(request.parent),
                         inputs=inputs,
                         custom=bool(request.custom),
+                        protect=bool(request.protect),
+                        retain_on_delete=bool(request.retainOnDelete),
                     )
                 )
             return response
@@ -291,14 +297,22 @@ def render(
     return stack
 
 
-def render_stage(stage: Stage, *, account_id: str = MOCK_ACCOUNT) -> RenderedStack:
-    """Render a loaded stage; config problems exit 2 (file and key), a failing program exits 1, in one line each."""
+def render_stage(
+    stage: Stage, *, account_id: str = MOCK_ACCOUNT, raw: Mapping[str, Any] | None = None
+) -> RenderedStack:
+    """Render a loaded stage (or `raw`, its config changed); config problems exit 2 (file and key), a failing program
+    exits 1, in one line each.
+    """
     from mlinfra.errors import BadInputError, MlinfraError
     from mlinfra_infra.config import ConfigError
 
     try:
         return render(
-            stage.raw, project=stage.project.name, stage=stage.name, source=stage.source, account_id=account_id
+            stage.raw if raw is None else raw,
+            project=stage.project.name,
+            stage=stage.name,
+            source=stage.source,
+            account_id=account_id,
         )
     except ConfigError as exc:
         raise BadInputError(str(exc)) from None

@@ -255,6 +255,23 @@ def _trust(service: str) -> str:
     )
 
 
+def listing_statement(models: Sequence[ModelJob], bucket_arn: pulumi.Input[str]) -> dict[str, object]:
+    """s3:ListBucket where the job lists (capture) and where it reads keys that may be missing (its checkpoint before
+    the first run, a baseline): S3 answers a GetObject of a missing key with 404 only to a caller allowed to list it,
+    and with 403 AccessDenied otherwise, which the job cannot tell from a real denial. Found by the access contract
+    (infra/policy/access-contract.json), checked by tests/infra/test_access_contract.py.
+    """
+    prefixes = sorted(
+        {
+            *(f"{m.capture_prefix}*" for m in models),
+            *(f"{m.monitoring_prefix}*" for m in models),
+            *(f"{m.baseline_key.rsplit('/', 2)[0]}/*" for m in models),
+        }
+    )
+    return statement("ListCaptureAndReadsThatMayMiss", ["s3:ListBucket"], [bucket_arn],
+                     condition={"StringLike": {"s3:prefix": prefixes}})  # fmt: skip
+
+
 def _job_policy(
     args: DriftJobArgs, bucket_arn: pulumi.Output[str], account: pulumi.Output[str], function_name: str
 ) -> pulumi.Output[str]:
@@ -267,12 +284,7 @@ def _job_policy(
             [pulumi.Output.concat(bucket_arn, "/", m.capture_prefix, "*") for m in models]
             + [pulumi.Output.concat(bucket_arn, f"/{MODELS_PREFIX}{m.model}/versions/*") for m in models],
         ),
-        statement(
-            "ListOwnCapture",
-            ["s3:ListBucket"],
-            [bucket_arn],
-            condition={"StringLike": {"s3:prefix": [f"{m.capture_prefix}*" for m in models]}},
-        ),
+        listing_statement(models, bucket_arn),
         statement(
             "ReadAndWriteCheckpointsAndReports",
             ["s3:GetObject", "s3:PutObject"],

@@ -389,6 +389,10 @@ def test_shell_sessions_are_logged_to_an_encrypted_group(stack: RenderedStack) -
     logs = next(s for s in statements(key) if s["Sid"] == "CloudWatchLogsEncryptsThisStagesLogGroups")
     groups = f"arn:aws:logs:{REGION}:{MOCK_ACCOUNT}:log-group:/mlinfra/mlinfra-sandbox/*"
     assert logs["Condition"]["ArnLike"] == {"kms:EncryptionContext:aws:logs:arn": groups}
+    # DescribeKey carries no encryption context: under that condition it would never be allowed, so it has its own.
+    assert not [a for a in logs["Action"] if a.startswith("kms:Describe")]
+    describe = next(s for s in statements(key) if s["Sid"] == "CloudWatchLogsDescribesTheKey")
+    assert (describe["Action"], "Condition" in describe) == (["kms:DescribeKey"], False)
 
 
 def test_analyst_policy_starts_the_vm_and_opens_only_logged_sessions(stack: RenderedStack) -> None:
