@@ -300,8 +300,9 @@ def render(
 def render_stage(
     stage: Stage, *, account_id: str = MOCK_ACCOUNT, raw: Mapping[str, Any] | None = None
 ) -> RenderedStack:
-    """Render a loaded stage (or `raw`, its config changed); config problems exit 2 (file and key), a failing program
-    exits 1, in one line each.
+    """Render a loaded stage (or `raw`, its config changed).
+
+    Config problems exit 2 (file and key), a failing program exits 1, in one line each.
     """
     from mlinfra.errors import BadInputError, MlinfraError
     from mlinfra_infra.config import ConfigError

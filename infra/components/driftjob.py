@@ -256,10 +256,12 @@ def _trust(service: str) -> str:
 
 
 def listing_statement(models: Sequence[ModelJob], bucket_arn: pulumi.Input[str]) -> dict[str, object]:
-    """s3:ListBucket where the job lists (capture) and where it reads keys that may be missing (its checkpoint before
-    the first run, a baseline): S3 answers a GetObject of a missing key with 404 only to a caller allowed to list it,
-    and with 403 AccessDenied otherwise, which the job cannot tell from a real denial. Found by the access contract
-    (infra/policy/access-contract.json), checked by tests/infra/test_access_contract.py.
+    """s3:ListBucket where the job lists (capture) and where it reads keys that may be missing.
+
+    Its checkpoint before the first run and a baseline may be missing: S3 answers a GetObject of a missing key with
+    404 only to a caller allowed to list it, and with 403 AccessDenied otherwise, which the job cannot tell from a
+    real denial. Found by the access contract (infra/policy/access-contract.json), checked by
+    tests/infra/test_access_contract.py.
     """
     prefixes = sorted(
         {

@@ -111,7 +111,7 @@ class Contract:
         return sorted({c for c in observed if c.identity not in known and c.caller not in self.ignored_callers})
 
     def with_recorded(self, observed: Iterable[Call]) -> Contract:
-        """This contract with its recorded calls replaced by `observed` (declared calls kept)."""
+        """The contract with its recorded calls replaced by `observed` (declared calls kept)."""
         declared = [c for c in self.calls if c.source == "declared"]
         recorded = {c.identity: c for c in observed if c.caller not in self.ignored_callers}
         calls = sorted({*declared, *recorded.values()})

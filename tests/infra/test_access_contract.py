@@ -59,15 +59,15 @@ def _narrow_drift_listing(stack: RenderedStack) -> list[RenderedResource]:
     """The drift job's role as it was: s3:ListBucket only under the capture prefixes."""
     out = []
     for resource in stack.resources:
-        if resource.name.endswith("drift-job-role-policy"):
-            doc = json.loads(resource.inputs["policy"])
-            for statement in doc["Statement"]:
-                if statement["Action"] == ["s3:ListBucket"]:
-                    statement["Condition"] = {"StringLike": {"s3:prefix": ["capture/churn/*"]}}
-            resource = RenderedResource(
-                resource.type, resource.name, resource.parent, {**resource.inputs, "policy": json.dumps(doc)}, True
-            )
-        out.append(resource)
+        if not resource.name.endswith("drift-job-role-policy"):
+            out.append(resource)
+            continue
+        doc = json.loads(resource.inputs["policy"])
+        for statement in doc["Statement"]:
+            if statement["Action"] == ["s3:ListBucket"]:
+                statement["Condition"] = {"StringLike": {"s3:prefix": ["capture/churn/*"]}}
+        inputs = {**resource.inputs, "policy": json.dumps(doc)}
+        out.append(RenderedResource(resource.type, resource.name, resource.parent, inputs, True))
     return out
 
 
