@@ -36,6 +36,11 @@ def _print(report: object) -> None:
             usd = "missing" if line.monthly_usd is None else f"{line.monthly_usd:,.2f}"
             costs.add_row(line.resource, usd, escape(line.basis))
     out.print(costs)
+    if est.peak_hourly:
+        out.print(
+            f"  endpoints: ${est.steady_hourly:,.2f}/hour steady, ${est.peak_hourly:,.2f}/hour at the peak of a "
+            f"blue/green update ({'; '.join(est.peak_basis)})"
+        )
     if est.missing:
         out.print(f"  [yellow]{len(est.missing)} resource(s) without a price in the table: not counted[/yellow]")
     if report.over_budget:

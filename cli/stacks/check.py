@@ -53,6 +53,11 @@ class StackReport:
             "region": self.estimate.region,
             "priceTableDate": self.estimate.table_date,
             "missingPrices": [line.resource for line in self.estimate.missing],
+            "endpointHourlyUsd": {
+                "steady": self.estimate.steady_hourly,
+                "deploymentPeak": self.estimate.peak_hourly,
+                "peakBasis": self.estimate.peak_basis,
+            },
             "resources": [line.to_json() for line in self.estimate.lines],
         }
 

@@ -242,8 +242,9 @@ def _stack_values(stack: _Stack) -> dict[str, str]:
         if function.inputs.get("name"):
             values["function"] = str(function.inputs["name"])
     for queue in stack.index.of(QUEUE):
-        if stack.parent_type(queue) == f"{COMPONENT}DriftJob" and queue.inputs.get("name"):
-            values["dlq"] = f"arn:aws:sqs:{stack.region}:{stack.account}:{queue.inputs['name']}"
+        if stack.parent_type(queue) == f"{COMPONENT}DriftJob":
+            name = queue.inputs.get("name") or _autoname(queue.name)
+            values["dlq"] = f"arn:aws:sqs:{stack.region}:{stack.account}:{name}"
     for repository in stack.index.of(REPOSITORY):
         if repository.inputs.get("upstreams"):
             values["domain"] = str(repository.inputs.get("domain"))

@@ -173,3 +173,21 @@ def test_a_stage_without_instances_needs_no_quota_call(project_dir: Path, run: R
     result = run("check", "--account", "--stack", "dev", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"stack": "dev", "quotas": []}
+
+
+def test_cost_shows_steady_state_and_the_deployment_peak(project_dir: Path, run: Run) -> None:
+    from mlinfra_infra.policy.cost import PriceTable
+    from tests.builders import pin
+    from tests.cli.test_preview import edit_stack
+
+    edit_stack(project_dir, "prod", "mlinfra:models", {"churn": {"pinned": pin(stage="prod")}})
+    result = run("check", "--stack", "prod", "--json")
+    assert result.exit_code == 0, result.stderr
+    hourly = json.loads(result.stdout)["endpointHourlyUsd"]
+    rate = PriceTable.load().region("eu-west-1")["sagemakerHostingHourly"]["ml.m5.xlarge"]
+    # Two instances at minCapacity; during an update up to six live beside the six-instance new fleet.
+    assert hourly["steady"] == pytest.approx(2 * rate, abs=1e-3)
+    assert hourly["deploymentPeak"] == pytest.approx(12 * rate, abs=1e-3)
+    assert hourly["peakBasis"] == ["6 live + 6 new x ml.m5.xlarge"]
+    table = run("check", "--stack", "prod")
+    assert "/hour at the peak of a blue/green update" in table.stdout
