@@ -102,17 +102,30 @@ def _arn_of(service: str, params: dict[str, Any], region: str, account: str) -> 
         ):
             if param in params:
                 return f"{sagemaker}:{kind}/{_sm_name(str(params[param]))}"
-        if "ModelPackageName" in params:
-            name = str(params["ModelPackageName"]).rsplit(":model-package/", 1)[-1]
+        package = params.get("ModelPackageName") or params.get("ModelPackageArn")
+        if package:
+            name = str(package).rsplit(":model-package/", 1)[-1]
             group = name.split("/", 1)[0]
             return f"{sagemaker}:model-package/{_sm_name(group)}/{{n}}"
         return "*"
     if service == "cloudwatch":
-        # DescribeAlarms, GetMetricStatistics and PutMetricData: mlinfra's policies grant them on "*".
-        return "*"
+        # DescribeAlarms by name acts on those alarms (mlinfra names them <project>-<stage>-<model>-<kind>);
+        # GetMetricStatistics and PutMetricData take no resource ("*").
+        names = params.get("AlarmNames") or []
+        return f"arn:aws:cloudwatch:{{region}}:{{account}}:alarm:{_alarm(str(names[0]))}" if names else "*"
     if service == "lambda":
         return f"arn:aws:lambda:{{region}}:{{account}}:function:{params.get('FunctionName', '*')}"
     return "*"
+
+
+def _alarm(name: str) -> str:
+    """`mlinfra-prod-churn-5xx` -> `{project}-{stage}-{model}-5xx`; other names are kept."""
+    from mlinfra_infra import naming
+
+    for kind in sorted(naming.ALARM_KINDS, key=len, reverse=True):
+        if name.endswith(f"-{kind}") and name.count("-") >= 3:
+            return "{project}-{stage}-{model}-" + kind
+    return name
 
 
 def _sm_name(name: str) -> str:
@@ -127,14 +140,17 @@ def _context(service: str, op: str, params: dict[str, Any], headers: dict[str, s
         for header, key in S3_HEADERS.items():
             value = headers.get(header)
             if value is not None:
-                out[key] = "{etag}" if header == "if-match" else str(value)
+                out[key] = {"if-match": "{etag}", "x-amz-object-lock-retain-until-date": "{time}"}.get(
+                    header, str(value)
+                )
         if "Prefix" in params and op.startswith("ListObjects"):
             out["s3:prefix"] = key_template(str(params["Prefix"]))
         if op == "CopyObject":
             source = params.get("CopySource")
             if isinstance(source, dict):
                 out["s3:x-amz-copy-source"] = f"{{bucket}}/{key_template(str(source.get('Key', '')))}"
-    if service == "cloudwatch" and "Namespace" in params:
+    # cloudwatch:namespace is a condition key of PutMetricData only (the service authorization reference).
+    if service == "cloudwatch" and op == "PutMetricData" and "Namespace" in params:
         out["cloudwatch:namespace"] = str(params["Namespace"])
     return out
 
@@ -192,6 +208,8 @@ def _record(prefix: str, op: str, params: dict[str, Any], headers: dict[str, str
     resource = _arn_of(prefix, params, "", "")
     main = Call(caller, action, resource, tuple(sorted(context.items())))
     calls.append(main)
+    for name in (params.get("AlarmNames") or [])[1:]:
+        calls.append(Call(caller, action, _arn_of(prefix, {"AlarmNames": [name]}, "", "")))
     _local.last = main
     with _lock:
         RECORDED.extend(calls)

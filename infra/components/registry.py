@@ -104,16 +104,8 @@ class ModelRegistry(pulumi.ComponentResource):
                 },
             )
         )
-        # DescribeKey carries no encryption context, so it cannot sit under the condition above (it would never be
-        # allowed); describing the key reveals its metadata only.
-        key_statements.append(
-            statement(
-                "CloudWatchLogsDescribesTheKey",
-                ["kms:DescribeKey"],
-                ["*"],
-                principal={"Service": f"logs.{args.region}.amazonaws.com"},
-            )
-        )
+        # No kms:Describe* above: DescribeKey carries no encryption context, so under that condition it was never
+        # allowed, and CloudWatch Logs encrypts with the grants above alone.
         if settings.protect:
             # Deleting the key destroys every artifact it encrypts. Even the account's administrators must first
             # change the key policy, a deliberate and logged step, before scheduling its deletion.

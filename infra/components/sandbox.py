@@ -437,6 +437,20 @@ class SandboxVM(pulumi.ComponentResource):
                         pulumi.Output.concat(sagemaker, f":model-package/{packages}/*"),
                     ],
                 ),
+                # `mlinfra status` on the VM: the stage's alarm states, drift metrics and endpoints (read-only; found
+                # by the access contract). GetMetricStatistics takes no resource-level permission.
+                statement(
+                    "ReadStageStatus",
+                    ["cloudwatch:DescribeAlarms"],
+                    [pulumi.Output.concat("arn:aws:cloudwatch:", args.region, ":", account, f":alarm:{packages}")],
+                ),
+                # No condition: cloudwatch:namespace is a key of PutMetricData only, it would never match here.
+                statement("ReadDriftMetrics", ["cloudwatch:GetMetricStatistics"], ["*"]),
+                statement(
+                    "DescribeStageEndpoints",
+                    ["sagemaker:DescribeEndpoint"],
+                    [pulumi.Output.concat(sagemaker, f":endpoint/{packages}")],
+                ),
                 # ListModelPackages supports no resource-level permission: IAM only honours it on "*". It returns
                 # summaries (names, versions, status) and nothing from the registry's bucket.
                 statement("ListModelPackages", ["sagemaker:ListModelPackages"], ["*"]),

@@ -119,6 +119,20 @@ class _Stack:
         return self.types.get(resource.parent or "", "")
 
 
+_REGIONAL_ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:([a-z]{2}(?:-[a-z]+)+-\d):(\d{12}):")
+
+
+def _region_account(index: Index, key_arn: str) -> tuple[str, str]:
+    """The stack's region and account: from the registry key's ARN, else from any regional ARN its policies name."""
+    found = _REGIONAL_ARN.match(key_arn)
+    if found is None:
+        for resource in (*index.of(ROLE_POLICY), *index.of(POLICY)):
+            found = _REGIONAL_ARN.search(str(resource.inputs.get("policy", "")))
+            if found is not None:
+                break
+    return (found.group(1), found.group(2)) if found is not None else ("", "")
+
+
 def _registry(index: Index, ctx: Context) -> _Stack | None:
     """The stage's registry (bucket, key, their policies) and names; None when the stack declares no registry."""
     types = {r.name: r.type for r in index.resources}
@@ -131,8 +145,7 @@ def _registry(index: Index, ctx: Context) -> _Stack | None:
     for sse in index.of(SSE):
         if sse.inputs.get("bucket") == bucket:
             key_arn = str(get(sse.inputs, "rules.0.applyServerSideEncryptionByDefault.kmsMasterKeyId", ""))
-    parts = key_arn.split(":")
-    region, account = (parts[3], parts[4]) if len(parts) > 5 else ("us-east-1", "123456789012")
+    region, account = _region_account(index, key_arn)
     bucket_policy = next((document(p.inputs.get("policy")) for p in index.of(BUCKET_POLICY)
                           if p.inputs.get("bucket") == bucket), {})  # fmt: skip
     keys = [k for k in index.of(KEY) if types.get(k.parent or "") == f"{COMPONENT}ModelRegistry"]
@@ -230,14 +243,11 @@ MODEL_PLACEHOLDERS = {"model", "endpoint", "image_repository"}
 
 def _stack_values(stack: _Stack) -> dict[str, str]:
     """Placeholder values every call of the stack shares."""
-    values = {
-        "bucket": stack.bucket,
-        "key": stack.key_arn,
-        "region": stack.region,
-        "account": stack.account,
-        "project": stack.project,
-        "stage": stack.stage,
-    }
+    values = {"bucket": stack.bucket, "project": stack.project, "stage": stack.stage}
+    # Only what the stack says: a call naming a value the stack does not have is reported "not evaluated".
+    values.update(
+        {k: v for k, v in (("key", stack.key_arn), ("region", stack.region), ("account", stack.account)) if v}
+    )
     for function in stack.index.of(FUNCTION):
         if function.inputs.get("name"):
             values["function"] = str(function.inputs["name"])

@@ -31,7 +31,7 @@ Source = Literal["recorded", "declared"]
 
 # Sample values a template's placeholders take when a call is evaluated; `*` in a template (any key under a prefix)
 # becomes one concrete key there.
-SAMPLES = {"n": "1", "sha256": "0" * 64, "etag": '"0"', "time": "2026-01-01T00:00:00Z"}
+SAMPLES = {"variant": "primary", "n": "1", "sha256": "0" * 64, "etag": '"0"', "time": "2026-01-01T00:00:00Z"}
 WILDCARD_SAMPLE = "x"
 
 
@@ -161,6 +161,8 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 _DIGITS = re.compile(r"\d+")
 # Beyond these prefixes the rest of a key is data-dependent (capture files, report names, audit record names):
 # the template keeps the prefix and a `*`.
+# SageMaker's capture files: capture/<model>/<endpoint>/<variant>/yyyy/mm/dd/hh/<file>.jsonl.
+_CAPTURE = re.compile(r"^capture/\{model\}/[^/]+/[^/]+/")
 _OPEN_PREFIXES = (
     re.compile(r"^(capture/\{model\}/).+"),
     re.compile(r"^(monitoring/\{model\}/reports/).+"),
@@ -180,6 +182,8 @@ def key_template(key: str, models: Iterable[str] = ()) -> str:
     pointer = _STAGE_POINTER.match(out)
     if pointer and (not named or pointer.group(1) in named):
         out = "stages/{model}.json"
+    if _CAPTURE.match(out):
+        return "capture/{model}/{endpoint}/{variant}/*"
     for pattern in _OPEN_PREFIXES:
         opened = pattern.match(out)
         if opened:
