@@ -113,6 +113,9 @@ def _arn_of(service: str, params: dict[str, Any], region: str, account: str) -> 
         # GetMetricStatistics and PutMetricData take no resource ("*").
         names = params.get("AlarmNames") or []
         return f"arn:aws:cloudwatch:{{region}}:{{account}}:alarm:{_alarm(str(names[0]))}" if names else "*"
+    if service == "sts" and params.get("RoleArn"):
+        # The role a stage's config names for mlinfra to assume (a cross-account stage).
+        return "{stage_role}"
     if service == "lambda":
         return f"arn:aws:lambda:{{region}}:{{account}}:function:{params.get('FunctionName', '*')}"
     return "*"
@@ -130,6 +133,11 @@ def _alarm(name: str) -> str:
 
 def _sm_name(name: str) -> str:
     """`<project>-<stage>-<model>[-<n>]` -> `{project}-{stage}-{model}`: mlinfra names its SageMaker resources so."""
+    import re
+
+    suffix = re.search(r"-([cm])-[0-9a-f]{7}$", name)
+    if suffix:  # an auto-named model or endpoint config behind an endpoint
+        return "{endpoint}-" + suffix.group(1) + "-*"
     parts = name.split("-")
     return "{project}-{stage}-{model}" if len(parts) >= 3 else name
 
@@ -175,6 +183,7 @@ def _hooks(client: Any, created_by: str | None) -> None:
             return
         op, params, caller = pending
         _local.pending = None
+        _local.last = None
         if caller is None:
             return
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -183,7 +192,7 @@ def _hooks(client: Any, created_by: str | None) -> None:
     def after_call(http_response: Any, model: Any, **_: Any) -> None:
         if prefix == "s3" and model.name in {"GetObject", "HeadObject"} and http_response.status_code == 404:
             last = getattr(_local, "last", None)
-            if last is not None:
+            if last is not None and last.action == "s3:GetObject":
                 with _lock:
                     RECORDED.append(Call(last.caller, last.action, last.resource, last.context, missing_key=True))
 
@@ -287,18 +296,28 @@ def write(calls: Iterable[Call], directory: Path) -> None:
             out.write(json.dumps(call.to_json()) + "\n")
 
 
-def merge(directory: Path) -> Contract:
-    """Replace the contract's recorded calls by those the recorded runs wrote to `directory`."""
+def merge(directory: Path, *, replace: bool = False) -> Contract:
+    """Add the calls the recorded runs wrote to `directory` to the contract's recorded calls.
+
+    `replace` (a run of every suite, `make access-contract`): they replace the recorded calls, so calls the code no
+    longer makes leave the contract.
+    """
     observed = []
     for path in sorted(directory.glob("calls-*.jsonl")):
         observed += [Call.from_json(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
-    updated = load().with_recorded(observed)
+    contract = load()
+    if not replace:
+        observed += [c for c in contract.calls if c.source == "recorded"]
+    updated = contract.with_recorded(observed)
     save(updated)
     return updated
 
 
-if __name__ == "__main__":  # python -m tests.access_recorder merge <dir>
-    if len(sys.argv) != 3 or sys.argv[1] != "merge":
-        sys.exit("usage: python -m tests.access_recorder merge <directory>")
-    result = merge(Path(sys.argv[2]))
+if __name__ == "__main__":  # python -m tests.access_recorder merge [--replace] <dir>
+    args = sys.argv[1:]
+    replace_all = "--replace" in args
+    args = [a for a in args if a != "--replace"]
+    if len(args) != 2 or args[0] != "merge":
+        sys.exit("usage: python -m tests.access_recorder merge [--replace] <directory>")
+    result = merge(Path(args[1]), replace=replace_all)
     print(f"access contract: {len(result.calls)} calls")

@@ -448,8 +448,12 @@ class SandboxVM(pulumi.ComponentResource):
                 statement("ReadDriftMetrics", ["cloudwatch:GetMetricStatistics"], ["*"]),
                 statement(
                     "DescribeStageEndpoints",
-                    ["sagemaker:DescribeEndpoint"],
-                    [pulumi.Output.concat(sagemaker, f":endpoint/{packages}")],
+                    ["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel"],
+                    [
+                        pulumi.Output.concat(sagemaker, f":endpoint/{packages}"),
+                        pulumi.Output.concat(sagemaker, f":endpoint-config/{packages}"),
+                        pulumi.Output.concat(sagemaker, f":model/{packages}"),
+                    ],
                 ),
                 # ListModelPackages supports no resource-level permission: IAM only honours it on "*". It returns
                 # summaries (names, versions, status) and nothing from the registry's bucket.

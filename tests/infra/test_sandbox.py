@@ -336,7 +336,11 @@ def test_instance_role_lets_register_write_what_it_writes_and_nothing_more(stack
     assert by_sid["ReadStageStatus"]["Resource"] == [
         f"arn:aws:cloudwatch:{REGION}:{MOCK_ACCOUNT}:alarm:mlinfra-sandbox-*"
     ]
-    assert by_sid["DescribeStageEndpoints"]["Resource"] == [f"{sagemaker}:endpoint/mlinfra-sandbox-*"]
+    assert by_sid["DescribeStageEndpoints"]["Resource"] == [
+        f"{sagemaker}:endpoint/mlinfra-sandbox-*",
+        f"{sagemaker}:endpoint-config/mlinfra-sandbox-*",
+        f"{sagemaker}:model/mlinfra-sandbox-*",
+    ]
     assert by_sid["CodeArtifactBearerToken"]["Condition"] == {
         "StringEquals": {"sts:AWSServiceName": "codeartifact.amazonaws.com"}
     }
