@@ -117,3 +117,31 @@ def test_the_access_rule_is_mandatory_in_every_packs_config() -> None:
         config = json.loads((REPO.root / "infra" / "policy" / "config" / f"{stage}.json").read_text())
         assert config == pack_config(config["all"])
         assert config["access-contract"] == "mandatory"
+
+
+def test_ci_roles_are_evaluated_where_a_stack_declares_them(stacks: dict[str, RenderedStack]) -> None:
+    # The bootstrap stack declares CI's roles by name; rendered together with the stage they are checked like the rest.
+    bucket = "arn:aws:s3:::mlinfra-prod-123456789012-eu-west-1"
+    role = RenderedResource("aws:iam/role:Role", "prod-deploy", None, {"name": "mlinfra-prod-deploy"}, True)
+    grants = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Pointers", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+             "Resource": [f"{bucket}/stages/*", f"{bucket}/audit/*"]},
+        ],
+    }  # fmt: skip
+    inline = RenderedResource(
+        "aws:iam/rolePolicy:RolePolicy",
+        "prod-deploy-policy",
+        None,
+        {"role": "mlinfra-prod-deploy", "policy": json.dumps(grants)},
+        True,
+    )
+    access = evaluate_stack([*stacks["prod"].resources, role, inline], Context(stage="prod"))
+    deploy = [r for r in access.results if r.principal == "ci-deploy"]
+    assert "ci-deploy" not in access.absent and deploy
+    allowed = {(r.action, r.resource.rsplit("/", 2)[-2]) for r in deploy if r.decision.allowed}
+    assert ("s3:PutObject", "stages") in allowed
+    # What this policy lacks is denied, by name: the version records record-deployment reads, the key it writes with.
+    denied = {r.action for r in deploy if not r.decision.allowed}
+    assert {"s3:GetObjectAttributes", "kms:GenerateDataKey"} <= denied
