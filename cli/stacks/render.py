@@ -41,6 +41,8 @@ class RenderedResource:
     # resource; a retained one is left in the account when Pulumi deletes it.
     protect: bool = False
     retain_on_delete: bool = False
+    # Logical names of the resources the engine orders it after (its `depends_on` and the owners of its inputs).
+    depends_on: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape `mlinfra preview --json` prints."""
@@ -227,6 +229,7 @@ def _make_monitor(mocks: Any, stack: RenderedStack) -> Any:
                         custom=bool(request.custom),
                         protect=bool(request.protect),
                         retain_on_delete=bool(request.retainOnDelete),
+                        depends_on=tuple(names_by_urn.get(urn, urn) for urn in request.dependencies),
                     )
                 )
             return response

@@ -397,3 +397,10 @@ def test_the_job_runs_once_at_deployment_so_drift_silent_does_not_page_first(ren
     fraud = {"pinned": pin("fraud", version=5, stage=STAGE), **CAPTURED}
     again = staging(render_stack, churn={"pinned": pin(stage=STAGE), **CAPTURED}, fraud=fraud)
     assert job_child(again, INVOCATION).inputs["triggers"] == {"models": "churn@3,fraud@5"}
+
+
+def test_drift_silent_is_created_after_the_first_run(render_stack: Render) -> None:
+    stack = staging(render_stack)
+    first = job_child(stack, INVOCATION)
+    silent = next(a for a in stack.of_type(METRIC_ALARM) if a.inputs["name"].endswith("-drift-silent"))
+    assert first.name in silent.depends_on
