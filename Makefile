@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlinfra-installed
 
-.PHONY: setup chromium quickstart test lint lint-workflows fmt typecheck unit bench clean ci-install lock
+.PHONY: setup chromium quickstart test lint lint-workflows fmt typecheck unit bench clean ci-install lock access-contract
 
 # Create .venv if missing and install the project (editable) with its dev and local-mode extras.
 setup: $(STAMP)
@@ -66,6 +66,12 @@ unit: setup chromium
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS) || test $$? -eq 5
 
 test: lint typecheck unit
+
+# Re-record the access contract's calls (infra/policy/access-contract.json) from the emulator suites; review its diff.
+access-contract: setup
+	rm -rf build/access
+	MLINFRA_ACCESS_RECORD=build/access $(BIN)/python -m pytest -n 2 -q tests/cli tests/drift
+	$(BIN)/python -m tests.access_recorder merge --replace build/access
 
 bench: setup
 	$(BIN)/python -m bench

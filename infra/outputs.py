@@ -4,6 +4,7 @@ REGISTRY_BUCKET = "registryBucket"
 REGISTRY_KEY_ARN = "registryKeyArn"
 PACKAGE_GROUPS = "modelPackageGroups"
 ENDPOINT_NAMES = "endpointNames"
+ENDPOINT_RESOURCES = "endpointResources"  # model -> {"model": SageMaker model name, "config": endpoint config name}
 ALERT_TOPIC_ARN = "alertTopicArn"
 DASHBOARD_NAME = "dashboardName"
 SANDBOX_INSTANCE_ID = "sandboxInstanceId"
@@ -15,6 +16,7 @@ ALL = (
     REGISTRY_KEY_ARN,
     PACKAGE_GROUPS,
     ENDPOINT_NAMES,
+    ENDPOINT_RESOURCES,
     ALERT_TOPIC_ARN,
     DASHBOARD_NAME,
     SANDBOX_INSTANCE_ID,

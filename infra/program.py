@@ -66,6 +66,11 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         outputs.REGISTRY_KEY_ARN: registry.key_arn,
         outputs.PACKAGE_GROUPS: registry.package_groups,
         outputs.ENDPOINT_NAMES: {model: endpoint.endpoint_name for model, endpoint in endpoints.items()},
+        # What each endpoint should run now: the clean-up after an apply keeps these (mlinfra.stacks.retained).
+        outputs.ENDPOINT_RESOURCES: {
+            model: {"model": endpoint.model_name, "config": endpoint.endpoint_config_name}
+            for model, endpoint in endpoints.items()
+        },
     }
 
     if cfg.monitoring.enabled:

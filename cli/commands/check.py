@@ -36,6 +36,11 @@ def _print(report: object) -> None:
             usd = "missing" if line.monthly_usd is None else f"{line.monthly_usd:,.2f}"
             costs.add_row(line.resource, usd, escape(line.basis))
     out.print(costs)
+    if est.peak_hourly:
+        out.print(
+            f"  endpoints: ${est.steady_hourly:,.2f}/hour steady, ${est.peak_hourly:,.2f}/hour at the peak of a "
+            f"blue/green update ({'; '.join(est.peak_basis)})"
+        )
     if est.missing:
         out.print(f"  [yellow]{len(est.missing)} resource(s) without a price in the table: not counted[/yellow]")
     if report.over_budget:
@@ -51,7 +56,18 @@ def _print(report: object) -> None:
     help="Only the policy pack and the cost estimate: skip re-checking the gates of new pins (no AWS access).",
 )
 @json_option
-def check(stack: str | None, all_stacks: bool, offline: bool, as_json: bool) -> None:
+@click.option(
+    "--access",
+    is_flag=True,
+    help="Check the access contract instead: every AWS call the code makes, by principal, against the rendered "
+    "identity, bucket and key policies.",
+)
+@click.option(
+    "--account",
+    is_flag=True,
+    help="Check the stage's AWS account instead: its SageMaker instance quotas against the blue/green peak.",
+)
+def check(stack: str | None, all_stacks: bool, offline: bool, as_json: bool, access: bool, account: bool) -> None:
     """Run the policy pack, estimate the monthly cost and re-check the gates of new pins of a stack.
 
     Renders each stack once under Pulumi's mock runtime (as `mlinfra preview` does) and runs the rules of
@@ -68,7 +84,14 @@ def check(stack: str | None, all_stacks: bool, offline: bool, as_json: bool) -> 
     --offline skips it. CI's plan job runs `mlinfra check --stack <stage>` before every apply.
 
     Exit 3 when a stack has a mandatory violation, its estimate is over mlinfra:budgetMonthlyUsd, or a new pin
-    fails a gate (the message names the gate); advisory violations print but exit 0. --json prints one object per
+    fails a gate (the message names the gate); advisory violations print but exit 0. The access contract is one of
+    the rules, mandatory in every stage.
+
+    --access prints each principal's calls (drift job, endpoint, scheduler, sandbox VM, analyst, CI roles) as
+    allowed or denied with the statement that decided, each stage rendered as if every declared model were pinned;
+    exit 3 on a denied call. --account reads the stage's Service Quotas (AWS credentials needed) and exits 3 when an
+    instance quota ("ml.<type> for endpoint usage") is below the blue/green peak, naming the quota and the number
+    needed. --json prints one object per
     stack (a list with --all): {"stack", "rules", "violations": [{"rule", "resource", "level", "message"}],
     "monthlyUsd", "resources": [per-resource lines], "pins": [{"model", "version", "checked", "passed", "gates"}],
     ...} ("pins" absent with --offline).
@@ -78,6 +101,9 @@ def check(stack: str | None, all_stacks: bool, offline: bool, as_json: bool) -> 
       mlinfra check --stack prod
       mlinfra check --all --offline          # no AWS: policy pack and cost only
       mlinfra check --all --json | jq '.[] | {stack, monthlyUsd, violations: (.violations | length)}'
+      mlinfra check --access --all
+      mlinfra check --access --stack prod --json | jq '.calls[] | select(.allowed | not)'
+      mlinfra check --account --stack prod
     """
     from mlinfra.errors import RefusedError
     from mlinfra.registry import pingates as pin_gates
@@ -85,6 +111,14 @@ def check(stack: str | None, all_stacks: bool, offline: bool, as_json: bool) -> 
 
     project = Project.find()
     stages = chosen_stages(project, stack, all_stacks)
+    if access or account:
+        from mlinfra.commands import checkaccount
+
+        if access:
+            checkaccount.run_access(project, stages, as_json=as_json, all_stacks=all_stacks)
+        if account:
+            checkaccount.run_account(project, stages, as_json=as_json)
+        return
     reports = run_checks(project, stages)
     pins = {} if offline else pin_gates.recheck_all(project, stages)
     if as_json:

@@ -42,6 +42,9 @@ def run_up(project: Project, stage: str, *, yes: bool) -> None:
     (mlinfra.stacks.scalingrestore).
     """
     loaded = load_stage(project, stage)  # bad config fails first (exit 2, file and key), before the engine
+    from mlinfra.stacks.quotas import refuse_below_peak
+
+    refuse_below_peak(project, loaded.config)  # exit 3 before the engine when a quota is below the peak
     require_pulumi_cli()
     if not yes:
         click.confirm(f"Apply stack {stage}?", abort=True)
@@ -63,6 +66,7 @@ def run_up(project: Project, stage: str, *, yes: bool) -> None:
         if result.summary.result != "succeeded":
             raise MlinfraError(f"pulumi up of {stage} ended {result.summary.result}; nothing was recorded")
     if result.summary.result == "succeeded":
+        _clean_up_retained(project, loaded.config, result.outputs)
         try:
             recorded = record(project, stage, commit=None, run_url=None)
         except MlinfraError as exc:
@@ -71,6 +75,15 @@ def run_up(project: Project, stage: str, *, yes: bool) -> None:
                 f"(then run `mlinfra record-deployment --stack {stage}`)"
             ) from None
         _report_recorded(recorded)
+
+
+def _clean_up_retained(project: Project, config: Any, outputs: Any) -> None:
+    """Delete the retained SageMaker models and configs no endpoint references (mlinfra.stacks.retained)."""
+    from mlinfra.stacks.retained import after_apply
+
+    plain = {name: getattr(value, "value", value) for name, value in (outputs or {}).items()}
+    for line in after_apply(project, config, plain).lines():
+        click.echo(line)
 
 
 def record(project: Project, stage: str, *, commit: str | None, run_url: str | None) -> dict[str, Any]:
@@ -139,6 +152,10 @@ def up(stack: str | None, yes: bool) -> None:
     again after the endpoint update (AWS refuses the update otherwise); if the apply fails, the target and its
     scaling policies are registered again as they were. The policy pack in infra/policy/ runs inside the update
     (`--policy-pack`), at the stage's mlinfra:policy.enforcement level: a mandatory violation stops it.
+    Before the engine runs it reads the stage's Service Quotas and refuses (exit 3) a stage whose SageMaker instance
+    quota is below the blue/green peak (twice each endpoint's deploy fleet), naming the quota and the number needed.
+    Models and endpoint configurations are retained when Pulumi replaces them (a rolled-back endpoint still runs on
+    the old ones); after a successful apply those no endpoint references are deleted.
     After a successful apply it records the deployment (as `mlinfra record-deployment` does): the stage pointer
     moves to the versions the stack file pins, with HEAD as the commit.
 

@@ -53,6 +53,11 @@ class StackReport:
             "region": self.estimate.region,
             "priceTableDate": self.estimate.table_date,
             "missingPrices": [line.resource for line in self.estimate.missing],
+            "endpointHourlyUsd": {
+                "steady": self.estimate.steady_hourly,
+                "deploymentPeak": self.estimate.peak_hourly,
+                "peakBasis": self.estimate.peak_basis,
+            },
             "resources": [line.to_json() for line in self.estimate.lines],
         }
 
@@ -92,6 +97,7 @@ def policy_pack_options(project: Project, stage: Stage) -> dict[str, list[str]]:
     import json
 
     from mlinfra.stacks.project import STATE_DIR
+    from mlinfra_infra.policy import rules  # noqa: F401 - registers the rules whose level is fixed
     from mlinfra_infra.policy.engine import pack_config
 
     pack_dir = project.root / "infra" / "policy"

@@ -37,6 +37,12 @@ class RenderedResource:
     parent: str | None
     inputs: dict[str, Any]
     custom: bool
+    # Resource options that decide what an apply may do to it: Pulumi refuses to delete (or replace) a protected
+    # resource; a retained one is left in the account when Pulumi deletes it.
+    protect: bool = False
+    retain_on_delete: bool = False
+    # Logical names of the resources the engine orders it after (its `depends_on` and the owners of its inputs).
+    depends_on: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape `mlinfra preview --json` prints."""
@@ -221,6 +227,9 @@ def _make_monitor(mocks: Any, stack: RenderedStack) -> Any:
                         parent=names_by_urn.get(request.parent),
                         inputs=inputs,
                         custom=bool(request.custom),
+                        protect=bool(request.protect),
+                        retain_on_delete=bool(request.retainOnDelete),
+                        depends_on=tuple(names_by_urn.get(urn, urn) for urn in request.dependencies),
                     )
                 )
             return response
@@ -310,14 +319,23 @@ def render(
     return render_program(raw_config, project=project, stack=stage, declare=declare, account_id=account_id)
 
 
-def render_stage(stage: Stage, *, account_id: str = MOCK_ACCOUNT) -> RenderedStack:
-    """Render a loaded stage; config problems exit 2 (file and key), a failing program exits 1, in one line each."""
+def render_stage(
+    stage: Stage, *, account_id: str = MOCK_ACCOUNT, raw: Mapping[str, Any] | None = None
+) -> RenderedStack:
+    """Render a loaded stage (or `raw`, its config changed).
+
+    Config problems exit 2 (file and key), a failing program exits 1, in one line each.
+    """
     from mlinfra.errors import BadInputError, MlinfraError
     from mlinfra_infra.config import ConfigError
 
     try:
         return render(
-            stage.raw, project=stage.project.name, stage=stage.name, source=stage.source, account_id=account_id
+            stage.raw if raw is None else raw,
+            project=stage.project.name,
+            stage=stage.name,
+            source=stage.source,
+            account_id=account_id,
         )
     except ConfigError as exc:
         raise BadInputError(str(exc)) from None

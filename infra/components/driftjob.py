@@ -75,6 +75,7 @@ class DriftJob(pulumi.ComponentResource):
 
     function_name: pulumi.Output[str]
     errors_alarm_name: pulumi.Output[str]
+    first_run: aws.lambda_.Invocation
 
     def __init__(self, name: str, args: DriftJobArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(f"{TYPE_PREFIX}:DriftJob", name, None, opts)
@@ -176,6 +177,15 @@ class DriftJob(pulumi.ComponentResource):
             tags=stage_tags,
             opts=child,
         )
+        # Scheduler's failed invocations (after its retries) land here instead of vanishing; an alarm notifies.
+        # Encrypted by SQS (SSE-SQS): Scheduler sends with its role, which then needs no key grant.
+        dead_letters = aws.sqs.Queue(
+            f"{name}-dead-letters",
+            sqs_managed_sse_enabled=True,
+            message_retention_seconds=14 * 86_400,
+            tags=stage_tags,
+            opts=child,
+        )
         scheduler_policy = aws.iam.RolePolicy(
             f"{name}-scheduler-role-policy",
             role=scheduler_role.id,
@@ -184,7 +194,8 @@ class DriftJob(pulumi.ComponentResource):
                     "InvokeTheDriftJob",
                     ["lambda:InvokeFunction"],
                     [function.arn, pulumi.Output.concat(function.arn, ":*")],
-                )
+                ),
+                statement("DeadLetterFailedInvocations", ["sqs:SendMessage"], [dead_letters.arn]),
             ),
             opts=child,
         )
@@ -204,8 +215,42 @@ class DriftJob(pulumi.ComponentResource):
                     "maximum_retry_attempts": SCHEDULER_RETRIES,
                     "maximum_event_age_in_seconds": SCHEDULER_EVENT_AGE_SECONDS,
                 },
+                "dead_letter_config": {"arn": dead_letters.arn},
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[scheduler_policy]),
+        )
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-dead-letters-alarm",
+            name=f"{function_name}-dead-letters",
+            alarm_description=(
+                f"EventBridge Scheduler could not invoke the drift job of {args.stage} (after {SCHEDULER_RETRIES} "
+                "retries): the failed events are in this queue; drift was not measured for that run."
+            ),
+            namespace="AWS/SQS",
+            metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": dead_letters.name},
+            statistic="Maximum",
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+            period=300,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            treat_missing_data="notBreaching",
+            actions_enabled=True,
+            alarm_actions=[args.topic_arn],
+            ok_actions=[args.topic_arn],
+            tags=stage_tags,
+            opts=child,
+        )
+        # The first run at deployment (and again whenever the models watched change): it publishes each model's
+        # heartbeat (ScoredRows, 0 when nothing is captured yet) before the drift-silent alarms exist, so they do
+        # not page for a model the scheduled job has not reached yet. A failing job fails the apply, loudly.
+        self.first_run = aws.lambda_.Invocation(
+            f"{name}-first-run",
+            function_name=function.name,
+            input=pulumi.Output.from_input(args.registry_bucket).apply(lambda b: job_spec(args, b)),
+            triggers={"models": ",".join(sorted(f"{m.model}@{m.version}" for m in args.models))},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
         )
 
         period = PERIOD_SECONDS[args.schedule]
@@ -255,6 +300,25 @@ def _trust(service: str) -> str:
     )
 
 
+def listing_statement(models: Sequence[ModelJob], bucket_arn: pulumi.Input[str]) -> dict[str, object]:
+    """s3:ListBucket where the job lists (capture) and where it reads keys that may be missing.
+
+    Its checkpoint before the first run and a baseline may be missing: S3 answers a GetObject of a missing key with
+    404 only to a caller allowed to list it, and with 403 AccessDenied otherwise, which the job cannot tell from a
+    real denial. Found by the access contract (infra/policy/access-contract.json), checked by
+    tests/infra/test_access_contract.py.
+    """
+    prefixes = sorted(
+        {
+            *(f"{m.capture_prefix}*" for m in models),
+            *(f"{m.monitoring_prefix}*" for m in models),
+            *(f"{m.baseline_key.rsplit('/', 2)[0]}/*" for m in models),
+        }
+    )
+    return statement("ListCaptureAndReadsThatMayMiss", ["s3:ListBucket"], [bucket_arn],
+                     condition={"StringLike": {"s3:prefix": prefixes}})  # fmt: skip
+
+
 def _job_policy(
     args: DriftJobArgs, bucket_arn: pulumi.Output[str], account: pulumi.Output[str], function_name: str
 ) -> pulumi.Output[str]:
@@ -267,12 +331,7 @@ def _job_policy(
             [pulumi.Output.concat(bucket_arn, "/", m.capture_prefix, "*") for m in models]
             + [pulumi.Output.concat(bucket_arn, f"/{MODELS_PREFIX}{m.model}/versions/*") for m in models],
         ),
-        statement(
-            "ListOwnCapture",
-            ["s3:ListBucket"],
-            [bucket_arn],
-            condition={"StringLike": {"s3:prefix": [f"{m.capture_prefix}*" for m in models]}},
-        ),
+        listing_statement(models, bucket_arn),
         statement(
             "ReadAndWriteCheckpointsAndReports",
             ["s3:GetObject", "s3:PutObject"],

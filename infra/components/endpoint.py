@@ -175,7 +175,10 @@ class ModelEndpoint(pulumi.ComponentResource):
             enable_network_isolation=settings.network_isolation,
             tags=self._tags,
             # CreateModel checks the role can fetch the artifact and image, so its policy must be in place first.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
+            # Retained on delete: an endpoint that rolled back runs on the old model, which Pulumi would otherwise
+            # delete; `mlinfra up` deletes those no endpoint references after a successful apply
+            # (mlinfra.stacks.retained).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy], retain_on_delete=True),
         )
 
         variant: aws.sagemaker.EndpointConfigurationProductionVariantArgsDict = {
@@ -215,7 +218,8 @@ class ModelEndpoint(pulumi.ComponentResource):
             kms_key_arn=key_arn if uses_volume_key(settings) else None,
             data_capture_config=data_capture,
             tags=self._tags,
-            opts=pulumi.ResourceOptions(parent=self),
+            # Retained on delete, like the model (a rolled-back endpoint still runs on the old config).
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
         )
 
         health_alarms = self._health_alarms(name, args, endpoint_name)

@@ -104,14 +104,8 @@ class DriftMonitoring(pulumi.ComponentResource):
         self.topic_arn = self.topic.arn
 
         self.drift_alarm_names = {}
-        jobs: list[ModelJob] = []
-        for endpoint in args.endpoints:
-            drift_alarms: list[aws.cloudwatch.MetricAlarm] = []
-            if settings.drift and monitored(endpoint.settings):
-                jobs.append(self._model_job(endpoint))
-                drift_alarms = [self._drift_alarm(endpoint), self._silent_alarm(endpoint)]
-                self.drift_alarm_names[endpoint.model] = drift_alarms[0].name
-            self._composite_alarm(endpoint, drift_alarms)
+        watched = [e for e in args.endpoints if settings.drift and monitored(e.settings)]
+        jobs: list[ModelJob] = [self._model_job(endpoint) for endpoint in watched]
 
         self.job = None
         if jobs:
@@ -135,6 +129,15 @@ class DriftMonitoring(pulumi.ComponentResource):
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
+
+        for endpoint in args.endpoints:
+            drift_alarms: list[aws.cloudwatch.MetricAlarm] = []
+            if any(endpoint is w for w in watched):
+                # The silent alarm after the job's first run, whose heartbeat it then finds (no page before it).
+                first_run = [self.job.first_run] if self.job is not None else []
+                drift_alarms = [self._drift_alarm(endpoint), self._silent_alarm(endpoint, first_run)]
+                self.drift_alarm_names[endpoint.model] = drift_alarms[0].name
+            self._composite_alarm(endpoint, drift_alarms)
 
         dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
@@ -243,7 +246,9 @@ class DriftMonitoring(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _silent_alarm(self, endpoint: MonitoredEndpoint) -> aws.cloudwatch.MetricAlarm:
+    def _silent_alarm(
+        self, endpoint: MonitoredEndpoint, after: Sequence[pulumi.Resource] = ()
+    ) -> aws.cloudwatch.MetricAlarm:
         """Declare the model's alarm on the drift job's silence: no run reported for two schedule periods."""
         args, model = self._spec, endpoint.model
         period = DRIFT_PERIOD_SECONDS[args.settings.schedule]
@@ -268,7 +273,7 @@ class DriftMonitoring(pulumi.ComponentResource):
             # Missing heartbeats are what this alarm is for: a silent job must not look like a healthy model.
             treat_missing_data="breaching",
             tags=tags(args.stage, args.owner, model),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
         )
 
     def _composite_alarm(self, endpoint: MonitoredEndpoint, drift_alarms: Sequence[aws.cloudwatch.MetricAlarm]) -> None:

@@ -90,7 +90,7 @@ class ModelRegistry(pulumi.ComponentResource):
         key_statements.append(
             statement(
                 "CloudWatchLogsEncryptsThisStagesLogGroups",
-                ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*"],
                 ["*"],
                 principal={"Service": f"logs.{args.region}.amazonaws.com"},
                 condition={
@@ -104,6 +104,8 @@ class ModelRegistry(pulumi.ComponentResource):
                 },
             )
         )
+        # No kms:Describe* above: DescribeKey carries no encryption context, so under that condition it was never
+        # allowed, and CloudWatch Logs encrypts with the grants above alone.
         if settings.protect:
             # Deleting the key destroys every artifact it encrypts. Even the account's administrators must first
             # change the key policy, a deliberate and logged step, before scheduling its deletion.
@@ -144,9 +146,10 @@ class ModelRegistry(pulumi.ComponentResource):
         self.bucket = aws.s3.Bucket(
             f"{name}-bucket",
             bucket=args.bucket_name,
-            # Never set here: `objectLockEnabled` forces replacement of a fixed-name bucket. Object Lock is switched
-            # on by BucketObjectLockConfiguration below, which S3 accepts on an existing versioned bucket.
-            object_lock_enabled=False,
+            # `objectLockEnabled` is left unset (Optional+Computed in the provider): it is force-new on a fixed-name,
+            # protected bucket, and after BucketObjectLockConfiguration below switches the lock on (S3 accepts it on
+            # an existing versioned bucket) a refresh reads back `true`; an explicit `false` would then plan a
+            # replacement (tests/infra/test_refresh.py).
             force_destroy=False,
             tags=base_tags,
             opts=pulumi.ResourceOptions(parent=self, protect=settings.protect or lock is not None),
@@ -252,18 +255,27 @@ class ModelRegistry(pulumi.ComponentResource):
                 [bucket_arn, objects],
                 {"Bool": {"aws:SecureTransport": "false"}},
             ),
+            # An upload naming an encryption must name SSE-KMS, and one naming a key must name this one; without the
+            # headers the bucket default (this key) applies. `Null: false` makes each deny apply only when the header
+            # is sent: a negated operator (with or without IfExists) holds for an absent key, so
+            # StringNotEqualsIfExists alone would refuse every upload that relies on the default.
             deny_everyone(
                 "DenyNonKmsEncryption",
                 ["s3:PutObject"],
                 [objects],
-                {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}},
+                {
+                    "StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"},
+                    "Null": {"s3:x-amz-server-side-encryption": "false"},
+                },
             ),
-            # An upload naming a key must name this one; without a header the bucket default (this key) applies.
             deny_everyone(
                 "DenyOtherKmsKeys",
                 ["s3:PutObject"],
                 [objects],
-                {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": self.key.arn}},
+                {
+                    "StringNotEquals": {"s3:x-amz-server-side-encryption-aws-kms-key-id": self.key.arn},
+                    "Null": {"s3:x-amz-server-side-encryption-aws-kms-key-id": "false"},
+                },
             ),
             # Audit records are written once (If-None-Match), by everyone: an overwrite is refused by S3 itself.
             # https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes-enforce.html

@@ -11,7 +11,7 @@ import pulumi_aws as aws
 import mlinfra_templates
 from mlinfra_infra import naming
 from mlinfra_infra.config import SandboxSettings
-from mlinfra_infra.layout import AUDIT_PREFIX, MODELS_PREFIX, STAGES_PREFIX, UPLOADS_PREFIX
+from mlinfra_infra.layout import AUDIT_PREFIX, CODE_PREFIX, MODELS_PREFIX, STAGES_PREFIX, UPLOADS_PREFIX
 
 from . import sandbox_support
 from .common import TYPE_PREFIX, assume_role_policy, policy_document, statement, tags
@@ -158,7 +158,7 @@ class SandboxVM(pulumi.ComponentResource):
                 account_id=values[1],
                 codeartifact_domain=source.domain,
                 codeartifact_repository=source.repository,
-                mlinfra_requirement=settings.mlinfra_requirement,
+                mlinfra_wheel=settings.mlinfra_wheel,
                 jupyter_port=JUPYTER_PORT,
                 session_document=naming.session_document(args.project, args.stage),
             )
@@ -361,6 +361,8 @@ class SandboxVM(pulumi.ComponentResource):
             role=role.id,
             policy=policy_document(
                 statement("ListRegistry", ["s3:ListBucket"], [bucket_arn]),
+                # cloud-init downloads the mlinfra wheel the team published here (hash-checked, installed offline).
+                statement("ReadPublishedWheels", ["s3:GetObject"], [under(f"{CODE_PREFIX}wheels/*")]),
                 statement(
                     "ReadRegistry",
                     ["s3:GetObject", "s3:GetObjectAttributes"],
@@ -433,6 +435,24 @@ class SandboxVM(pulumi.ComponentResource):
                     [
                         pulumi.Output.concat(sagemaker, f":model-package-group/{packages}"),
                         pulumi.Output.concat(sagemaker, f":model-package/{packages}/*"),
+                    ],
+                ),
+                # `mlinfra status` on the VM: the stage's alarm states, drift metrics and endpoints (read-only; found
+                # by the access contract). GetMetricStatistics takes no resource-level permission.
+                statement(
+                    "ReadStageStatus",
+                    ["cloudwatch:DescribeAlarms"],
+                    [pulumi.Output.concat("arn:aws:cloudwatch:", args.region, ":", account, f":alarm:{packages}")],
+                ),
+                # No condition: cloudwatch:namespace is a key of PutMetricData only, it would never match here.
+                statement("ReadDriftMetrics", ["cloudwatch:GetMetricStatistics"], ["*"]),
+                statement(
+                    "DescribeStageEndpoints",
+                    ["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel"],
+                    [
+                        pulumi.Output.concat(sagemaker, f":endpoint/{packages}"),
+                        pulumi.Output.concat(sagemaker, f":endpoint-config/{packages}"),
+                        pulumi.Output.concat(sagemaker, f":model/{packages}"),
                     ],
                 ),
                 # ListModelPackages supports no resource-level permission: IAM only honours it on "*". It returns

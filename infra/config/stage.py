@@ -97,6 +97,21 @@ class NetworkSettings(Settings):
         return self
 
 
+class MlinfraWheel(Settings):
+    """The mlinfra wheel the platform team published to the sandbox registry, pinned by its SHA-256.
+
+    The VM installs it from that file with `pip --no-index` after checking the hash: never by name from an index
+    (public PyPI already has an unrelated `mlinfra`, and CodeArtifact's upstream would serve it).
+    """
+
+    key: Annotated[str, StringConstraints(pattern=r"^code/wheels/mlinfra-[A-Za-z0-9_.+!-]+-py3-none-any\.whl$")]
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+    @property
+    def file_name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+
 class SandboxSettings(Settings):
     """The analyst VM: private, SSM-only, stopped every evening (and optionally started every morning)."""
 
@@ -110,10 +125,9 @@ class SandboxSettings(Settings):
     session_log_days: Literal[
         30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
     ] = 365
-    # The mlinfra CLI installed on the VM from the stage's CodeArtifact repository (a pip requirement specifier).
-    mlinfra_requirement: Annotated[
-        str, StringConstraints(pattern=r"^mlinfra(?:\[[a-z,]+\])?(?:[=<>~!]=?[\w.*]+)?$")
-    ] = "mlinfra"
+    # The mlinfra wheel the team published (`code/wheels/` in the sandbox registry, and its SHA-256); None: the VM
+    # gets JupyterLab without mlinfra. Never installed by name from an index.
+    mlinfra_wheel: MlinfraWheel | None = None
     timezone: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]+(?:/[A-Za-z_+-]+)*$")] = "UTC"
     ami_parameter: Annotated[str, StringConstraints(pattern=r"^/aws/service/\S+$")] = (
         "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"

@@ -25,6 +25,21 @@ from .tokens import (
 )
 
 # ---------------------------------------------------------------------------------------------------------------
+# The pack's own footing
+
+
+@stack_rule(
+    "stage-context",
+    "The pack could load the stage's context (allow-listed instance types, protection, retention) from its stack "
+    "file; without it the other rules would judge on defaults, so this fails closed.",
+    level="mandatory",
+)
+def stage_context(resources: Sequence[Resource], ctx: Context) -> Iterator[tuple[str, str]]:
+    if ctx.error:
+        yield "stack", ctx.error
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # IAM
 
 

@@ -58,6 +58,8 @@ FREE_TYPES = frozenset(
         "aws:scheduler/schedule:Schedule",
         "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig",
         "aws:codeartifact/domain:Domain",
+        # The drift job's first run at deployment: one invocation, priced with the function's runs.
+        "aws:lambda/invocation:Invocation",
     }
 )
 
@@ -103,6 +105,11 @@ class Estimate:
     region: str
     table_date: str
     lines: list[CostLine] = field(default_factory=list)
+    # Real-time endpoint instances per hour: in steady state (at minCapacity or the fixed count) and at the peak of
+    # a blue/green update (the live fleet at its maximum plus the new fleet, which starts at the deploy fleet).
+    steady_hourly: float = 0.0
+    peak_hourly: float = 0.0
+    peak_basis: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> float:
@@ -189,6 +196,9 @@ class _Pricer:
         self.log_targets = {
             str(r.inputs.get("targetBucket")) for r in resources if r.type == "aws:s3/bucketLogging:BucketLogging"
         }
+        self.steady_hourly = 0.0
+        self.peak_hourly = 0.0
+        self.peak_basis: list[str] = []
 
     def rate(self, key: str, sub: str | None = None) -> float | None:
         value = self.prices.get(key)
@@ -215,6 +225,11 @@ class _Pricer:
                 yield CostLine(r.name, r.type, None, f"{basis}; no price for {kind}")
             else:
                 yield CostLine(r.name, r.type, hourly * count * HOURS_PER_MONTH, basis)
+                deploy = int(variant.get("initialInstanceCount", 1))
+                live = int(target.inputs.get("maxCapacity", deploy)) if target is not None else deploy
+                self.steady_hourly += hourly * count
+                self.peak_hourly += hourly * (live + deploy)
+                self.peak_basis.append(f"{live} live + {deploy} new x {kind}")
 
     def _serverless(self, r: Resource, variant: dict[str, Any]) -> CostLine:
         a = self.assume
@@ -284,6 +299,7 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "aws:cloudwatch/compositeAlarm:CompositeAlarm": ("compositeAlarmMonthly", "1 composite alarm"),
     "aws:cloudwatch/dashboard:Dashboard": ("dashboardMonthly", "1 dashboard"),
     "aws:cloudwatch/logGroup:LogGroup": (None, "a few MB of logs a month (below a cent)"),
+    "aws:sqs/queue:Queue": (None, "dead letters of failed scheduled runs: a few requests a month (below a cent)"),
 }
 
 
@@ -310,6 +326,9 @@ def estimate(
             result.lines.append(CostLine(r.name, r.type, None, "no price in the table for this type"))
         else:
             result.lines.extend(kind(r))
+    result.steady_hourly = round(pricer.steady_hourly, 4)
+    result.peak_hourly = round(pricer.peak_hourly, 4)
+    result.peak_basis = pricer.peak_basis
     return result
 
 

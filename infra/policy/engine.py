@@ -38,6 +38,8 @@ class Context:
     entry_stage: str = "sandbox"
     capture_retention_days: int | None = None
     protect: bool = False
+    # Why the stage's context could not be loaded (the CrossGuard pack); the `stage-context` rule reports it.
+    error: str = ""
 
     @classmethod
     def from_config(cls, cfg: Any) -> Context:
@@ -67,6 +69,8 @@ class Rule:
     types: tuple[str, ...]
     resource_check: ResourceCheck | None = None
     stack_check: StackCheck | None = None
+    # A fixed level (the access contract, the stage context) instead of the stage's mlinfra:policy.enforcement.
+    level: Level | None = None
 
     @property
     def is_stack_rule(self) -> bool:
@@ -93,46 +97,53 @@ RULES: list[Rule] = []
 
 
 def resource_rule(
-    rule_id: str, description: str, types: Sequence[str], checkov: Sequence[str] = ()
+    rule_id: str, description: str, types: Sequence[str], checkov: Sequence[str] = (), *, level: Level | None = None
 ) -> Callable[[ResourceCheck], ResourceCheck]:
-    """Register a resource rule (decorator)."""
+    """Register a resource rule (decorator); `level` fixes its level whatever the stage's enforcement."""
 
     def register(check: ResourceCheck) -> ResourceCheck:
-        RULES.append(Rule(rule_id, description, tuple(checkov), tuple(types), resource_check=check))
+        RULES.append(Rule(rule_id, description, tuple(checkov), tuple(types), resource_check=check, level=level))
         return check
 
     return register
 
 
-def stack_rule(rule_id: str, description: str, checkov: Sequence[str] = ()) -> Callable[[StackCheck], StackCheck]:
-    """Register a stack rule (decorator)."""
+def stack_rule(
+    rule_id: str, description: str, checkov: Sequence[str] = (), *, level: Level | None = None
+) -> Callable[[StackCheck], StackCheck]:
+    """Register a stack rule (decorator); `level` fixes its level whatever the stage's enforcement."""
 
     def register(check: StackCheck) -> StackCheck:
-        RULES.append(Rule(rule_id, description, tuple(checkov), (), stack_check=check))
+        RULES.append(Rule(rule_id, description, tuple(checkov), (), stack_check=check, level=level))
         return check
 
     return register
 
 
-def level_for(ctx: Context) -> Level:
-    """Every rule takes the stage's enforcement level (advisory in sandbox, mandatory in prod)."""
+def level_for(ctx: Context, rule: Rule | None = None) -> Level:
+    """A rule's level: its fixed one, else the stage's enforcement level (advisory in sandbox, mandatory in prod)."""
+    if rule is not None and rule.level is not None:
+        return rule.level
     return ctx.enforcement
 
 
 def pack_config(enforcement: str) -> dict[str, str]:
-    """The --policy-pack-config document that sets every CrossGuard policy's level for a stage."""
-    return {"all": enforcement}
+    """The --policy-pack-config document that sets every CrossGuard policy's level for a stage.
+
+    Rules with a fixed level (the access contract, the stage context) keep it in every stage.
+    """
+    return {"all": enforcement, **{rule.id: rule.level for rule in RULES if rule.level is not None}}
 
 
 def evaluate(resources: Sequence[Resource], ctx: Context, rules: Sequence[Rule] | None = None) -> list[Violation]:
     """Run every rule over the stack's resources; violations in rule order, then resource order."""
     chosen = RULES if rules is None else rules
-    level = level_for(ctx)
     found: list[Violation] = []
     by_type: dict[str, list[Resource]] = {}
     for resource in resources:
         by_type.setdefault(resource.type, []).append(resource)
     for rule in chosen:
+        level = level_for(ctx, rule)
         if rule.stack_check is not None:
             found.extend(Violation(rule.id, name, level, msg) for name, msg in rule.stack_check(resources, ctx))
             continue

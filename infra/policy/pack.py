@@ -55,14 +55,21 @@ def stage_of(urn: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def context_for(stage: str) -> Context:
-    """The stage's context from its stack file in this repository; the bare stage when it cannot be read."""
+    """The stage's context from its stack file in this repository.
+
+    When it cannot be loaded the pack fails closed: the context carries the reason, which the mandatory
+    `stage-context` rule reports (the allow-list and protection rules would otherwise pass on defaults).
+    """
+    if not stage:
+        return Context(stage="", error="the resource's URN names no stack, so the pack cannot tell its stage")
     try:
         from mlinfra.stacks.files import load_stage  # noqa: PLC0415
         from mlinfra.stacks.project import Project  # noqa: PLC0415 - the CLI package, only where the pack runs
 
         return Context.from_config(load_stage(Project(REPO_ROOT), stage).config)
-    except Exception:  # noqa: BLE001 - a pack must not crash the engine; rules then use defaults
-        return Context(stage=stage)
+    except Exception as exc:  # noqa: BLE001 - a pack must not crash the engine; it reports the failure instead
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return Context(stage=stage, error=f"the context of stage {stage!r} could not be loaded: {first}")
 
 
 def plain(value: Any) -> Any:

@@ -7,7 +7,7 @@ check where one exists (ids from Checkov's AWS check list).
 
 from __future__ import annotations
 
-from . import access, compute, storage
+from . import access, accesscheck, compute, storage
 from .engine import RULES
 
-__all__ = ["RULES", "access", "compute", "storage"]
+__all__ = ["RULES", "access", "accesscheck", "compute", "storage"]

@@ -87,8 +87,9 @@ _public_access("restrictPublicBuckets", "s3-restrict-public-buckets", "CKV_AWS_5
 
 @stack_rule(
     "s3-tls-only",
+    # No Checkov id: CKV_AWS_379 ("secure data transport policy") inspects aws_s3_bucket_acl, not bucket policies,
+    # and Checkov has no built-in check of a TLS-only bucket policy.
     "Every data bucket's policy denies requests without TLS (aws:SecureTransport false).",
-    ("CKV_AWS_379",),
 )
 def s3_tls_only(resources: Sequence[Resource], ctx: Context) -> Iterator[tuple[str, str]]:
     index = Index(resources)

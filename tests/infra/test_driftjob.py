@@ -148,10 +148,14 @@ def test_scheduler_role_may_only_invoke_this_function_and_only_for_this_account(
     (trust,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": MOCK_ACCOUNT}}
-    (allow,) = statements(job_child(stack, ROLE_POLICY, "-scheduler-role-policy"))
+    allow, dead_letters = statements(job_child(stack, ROLE_POLICY, "-scheduler-role-policy"))
     arn = f"arn:aws:lambda:{REGION}:{MOCK_ACCOUNT}:function:{FUNCTION_NAME}"
     assert allow["Action"] == ["lambda:InvokeFunction"]
     assert allow["Resource"] == [arn, f"{arn}:*"]
+    # ... and send its failed invocations to the job's own dead-letter queue.
+    queue = job_child(stack, "aws:sqs/queue:Queue")
+    assert dead_letters["Action"] == ["sqs:SendMessage"]
+    assert dead_letters["Resource"] == [f"arn:aws:sqs:{REGION}:{MOCK_ACCOUNT}:{queue.name}-{_hash(queue.name)}"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -182,8 +186,16 @@ def test_job_role_reads_only_its_models_capture_and_versions_and_writes_only_mon
     assert by_action["s3:PutObject"] == {f"{bucket_arn}/monitoring/{m}/*" for m in endpoints}
     assert by_action["s3:ListBucket"] == {bucket_arn}
     (listing,) = [s for s in found if "s3:ListBucket" in as_list(s["Action"])]
+    # Listing where it lists (capture) and where it reads keys that may be missing (its checkpoint before the first
+    # run, a baseline): S3 answers 403, not 404, for a missing key to a caller that may not list it.
     assert listing["Condition"] == {
-        "StringLike": {"s3:prefix": [f"capture/{m}/{e}/primary/*" for m, e in endpoints.items()]}
+        "StringLike": {
+            "s3:prefix": sorted(
+                [f"capture/{m}/{e}/primary/*" for m, e in endpoints.items()]
+                + [f"models/{m}/versions/*" for m in endpoints]
+                + [f"monitoring/{m}/*" for m in endpoints]
+            )
+        }
     }
     assert set(by_action) == {
         "s3:GetObject",
@@ -222,7 +234,7 @@ def test_parliament_finds_nothing_in_the_job_policies(render_stack: Render, poli
 
 def test_errors_alarm_notifies_the_stage_topic(render_stack: Render) -> None:
     stack = staging(render_stack)
-    alarm = job_child(stack, METRIC_ALARM).inputs
+    alarm = job_child(stack, METRIC_ALARM, "-errors").inputs
     assert alarm["name"] == naming.drift_job_errors_alarm(PROJECT, STAGE)
     assert alarm["namespace"] == "AWS/Lambda"
     assert alarm["metricName"] == "Errors"
@@ -253,7 +265,7 @@ def test_prod_stack_file_deploys_the_job_and_its_alarms(render_stack: Render) ->
 
 def test_every_taggable_job_resource_is_tagged(render_stack: Render) -> None:
     stack = staging(render_stack)
-    untaggable = {ROLE_POLICY, INVOKE_CONFIG, SCHEDULE}
+    untaggable = {ROLE_POLICY, INVOKE_CONFIG, SCHEDULE, INVOCATION}
     for resource in stack.children(JOB):
         if resource.type in untaggable:
             continue
@@ -288,7 +300,9 @@ def test_the_registry_key_lets_cloudwatch_logs_encrypt_the_job_log_group(render_
         for s in key["Statement"]
         if s["Effect"] == "Allow"
         and s.get("Principal") == {"Service": f"logs.{REGION}.amazonaws.com"}
-        and fnmatch.fnmatchcase(arn, s["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"])
+        and fnmatch.fnmatchcase(
+            arn, s.get("Condition", {}).get("ArnLike", {}).get("kms:EncryptionContext:aws:logs:arn", "")
+        )
     ]
     assert granted, f"no key policy statement lets CloudWatch Logs encrypt {arn}"
 
@@ -332,7 +346,7 @@ def test_every_input_is_a_property_of_the_installed_sdk_and_enums_are_botocores(
     assert len(schedule["name"]) <= shapes["scheduler"]["Name"]["max"]
     assert re.fullmatch(shapes["scheduler"]["Name"]["pattern"], schedule["name"])
     mine = [a for a in stack.of_type(METRIC_ALARM) if "drift" in a.inputs["name"]]
-    assert len(mine) == 3  # drift, drift-silent, drift-job-errors
+    assert len(mine) == 4  # drift, drift-silent, drift-job-errors, drift-job-dead-letters
     for alarm in mine:
         inputs = alarm.inputs
         assert inputs["comparisonOperator"] in shapes["cloudwatch"]["ComparisonOperator"]["enum"], alarm.name
@@ -346,3 +360,47 @@ def test_the_optional_js_and_ks_verdicts_reach_the_job(render_stack: Render) -> 
     stack = staging(render_stack, churn={"pinned": pin(stage=STAGE), **CAPTURED, "alarms": alarms})
     (model,) = JobSpec.model_validate_json(job_child(stack, SCHEDULE).inputs["target"]["input"]).models
     assert (model.drift_psi, model.drift_js, model.drift_ks_pvalue) == (0.3, 0.25, 0.01)
+
+
+INVOCATION = "aws:lambda/invocation:Invocation"
+
+
+def _hash(name: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(name.encode()).hexdigest()[:7]
+
+
+def test_failed_scheduled_invocations_land_in_an_encrypted_queue_that_alarms(render_stack: Render) -> None:
+    stack = staging(render_stack)
+    queue = job_child(stack, "aws:sqs/queue:Queue").inputs
+    assert queue["sqsManagedSseEnabled"] is True
+    schedule = job_child(stack, SCHEDULE).inputs
+    assert schedule["target"]["deadLetterConfig"]["arn"].endswith(
+        f":{job_child(stack, 'aws:sqs/queue:Queue').name}-{_hash(job_child(stack, 'aws:sqs/queue:Queue').name)}"
+    )
+    alarm = job_child(stack, METRIC_ALARM, "-dead-letters-alarm").inputs
+    assert (alarm["namespace"], alarm["metricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert alarm["threshold"] == 1 and alarm["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["alarmActions"] == [stack.outputs["alertTopicArn"]]
+
+
+def test_the_job_runs_once_at_deployment_so_drift_silent_does_not_page_first(render_stack: Render) -> None:
+    stack = staging(render_stack)
+    first = job_child(stack, INVOCATION).inputs
+    schedule = job_child(stack, SCHEDULE).inputs
+    assert first["functionName"] == FUNCTION_NAME
+    # The same job spec as the schedule's: the run publishes each model's heartbeat (ScoredRows, 0 included).
+    assert json.loads(first["input"]) == json.loads(schedule["target"]["input"])
+    assert first["triggers"] == {"models": "churn@3"}
+    # A new model (or version) runs it again.
+    fraud = {"pinned": pin("fraud", version=5, stage=STAGE), **CAPTURED}
+    again = staging(render_stack, churn={"pinned": pin(stage=STAGE), **CAPTURED}, fraud=fraud)
+    assert job_child(again, INVOCATION).inputs["triggers"] == {"models": "churn@3,fraud@5"}
+
+
+def test_drift_silent_is_created_after_the_first_run(render_stack: Render) -> None:
+    stack = staging(render_stack)
+    first = job_child(stack, INVOCATION)
+    silent = next(a for a in stack.of_type(METRIC_ALARM) if a.inputs["name"].endswith("-drift-silent"))
+    assert first.name in silent.depends_on

@@ -138,6 +138,13 @@ def _add_function_without_alarm(resources: list[RenderedResource]) -> None:
     resources.append(RenderedResource("aws:lambda/function:Function", "job", None, inputs, custom=True))
 
 
+def _list_capture_only(doc: dict[str, Any]) -> None:
+    for statement in doc["Statement"]:
+        if statement["Action"] == ["s3:ListBucket"]:
+            prefixes = statement["Condition"]["StringLike"]["s3:prefix"]
+            statement["Condition"]["StringLike"]["s3:prefix"] = [p for p in prefixes if p.startswith("capture/")]
+
+
 def get_dimension(resource: RenderedResource, key: str) -> Any:
     return (resource.inputs.get("dimensions") or {}).get(key) if resource.type.endswith("MetricAlarm") else None
 
@@ -240,6 +247,11 @@ MUTATIONS: dict[str, tuple[str, Mutation]] = {
         "prod",
         _policy("registry-key", "policy", _drop_statement("NobodySchedulesKeyDeletion")),
     ),
+    # The drift job's role as it was: ListBucket only under capture, so its first GetObject of a missing checkpoint
+    # is a 403 (the access contract).
+    "access-contract": ("prod", _policy("monitoring-drift-job-role-policy", "policy", _list_capture_only)),
+    # Not a resource: the pack could not load the stage's context (test_each_rule... gives the context an error).
+    "stage-context": ("prod", lambda resources: None),
 }
 
 
@@ -259,6 +271,8 @@ def test_each_rule_fails_on_a_stack_mutated_to_break_exactly_it(
 ) -> None:
     stage, mutation = MUTATIONS[rule]
     stack, ctx = stacks[stage]
+    if rule == "stage-context":
+        ctx = replace(ctx, error="the context of stage 'prod' could not be loaded: stacks/Pulumi.prod.yaml: missing")
     violations = evaluate(_mutated(stack.resources, mutation), ctx)
     assert {v.rule for v in violations} == {rule}, [v.to_json() for v in violations]
     assert all(v.message and v.resource for v in violations)

@@ -97,17 +97,22 @@ def test_resource_policies_call_the_rule_function(prod: RenderedStack, rule_id: 
     assert reported  # the mutation breaks it
 
 
-@pytest.mark.parametrize("rule_id", [r.id for r in RULES if r.is_stack_rule and MUTATIONS[r.id][0] == "prod"])
+@pytest.mark.parametrize(
+    "rule_id", [r.id for r in RULES if r.is_stack_rule and MUTATIONS[r.id][0] == "prod" and r.id != "stage-context"]
+)
 def test_stack_policies_call_the_rule_function(prod: RenderedStack, rule_id: str) -> None:
     broken = _mutated(prod.resources, MUTATIONS[rule_id][1])
     policy = next(p for p in pack.policies() if p.name == rule_id)
     rule = next(r for r in RULES if r.id == rule_id)
-    resources = [
-        PolicyResource(
-            r.type, copy.deepcopy(r.inputs), _urn("prod", r.type, r.name), r.name, _options(), None, None, [], {}
+    resources: list[PolicyResource] = []
+    by_name: dict[str, PolicyResource] = {}
+    for r in broken:  # parents first (the render's tree order), as the engine hands them over
+        parent = by_name.get(r.parent) if r.parent else None
+        adapted = PolicyResource(
+            r.type, copy.deepcopy(r.inputs), _urn("prod", r.type, r.name), r.name, _options(), None, parent, [], {}
         )
-        for r in broken
-    ]
+        by_name[r.name] = adapted
+        resources.append(adapted)
     reported: list[tuple[str, str | None]] = []
     assert isinstance(policy, StackValidationPolicy)
     policy.validate(StackValidationArgs(resources), lambda message, urn=None: reported.append((message, urn)))
@@ -148,3 +153,23 @@ def test_main_serves_the_pack_over_grpc_on_loopback() -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_the_pack_fails_closed_when_the_stage_context_cannot_load(prod: RenderedStack) -> None:
+    # A stack whose stack file the pack cannot read (here: no such stage) is a mandatory violation that says why,
+    # instead of the allow-list and protection rules passing on defaults.
+    ctx = pack.context_for("nosuchstage")
+    assert "nosuchstage" in ctx.error
+    assert pack.context_for("").error  # a URN that names no stack
+    policy = next(p for p in pack.policies() if p.name == "stage-context")
+    resources = [
+        PolicyResource(r.type, copy.deepcopy(r.inputs), _urn("nosuchstage", r.type, r.name), r.name, _options(), None,
+                       None, [], {})
+        for r in prod.resources[:3]
+    ]  # fmt: skip
+    reported: list[str] = []
+    assert isinstance(policy, StackValidationPolicy)
+    policy.validate(StackValidationArgs(resources), lambda message, urn=None: reported.append(message))
+    assert len(reported) == 1 and "could not be loaded" in reported[0]
+    assert pack.pack_config("advisory")["stage-context"] == "mandatory"
+    assert pack.context_for("prod").error == ""

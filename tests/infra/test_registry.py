@@ -24,7 +24,8 @@ def test_bucket_name_is_derived_from_project_stage_account_region(stack: Rendere
     bucket = stack.named("registry-bucket")
     assert bucket.inputs["bucket"] == "mlinfra-dev-123456789012-eu-west-1"
     assert stack.outputs[outputs.REGISTRY_BUCKET] == bucket.inputs["bucket"]
-    assert bucket.inputs["objectLockEnabled"] is False
+    # Never set: force-new on a fixed-name bucket, and a refresh reads `true` back once the lock is on.
+    assert "objectLockEnabled" not in bucket.inputs
 
 
 def test_configured_bucket_name_wins(render_stack: Render) -> None:
@@ -93,7 +94,7 @@ def test_object_lock_only_when_configured_and_without_a_default_retention(
     # The bucket's own flag never changes (it forces replacement of a fixed-name bucket); the lock configuration
     # switches Object Lock on, with no default rule: captures, pointers and uploads stay unlocked, and the CLI sets
     # COMPLIANCE/30 days on each artifact and audit record it writes.
-    assert locked.named("registry-bucket").inputs["objectLockEnabled"] is False
+    assert "objectLockEnabled" not in locked.named("registry-bucket").inputs
     config = locked.one("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration").inputs
     assert config["objectLockEnabled"] == "Enabled"
     assert "rule" not in config
@@ -134,8 +135,10 @@ def test_uploads_are_pinned_to_the_registry_key(stack: RenderedStack) -> None:
     doc = policy(stack.named("registry-policy").inputs)
     deny = next(s for s in doc["Statement"] if s["Sid"] == "DenyOtherKmsKeys")
     assert deny["Effect"] == "Deny" and deny["Action"] == ["s3:PutObject"]
+    # Only when the header is sent (Null false): without it the bucket default, this key, applies.
     assert deny["Condition"] == {
-        "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": stack.outputs["registryKeyArn"]}
+        "StringNotEquals": {"s3:x-amz-server-side-encryption-aws-kms-key-id": stack.outputs["registryKeyArn"]},
+        "Null": {"s3:x-amz-server-side-encryption-aws-kms-key-id": "false"},
     }
 
 

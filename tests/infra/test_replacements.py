@@ -98,7 +98,7 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
                 "stopSchedule": "cron(0 21 ? * * *)",
                 "startSchedule": None,
                 "sessionLogDays": 90,
-                "mlinfraRequirement": "mlinfra==0.2.0",
+                "mlinfraWheel": {"key": "code/wheels/mlinfra-0.2.0-py3-none-any.whl", "sha256": "cd" * 32},
                 "network": {"cidr": "10.7.0.0/16"},
             }
         },

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ from ruamel.yaml import YAML
 
 from mlinfra.stacks.render import MOCK_ACCOUNT, MOCK_AMI, RenderedResource, RenderedStack
 from mlinfra_infra import outputs
-from tests.conftest import REGION, policy
+from tests.conftest import REGION, merge, policy
 
 Render = Callable[..., RenderedStack]
 SANDBOX = {"mlinfra:sandbox": {"enabled": True}}
@@ -325,7 +326,21 @@ def test_instance_role_lets_register_write_what_it_writes_and_nothing_more(stack
     ]
     # Statements on "*": only actions IAM cannot scope to a resource, the bearer token with a service condition.
     star = sorted(a for s in statements(doc) if "*" in as_list(s["Resource"]) for a in as_list(s["Action"]))
-    assert star == ["logs:DescribeLogGroups", "sagemaker:ListModelPackages", "sts:GetServiceBearerToken"]
+    assert star == [
+        "cloudwatch:GetMetricStatistics",
+        "logs:DescribeLogGroups",
+        "sagemaker:ListModelPackages",
+        "sts:GetServiceBearerToken",
+    ]
+    # `mlinfra status` on the VM (found by the access contract): the stage's alarms and endpoints, read-only.
+    assert by_sid["ReadStageStatus"]["Resource"] == [
+        f"arn:aws:cloudwatch:{REGION}:{MOCK_ACCOUNT}:alarm:mlinfra-sandbox-*"
+    ]
+    assert by_sid["DescribeStageEndpoints"]["Resource"] == [
+        f"{sagemaker}:endpoint/mlinfra-sandbox-*",
+        f"{sagemaker}:endpoint-config/mlinfra-sandbox-*",
+        f"{sagemaker}:model/mlinfra-sandbox-*",
+    ]
     assert by_sid["CodeArtifactBearerToken"]["Condition"] == {
         "StringEquals": {"sts:AWSServiceName": "codeartifact.amazonaws.com"}
     }
@@ -389,6 +404,8 @@ def test_shell_sessions_are_logged_to_an_encrypted_group(stack: RenderedStack) -
     logs = next(s for s in statements(key) if s["Sid"] == "CloudWatchLogsEncryptsThisStagesLogGroups")
     groups = f"arn:aws:logs:{REGION}:{MOCK_ACCOUNT}:log-group:/mlinfra/mlinfra-sandbox/*"
     assert logs["Condition"]["ArnLike"] == {"kms:EncryptionContext:aws:logs:arn": groups}
+    # DescribeKey carries no encryption context: under that condition it would never be allowed, so it is not there.
+    assert not [a for a in logs["Action"] if a.startswith("kms:Describe")]
 
 
 def test_analyst_policy_starts_the_vm_and_opens_only_logged_sessions(stack: RenderedStack) -> None:
@@ -477,7 +494,11 @@ def test_cloud_init_is_yaml_and_points_at_the_registry(stack: RenderedStack) -> 
     index = files["/usr/local/sbin/mlinfra-pip-index"]
     assert "--domain 'mlinfra-sandbox'" in index and f"--domain-owner '{MOCK_ACCOUNT}'" in index
     assert "--repository 'mlinfra'" in index
-    assert ["/opt/mlinfra/venv/bin/pip", "install", "jupyterlab", "mlinfra"] in config["runcmd"]
+    assert ["/opt/mlinfra/venv/bin/pip", "install", "jupyterlab"] in config["runcmd"]
+    # No wheel published yet: no mlinfra, by name or otherwise, and the motd says how to publish it.
+    pip = [c for c in config["runcmd"] if isinstance(c, list) and "pip" in str(c[0])]
+    assert not [arg for c in pip for arg in c if re.fullmatch(r"mlinfra(\[.*\])?([=<>~!].*)?", str(arg))]
+    assert "mlinfra:sandbox.mlinfraWheel" in files["/etc/motd.d/30-mlinfra"]
     assert ["systemctl", "enable", "--now", "mlinfra-pip-index.timer", "jupyter.service"] in config["runcmd"]
     assert "--ip=127.0.0.1 --port=8888" in files["/etc/systemd/system/jupyter.service"]
     assert "OnUnitActiveSec=6h" in files["/etc/systemd/system/mlinfra-pip-index.timer"]
@@ -485,3 +506,43 @@ def test_cloud_init_is_yaml_and_points_at_the_registry(stack: RenderedStack) -> 
     assert config["ssh_pwauth"] is False
     for forbidden in ("ssh_authorized_keys", "users", "chpasswd", "ssh_keys"):
         assert forbidden not in config, f"sandbox cloud-init must not set {forbidden}"
+
+
+WHEEL = {"key": "code/wheels/mlinfra-0.1.0-py3-none-any.whl", "sha256": "ab" * 32}
+
+
+def test_the_vm_installs_only_the_published_wheel_checked_and_offline(render_stack: Render) -> None:
+    stack = render_stack(merge(SANDBOX, {"mlinfra:sandbox": {"mlinfraWheel": WHEEL}}), stage="sandbox")
+    _, _, rest = instance_of(stack)["userData"].partition("\n")
+    config = YAML(typ="safe").load(io.StringIO(rest))
+    scripts = [c[2] for c in config["runcmd"] if isinstance(c, list) and c[:2] == ["sh", "-c"]]
+    install = next(s for s in scripts if "sha256sum" in s)
+    wheel = "/opt/mlinfra/dist/mlinfra-0.1.0-py3-none-any.whl"
+    assert install.startswith("set -eu;")
+    steps = [step.strip() for step in install.split(";")]
+    check = steps.index(f"echo '{'ab' * 32}  '\"$wheel\" | sha256sum --check --strict")
+    offline = steps.index('/opt/mlinfra/venv/bin/pip install --no-index --no-deps "$wheel"')
+    assert f"aws s3 cp 's3://{BUCKET}/{WHEEL['key']}' \"$wheel\"" in steps
+    assert f"wheel={wheel}" in steps and check < offline
+    # pip is never asked for mlinfra by name: every pip command installs a file or jupyterlab.
+    pip = [c for c in config["runcmd"] if isinstance(c, list) and "pip" in str(c[0])]
+    assert all(c[-1] in {"jupyterlab", "pip"} for c in pip)
+    # The VM's role may read the published wheels (and the access contract checks cloud-init's download).
+    doc = policy(stack.named("sandbox-registry-access").inputs)
+    wheels = next(s for s in statements(doc) if s["Sid"] == "ReadPublishedWheels")
+    assert wheels["Resource"] == [f"arn:aws:s3:::{BUCKET}/code/wheels/*"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"key": "code/wheels/evil-0.1.0-py3-none-any.whl", "sha256": "ab" * 32},
+        {"key": "code/wheels/mlinfra-0.1.0-py3-none-any.whl", "sha256": "not-a-digest"},
+        {"key": "models/mlinfra-0.1.0-py3-none-any.whl", "sha256": "ab" * 32},
+    ],
+)
+def test_a_malformed_wheel_pin_is_refused(render_stack: Render, bad: dict[str, str]) -> None:
+    from mlinfra_infra.config import ConfigError
+
+    with pytest.raises(ConfigError, match="mlinfraWheel"):
+        render_stack(merge(SANDBOX, {"mlinfra:sandbox": {"mlinfraWheel": bad}}), stage="sandbox")

@@ -1,0 +1,385 @@
+"""The access contract evaluated against a rendered stack: every call each principal makes, allowed or denied.
+
+For each principal the stack declares (its role and inline/attached policies found among the resources), every call
+of the contract is instantiated for the stage (registry bucket, key, models) and decided by `iam.evaluate` against
+the role's identity policies, the registry's bucket policy and, for KMS, the key policy (which must allow). Two rules
+AWS enforces that the emulator does not are added here:
+
+- S3 reads through KMS: a GetObject of an SSE-KMS object is also a `kms:Decrypt` of the registry key, a PutObject a
+  `kms:GenerateDataKey`, both with `kms:ViaService` = S3 of the region.
+- S3's 403 for a missing key: a GetObject or HeadObject the code expects may miss is answered 404 (NoSuchKey) only
+  when the caller may `s3:ListBucket` the bucket for that key (evaluated with `s3:prefix` = the key); otherwise
+  403 AccessDenied, which the code does not treat as "not there yet".
+
+The rule `access-contract` (mandatory in every stage) reports every denied call; it runs in `mlinfra check` and in
+the CrossGuard pack alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import contract as contract_module
+from .contract import Call, Contract, instantiate, unresolved
+from .engine import Context, Index, Resource, as_list, document, get, stack_rule
+from .iam import Decision, PolicyError, Request, evaluate
+from .tokens import BUCKET, BUCKET_POLICY, KEY, POLICY, ROLE, ROLE_POLICY, SSE
+
+ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+PACKAGE_GROUP = "aws:sagemaker/modelPackageGroup:ModelPackageGroup"
+SCHEDULE = "aws:scheduler/schedule:Schedule"
+FUNCTION = "aws:lambda/function:Function"
+COMPONENT = "mlinfra:aws:"
+CI_ROLES = {"ci-preview": "preview", "ci-deploy": "deploy", "ci-promotion": "promotion"}
+
+
+@dataclass
+class Found:
+    """A principal as one stack declares it: its ARN, its identity policies and the models it acts for."""
+
+    principal: str
+    arn: str
+    label: str
+    policies: list[dict[str, Any]]
+    models: list[str]
+    unevaluated: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """One call of the contract in one stack, decided."""
+
+    principal: str
+    role: str
+    call: Call
+    action: str
+    resource: str
+    context: dict[str, Any]
+    decision: Decision
+    why: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "principal": self.principal,
+            "role": self.role,
+            "caller": self.call.caller,
+            "action": self.action,
+            "resource": self.resource,
+            "context": self.context,
+            "allowed": self.decision.allowed,
+            "decidedBy": self.decision.decided_by,
+            "reason": self.decision.reason,
+            "why": self.why,
+        }
+
+
+@dataclass
+class StackAccess:
+    """Every principal of the contract in one stack: the calls decided, and the principals the stack lacks."""
+
+    results: list[CallResult]
+    absent: list[str]
+    notes: list[str]
+
+    @property
+    def denied(self) -> list[CallResult]:
+        return [r for r in self.results if not r.decision.allowed]
+
+
+def _autoname(logical: str) -> str:
+    return f"{logical}-{hashlib.sha256(logical.encode()).hexdigest()[:7]}"
+
+
+def _role_ids(role: Resource) -> set[str]:
+    """What a RolePolicy's `role` input may hold for this role: its name, or the offline render's mock id."""
+    name = str(role.inputs.get("name") or _autoname(role.name))
+    return {name, f"{name}-id", str(role.inputs.get("id") or name)}
+
+
+@dataclass
+class _Stack:
+    index: Index
+    types: dict[str, str]
+    account: str
+    region: str
+    bucket: str
+    key_arn: str
+    bucket_policy: dict[str, Any]
+    key_policy: dict[str, Any]
+    project: str
+    stage: str
+    models: list[str]
+
+    def parent_type(self, resource: Resource) -> str:
+        return self.types.get(resource.parent or "", "")
+
+
+_REGIONAL_ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:([a-z]{2}(?:-[a-z]+)+-\d):(\d{12}):")
+
+
+def _region_account(index: Index, key_arn: str) -> tuple[str, str]:
+    """The stack's region and account: from the registry key's ARN, else from any regional ARN its policies name."""
+    found = _REGIONAL_ARN.match(key_arn)
+    if found is None:
+        for resource in (*index.of(ROLE_POLICY), *index.of(POLICY)):
+            found = _REGIONAL_ARN.search(str(resource.inputs.get("policy", "")))
+            if found is not None:
+                break
+    return (found.group(1), found.group(2)) if found is not None else ("", "")
+
+
+def _registry(index: Index, ctx: Context) -> _Stack | None:
+    """The stage's registry (bucket, key, their policies) and names; None when the stack declares no registry."""
+    types = {r.name: r.type for r in index.resources}
+    buckets = [b for b in index.of(BUCKET) if types.get(b.parent or "") == f"{COMPONENT}ModelRegistry"]
+    registry = [b for b in buckets if b.inputs.get("bucket")]
+    if not registry:
+        return None
+    bucket = str(registry[0].inputs["bucket"])
+    key_arn = ""
+    for sse in index.of(SSE):
+        if sse.inputs.get("bucket") == bucket:
+            key_arn = str(get(sse.inputs, "rules.0.applyServerSideEncryptionByDefault.kmsMasterKeyId", ""))
+    region, account = _region_account(index, key_arn)
+    bucket_policy = next((document(p.inputs.get("policy")) for p in index.of(BUCKET_POLICY)
+                          if p.inputs.get("bucket") == bucket), {})  # fmt: skip
+    keys = [k for k in index.of(KEY) if types.get(k.parent or "") == f"{COMPONENT}ModelRegistry"]
+    key_policy = document(keys[0].inputs.get("policy")) if keys else {}
+    groups = [(str(get(g.inputs, "tags.model", "")), str(g.inputs.get("modelPackageGroupName", "")))
+              for g in index.of(PACKAGE_GROUP)]  # fmt: skip
+    models = sorted(m for m, _ in groups if m)
+    project = ""
+    for model, group in groups:
+        suffix = f"-{ctx.stage}-{model}"
+        if model and group.endswith(suffix):
+            project = group.removesuffix(suffix)
+    return _Stack(index, types, account, region, bucket, key_arn, bucket_policy, key_policy, project, ctx.stage, models)
+
+
+def _identity_policies(stack: _Stack, role: Resource) -> tuple[list[dict[str, Any]], list[str]]:
+    ids = _role_ids(role)
+    policies: list[dict[str, Any]] = []
+    unevaluated: list[str] = []
+    for inline in stack.index.of(ROLE_POLICY):
+        if str(inline.inputs.get("role")) in ids:
+            doc = document(inline.inputs.get("policy"))
+            policies.append({**doc, "Id": inline.name})
+    managed = {str(p.inputs.get("name") or _autoname(p.name)): p for p in stack.index.of(POLICY)}
+    for attachment in stack.index.of(ATTACHMENT):
+        if str(attachment.inputs.get("role")) not in ids:
+            continue
+        arn = str(attachment.inputs.get("policyArn", ""))
+        policy = managed.get(arn.rsplit("/", 1)[-1])
+        if policy is not None:
+            policies.append({**document(policy.inputs.get("policy")), "Id": policy.name})
+        else:
+            unevaluated.append(arn)
+    return policies, unevaluated
+
+
+def _role_arn(stack: _Stack, role: Resource) -> str:
+    return f"arn:aws:iam::{stack.account}:role/{role.inputs.get('name') or _autoname(role.name)}"
+
+
+def _drift_models(stack: _Stack, job_component: str) -> list[str]:
+    for schedule in stack.index.of(SCHEDULE):
+        if schedule.parent != job_component:
+            continue
+        spec = document(get(schedule.inputs, "target.input"))
+        return sorted(str(m.get("model")) for m in as_list(spec.get("models")) if isinstance(m, Mapping))
+    return []
+
+
+def find_principals(stack: _Stack, contract: Contract) -> dict[str, list[Found]]:
+    """Each principal of the contract that this stack declares, with its policies."""
+    found: dict[str, list[Found]] = {}
+
+    def add(principal: str, role: Resource, models: list[str]) -> None:
+        policies, unevaluated = _identity_policies(stack, role)
+        found.setdefault(principal, []).append(
+            Found(principal, _role_arn(stack, role), role.name, policies, models, unevaluated)
+        )
+
+    for role in stack.index.of(ROLE):
+        kind = stack.parent_type(role).removeprefix(COMPONENT)
+        name = role.name
+        if kind == "DriftJob":
+            if name.endswith("-scheduler-role"):
+                add("scheduler", role, _drift_models(stack, role.parent or ""))
+            elif name.endswith("-role"):
+                add("drift-job", role, _drift_models(stack, role.parent or ""))
+        elif kind == "ModelEndpoint" and name.endswith("-role"):
+            add("endpoint", role, [str(get(role.inputs, "tags.model", ""))])
+        elif kind == "SandboxVM" and name.endswith("-role") and not name.endswith("-stop-role"):
+            add("sandbox-vm", role, stack.models)
+        for principal, suffix in CI_ROLES.items():
+            if str(role.inputs.get("name", "")) == f"{stack.project}-{stack.stage}-{suffix}":
+                add(principal, role, stack.models)
+    for policy in stack.index.of(POLICY):
+        if policy.name.endswith("-analyst-access"):
+            analyst = Found(
+                "analyst",
+                f"arn:aws:iam::{stack.account}:role/{stack.project}-{stack.stage}-analyst",
+                policy.name,
+                [{**document(policy.inputs.get("policy")), "Id": policy.name}],
+                stack.models,
+            )
+            found.setdefault("analyst", []).append(analyst)
+    return {p: v for p, v in found.items() if p in contract.principals}
+
+
+_IMAGE = re.compile(r"(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)")
+MODEL = "aws:sagemaker/model:Model"
+ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
+REPOSITORY = "aws:codeartifact/repository:Repository"
+QUEUE = "aws:sqs/queue:Queue"
+MODEL_PLACEHOLDERS = {"model", "endpoint", "image_repository"}
+
+
+def _stack_values(stack: _Stack) -> dict[str, str]:
+    """Placeholder values every call of the stack shares."""
+    values = {"bucket": stack.bucket, "project": stack.project, "stage": stack.stage}
+    # Only what the stack says: a call naming a value the stack does not have is reported "not evaluated".
+    values.update(
+        {k: v for k, v in (("key", stack.key_arn), ("region", stack.region), ("account", stack.account)) if v}
+    )
+    for function in stack.index.of(FUNCTION):
+        if function.inputs.get("name"):
+            values["function"] = str(function.inputs["name"])
+    for queue in stack.index.of(QUEUE):
+        if stack.parent_type(queue) == f"{COMPONENT}DriftJob":
+            name = queue.inputs.get("name") or _autoname(queue.name)
+            values["dlq"] = f"arn:aws:sqs:{stack.region}:{stack.account}:{name}"
+    for repository in stack.index.of(REPOSITORY):
+        if repository.inputs.get("upstreams"):
+            values["domain"] = str(repository.inputs.get("domain"))
+            values["repository"] = str(repository.inputs.get("repository"))
+    for policy in stack.index.of(POLICY):
+        if policy.name.endswith("-analyst-access"):
+            found = re.search(r"arn:aws:ec2:[^:]*:\d*:instance/([\w-]+)", json.dumps(policy.inputs.get("policy")))
+            if found:
+                values["instance"] = found.group(1)
+    return values
+
+
+def _model_values(stack: _Stack, model: str) -> dict[str, str]:
+    values = {"model": model, "endpoint": f"{stack.project}-{stack.stage}-{model}"}
+    for resource in stack.index.of(MODEL):
+        if get(resource.inputs, "tags.model") == model:
+            match = _IMAGE.match(str(get(resource.inputs, "primaryContainer.image", "")))
+            if match:
+                values["image_repository"] = (
+                    f"arn:aws:ecr:{match['region']}:{match['account']}:repository/{match['repo']}"
+                )
+    return values
+
+
+def _holds(stack: _Stack, when: str, model: str) -> bool:
+    """A declared call's precondition in this stack (`capture`: the model's endpoint captures data)."""
+    if when == "capture":
+        return any(
+            get(c.inputs, "tags.model") == model and get(c.inputs, "dataCaptureConfig.enableCapture") is True
+            for c in stack.index.of(ENDPOINT_CONFIG)
+        )
+    return not when
+
+
+def _decide(stack: _Stack, found: Found, action: str, resource: str, context: dict[str, Any]) -> Decision:
+    request = Request(action, resource, {"aws:SecureTransport": True, **context})
+    try:
+        if action.startswith("kms:") and resource == stack.key_arn:
+            return evaluate(request, found.policies, [stack.key_policy], found.arn, resource_policy_required=True)
+        if resource.startswith(f"arn:aws:s3:::{stack.bucket}") and stack.bucket_policy:
+            return evaluate(request, found.policies, [stack.bucket_policy], found.arn)
+        return evaluate(request, found.policies, [], found.arn)
+    except PolicyError as exc:
+        return Decision(False, "", f"a policy could not be evaluated: {exc}")
+
+
+def _requests(stack: _Stack, call: Call, values: Mapping[str, str]) -> Iterator[tuple[str, str, dict[str, Any], str]]:
+    """(action, resource, context, why) of a call and of what AWS checks with it (KMS through S3, missing keys)."""
+    resource = instantiate(call.resource, values)
+    context: dict[str, Any] = {k: instantiate(v, values) for k, v in call.context}
+    yield call.action, resource, context, ""
+    on_registry = resource.startswith(f"arn:aws:s3:::{stack.bucket}/") and stack.key_arn
+    via_s3 = {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}
+    if on_registry and call.action in {"s3:GetObject", "s3:GetObjectVersion"}:
+        yield "kms:Decrypt", stack.key_arn, via_s3, f"reading {resource} (SSE-KMS)"
+    if on_registry and call.action == "s3:PutObject":
+        yield "kms:GenerateDataKey", stack.key_arn, via_s3, f"writing {resource} (SSE-KMS)"
+    if call.missing_key:
+        key = resource.removeprefix(f"arn:aws:s3:::{stack.bucket}/")
+        why = f"S3 answers 403, not 404, for a missing {key} without s3:ListBucket"
+        yield "s3:ListBucket", f"arn:aws:s3:::{stack.bucket}", {"s3:prefix": key}, why
+
+
+def evaluate_stack(resources: Sequence[Resource], ctx: Context, contract: Contract | None = None) -> StackAccess:
+    """Decide every call of every principal this stack declares."""
+    chosen = contract if contract is not None else contract_module.load()
+    stack = _registry(Index(resources), ctx)
+    if stack is None:
+        return StackAccess([], sorted(chosen.principals), ["the stack declares no model registry"])
+    found = find_principals(stack, chosen)
+    shared = _stack_values(stack)
+    results: list[CallResult] = []
+    notes: list[str] = []
+    for principal in chosen.principals:
+        for one in found.get(principal, []):
+            notes += [f"{one.label}: managed policy {arn} not evaluated" for arn in one.unevaluated]
+            for call in chosen.calls_of(principal):
+                placeholders = set(unresolved(call.resource + json.dumps(dict(call.context))))
+                per_model = bool(placeholders & MODEL_PLACEHOLDERS or call.when)
+                for model in one.models if per_model else [""]:
+                    if model and not _holds(stack, call.when, model):
+                        continue
+                    values = {**shared, **(_model_values(stack, model) if model else {})}
+                    for action, resource, context, why in _requests(stack, call, values):
+                        missing = unresolved(resource + json.dumps(context))
+                        if missing:
+                            notes.append(
+                                f"{one.label}: {action} on {call.resource} not evaluated (no {missing[0]} here)"
+                            )
+                            continue
+                        decision = _decide(stack, one, action, resource, context)
+                        results.append(CallResult(principal, one.label, call, action, resource, context, decision, why))
+    absent = [p for p in chosen.principals if p not in found]
+    return StackAccess(_unique(results), absent, sorted(set(notes)))
+
+
+def _unique(results: list[CallResult]) -> list[CallResult]:
+    seen: set[str] = set()
+    out = []
+    for result in results:
+        key = json.dumps(
+            [result.principal, result.role, result.action, result.resource, result.context], sort_keys=True
+        )
+        if key not in seen:
+            seen.add(key)
+            out.append(result)
+    return out
+
+
+@stack_rule(
+    "access-contract",
+    "Every AWS call mlinfra's code makes (the access contract, infra/policy/access-contract.json) is allowed for the "
+    "principal that makes it by the stack's identity, bucket and key policies, under AWS's evaluation logic.",
+    level="mandatory",
+)
+def access_contract(resources: Sequence[Resource], ctx: Context) -> Iterator[tuple[str, str]]:
+    try:
+        contract = contract_module.load()
+    except (OSError, ValueError) as exc:
+        yield "access-contract", f"the access contract could not be loaded: {exc}"
+        return
+    for result in evaluate_stack(resources, ctx, contract).denied:
+        why = f" ({result.why})" if result.why else ""
+        yield (
+            result.role,
+            f"{result.principal} ({result.call.caller}) is denied {result.action} on {result.resource}{why}: "
+            f"{result.decision.reason}",
+        )
