@@ -20,7 +20,12 @@ FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfr
     "--model", "-m", required=True, shell_complete=complete_models, help="Model name, as declared under mlinfra:models."
 )
 @click.option("--framework", type=click.Choice(FRAMEWORKS), help="Framework of the prebuilt inference image.")
-@click.option("--framework-version", help="Framework version of the inference image, e.g. 1.2-1 for sklearn.")
+@click.option(
+    "--framework-version",
+    help="Version of the framework's inference image, e.g. 1.9-0 for sklearn. Default: the newest image of the "
+    "library version that wrote the model file (scikit-learn, XGBoost); PyTorch: 2.6.0. One whose library differs "
+    "in major.minor from the model's is refused.",
+)
 @click.option(
     "--image",
     help="Inference image URI, instead of --framework-version; with --framework, an image built on that framework's "
@@ -72,15 +77,17 @@ def register(
 
     With --framework, the handler must be code/inference.py and define what that framework's container calls
     (model_fn at least); it is checked statically, before anything is uploaded (`mlinfra init-model` writes one).
+    The image is the one whose library the model was saved with (read from the model file, never unpickled), and
+    code/requirements.txt must be installable by the container without network (docs/model-contract.md).
     __pycache__/, .ipynb_checkpoints/, .DS_Store, .git and the patterns in the directory's .mlinfraignore
     (gitignore syntax) are never packed.
 
     \b
     Examples:
-      mlinfra register ./model --model churn --framework sklearn --framework-version 1.2-1 --metrics metrics.json
-      mlinfra register ./model -m churn --framework sklearn --framework-version 1.2-1 --dry-run
+      mlinfra register ./model --model churn --framework sklearn --metrics metrics.json
+      mlinfra register ./model -m churn --framework sklearn --framework-version 1.9-0 --dry-run
       mlinfra register model.tar.gz -m churn --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/churn:1.4
-      mlinfra --local register ./model -m churn --framework xgboost --framework-version 1.7-1 --json
+      mlinfra --local register ./model -m churn --framework xgboost --framework-version 3.2-0 --json
     """
     from mlinfra.models import inputs
     from mlinfra.registry import register as registration
@@ -89,13 +96,14 @@ def register(
     if dry_run:
         from mlinfra.models import directory as modeldir
 
-        plan = modeldir.dry_run(project, path, model, framework)
+        plan = modeldir.dry_run(project, path, model, framework, framework_version=framework_version, image=image)
         if as_json:
             emit_json(plan)
             return
         for item in plan["files"]:
             click.echo(f"{item['size']:>12}  {item['digest']}  {item['path']}")
         totals = f"{len(plan['files'])} files, model.tar.gz {plan['size']} bytes, {plan['digest']}"
+        click.echo(f"image {plan['image']}" + _library_note(plan), err=True)
         click.echo(f"dry run: {totals}; nothing written", err=True)
         return
     explicit = [name for name, value in (("--description", description), ("--card", card_path)) if value is not None]
@@ -124,7 +132,7 @@ def register(
             "pass --git-sha SHA to record one",
             err=True,
         )
-    summary = {k: record[k] for k in ("model", "version", "digest", "artifact", "image")}
+    summary = {k: record.get(k) for k in ("model", "version", "digest", "artifact", "image", "frameworkVersion")}
     if record.get("existing") and explicit:
         click.echo(
             f"note: {' and '.join(explicit)} ignored: stored with new versions only, and these bytes are already "
@@ -180,3 +188,10 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
+
+
+def _library_note(plan: dict[str, Any]) -> str:
+    """`(scikit-learn 1.9.1 in model.joblib)` when the model's files record the library that wrote them."""
+    if not plan.get("libraryVersion"):
+        return ""
+    return f" (the model's library: {plan['libraryVersion']} in {plan['libraryFile']})"

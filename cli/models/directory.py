@@ -261,13 +261,22 @@ def archive_files(path: Path) -> list[PackedFile]:
     return files
 
 
-def dry_run(project: Any, path: Path, model: str, framework: str | None) -> dict[str, Any]:
+def dry_run(
+    project: Any,
+    path: Path,
+    model: str,
+    framework: str | None,
+    *,
+    framework_version: str | None = None,
+    image: str | None = None,
+) -> dict[str, Any]:
     """What `register` would upload, checked as `register` checks it but without any AWS call or write.
 
-    Returns {"model", "path", "handler", "files": [{"path", "size", "digest"}], "size", "digest"}: the files it
-    would pack and the model.tar.gz's size and digest (for an archive: its members, and the archive as given).
+    Returns {"model", "path", "handler", "image", "frameworkVersion", "libraryVersion", "libraryFile", "files":
+    [{"path", "size", "digest"}], "size", "digest"}: the image resolved and checked exactly as `register` does, the
+    files it would pack and the model.tar.gz's size and digest (for an archive: its members, and the archive as given).
     """
-    from mlinfra.models import archives, packaging
+    from mlinfra.models import archives, libraries, packaging
     from mlinfra.registry import protocol as promotion
 
     _ctx, stage = promotion.entry_stage(project)
@@ -279,6 +288,10 @@ def dry_run(project: Any, path: Path, model: str, framework: str | None) -> dict
         handler = check_archive(path, framework, model)
     else:
         handler = check_directory(path, framework, model)
+    choice = libraries.choose_image(
+        path, framework, framework_version, image, stage.config.region, archive=archive,
+        skip=None if archive else skipper(path),
+    )  # fmt: skip
     if archive:
         files = archive_files(path)
         packed = archives.inspect_archive(path)
@@ -289,6 +302,7 @@ def dry_run(project: Any, path: Path, model: str, framework: str | None) -> dict
         "model": model,
         "path": str(path),
         "handler": handler.model_dump(mode="json") if handler else None,
+        **choice.to_json(),
         "files": [f.to_json() for f in files],
         "size": packed.size,
         "digest": packed.digest,

@@ -22,7 +22,7 @@ from mlinfra.stacks.project import Project
 from mlinfra_infra import layout
 
 
-def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
+def register(
     project: Project,
     path: Path,
     model: str,
@@ -47,7 +47,7 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
     With a framework, the handler is checked against its container's contract before anything is hashed.
     """
     from mlinfra.models import directory as modeldir
-    from mlinfra.models import images, inputs, packaging
+    from mlinfra.models import inputs, libraries, packaging
     from mlinfra.registry import cards
 
     ctx, stage = entry_stage(project)
@@ -57,15 +57,13 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
     archive, handler, card = _check_model(path, framework, model, card_path=card_path)
     metrics = inputs.read_metrics(metrics_path) if metrics_path else None
     baseline = inputs.read_baseline(baseline_path) if baseline_path else None
-    if image is None and (framework is None or framework_version is None):
-        raise BadInputError("give --framework and --framework-version (to resolve the inference image) or --image")
-    if image is not None:
-        _check_image(image)
-        resolved_image = image
-    else:
-        assert framework is not None and framework_version is not None  # noqa: S101 - checked just above
-        # Offline, from the SDK's bundled image config, without importing the SDK: milliseconds.
-        resolved_image = images.resolve_image(framework, framework_version, stage.config.region)
+    # The image that fits the model (the library version its files record; offline, from the SDK's bundled image
+    # config), and whether the container's start-up pip install could run without an index: before any upload.
+    skip = None if archive else modeldir.skipper(path)
+    choice = libraries.choose_image(
+        path, framework, framework_version, image, stage.config.region, archive=archive, skip=skip
+    )
+    resolved_image, framework_version = choice.image, choice.framework_version
 
     registry = ctx.registry(entry)
     with aws_errors(f"registering {model} in {entry}"):
@@ -214,19 +212,6 @@ def _check_model(
     if archive:
         return archive, modeldir.check_archive(path, framework, model), card
     return archive, modeldir.check_directory(path, framework, model), card
-
-
-def _check_image(image: str) -> None:
-    from pydantic import TypeAdapter, ValidationError
-
-    from mlinfra_infra.config import ImageUri
-
-    try:
-        TypeAdapter(ImageUri).validate_python(image)
-    except ValidationError:
-        raise BadInputError(
-            f"--image {image!r} is not an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)"
-        ) from None
 
 
 def _move_entry_pointer(

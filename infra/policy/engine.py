@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Level = Literal["advisory", "mandatory"]
+# Rules that block in every stage, whatever its enforcement level: a stack breaking them cannot serve at all.
+ALWAYS_MANDATORY = ("sagemaker-framework-handler",)
 
 
 class Resource(Protocol):
@@ -67,6 +69,8 @@ class Rule:
     types: tuple[str, ...]
     resource_check: ResourceCheck | None = None
     stack_check: StackCheck | None = None
+    # "mandatory" for a rule that blocks in every stage (ALWAYS_MANDATORY); None: the stage's enforcement level.
+    level: Level | None = None
 
     @property
     def is_stack_rule(self) -> bool:
@@ -95,10 +99,11 @@ RULES: list[Rule] = []
 def resource_rule(
     rule_id: str, description: str, types: Sequence[str], checkov: Sequence[str] = ()
 ) -> Callable[[ResourceCheck], ResourceCheck]:
-    """Register a resource rule (decorator)."""
+    """Register a resource rule (decorator); one listed in ALWAYS_MANDATORY blocks in every stage."""
+    level: Level | None = "mandatory" if rule_id in ALWAYS_MANDATORY else None
 
     def register(check: ResourceCheck) -> ResourceCheck:
-        RULES.append(Rule(rule_id, description, tuple(checkov), tuple(types), resource_check=check))
+        RULES.append(Rule(rule_id, description, tuple(checkov), tuple(types), resource_check=check, level=level))
         return check
 
     return register
@@ -120,19 +125,23 @@ def level_for(ctx: Context) -> Level:
 
 
 def pack_config(enforcement: str) -> dict[str, str]:
-    """The --policy-pack-config document that sets every CrossGuard policy's level for a stage."""
-    return {"all": enforcement}
+    """The --policy-pack-config document that sets every CrossGuard policy's level for a stage.
+
+    The stage's level for all, and "mandatory" for the rules that block everywhere (ALWAYS_MANDATORY).
+    """
+    return {"all": enforcement, **dict.fromkeys(ALWAYS_MANDATORY, "mandatory")}
 
 
 def evaluate(resources: Sequence[Resource], ctx: Context, rules: Sequence[Rule] | None = None) -> list[Violation]:
     """Run every rule over the stack's resources; violations in rule order, then resource order."""
     chosen = RULES if rules is None else rules
-    level = level_for(ctx)
+    stage_level = level_for(ctx)
     found: list[Violation] = []
     by_type: dict[str, list[Resource]] = {}
     for resource in resources:
         by_type.setdefault(resource.type, []).append(resource)
     for rule in chosen:
+        level = rule.level or stage_level
         if rule.stack_check is not None:
             found.extend(Violation(rule.id, name, level, msg) for name, msg in rule.stack_check(resources, ctx))
             continue
