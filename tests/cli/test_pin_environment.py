@@ -53,8 +53,11 @@ def register_sklearn(run: Run, root: Path, weights_seed: int) -> dict[str, Any]:
     return dict(ok(run("register", str(directory), "--model", "churn", "--framework", "sklearn", "--json")))
 
 
-def test_direct_pull_request_and_rollback_pins_render_the_handler(  # noqa: F811 - repo is test_delivery's fixture
-    repo: Path, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_direct_pull_request_and_rollback_pins_render_the_handler(
+    repo: Path,  # noqa: F811 - test_delivery's fixture
+    run: Run,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     first = register_sklearn(run, tmp_path / "v1", 1)
     assert first["handler"] == {"framework": "sklearn", "program": "inference.py", "directory": "code"}

@@ -7,7 +7,8 @@ toolkits the SageMaker framework containers run and nothing of mlinfra. `driver.
      "requests": [{"body": "<base64>", "headers": {"Content-Type": ..., "Accept": ...}}, ...]}
 
 and writes one JSON object to OUT: {"install": "<the start-up pip install's outcome>", "answers": [{"status",
-"content_type", "body"}, ...]}. What it does is what the container does at start-up and per request, read from the containers' source:
+"content_type", "body"}, ...]}. What it does is what the container does at start-up and per request, read from the
+containers' source:
 
 - scikit-learn and XGBoost (sagemaker-scikit-learn-container's and sagemaker-xgboost-container's serving.py over
   sagemaker-containers): SageMaker unpacks model.tar.gz into /opt/ml/model; the serve entry point imports the module
