@@ -119,4 +119,6 @@ def test_up_runs_the_pack_at_the_stage_level(project_dir: Path) -> None:
     for stage, level in (("prod", "mandatory"), ("sandbox", "advisory")):
         options = policy_pack_options(project, load_stage(project, stage))
         assert options["policy_packs"] == [str(pack_dir)]
-        assert json.loads(Path(options["policy_pack_configs"][0]).read_text()) == {"all": level}
+        # The framework handler rule blocks in every stage: a Model without it never starts.
+        expected = {"all": level, "sagemaker-framework-handler": "mandatory"}
+        assert json.loads(Path(options["policy_pack_configs"][0]).read_text()) == expected
