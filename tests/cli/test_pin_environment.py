@@ -60,8 +60,8 @@ def test_direct_pull_request_and_rollback_pins_render_the_handler(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     first = register_sklearn(run, tmp_path / "v1", 1)
-    assert first["handler"] == {"framework": "sklearn", "program": "inference.py", "directory": "code"}
     assert first["frameworkVersion"] == "1.9-0", "picked from the scikit-learn version that pickled the model"
+    assert first["image"].endswith("/sagemaker-scikit-learn:1.9-0-cpu-py3")
 
     # Direct (dev): the checkout's stack file is pinned at once.
     ok(run("promote", "churn", "--to", "dev", "--json"))
@@ -79,13 +79,13 @@ def test_direct_pull_request_and_rollback_pins_render_the_handler(
     register_sklearn(run, tmp_path / "v2", 2)
     ok(run("promote", "churn", "--to", "dev", "--json"))
     assert_handler_env(model_environment(repo, "dev"), 2)
+    ok(run("promote", "churn", "--to", "staging", "--json"))
+    merge(tmp_path, "mlinfra/promote-staging-churn-v2")
+    apply_job(run, tmp_path, monkeypatch, "staging", 2, cwd=repo)
     ok(run("rollback", "churn", "--stage", "dev", "--reason", "latency", "--json"))
     assert_handler_env(model_environment(repo, "dev"), 1)
 
     # Rollback (staging, pull request) to v1 after v2, merged.
-    ok(run("promote", "churn", "--to", "staging", "--json"))
-    merge(tmp_path, "mlinfra/promote-staging-churn-v2")
-    apply_job(run, tmp_path, monkeypatch, "staging", 2, cwd=repo)
     ok(run("rollback", "churn", "--stage", "staging", "--reason", "latency", "--json"))
     merge(tmp_path, "mlinfra/rollback-staging-churn-v1")
     git(merged, "pull", "--quiet", "origin", "main")
@@ -96,9 +96,9 @@ def test_local_mode_pins_render_the_handler(project_dir: Path, aws_env: str, run
     ok(run("local", "bootstrap", "--all", "--json"))
     register_sklearn(run, tmp_path, 1)
     ok(run("promote", "churn", "--to", "dev", "--json"))
-    from mlinfra.local.workspace import workspace_root
-
-    assert_handler_env(model_environment(workspace_root(project_dir), "dev"), 1)
+    # In local mode the project's stack files are the scratch workspace's (.mlinfra/local/workspace/), pinned here.
+    assert (project_dir / ".mlinfra" / "local" / "workspace" / "stacks" / "Pulumi.dev.yaml").is_file()
+    assert_handler_env(model_environment(project_dir, "dev"), 1)
 
 
 def test_a_hand_pin_without_the_handler_fails_check_in_every_stage(project_dir: Path, run: Run) -> None:
@@ -108,7 +108,7 @@ def test_a_hand_pin_without_the_handler_fails_check_in_every_stage(project_dir: 
             "version": 4,
             "digest": digest,
             "image": "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.9-0-cpu-py3",
-            "artifact": f"s3://somewhere-{stage}/models/churn/sha256/{digest[7:]}/model.tar.gz",
+            "artifact": f"s3://mlinfra-{stage}-123456789012-eu-west-1/models/churn/sha256/{digest[7:]}/model.tar.gz",
         }
         edit_stack(project_dir, stage, "mlinfra:models", {"churn": {"pinned": pin}})
         result = run("check", "--stack", stage, "--json")
