@@ -103,8 +103,7 @@ def register(
         for item in plan["files"]:
             click.echo(f"{item['size']:>12}  {item['digest']}  {item['path']}")
         totals = f"{len(plan['files'])} files, model.tar.gz {plan['size']} bytes, {plan['digest']}"
-        click.echo(f"image {plan['image']}" + _library_note(plan), err=True)
-        click.echo(f"dry run: {totals}; nothing written", err=True)
+        click.echo(f"dry run: {totals}, image {plan['image']}{_library_note(plan)}; nothing written", err=True)
         return
     explicit = [name for name, value in (("--description", description), ("--card", card_path)) if value is not None]
     if card_path is None and path.is_dir() and (path / "card.md").is_file():
