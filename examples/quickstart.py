@@ -113,8 +113,6 @@ def main() -> None:
             "churn",
             "--framework",
             "sklearn",
-            "--framework-version",
-            "1.2-1",
             "--metrics",
             str(EXAMPLE / "metrics.json"),
             "--baseline",
