@@ -184,11 +184,18 @@ class ImageChoice:
         }
 
 
+def _opener(path: Path) -> Opener:
+    def open_file() -> IO[bytes]:
+        return path.open("rb")
+
+    return open_file
+
+
 def _directory_files(root: Path, skip: Callable[[str, bool], bool] | None) -> Iterator[tuple[str, Opener]]:
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root).as_posix()
         if path.is_file() and not path.is_symlink() and not (skip and skip(relative, False)):
-            yield relative, lambda path=path: path.open("rb")
+            yield relative, _opener(path)
 
 
 def _archive_files(archive: Path) -> Iterator[tuple[str, Opener]]:
