@@ -184,6 +184,18 @@ class ImageChoice:
         }
 
 
+def _wheel_metadata(stream: IO[bytes]) -> str:
+    """The METADATA of a wheel (a zip; read whole, wheels vendored for a handler are small)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(stream.read())) as wheel:
+            name = next((n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")), None)
+            return wheel.read(name).decode("utf-8", errors="replace") if name else ""
+    except zipfile.BadZipFile:
+        return ""
+
+
 def _opener(path: Path) -> Opener:
     def open_file() -> IO[bytes]:
         return path.open("rb")
@@ -248,6 +260,7 @@ def choose_image(
         raise BadInputError("give --framework (its image is picked to fit the model) or --image")
     requirements: str | None = None
     wheels: list[str] = []
+    wheel_requires: dict[str, list[str]] = {}
     code = f"{frameworks.HANDLER_DIRECTORY}/"
     reader = _READERS.get(framework)
     found: list[Recorded] = []
@@ -257,6 +270,9 @@ def choose_image(
                 requirements = stream.read(1 << 20).decode("utf-8", errors="replace")
         elif name.startswith(f"{code}{startup.WHEELS}/"):
             wheels.append(name)
+            if name.endswith(".whl"):
+                with opener() as stream:
+                    wheel_requires[name] = startup.wheel_dependencies(_wheel_metadata(stream))
         elif reader is not None:
             found.extend(reader([(name, opener)]))
     recorded = _consistent(framework, found)
@@ -269,5 +285,5 @@ def choose_image(
         version = choose_version(framework, recorded, framework_version, supported, default)
         chosen = images.resolve_image(framework, version, region)
     where = str(path / code / frameworks.REQUIREMENTS) if not archive else f"{path}:{code}{frameworks.REQUIREMENTS}"
-    startup.check(framework, version or "", requirements, wheels, where)
+    startup.check(framework, version or "", requirements, wheels, where, wheel_requires=wheel_requires)
     return ImageChoice(chosen, version, recorded)

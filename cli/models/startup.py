@@ -90,13 +90,47 @@ def _wheel_names(wheels: Iterable[str]) -> set[str]:
     return {canonical(name.rsplit("/", 1)[-1].split("-", 1)[0]) for name in wheels if name.endswith(".whl")}
 
 
-def check(framework: str, image_version: str, requirements_text: str | None, wheels: Iterable[str], where: str) -> None:
-    """Refuse (BadInputError) a requirements file the container's offline start-up install could not satisfy."""
+_REQUIRES = re.compile(r"^Requires-Dist:\s*([A-Za-z0-9][A-Za-z0-9._-]*)([^;\n]*)(?:;(.*))?$", re.MULTILINE)
+
+
+def wheel_dependencies(metadata: str) -> list[str]:
+    """The distributions a wheel's METADATA requires unconditionally (extras and other platforms' markers left out)."""
+    needed = []
+    for name, _spec, raw_marker in _REQUIRES.findall(metadata):
+        marker = raw_marker.strip()
+        if "extra ==" in marker or "extra==" in marker or 'sys_platform == "win32"' in marker:
+            continue
+        needed.append(canonical(name))
+    return needed
+
+
+def check(
+    framework: str,
+    image_version: str,
+    requirements_text: str | None,
+    wheels: Iterable[str],
+    where: str,
+    *,
+    wheel_requires: dict[str, list[str]] | None = None,
+) -> None:
+    """Refuse (BadInputError) a requirements file the container's offline start-up install could not satisfy.
+
+    `wheel_requires` maps a vendored wheel's file name to the distributions its METADATA requires: each must be in
+    the image or vendored too, or pip (without an index) stops there.
+    """
     if requirements_text is None:
         return
     requirements, options = parse(requirements_text, where)
     vendored = _wheel_names(wheels)
     in_image = IMAGE_PACKAGES.get(framework, frozenset())
+    for wheel, needs in (wheel_requires or {}).items():
+        missing = [name for name in needs if name not in vendored and name not in in_image]
+        if missing:
+            raise BadInputError(
+                f"{where}: the vendored {wheel.rsplit('/', 1)[-1]} requires {', '.join(missing)}, which the "
+                f"{framework} {image_version} image does not have and {WHEELS}/ does not hold: download them with "
+                f"the same `pip download` into {WHEELS}/ (without --no-deps)"
+            )
     for requirement in requirements:
         if requirement.name in vendored:
             if options != {"no-index", "find-links"}:
