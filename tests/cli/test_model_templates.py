@@ -256,3 +256,42 @@ def test_default_framework_versions_resolve_to_an_inference_image(framework: str
     assert images.resolve_image(framework, adapter.default_version, "eu-west-1").endswith(
         tuple(f":{adapter.default_version}{suffix}" for suffix in ("", "-cpu-py3", "-cpu-py312"))
     )
+
+
+def test_records_by_name_reach_a_pipeline_with_categories(tmp_path: Path) -> None:
+    # A scikit-learn pipeline fitted on a DataFrame encodes its own categories: the schema declares them, the
+    # handler passes them as sent, by name, in the schema's order, whatever order the record lists them in.
+    import joblib
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame(
+        {"age": [20, 35, 50, 65, 30, 45], "plan": ["a", "b", "a", "c", "b", "c"], "income": [1.0, 2, 3, 4, 5, 6]}
+    )
+    labels = [0, 1, 0, 1, 1, 0]
+    encode = ColumnTransformer([("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"])], remainder="passthrough")
+    model = make_pipeline(encode, LogisticRegression()).fit(frame, labels)
+    directory = tmp_path / "model"
+    scaffold.init_model("churn", "sklearn", directory, force=False)
+    joblib.dump(model, directory / "model.joblib")
+    schema = {"features": [{"name": "age", "type": "int"}, {"name": "plan", "type": "category"},
+                           {"name": "income", "type": "float"}]}  # fmt: skip
+    (directory / "code" / frameworks.SCHEMA_FILE).write_text(json.dumps(schema))
+    handler = load_handler(directory, "handler_sklearn_categories")
+    loaded = handler.model_fn(str(directory))
+    records = [{"plan": "b", "income": 2.5, "age": 33}, {"age": 61, "plan": "c", "income": 4.0}]
+    body, media = handler.output_fn(
+        handler.predict_fn(handler.input_fn(json.dumps({"inputs": records}), "application/json"), loaded),
+        "application/json; output=probabilities",
+    )
+    assert media == "application/json"
+    wanted = model.predict_proba(pd.DataFrame(records)[["age", "plan", "income"]])
+    assert np.allclose(json.loads(body)["predictions"], wanted)
+    with pytest.raises(Exception, match=r"row 1: category \[1\] is not a string or a number"):
+        handler.output_fn(
+            handler.predict_fn(handler.input_fn('[{"age": 1, "plan": [1], "income": 2}]', "application/json"), loaded),
+            None,
+        )
