@@ -49,6 +49,7 @@ def main():
         archive.extractall(model_dir, filter="data")
     os.environ["SAGEMAKER_BASE_DIR"] = base  # read by sagemaker-containers at import
     os.environ["PIP_NO_INDEX"] = "1"  # network isolation: the container's pip reaches no index
+    os.environ["PIP_CONFIG_FILE"] = os.devnull  # nor this machine's pip configuration (find-links, mirrors)
     for name, value in spec["environment"].items():
         os.environ[name] = value.replace(OPT_ML, base, 1) if value.startswith(OPT_ML) else value
     requests = [(base64.b64decode(r["body"]), r["headers"]) for r in spec["requests"]]

@@ -257,3 +257,20 @@ def test_mlinfra_serve_answers_the_table_alike(packed: Packed, tmp_path: Path) -
         assert "6291456 bytes" in json.loads(body)["error"]
     finally:
         server.stop()
+
+
+def test_without_the_models_pip_setting_the_offline_start_up_install_fails(
+    conformance_python: Path, packed: Packed, tmp_path: Path
+) -> None:
+    # Why ModelEndpoint sets PIP_NO_BUILD_ISOLATION=0: sagemaker-containers `pip install .`s the handler's folder at
+    # start-up, and an isolated build would fetch setuptools from an index that network isolation does not reach.
+    # The PyTorch toolkit installs requirements.txt only (no package of the folder): it starts without it.
+    environment = {k: v for k, v in packed.environment.items() if k != "PIP_NO_BUILD_ISOLATION"}
+    bare = Packed(packed.framework, packed.directory, packed.archive, environment, packed.predict)
+    result = run_container(conformance_python, bare, TABLE[:1], tmp_path)
+    if packed.framework == "pytorch":
+        assert result["install"] == "ok"
+        assert [answer["status"] for answer in result["answers"]] == [200]
+    else:
+        assert result["install"].startswith("failed"), result["install"]
+        assert result["answers"] == []
