@@ -49,6 +49,12 @@ FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfr
     help="The authors' model card (Markdown), stored with the version; default: card.md in the model directory.",
 )
 @click.option(
+    "--vendor",
+    is_flag=True,
+    help="Download the wheels code/requirements.txt needs beyond the image into code/wheels/ (for the image's "
+    "Python) and point pip there, so the endpoint installs them without network; writes into PATH.",
+)
+@click.option(
     "--dry-run", is_flag=True, help="Check, and list the files it would pack (size, digest, path); write nothing."
 )
 @json_option
@@ -63,6 +69,7 @@ def register(
     git_sha: str,
     description: str | None,
     card_path: Path | None,
+    vendor: bool,
     dry_run: bool,
     as_json: bool,
 ) -> None:
@@ -86,6 +93,7 @@ def register(
     Examples:
       mlinfra register ./model --model churn --framework sklearn --metrics metrics.json
       mlinfra register ./model -m churn --framework sklearn --framework-version 1.9-0 --dry-run
+      mlinfra register ./model -m churn --framework sklearn --vendor     wheels for code/requirements.txt
       mlinfra register model.tar.gz -m churn --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/churn:1.4
       mlinfra --local register ./model -m churn --framework xgboost --framework-version 3.2-0 --json
     """
@@ -94,7 +102,11 @@ def register(
 
     project = Project.find()
     if dry_run:
+        from mlinfra.errors import BadInputError
         from mlinfra.models import directory as modeldir
+
+        if vendor:
+            raise BadInputError("--vendor writes wheels into PATH and --dry-run writes nothing: run --vendor first")
 
         plan = modeldir.dry_run(project, path, model, framework, framework_version=framework_version, image=image)
         if as_json:
@@ -124,6 +136,7 @@ def register(
             on_total=set_total,
             description=description,
             card_path=card_path,
+            vendor=vendor,
         )
     if git_sha == "auto" and sha is None and not record.get("existing"):
         click.echo(

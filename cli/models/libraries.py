@@ -242,13 +242,15 @@ def choose_image(
     *,
     archive: bool,
     skip: Callable[[str, bool], bool] | None = None,
+    vendor: bool = False,
 ) -> ImageChoice:
     """The image `register` (and `register --dry-run`) pins, checked against the model before anything is uploaded.
 
     --image is taken as given. With --framework, the library version the model was written with decides: the
     asked-for --framework-version must agree with it in major.minor, and without one the newest fitting image is
     picked (the framework's default when the files record no version). Then the container's offline start-up
-    install is checked (mlinfra.models.startup).
+    install is checked (mlinfra.models.startup); with `vendor` (a directory only), the wheels it lacks are first
+    downloaded into code/wheels/ for the chosen image.
     """
     from mlinfra.models import frameworks, images, startup
 
@@ -258,22 +260,14 @@ def choose_image(
         return ImageChoice(image, framework_version, None)
     if framework is None:
         raise BadInputError("give --framework (its image is picked to fit the model) or --image")
-    requirements: str | None = None
-    wheels: list[str] = []
-    wheel_requires: dict[str, list[str]] = {}
+    if vendor and archive:
+        raise BadInputError(f"{path}: --vendor writes wheels into a model directory's code/; pass the directory")
     code = f"{frameworks.HANDLER_DIRECTORY}/"
     reader = _READERS.get(framework)
     found: list[Recorded] = []
+    install = _Install()
     for name, opener in model_files(path, archive=archive, skip=skip):
-        if name == f"{code}{frameworks.REQUIREMENTS}":
-            with opener() as stream:
-                requirements = stream.read(1 << 20).decode("utf-8", errors="replace")
-        elif name.startswith(f"{code}{startup.WHEELS}/"):
-            wheels.append(name)
-            if name.endswith(".whl"):
-                with opener() as stream:
-                    wheel_requires[name] = startup.wheel_dependencies(_wheel_metadata(stream))
-        elif reader is not None:
+        if not install.take(name, opener, code) and reader is not None:
             found.extend(reader([(name, opener)]))
     recorded = _consistent(framework, found)
     if image is not None:
@@ -284,6 +278,37 @@ def choose_image(
         default = frameworks.get(framework).default_version
         version = choose_version(framework, recorded, framework_version, supported, default)
         chosen = images.resolve_image(framework, version, region)
+    if vendor and startup.vendor(path, framework, version or "", code=frameworks.HANDLER_DIRECTORY):
+        install = _Install()
+        for name, opener in model_files(path, archive=False, skip=skip):
+            install.take(name, opener, code)
     where = str(path / code / frameworks.REQUIREMENTS) if not archive else f"{path}:{code}{frameworks.REQUIREMENTS}"
-    startup.check(framework, version or "", requirements, wheels, where, wheel_requires=wheel_requires)
+    startup.check(
+        framework, version or "", install.requirements, install.wheels, where, wheel_requires=install.wheel_requires
+    )
     return ImageChoice(chosen, version, recorded)
+
+
+class _Install:
+    """What the container's start-up install reads from code/: requirements.txt and the vendored wheels."""
+
+    def __init__(self) -> None:
+        self.requirements: str | None = None
+        self.wheels: list[str] = []
+        self.wheel_requires: dict[str, list[str]] = {}
+
+    def take(self, name: str, opener: Opener, code: str) -> bool:
+        """Record `name` if the install reads it; whether it did."""
+        from mlinfra.models import frameworks, startup
+
+        if name == f"{code}{frameworks.REQUIREMENTS}":
+            with opener() as stream:
+                self.requirements = stream.read(1 << 20).decode("utf-8", errors="replace")
+            return True
+        if name.startswith(f"{code}{startup.WHEELS}/"):
+            self.wheels.append(name)
+            if name.endswith(".whl"):
+                with opener() as stream:
+                    self.wheel_requires[name] = startup.wheel_dependencies(_wheel_metadata(stream))
+            return True
+        return False

@@ -17,8 +17,10 @@ aws/sagemaker-xgboost-container, the PyTorch deep learning container and its inf
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from mlinfra.errors import BadInputError
 
@@ -148,8 +150,92 @@ def check(
         )
         raise BadInputError(
             f"{where}:{requirement.line}: {requirement.text!r} {why}, and the endpoint's pip cannot download it "
-            f"(network isolation): vendor it with `pip download '{requirement.text}' --only-binary=:all: "
-            f"--platform manylinux2014_x86_64 --python-version <the image's> -d {WHEELS}/` in the handler's "
-            f"directory and add `--no-index` and `--find-links {WHEELS}` to requirements.txt"
-            + (", or drop the version to use the image's" if requirement.name in in_image else "")
+            f"(network isolation): register with --vendor to put its wheels in {WHEELS}/, or run `pip download "
+            f"'{requirement.text}' --only-binary=:all: --platform manylinux2014_x86_64 --python-version <the image's> "
+            f"-d {WHEELS}/` in the handler's directory and add `--no-index` and `--find-links {WHEELS}` to "
+            "requirements.txt" + (", or drop the version to use the image's" if requirement.name in in_image else "")
         )
+
+
+def image_python(framework: str, image_version: str) -> str | None:
+    """The image's Python as pip's --python-version (3.12) when its config names it (py312), else None."""
+    from mlinfra.models import images
+
+    try:
+        listed = images.image_config(framework).py_versions(image_version)
+    except (KeyError, BadInputError):
+        return None
+    exact = [v for v in listed if re.fullmatch(r"py3\d+", v)]
+    return f"3.{exact[0][3:]}" if len(exact) == 1 else None
+
+
+def vendor(directory: Path, framework: str, image_version: str, *, code: str = "code") -> list[str]:
+    """Download the wheels code/requirements.txt needs beyond the image into code/wheels/ (and point pip there).
+
+    Runs `pip download --no-deps` for each requirement the image cannot satisfy, then for each dependency a wheel's
+    METADATA names that is neither in the image nor vendored, for the image's platform and Python (its config's
+    pyXY; pure-Python wheels only when the config does not name one). Returns the wheel files written. BadInputError
+    (nothing changed in requirements.txt) when pip cannot find a wheel: the reason is pip's last line.
+    """
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    requirements_file = directory / code / "requirements.txt"
+    if not requirements_file.is_file():
+        return []
+    text = requirements_file.read_text(encoding="utf-8")
+    requirements, options = parse(text, str(requirements_file))
+    wheels_dir = directory / code / WHEELS
+    in_image = IMAGE_PACKAGES.get(framework, frozenset())
+    python = image_python(framework, image_version)
+    target = (
+        ["--python-version", python, "--platform", "manylinux2014_x86_64", "--implementation", "cp"]
+        if python
+        else ["--python-version", "3", "--implementation", "py", "--abi", "none", "--platform", "any"]
+    )
+    pending = [r.text for r in requirements if r.name not in in_image or r.pinned]
+    written: list[str] = []
+    seen: set[str] = set()
+    while pending:
+        wanted = pending.pop(0)
+        with tempfile.TemporaryDirectory() as scratch:
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    *target,
+                    "--dest",
+                    scratch,
+                    wanted,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                reason = (done.stderr.strip().splitlines() or ["pip download failed"])[-1]
+                raise BadInputError(
+                    f"{requirements_file}: cannot vendor {wanted!r} for the {framework} {image_version} image "
+                    f"(Python {python or 'any, pure-Python wheels only'}): {reason}"
+                )
+            for wheel in sorted(Path(scratch).glob("*.whl")):
+                wheels_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(wheel, wheels_dir / wheel.name)
+                written.append(f"{code}/{WHEELS}/{wheel.name}")
+                seen.add(canonical(wheel.name.split("-", 1)[0]))
+                with zipfile.ZipFile(wheel) as archive:
+                    name = next((n for n in archive.namelist() if n.endswith(".dist-info/METADATA")), None)
+                    metadata = archive.read(name).decode("utf-8", errors="replace") if name else ""
+                for dependency in wheel_dependencies(metadata):
+                    if dependency not in in_image and dependency not in seen and dependency not in pending:
+                        pending.append(dependency)
+    if written and options != {"no-index", "find-links"}:
+        requirements_file.write_text(f"--no-index\n--find-links {WHEELS}\n" + text, encoding="utf-8")
+    return written

@@ -37,6 +37,7 @@ def register(
     on_total: Callable[[int], None] | None = None,
     description: str | None = None,
     card_path: Path | None = None,
+    vendor: bool = False,
 ) -> dict[str, Any]:
     """Register a model directory or model.tar.gz into the entry stage; returns the version record.
 
@@ -61,7 +62,7 @@ def register(
     # config), and whether the container's start-up pip install could run without an index: before any upload.
     skip = None if archive else modeldir.skipper(path)
     choice = libraries.choose_image(
-        path, framework, framework_version, image, stage.config.region, archive=archive, skip=skip
+        path, framework, framework_version, image, stage.config.region, archive=archive, skip=skip, vendor=vendor
     )
     resolved_image, framework_version = choice.image, choice.framework_version
 

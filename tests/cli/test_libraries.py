@@ -105,6 +105,11 @@ def wheel(directory: Path, name: str, requires: list[str]) -> Path:
     metadata += 'Requires-Dist: pytest ; extra == "test"\n'
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr(f"{name}-1.0.dist-info/METADATA", metadata)
+        archive.writestr(
+            f"{name}-1.0.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        archive.writestr(f"{name}-1.0.dist-info/RECORD", "")
         archive.writestr(f"{name}.py", "")
     return path
 
@@ -141,3 +146,31 @@ def test_the_image_tables_name_the_packages_the_generated_handlers_import() -> N
 def test_a_json_document_that_is_not_a_booster_is_ignored() -> None:
     data = json.dumps({"version": [9, 9, 9]}).encode()
     assert libraries.recorded_version("xgboost", [("schema.json", lambda: io.BytesIO(data))]) is None
+
+
+def test_vendor_downloads_what_the_image_lacks_with_its_dependencies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pip download from a local folder of wheels (no index), as it would from PyPI for the image's platform.
+    index = tmp_path / "index"
+    index.mkdir()
+    wheel(index, "fancy", ["numpy>=1.20", "tinydep"])  # numpy is in the image: not vendored
+    wheel(index, "tinydep", [])
+    for name, value in {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(index), "PIP_CONFIG_FILE": "/dev/null"}.items():
+        monkeypatch.setenv(name, value)
+    directory = tmp_path / "model"
+    (directory / "code").mkdir(parents=True)
+    (directory / "code" / "inference.py").write_text("def model_fn(d):\n    return d\n")
+    (directory / "code" / "requirements.txt").write_text("fancy==1.0\n")
+    with pytest.raises(BadInputError, match="register with --vendor"):
+        libraries.choose_image(directory, "sklearn", "1.9-0", None, "eu-west-1", archive=False)
+    choice = libraries.choose_image(directory, "sklearn", "1.9-0", None, "eu-west-1", archive=False, vendor=True)
+    assert choice.framework_version == "1.9-0"
+    assert sorted(p.name for p in (directory / "code" / "wheels").iterdir()) == [
+        "fancy-1.0-py3-none-any.whl",
+        "tinydep-1.0-py3-none-any.whl",
+    ]
+    assert (directory / "code" / "requirements.txt").read_text() == "--no-index\n--find-links wheels\nfancy==1.0\n"
+    (directory / "code" / "requirements.txt").write_text("missing-package\n")
+    with pytest.raises(BadInputError, match=r"cannot vendor 'missing-package' for the sklearn 1.9-0 image"):
+        libraries.choose_image(directory, "sklearn", "1.9-0", None, "eu-west-1", archive=False, vendor=True)
