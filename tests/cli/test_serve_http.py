@@ -245,12 +245,12 @@ def test_timeout_answers_sagemakers_model_error_and_workers_serve_at_once(tmp_pa
 
     directory = train(tmp_path / "model", SLOW_HANDLER)
     server = start_serve(
-        ["serve", "churn", "--path", str(directory), "--timeout", "1", "--workers", "2"], tmp_path / "log"
+        ["serve", "churn", "--path", str(directory), "--timeout", "3", "--workers", "2"], tmp_path / "log"
     )
     try:
         started = time.monotonic()
-        status, _, body = server.invoke(b"3,0,0", content_type="text/csv")
-        assert time.monotonic() - started < 2.5
+        status, _, body = server.invoke(b"5,0,0", content_type="text/csv")
+        assert time.monotonic() - started < 4.5
         assert status == 424
         assert json.loads(body)["error"] == (
             "Your invocation timed out while waiting for a response from container primary. Review the latency "
