@@ -23,7 +23,8 @@ FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfr
 @click.option(
     "--framework-version",
     help="Version of the framework's inference image, e.g. 1.9-0 for sklearn. Default: the newest image of the "
-    "library version that wrote the model file (scikit-learn, XGBoost); PyTorch: 2.6.0. One whose library differs "
+    "library version that wrote the model file (scikit-learn, XGBoost); PyTorch: "
+    f"{frameworks.get('pytorch').default_version}. One whose library differs "
     "in major.minor from the model's is refused.",
 )
 @click.option(
