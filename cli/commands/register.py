@@ -104,12 +104,11 @@ def register(
     project = Project.find()
     if dry_run:
         from mlinfra.errors import BadInputError
-        from mlinfra.models import directory as modeldir
 
         if vendor:
             raise BadInputError("--vendor writes wheels into PATH and --dry-run writes nothing: run --vendor first")
 
-        plan = modeldir.dry_run(project, path, model, framework, framework_version=framework_version, image=image)
+        plan = registration.dry_run(project, path, model, framework, framework_version=framework_version, image=image)
         if as_json:
             emit_json(plan)
             return

@@ -2,13 +2,12 @@
 
 The model is checked (its handler, its image) and hashed before anything is uploaded; only a new digest is uploaded
 (multipart, to a temporary key, then moved into place by content); the version record and model package are
-create-only; the entry stage's pointer moves through the protocol in cli/promotion.py.
+create-only; the entry stage's pointer moves through the protocol in mlinfra.registry.protocol.
 """
 
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,8 @@ from typing import Any
 from mlinfra.aws import aws_errors
 from mlinfra.errors import BadInputError, MlinfraError
 from mlinfra.registry.protocol import Context, actor, commit, entry_stage, next_stage, repair_audit, require_model
-from mlinfra.registry.store import ConflictError, MultipartSink, StageRegistry, checksum_of, now
+from mlinfra.registry.records import audit_record, version_record
+from mlinfra.registry.store import ConflictError, MultipartSink, StageRegistry, checksum_of
 from mlinfra.stacks.files import Stage
 from mlinfra.stacks.project import Project
 from mlinfra_infra import layout
@@ -107,28 +107,25 @@ def register(
             {"digest": packed.digest, "registeredBy": who["actor"], "stage": entry},
         )
         version = int(package["ModelPackageVersion"])
-        record = {
-            "model": model,
-            "version": version,
-            "digest": packed.digest,
-            "size": packed.size,
-            "framework": framework,
-            "frameworkVersion": framework_version,
-            "image": resolved_image,
-            "artifact": artifact,
-            "metrics": metrics or {},
-            "gitSha": git_sha,
-            "registeredBy": who["actor"],
-            "registeredByUser": who["user"],
-            "registeredAt": now(),
-            "stage": entry,
-            "packageArn": package["ModelPackageArn"],
-            "lineage": None,
-            "baseline": f"{layout.version_prefix(model, version)}baseline.json" if baseline else None,
-            "handler": handler.model_dump(mode="json") if handler else None,
-            "description": description,
-            "card": cards.card_key(model, version) if card is not None else None,
-        }
+        record = version_record(
+            model=model,
+            version=version,
+            digest=packed.digest,
+            size=packed.size,
+            framework=framework,
+            framework_version=framework_version,
+            image=resolved_image,
+            artifact=artifact,
+            metrics=metrics,
+            git_sha=git_sha,
+            who=who,
+            stage=entry,
+            package_arn=package["ModelPackageArn"],
+            baseline=f"{layout.version_prefix(model, version)}baseline.json" if baseline else None,
+            handler=handler.model_dump(mode="json") if handler else None,
+            description=description,
+            card=cards.card_key(model, version) if card is not None else None,
+        ).to_json()
         cards.store_card(registry, model, version, card)
         if baseline is not None:
             with contextlib.suppress(ConflictError):
@@ -222,24 +219,67 @@ def _move_entry_pointer(
     for _ in range(5):
         current = registry.pointer(model)
         repair_audit(registry, model, current)
-        audit = {
-            "id": uuid.uuid4().hex,
-            "action": "register",
-            "model": model,
-            "stage": registry.stage,
-            "version": record["version"],
-            "previous": current.data.get("version") if current else None,
-            "digest": record["digest"],
-            "time": now(),
-            "reason": f"registered {record['digest'][:19]}",
-            "source": None,
-            "forced": False,
-            "gates": [],
-            **who,
-        }
+        audit = audit_record(
+            "register",
+            model=model,
+            stage=registry.stage,
+            version=record["version"],
+            previous=current.data.get("version") if current else None,
+            digest=record["digest"],
+            reason=f"registered {record['digest'][:19]}",
+            who=who,
+        )
         try:
             commit(ctx, registry, model, record=record, audit=audit, expected=current, pin=False)
             return
         except ConflictError:
             continue  # another registration moved it; the latest one wins, try again on top of it
     raise MlinfraError(f"{model} was registered as v{record['version']}, but the {registry.stage} pointer kept moving")
+
+
+def dry_run(
+    project: Any,
+    path: Path,
+    model: str,
+    framework: str | None,
+    *,
+    framework_version: str | None = None,
+    image: str | None = None,
+) -> dict[str, Any]:
+    """What `register` would upload, checked as `register` checks it but without any AWS call or write.
+
+    Returns {"model", "path", "handler", "image", "frameworkVersion", "libraryVersion", "libraryFile", "files":
+    [{"path", "size", "digest"}], "size", "digest"}: the image resolved and checked exactly as `register` does, the
+    files it would pack and the model.tar.gz's size and digest (for an archive: its members, and the archive as given).
+    """
+    from mlinfra.models import archives, libraries, packaging
+    from mlinfra.models.directory import archive_files, check_archive, check_directory, directory_files, skipper
+
+    _ctx, stage = entry_stage(project)
+    require_model(stage, model)
+    archive = packaging.is_archive(path)
+    if framework is None:
+        handler = None
+    elif archive:
+        handler = check_archive(path, framework, model)
+    else:
+        handler = check_directory(path, framework, model)
+    choice = libraries.choose_image(
+        path, framework, framework_version, image, stage.config.region, archive=archive,
+        skip=None if archive else skipper(path),
+    )  # fmt: skip
+    if archive:
+        files = archive_files(path)
+        packed = archives.inspect_archive(path)
+    else:
+        files = directory_files(path)
+        packed = packaging.pack(path, lambda _chunk: None, skip=skipper(path))
+    return {
+        "model": model,
+        "path": str(path),
+        "handler": handler.model_dump(mode="json") if handler else None,
+        **choice.to_json(),
+        "files": [f.to_json() for f in files],
+        "size": packed.size,
+        "digest": packed.digest,
+    }
