@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlinfra-installed
 
-.PHONY: setup chromium quickstart test lint lint-workflows fmt typecheck unit bench clean ci-install lock access-contract
+.PHONY: setup chromium conformance quickstart test lint lint-workflows fmt typecheck unit bench clean ci-install lock access-contract
 
 # Create .venv if missing and install the project (editable) with its dev and local-mode extras.
 setup: $(STAMP)
@@ -19,6 +19,11 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
+
+# The framework containers' serving toolkits for tests/conformance, in an environment of the tests' own
+# (build/conformance/, from tests/conformance/requirements.txt; never an mlinfra dependency). Built once, then instant.
+conformance: setup
+	$(BIN)/python tests/conformance/env.py
 
 # The outer loop on the local AWS emulator, in a scratch copy of the stacks (examples/quickstart.py).
 quickstart: setup
@@ -62,7 +67,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 # pytest exits 5 when a selection collects no test; that is not a failure.
-unit: setup chromium
+unit: setup chromium conformance
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS) || test $$? -eq 5
 
 test: lint typecheck unit
@@ -77,4 +82,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mlinfra .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .mlinfra .pytest_cache .ruff_cache .mypy_cache build/conformance

@@ -113,8 +113,6 @@ def main() -> None:
             "churn",
             "--framework",
             "sklearn",
-            "--framework-version",
-            "1.2-1",
             "--metrics",
             str(EXAMPLE / "metrics.json"),
             "--baseline",
@@ -148,6 +146,13 @@ def main() -> None:
         for args in (["pull", "--quiet", "--no-edit", "origin", branch], ["push", "--quiet", "origin", "HEAD:main"]):
             subprocess.run(["git", *args], cwd=workspace, check=True)
         step("CI applies staging and records the deployment", "record-deployment", "--stack", "staging", env=env)
+        step(
+            "staging's Model names the handler (SAGEMAKER_PROGRAM, SAGEMAKER_SUBMIT_DIRECTORY): the policy passes",
+            "check",
+            "--stack",
+            "staging",
+            env=env,
+        )
         print(
             "\n## prod refuses it: no approval, no day deployed in staging (exit 3)\n$ mlinfra promote churn --to prod"
         )

@@ -55,7 +55,7 @@ def init_model(model: str, framework: str, directory: Path | None, force: bool, 
         written,
         as_json,
         f"save the model into {target} ({frameworks.get(framework).save_hint}), then `mlinfra register {target} "
-        f"--model {model} --framework {framework} --framework-version V --dry-run`",
+        f"--model {model} --framework {framework} --dry-run` (the image is picked to fit the saved model)",
     )
 
 
@@ -63,7 +63,12 @@ def init_model(model: str, framework: str, directory: Path | None, force: bool, 
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--model", "-m", required=True, help="Model name, as declared under mlinfra:models.")
 @click.option("--framework", type=click.Choice(FRAMEWORKS), default="sklearn", show_default=True)
-@click.option("--framework-version", help="Inference image version to register with; default: the newest known.")
+@click.option(
+    "--framework-version",
+    help="Inference image version the workflow registers with; default: the framework's (sklearn "
+    f"{frameworks.get('sklearn').default_version}, xgboost {frameworks.get('xgboost').default_version}, pytorch "
+    f"{frameworks.get('pytorch').default_version}). Match the library the model is saved with.",
+)
 @click.option("--to", "first_stage", default="dev", show_default=True, help="Stage the tag's promotion opens into.")
 @click.option("--force", is_flag=True, help="Overwrite files that exist (never written otherwise).")
 @json_option
@@ -86,7 +91,7 @@ def init_model_repo(
     \b
     Examples:
       mlinfra init-model-repo ../churn-model --model churn
-      mlinfra init-model-repo ../fraud --model fraud --framework xgboost --framework-version 1.7-1 --to dev
+      mlinfra init-model-repo ../fraud --model fraud --framework xgboost --framework-version 3.2-0 --to dev
     """
     from mlinfra.models import scaffold
 

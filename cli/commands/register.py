@@ -20,7 +20,13 @@ FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfr
     "--model", "-m", required=True, shell_complete=complete_models, help="Model name, as declared under mlinfra:models."
 )
 @click.option("--framework", type=click.Choice(FRAMEWORKS), help="Framework of the prebuilt inference image.")
-@click.option("--framework-version", help="Framework version of the inference image, e.g. 1.2-1 for sklearn.")
+@click.option(
+    "--framework-version",
+    help="Version of the framework's inference image, e.g. 1.9-0 for sklearn. Default: the newest image of the "
+    "library version that wrote the model file (scikit-learn, XGBoost); PyTorch: "
+    f"{frameworks.get('pytorch').default_version}. One whose library differs "
+    "in major.minor from the model's is refused.",
+)
 @click.option(
     "--image",
     help="Inference image URI, instead of --framework-version; with --framework, an image built on that framework's "
@@ -44,6 +50,12 @@ FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfr
     help="The authors' model card (Markdown), stored with the version; default: card.md in the model directory.",
 )
 @click.option(
+    "--vendor",
+    is_flag=True,
+    help="Download the wheels code/requirements.txt needs beyond the image into code/wheels/ (for the image's "
+    "Python) and point pip there, so the endpoint installs them without network; writes into PATH.",
+)
+@click.option(
     "--dry-run", is_flag=True, help="Check, and list the files it would pack (size, digest, path); write nothing."
 )
 @json_option
@@ -58,6 +70,7 @@ def register(
     git_sha: str,
     description: str | None,
     card_path: Path | None,
+    vendor: bool,
     dry_run: bool,
     as_json: bool,
 ) -> None:
@@ -72,29 +85,37 @@ def register(
 
     With --framework, the handler must be code/inference.py and define what that framework's container calls
     (model_fn at least); it is checked statically, before anything is uploaded (`mlinfra init-model` writes one).
+    The image is the one whose library the model was saved with (read from the model file, never unpickled), and
+    code/requirements.txt must be installable by the container without network (docs/model-contract.md).
     __pycache__/, .ipynb_checkpoints/, .DS_Store, .git and the patterns in the directory's .mlinfraignore
     (gitignore syntax) are never packed.
 
     \b
     Examples:
-      mlinfra register ./model --model churn --framework sklearn --framework-version 1.2-1 --metrics metrics.json
-      mlinfra register ./model -m churn --framework sklearn --framework-version 1.2-1 --dry-run
+      mlinfra register ./model --model churn --framework sklearn --metrics metrics.json
+      mlinfra register ./model -m churn --framework sklearn --framework-version 1.9-0 --dry-run
+      mlinfra register ./model -m churn --framework sklearn --vendor     wheels for code/requirements.txt
       mlinfra register model.tar.gz -m churn --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/churn:1.4
-      mlinfra --local register ./model -m churn --framework xgboost --framework-version 1.7-1 --json
+      mlinfra --local register ./model -m churn --framework xgboost --framework-version 3.2-0 --json
     """
     from mlinfra.models import inputs
     from mlinfra.registry import register as registration
 
     project = Project.find()
     if dry_run:
-        plan = registration.dry_run(project, path, model, framework)
+        from mlinfra.errors import BadInputError
+
+        if vendor:
+            raise BadInputError("--vendor writes wheels into PATH and --dry-run writes nothing: run --vendor first")
+
+        plan = registration.dry_run(project, path, model, framework, framework_version=framework_version, image=image)
         if as_json:
             emit_json(plan)
             return
         for item in plan["files"]:
             click.echo(f"{item['size']:>12}  {item['digest']}  {item['path']}")
         totals = f"{len(plan['files'])} files, model.tar.gz {plan['size']} bytes, {plan['digest']}"
-        click.echo(f"dry run: {totals}; nothing written", err=True)
+        click.echo(f"dry run: {totals}, image {plan['image']}{_library_note(plan)}; nothing written", err=True)
         return
     explicit = [name for name, value in (("--description", description), ("--card", card_path)) if value is not None]
     if card_path is None and path.is_dir() and (path / "card.md").is_file():
@@ -115,6 +136,7 @@ def register(
             on_total=set_total,
             description=description,
             card_path=card_path,
+            vendor=vendor,
         )
     if git_sha == "auto" and sha is None and not record.get("existing"):
         click.echo(
@@ -122,7 +144,7 @@ def register(
             "pass --git-sha SHA to record one",
             err=True,
         )
-    summary = {k: record[k] for k in ("model", "version", "digest", "artifact", "image")}
+    summary = {k: record.get(k) for k in ("model", "version", "digest", "artifact", "image", "frameworkVersion")}
     if record.get("existing") and explicit:
         click.echo(
             f"note: {' and '.join(explicit)} ignored: stored with new versions only, and these bytes are already "
@@ -178,3 +200,10 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
+
+
+def _library_note(plan: dict[str, Any]) -> str:
+    """`(scikit-learn 1.9.1 in model.joblib)` when the model's files record the library that wrote them."""
+    if not plan.get("libraryVersion"):
+        return ""
+    return f" (the model's library: {plan['libraryVersion']} in {plan['libraryFile']})"

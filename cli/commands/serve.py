@@ -37,6 +37,19 @@ FRAMEWORKS = ("sklearn", "xgboost", "pytorch", "toolkit")
     "--port", "-p", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port (8080 as SageMaker)."
 )
 @click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds an invocation may take before the answer is SageMaker's timeout error (424, as ModelError).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Requests served at once, one per worker as in the container (default: SAGEMAKER_MODEL_SERVER_WORKERS, "
+    "else one per CPU).",
+)
+@click.option(
     "--capture",
     "capture_dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -61,6 +74,8 @@ def serve(
     framework: str | None,
     host: str,
     port: int,
+    timeout: float,
+    workers: int | None,
     capture_dir: Path | None,
     capture_stage: str | None,
     capture_flush_seconds: float | None,
@@ -69,16 +84,18 @@ def serve(
 
     The handler (SAGEMAKER_PROGRAM, default inference.py, in code/ or at the root) is imported and model_fn runs
     before the port opens; functions it leaves out get the container's defaults. GET /ping answers 200,
-    POST /invocations honours Content-Type and Accept. Errors: 400 malformed input, 406 unsupported Accept,
-    413 body over 6 MB, 415 unsupported Content-Type, 500 handler exception (one line; serving goes on).
-    Ctrl-C stops it and writes the capture still buffered.
+    POST /invocations honours Content-Type and Accept, with the status the framework's container would answer
+    (tests run both on one table): a handler's 4xx (the generated ones: 400 malformed input or wrong width,
+    406 unsupported Accept, 415 unsupported Content-Type), 413 body over 6 MB, 424 no answer within --timeout,
+    500 handler exception. Every failure is one line of JSON, {"error": ...}; serving goes on. Ctrl-C stops it
+    and writes the capture still buffered. docs/model-contract.md lists every case.
 
     \b
     Examples:
       mlinfra serve churn --path examples/churn/model
       mlinfra --local serve churn --stack staging --capture-stage staging
       mlinfra serve churn --version 3 --port 9000 --capture ./capture
-      mlinfra serve churn --version 3 --stack staging
+      mlinfra serve churn --version 3 --stack staging --timeout 5 --workers 2
       curl -s localhost:8080/invocations -H 'Content-Type: text/csv' --data-binary $'1,2,3\\n4,5,6'
     """
     from mlinfra.serving.app import build_app, run
@@ -91,7 +108,7 @@ def serve(
         served_stage=served.stage,
         warn=lambda message: click.echo(f"warning: {message}", err=True),
     )
-    app = build_app(served.handler, capture=writer)
+    app = build_app(served.handler, capture=writer, timeout=timeout, workers=workers)
     click.echo(f"serving {served.description}", err=True)
     click.echo(f"  handler  {served.handler.source}", err=True)
     if writer is not None:

@@ -8,8 +8,11 @@ content_type, accept)` instead of the last three). What differs is which of thes
 
 - scikit-learn (sagemaker-scikit-learn-container, serving.py): `model_fn` has none (the default raises
   NotImplementedError); it calls each function with exactly the arguments above.
-- XGBoost (sagemaker-xgboost-container, handler_service.py, script mode): `model_fn` has none either; without
-  `SAGEMAKER_PROGRAM` the container runs in algorithm mode instead, which mlinfra does not use.
+- XGBoost (sagemaker-xgboost-container, serving.py, script mode): one model is served by the same
+  sagemaker-containers stack as scikit-learn (its sagemaker-inference handler_service runs only for multi-model
+  endpoints), so the functions get exactly their arguments and an exception raised by any of them is a 500;
+  `model_fn` has no default; without `SAGEMAKER_PROGRAM` the container runs in algorithm mode, which mlinfra does not
+  use.
 - PyTorch (sagemaker-pytorch-inference-toolkit): the default `model_fn` loads a TorchScript `model.pt`; mlinfra
   requires a handler anyway, so `mlinfra serve` and the endpoint run the same code. Built on
   sagemaker-inference-toolkit, which passes a trailing `context` to functions that take one more argument.
@@ -33,6 +36,9 @@ from mlinfra.errors import BadInputError
 HANDLER_DIRECTORY = "code"
 PROGRAM = "inference.py"
 REQUIREMENTS = "requirements.txt"
+# The declared inputs, beside the handler: {"features": [{"name": ..., "type": "float" | "int" | "category"}, ...]}.
+# The generated handlers read it (inputs by name, width); notebooks write it (docs/model-contract.md).
+SCHEMA_FILE = "input_schema.json"
 
 # The handler functions and the arguments the containers pass (without the optional trailing `context`).
 HANDLER_ARGUMENTS: dict[str, tuple[str, ...]] = {
@@ -113,7 +119,7 @@ class SKLearn(Framework):
 
 @register
 class XGBoost(Framework):
-    """XGBoost in script mode: sagemaker-xgboost-container on sagemaker-inference-toolkit's Transformer."""
+    """XGBoost in script mode: sagemaker-xgboost-container on sagemaker-containers' Transformer (no context)."""
 
     name = "xgboost"
     title = "XGBoost"
@@ -121,7 +127,6 @@ class XGBoost(Framework):
     model_file = "xgboost-model.json"
     save_hint = "booster.save_model('xgboost-model.json')"
     default_version = "3.2-0"
-    context_argument = True
     requirements = ("xgboost", "numpy")
 
 

@@ -124,6 +124,20 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", re.sub(r"-py\d+$", "", version)))
 
 
+def check_uri(image: str) -> None:
+    """BadInputError unless `image` is an ECR image URI (what a pin's image must be)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from mlinfra_infra.config import ImageUri
+
+    try:
+        TypeAdapter(ImageUri).validate_python(image)
+    except ValidationError:
+        raise BadInputError(
+            f"--image {image!r} is not an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)"
+        ) from None
+
+
 def framework_names() -> list[str]:
     """The frameworks mlinfra resolves prebuilt images for, sorted."""
     return sorted(_ADAPTERS)

@@ -66,6 +66,7 @@ def model_files(model: str, framework_name: str) -> dict[str, str]:
         "save_hint": framework.save_hint,
         "program": frameworks.PROGRAM,
         "directory": frameworks.HANDLER_DIRECTORY,
+        "schema_file": frameworks.SCHEMA_FILE,
         "requirements": framework.requirements,
     }
     code = frameworks.HANDLER_DIRECTORY

@@ -22,7 +22,7 @@ from mlinfra.stacks.project import Project
 from mlinfra_infra import layout
 
 
-def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
+def register(
     project: Project,
     path: Path,
     model: str,
@@ -37,6 +37,7 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
     on_total: Callable[[int], None] | None = None,
     description: str | None = None,
     card_path: Path | None = None,
+    vendor: bool = False,
 ) -> dict[str, Any]:
     """Register a model directory or model.tar.gz into the entry stage; returns the version record.
 
@@ -47,7 +48,7 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
     With a framework, the handler is checked against its container's contract before anything is hashed.
     """
     from mlinfra.models import directory as modeldir
-    from mlinfra.models import images, inputs, packaging
+    from mlinfra.models import inputs, libraries, packaging
     from mlinfra.registry import cards
 
     ctx, stage = entry_stage(project)
@@ -57,15 +58,13 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
     archive, handler, card = _check_model(path, framework, model, card_path=card_path)
     metrics = inputs.read_metrics(metrics_path) if metrics_path else None
     baseline = inputs.read_baseline(baseline_path) if baseline_path else None
-    if image is None and (framework is None or framework_version is None):
-        raise BadInputError("give --framework and --framework-version (to resolve the inference image) or --image")
-    if image is not None:
-        _check_image(image)
-        resolved_image = image
-    else:
-        assert framework is not None and framework_version is not None  # noqa: S101 - checked just above
-        # Offline, from the SDK's bundled image config, without importing the SDK: milliseconds.
-        resolved_image = images.resolve_image(framework, framework_version, stage.config.region)
+    # The image that fits the model (the library version its files record; offline, from the SDK's bundled image
+    # config), and whether the container's start-up pip install could run without an index: before any upload.
+    skip = None if archive else modeldir.skipper(path)
+    choice = libraries.choose_image(
+        path, framework, framework_version, image, stage.config.region, archive=archive, skip=skip, vendor=vendor
+    )
+    resolved_image, framework_version = choice.image, choice.framework_version
 
     registry = ctx.registry(entry)
     with aws_errors(f"registering {model} in {entry}"):
@@ -213,19 +212,6 @@ def _check_model(
     return archive, modeldir.check_directory(path, framework, model), card
 
 
-def _check_image(image: str) -> None:
-    from pydantic import TypeAdapter, ValidationError
-
-    from mlinfra_infra.config import ImageUri
-
-    try:
-        TypeAdapter(ImageUri).validate_python(image)
-    except ValidationError:
-        raise BadInputError(
-            f"--image {image!r} is not an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)"
-        ) from None
-
-
 def _move_entry_pointer(
     ctx: Context, registry: StageRegistry, model: str, record: dict[str, Any], who: dict[str, Any]
 ) -> None:
@@ -251,13 +237,22 @@ def _move_entry_pointer(
     raise MlinfraError(f"{model} was registered as v{record['version']}, but the {registry.stage} pointer kept moving")
 
 
-def dry_run(project: Any, path: Path, model: str, framework: str | None) -> dict[str, Any]:
+def dry_run(
+    project: Any,
+    path: Path,
+    model: str,
+    framework: str | None,
+    *,
+    framework_version: str | None = None,
+    image: str | None = None,
+) -> dict[str, Any]:
     """What `register` would upload, checked as `register` checks it but without any AWS call or write.
 
-    Returns {"model", "path", "handler", "files": [{"path", "size", "digest"}], "size", "digest"}: the files it
-    would pack and the model.tar.gz's size and digest (for an archive: its members, and the archive as given).
+    Returns {"model", "path", "handler", "image", "frameworkVersion", "libraryVersion", "libraryFile", "files":
+    [{"path", "size", "digest"}], "size", "digest"}: the image resolved and checked exactly as `register` does, the
+    files it would pack and the model.tar.gz's size and digest (for an archive: its members, and the archive as given).
     """
-    from mlinfra.models import archives, packaging
+    from mlinfra.models import archives, libraries, packaging
     from mlinfra.models.directory import archive_files, check_archive, check_directory, directory_files, skipper
 
     _ctx, stage = entry_stage(project)
@@ -269,6 +264,10 @@ def dry_run(project: Any, path: Path, model: str, framework: str | None) -> dict
         handler = check_archive(path, framework, model)
     else:
         handler = check_directory(path, framework, model)
+    choice = libraries.choose_image(
+        path, framework, framework_version, image, stage.config.region, archive=archive,
+        skip=None if archive else skipper(path),
+    )  # fmt: skip
     if archive:
         files = archive_files(path)
         packed = archives.inspect_archive(path)
@@ -279,6 +278,7 @@ def dry_run(project: Any, path: Path, model: str, framework: str | None) -> dict
         "model": model,
         "path": str(path),
         "handler": handler.model_dump(mode="json") if handler else None,
+        **choice.to_json(),
         "files": [f.to_json() for f in files],
         "size": packed.size,
         "digest": packed.digest,

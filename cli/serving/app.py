@@ -4,14 +4,19 @@ SageMaker's front end forwards InvokeEndpoint to the container's POST /invocatio
 and Accept, and answers with the container's body and Content-Type plus `x-Amzn-Invoked-Production-Variant`; the
 container answers GET /ping with 200 once the model is loaded. Here one process plays both parts: the body limit of
 InvokeEndpoint (6 MB, 6291456 bytes: 413 beyond it, checked on Content-Length before reading and while streaming),
-the variant header, and data capture of successful invocations. The handler runs on one worker thread, one request
-at a time as in a container's worker, so /ping keeps answering while a prediction runs.
+the variant header, SageMaker's 60-second invocation timeout (`timeout`: a 424 ModelError with SageMaker's message; the
+prediction still running is left to finish, as a container's worker would), and data capture of successful
+invocations. Requests are served by `workers` threads at once, one request per worker at a time as in the
+containers (gunicorn or TorchServe workers, SAGEMAKER_MODEL_SERVER_WORKERS, by default one per CPU), sharing the one
+loaded model; /ping keeps answering while predictions run. Failures answer a one-line JSON body {"error": "..."}.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +33,13 @@ if TYPE_CHECKING:
     from mlinfra.serving.capture import CaptureWriter
 
 MAX_BODY = 6291456  # botocore's sagemaker-runtime model: InvokeEndpoint Body max
+TIMEOUT_SECONDS = 60.0  # SageMaker's real-time invocation timeout
+WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
+# What SageMaker answers (ModelError, HTTP 424 in botocore's sagemaker-runtime model) when the container is too slow.
+TIMEOUT_MESSAGE = (
+    "Your invocation timed out while waiting for a response from container {variant}. Review the latency metrics "
+    "for each container in Amazon CloudWatch, resolve the issue, and try again."
+)
 VARIANT_HEADER = "x-Amzn-Invoked-Production-Variant"
 INFERENCE_ID_HEADER = "x-amzn-sagemaker-inference-id"
 CUSTOM_ATTRIBUTES_HEADER = "x-amzn-sagemaker-custom-attributes"
@@ -58,19 +70,22 @@ def build_app(
     capture: CaptureWriter | None = None,
     max_body: int = MAX_BODY,
     log: Callable[[str], None] | None = None,
+    timeout: float = TIMEOUT_SECONDS,
+    workers: int | None = None,
 ) -> Starlette:
-    """The ASGI app serving `handler` (already loaded)."""
+    """The ASGI app serving `handler` (already loaded) with `workers` threads (default: default_workers())."""
     from starlette.applications import Starlette
-    from starlette.responses import PlainTextResponse, Response
+    from starlette.responses import Response
     from starlette.routing import Route
 
     from mlinfra.serving.capture import capture_record
 
     say = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    worker = ThreadPoolExecutor(1, thread_name_prefix="mlinfra-handler")
+    worker = ThreadPoolExecutor(workers or default_workers(), thread_name_prefix="mlinfra-handler")
 
     def failure(status: int, message: str) -> Response:
-        return PlainTextResponse(message + "\n", status_code=status, headers={VARIANT_HEADER: variant})
+        body = json.dumps({"error": " ".join(message.split())}) + "\n"
+        return Response(body, status_code=status, media_type="application/json", headers={VARIANT_HEADER: variant})
 
     async def ping(request: Request) -> Response:
         return Response(status_code=200)
@@ -86,7 +101,12 @@ def build_app(
         when = datetime.now(UTC)
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(worker, handler.invoke, body, content_type, accept)
+            result = await asyncio.wait_for(
+                loop.run_in_executor(worker, handler.invoke, body, content_type, accept), timeout
+            )
+        except TimeoutError:
+            say(f"POST /invocations 424: no answer within {timeout:g} s")
+            return failure(424, TIMEOUT_MESSAGE.format(variant=variant))
         except InvocationError as exc:
             if exc.status >= 500:
                 say(f"POST /invocations {exc.status}: {exc.message}")
@@ -125,6 +145,14 @@ def build_app(
         routes=[Route("/ping", ping, methods=["GET"]), Route("/invocations", invocations, methods=["POST"])],
         lifespan=lifespan,
     )
+
+
+def default_workers() -> int:
+    """SAGEMAKER_MODEL_SERVER_WORKERS when set, else one worker per CPU (the containers' default)."""
+    configured = os.environ.get(WORKERS_ENV, "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return os.cpu_count() or 1
 
 
 class _StoppedError(Exception):

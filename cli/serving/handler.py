@@ -6,18 +6,24 @@ The prebuilt containers import the user's module (`SAGEMAKER_PROGRAM`, default h
 body, content_type, accept)` instead of the three. A function the module does not define falls back to the
 container's default. The defaults differ per container, so they are adapters registered per framework:
 
-- `sklearn`: the scikit-learn container (sagemaker-scikit-learn-container's serving.py over sagemaker-containers):
-  no default `model_fn`; `input_fn` decodes `application/json`, `text/csv` and `application/x-npy` to a numpy array
-  (CSV through `csv.reader` and `.squeeze()`, so a single row becomes a 1-D array, as in the container) and casts
-  text payloads to float32; `predict_fn` is `model.predict(data)`; `output_fn` encodes JSON, CSV or NPY.
-- `toolkit` (xgboost, pytorch, or an image of one's own): the generic sagemaker-inference-toolkit defaults: the same
-  decoders (CSV through `numpy.genfromtxt`), and no default `model_fn` or `predict_fn`: the handler defines them.
+- `sklearn` and `xgboost`: the scikit-learn and XGBoost containers, both serving one model through
+  sagemaker-containers' Flask worker (their serving.py; the XGBoost container's sagemaker-inference handler service
+  runs only for multi-model endpoints): no default `model_fn`; handler functions get exactly their arguments (no
+  context); `input_fn` decodes `application/json`, `text/csv` and `application/x-npy` to a numpy array (CSV through
+  `csv.reader` and `.squeeze()`, so a single row becomes a 1-D array, as in the container) and casts text payloads to
+  float32; `predict_fn` is `model.predict(data)` (an XGBoost DMatrix for a booster); `output_fn` encodes JSON, CSV or
+  NPY. A text body that is not UTF-8 is decoded with replacement characters, as Werkzeug's `get_data(as_text=True)`.
+- `toolkit` (pytorch, or an image of one's own): the generic sagemaker-inference-toolkit defaults: the same
+  decoders (CSV through `numpy.genfromtxt`), and no default `model_fn` or `predict_fn`: the handler defines them. A
+  text body that is not UTF-8 fails in the toolkit before the handler runs: 500, as there.
 
 Request semantics follow the containers: the Content-Type header (or `ContentType`), `application/json` when absent,
 matched exactly (`text/csv; charset=utf-8` is not `text/csv` to the default decoder); Accept absent or `*/*` means
 SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT (default `application/json`); JSON and CSV bodies reach `input_fn` as `str`,
 everything else as `bytes`. Two deliberate differences: NPY payloads are loaded with `allow_pickle=False` (the
 containers allow pickles, which run code), and errors get HTTP statuses a client can act on (see `InvocationError`).
+tests/conformance runs the containers' own toolkits and `mlinfra serve` on one table of requests and asserts that
+both answer every row with the same status.
 """
 
 from __future__ import annotations
@@ -52,10 +58,11 @@ HANDLER_DIRS = ("code", "")  # where the containers' conventions put the handler
 class InvocationError(Exception):
     """A request that failed, with the HTTP status to answer and a one-line message.
 
-    400 malformed input (a default decoder could not read the body, or `input_fn` raised ValueError), 406 an Accept
-    type the default encoder cannot write, 415 a Content-Type the default decoder does not know, 500 any other
-    exception of the handler. An exception carrying an integer `status_code` (as sagemaker-inference-toolkit's
-    BaseInferenceToolkitError does) keeps its status.
+    As the containers answer: 406 an Accept the default encoder cannot write, 415 a Content-Type the default decoder
+    does not know, 500 any exception of a handler function or of a default decoder (a malformed body the handler did
+    not refuse itself). Under the inference toolkit (pytorch) an exception carrying an integer `status_code` (its
+    BaseInferenceToolkitError) keeps that status; under sagemaker-containers (sklearn, xgboost) only the generated
+    handlers' HandlerError does, which they raise outside a container where they would return the worker's response.
     """
 
     def __init__(self, status: int, message: str) -> None:
@@ -171,8 +178,15 @@ class Defaults:
     predict_fn: Callable[[Any, Any], Any]
     output_fn: Callable[[Any, str], Any]
     # Whether the container passes a trailing `context` to handler functions taking one more argument (the
-    # inference toolkit does; sagemaker-containers, under the scikit-learn container, calls them with exactly theirs).
+    # inference toolkit does; sagemaker-containers, under the scikit-learn and XGBoost containers, calls them with
+    # exactly theirs).
     context_argument: bool
+    # How a text body (JSON, CSV) that is not UTF-8 is decoded: "replace" (Werkzeug, under sagemaker-containers) or
+    # "strict" (the inference toolkit, whose failure is a 500).
+    text_errors: str = "strict"
+    # Whether an exception's integer `status_code` becomes the answer's status (sagemaker-inference-toolkit's errors
+    # do); sagemaker-containers wraps every exception of a handler function in a 500.
+    exception_status: bool = True
 
 
 FRAMEWORKS: dict[str, Defaults] = {}
@@ -202,23 +216,47 @@ def _no_predict_fn(data: Any, model: Any) -> Any:
     raise NotImplementedError("Please provide a predict_fn implementation (this container has no default).")
 
 
+def _containers_input_fn(data: Any, content_type: str) -> Any:
+    array = decode(data, content_type, csv_to_numpy_containers)
+    return array.astype(_np().float32) if content_type in UTF8_TYPES else array
+
+
 @adapter("sklearn")
 def _sklearn() -> Defaults:
-    def input_fn(data: Any, content_type: str) -> Any:
-        array = decode(data, content_type, csv_to_numpy_containers)
-        return array.astype(_np().float32) if content_type in UTF8_TYPES else array
-
     return Defaults(
         name="sklearn",
         model_fn=_no_model_fn,
-        input_fn=input_fn,
+        input_fn=_containers_input_fn,
         predict_fn=lambda data, model: model.predict(data),
         output_fn=lambda prediction, accept: (encode(prediction, accept), accept),
         context_argument=False,
+        text_errors="replace",
+        exception_status=False,
     )
 
 
-@adapter("toolkit", "xgboost", "pytorch")
+def _xgboost_predict_fn(data: Any, model: Any) -> Any:
+    import xgboost
+
+    matrix = data if isinstance(data, xgboost.DMatrix) else xgboost.DMatrix(data)
+    return model.predict(matrix, validate_features=False)
+
+
+@adapter("xgboost")
+def _xgboost() -> Defaults:
+    return Defaults(
+        name="xgboost",
+        model_fn=_no_model_fn,
+        input_fn=_containers_input_fn,
+        predict_fn=_xgboost_predict_fn,
+        output_fn=lambda prediction, accept: (encode(prediction, accept), accept),
+        context_argument=False,
+        text_errors="replace",
+        exception_status=False,
+    )
+
+
+@adapter("toolkit", "pytorch")
 def _toolkit() -> Defaults:
     return Defaults(
         name="toolkit",
@@ -270,9 +308,22 @@ def _arity_call(function: Callable[..., Any], *args: Any, context: bool = True) 
     return function(*args)
 
 
-def _status_of(exc: BaseException) -> int | None:
+HANDLER_ERROR = "HandlerError"  # what the generated handlers raise outside a container (see model_templates)
+
+
+def _status_of(exc: BaseException, honour: bool = True) -> int | None:
+    """The status an exception carries: any `status_code` under the toolkit; only HandlerError's otherwise."""
     status = getattr(exc, "status_code", None)
+    if not honour and type(exc).__name__ != HANDLER_ERROR:
+        return None
     return status if isinstance(status, int) and 400 <= status <= 599 else None
+
+
+def _message(exc: BaseException, prefix: str) -> str:
+    """A failure's one-line message: a HandlerError's own, else `prefix: Type: first line`."""
+    if type(exc).__name__ == HANDLER_ERROR:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else HANDLER_ERROR
+    return f"{prefix}: {one_line(exc)}"
 
 
 class Handler:
@@ -322,9 +373,9 @@ class Handler:
         data: str | bytes = body
         if content_type in UTF8_TYPES:
             try:
-                data = body.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InvocationError(400, f"the body is not UTF-8 text ({content_type}): {exc.reason}") from None
+                data = body.decode("utf-8", errors=self.defaults.text_errors)
+            except UnicodeDecodeError as exc:  # the toolkit decodes before the handler runs: its failure is a 500
+                raise InvocationError(500, f"the body is not UTF-8 text ({content_type}): {exc.reason}") from None
         if self.transform_fn is not None:
             result = self._call(self.transform_fn, "transform_fn", self.model, data, content_type, accept)
             return self._response(result, accept)
@@ -333,23 +384,17 @@ class Handler:
         except UnsupportedFormatError as exc:
             raise InvocationError(415, f"unsupported Content-Type: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - whatever the user's handler raises becomes a status
-            status = _status_of(exc)
-            if status is None and type(exc).__name__ == "UnsupportedFormatError":
-                status = 415
-            if status is None and isinstance(exc, ValueError | UnicodeError | csv.Error):
-                status = 400
-            if status is None:
-                raise InvocationError(500, f"input_fn: {one_line(exc)}") from None
-            raise InvocationError(
-                status, f"malformed input: {one_line(exc)}" if status == 400 else one_line(exc)
-            ) from None
+            # As in the containers: a status the exception carries (see _status_of), else a 500.
+            status = _status_of(exc, self.defaults.exception_status)
+            raise InvocationError(status or 500, _message(exc, "input_fn")) from None
         prediction = self._call(self.predict_fn, "predict_fn", decoded, self.model)
         try:
             result = self._run(self.output_fn, prediction, accept)
         except UnsupportedFormatError as exc:
             raise InvocationError(406, f"unsupported Accept: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - whatever the user's handler raises becomes a status
-            raise InvocationError(_status_of(exc) or 500, f"output_fn: {one_line(exc)}") from None
+            status = _status_of(exc, self.defaults.exception_status)
+            raise InvocationError(status or 500, _message(exc, "output_fn")) from None
         return self._response(result, accept)
 
     def _run(self, function: Callable[..., Any], *args: Any) -> Any:
@@ -359,7 +404,8 @@ class Handler:
         try:
             return self._run(function, *args)
         except Exception as exc:  # noqa: BLE001 - whatever the user's handler raises becomes a status
-            raise InvocationError(_status_of(exc) or 500, f"{name}: {one_line(exc)}") from None
+            status = _status_of(exc, self.defaults.exception_status)
+            raise InvocationError(status or 500, _message(exc, name)) from None
 
     @staticmethod
     def _response(result: Any, accept: str) -> Response:

@@ -99,6 +99,9 @@ def container_environment(model: str, pin: Pin, region: str) -> dict[str, str]:
                 "SAGEMAKER_SUBMIT_DIRECTORY": f"{MODEL_ROOT}/{pin.handler.directory}",
                 "SAGEMAKER_REGION": region,
                 "SAGEMAKER_CONTAINER_LOG_LEVEL": str(CONTAINER_LOG_LEVEL),
+                # The containers `pip install` the handler's directory at start-up; building it in an isolated
+                # environment would download setuptools, which network isolation forbids: use the image's.
+                "PIP_NO_BUILD_ISOLATION": "0",
             }
         )
     return environment

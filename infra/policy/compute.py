@@ -12,6 +12,8 @@ from .tokens import (
     DEFAULT_SG,
     ENDPOINT,
     ENDPOINT_CONFIG,
+    FRAMEWORK_REPOSITORIES,
+    HANDLER_VARIABLES,
     INSTANCE,
     METRIC_ALARM,
     MODEL,
@@ -83,6 +85,37 @@ def sagemaker_network_isolation(resources: Sequence[Resource], ctx: Context) -> 
         served_realtime = any(m == name or m.startswith(name + "-") for m in realtime_models)
         if served_realtime and model.inputs.get("enableNetworkIsolation") is not True:
             yield model.name, "enableNetworkIsolation is not true on a model served by a real-time variant"
+
+
+def image_repository(image: str) -> str:
+    """`<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>` (or `@sha256:...`) -> `<repository>`."""
+    return image.partition("/")[2].partition("@")[0].partition(":")[0]
+
+
+@resource_rule(
+    "sagemaker-framework-handler",
+    "Models on a prebuilt framework image (scikit-learn, XGBoost, PyTorch) name their handler with "
+    "SAGEMAKER_PROGRAM and SAGEMAKER_SUBMIT_DIRECTORY, from the handler layout the pin carries: without them the "
+    "container finds no model_fn and the endpoint never becomes InService. Mandatory in every stage.",
+    (MODEL,),
+    level="mandatory",  # a Model without its handler never starts: blocks in every stage
+)
+def sagemaker_framework_handler(resource: Resource, ctx: Context) -> Iterable[str]:
+    container = resource.inputs.get("primaryContainer")
+    if not isinstance(container, dict):
+        return
+    image = str(container.get("image") or "")
+    framework = FRAMEWORK_REPOSITORIES.get(image_repository(image))
+    if framework is None:
+        return
+    environment = container.get("environment") or {}
+    missing = [name for name in HANDLER_VARIABLES if not environment.get(name)]
+    if missing:
+        yield (
+            f"{framework} image without {' and '.join(missing)}: the container finds no handler and the endpoint "
+            "never becomes InService; pin the version with `mlinfra promote` (it writes the handler layout) or add "
+            "handler: {framework, program, directory} to the pin"
+        )
 
 
 @resource_rule(

@@ -38,6 +38,15 @@ FUNCTION = "aws:lambda/function:Function"
 VPC_ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
 
 REQUIRED_TAGS = ("managed-by", "stage", "owner")
+# ECR repositories of SageMaker's prebuilt framework inference images (sagemaker-core's image config) and the
+# framework each serves; tests/infra/test_policy.py resolves every framework mlinfra registers to one of them.
+FRAMEWORK_REPOSITORIES = {
+    "sagemaker-scikit-learn": "scikit-learn",
+    "sagemaker-xgboost": "XGBoost",
+    "pytorch-inference": "PyTorch",
+}
+# What the framework containers need to find the handler (ModelEndpoint sets them from the pin's handler layout).
+HANDLER_VARIABLES = ("SAGEMAKER_PROGRAM", "SAGEMAKER_SUBMIT_DIRECTORY")
 # Types that take `tags` and that the program declares; a new taggable type belongs here.
 TAGGED_TYPES = (
     BUCKET,

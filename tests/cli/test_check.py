@@ -119,6 +119,11 @@ def test_up_runs_the_pack_at_the_stage_level(project_dir: Path) -> None:
     for stage, level in (("prod", "mandatory"), ("sandbox", "advisory")):
         options = policy_pack_options(project, load_stage(project, stage))
         assert options["policy_packs"] == [str(pack_dir)]
-        # The access contract and the stage context stay mandatory whatever the stage's level.
-        expected = {"all": level, "stage-context": "mandatory", "access-contract": "mandatory"}
+        # The access contract, the stage context and the framework handler rule stay mandatory whatever the level.
+        expected = {
+            "all": level,
+            "stage-context": "mandatory",
+            "access-contract": "mandatory",
+            "sagemaker-framework-handler": "mandatory",
+        }
         assert json.loads(Path(options["policy_pack_configs"][0]).read_text()) == expected

@@ -100,7 +100,7 @@ def set_since(stage: str, model: str, hours_ago: float) -> None:
 
 def test_register_uploads_records_and_numbers_by_package_version(platform: Path, run: Run, tmp_path: Path) -> None:
     out = register(run, tmp_path)
-    assert set(out) == {"model", "version", "digest", "artifact", "image", "existing", "attached"}
+    assert set(out) == {"model", "version", "digest", "artifact", "image", "frameworkVersion", "existing", "attached"}
     assert (out["existing"], out["attached"]) == (False, [])
     assert out["version"] == 1
     assert out["artifact"] == f"s3://{bucket('sandbox')}/{layout.artifact_key('churn', out['digest'])}"
@@ -144,7 +144,7 @@ def test_register_unknown_model_and_bad_metrics_write_nothing(platform: Path, ru
     assert "not valid JSON" in result.stderr and result.stderr.count("\n") == 1
     result = run("register", str(model), "--model", "churn")
     assert result.exit_code == 2
-    assert "--framework and --framework-version" in result.stderr
+    assert "give --framework (its image is picked to fit the model) or --image" in result.stderr
     assert s3().list_objects_v2(Bucket=bucket("sandbox")).get("KeyCount") == before
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 
+from mlinfra.errors import BadInputError
 from mlinfra.models import directory as modeldir
 from mlinfra.stacks.edit import read_pin
 from mlinfra.stacks.project import Project
@@ -100,7 +101,12 @@ def test_register_refuses_a_handler_the_container_cannot_use_before_any_upload(
 def test_the_toolkit_containers_may_take_a_context_argument(tmp_path: Path) -> None:
     directory = model_dir(tmp_path, "def model_fn(model_dir, context):\n    return 1\n")
     assert modeldir.check_directory(directory, "pytorch", "churn").framework == "pytorch"
-    assert modeldir.check_directory(directory, "xgboost", "churn").framework == "xgboost"
+    # The XGBoost container serves one model through sagemaker-containers, which calls model_fn(model_dir) alone:
+    # a handler wanting a context would get a TypeError on every start.
+    with pytest.raises(
+        BadInputError, match=r"model_fn takes 2 positional argument\(s\); the XGBoost container passes 1"
+    ):
+        modeldir.check_directory(directory, "xgboost", "churn")
     # imported or assigned names count as defined (the check never runs the handler)
     (directory / "code" / "inference.py").write_text("from mylib.serving import model_fn\n")
     assert modeldir.check_directory(directory, "sklearn", "churn").program == "inference.py"
@@ -160,6 +166,8 @@ def test_dry_run_lists_what_would_be_packed_and_writes_nothing(platform: Path, r
     nothing_written()
     plan = json.loads(run("register", str(directory), "-m", "churn", *SKLEARN, "--dry-run", "--json").stdout)
     assert plan["handler"] == {"framework": "sklearn", "program": "inference.py", "directory": "code"}
+    assert plan["image"] == IMAGE and plan["frameworkVersion"] == "1.2-1"
+    assert "image " + IMAGE in result.stderr
     # the digest --dry-run announces is the one register then stores
     out = ok(run("register", str(directory), "-m", "churn", "--image", IMAGE, "--json"))
     assert out["digest"] == plan["digest"]
@@ -280,3 +288,75 @@ def test_description_and_card_for_bytes_already_registered_are_not_dropped_silen
         "note: --description ignored: stored with new versions only, and these bytes are already v1 "
         "(`mlinfra card churn --version 1` shows what it has)\n"
     )
+
+
+def sklearn_model(root: Path, requirements: str | None = None) -> Path:
+    """A scikit-learn model pickled by the installed scikit-learn (1.9 here), with the generated handler."""
+    import joblib
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from mlinfra.models import scaffold
+
+    directory = root / "model"
+    scaffold.init_model("churn", "sklearn", directory, force=False)
+    features = np.random.default_rng(3).normal(size=(40, 3))
+    joblib.dump(LogisticRegression().fit(features, features[:, 0] > 0), directory / "model.joblib")
+    if requirements is not None:
+        (directory / "code" / "requirements.txt").write_text(requirements)
+    return directory
+
+
+def test_an_image_of_another_library_version_is_refused_and_the_fitting_one_picked(
+    platform: Path, run: Run, tmp_path: Path
+) -> None:
+    import sklearn
+
+    written = sklearn.__version__
+    assert written.startswith("1.9."), "the dev extras install scikit-learn 1.9 (the image 1.9-0 fits it)"
+    directory = sklearn_model(tmp_path)
+    for extra in ((), ("--dry-run",)):
+        result = run("register", str(directory), "-m", "churn", "--framework", "sklearn", "--framework-version",
+                     "1.2-1", *extra)  # fmt: skip
+        assert result.exit_code == 2, result.output
+        assert result.stderr == (
+            f"error: model.joblib was written by scikit-learn {written}, but --framework-version 1.2-1 is "
+            "scikit-learn 1.2: the container could not load it; use --framework-version 1.9-0 (or leave it out: "
+            "register picks it)\n"
+        )
+    nothing_written()
+    plan = json.loads(run("register", str(directory), "-m", "churn", "--framework", "sklearn", "--dry-run",
+                          "--json").stdout)  # fmt: skip
+    assert (plan["frameworkVersion"], plan["libraryVersion"], plan["libraryFile"]) == ("1.9-0", written, "model.joblib")
+    out = ok(run("register", str(directory), "-m", "churn", "--framework", "sklearn", "--json"))
+    assert out["frameworkVersion"] == "1.9-0" and out["image"] == plan["image"]
+    assert out["image"].endswith("/sagemaker-scikit-learn:1.9-0-cpu-py3")
+
+
+@pytest.mark.parametrize(
+    ("requirements", "message"),
+    [
+        ("lightgbm==4.6.0\n", "needs lightgbm, which the sklearn 1.9-0 image does not have"),
+        ("scikit-learn==1.9.1\n", "pins scikit-learn, which the sklearn 1.9-0 image has at its own version"),
+        ("git+https://example.com/x.git\n", "is a URL or a path"),
+    ],
+)
+def test_a_requirement_the_endpoint_cannot_install_offline_is_refused_before_upload(
+    platform: Path, run: Run, tmp_path: Path, requirements: str, message: str
+) -> None:
+    directory = sklearn_model(tmp_path, requirements)
+    result = run("register", str(directory), "-m", "churn", "--framework", "sklearn")
+    assert result.exit_code == 2
+    assert message in result.stderr and "network isolation" in result.stderr
+    assert result.stderr.count("\n") == 1
+    nothing_written()
+
+
+def test_vendored_wheels_and_image_packages_pass_the_offline_install_check(tmp_path: Path) -> None:
+    from mlinfra.models import startup
+
+    startup.check("sklearn", "1.9-0", "numpy\njoblib  # in the image\n", [], "requirements.txt")
+    vendored = "--no-index\n--find-links wheels\nlightgbm==4.6.0\n"
+    startup.check("sklearn", "1.9-0", vendored, ["code/wheels/lightgbm-4.6.0-py3-none-any.whl"], "r.txt")
+    with pytest.raises(BadInputError, match="pip is not sent there"):
+        startup.check("sklearn", "1.9-0", "lightgbm\n", ["code/wheels/lightgbm-4.6.0-py3-none-any.whl"], "r.txt")

@@ -80,7 +80,7 @@ def test_drift_reads_what_serve_captured_into_the_stage_registry(
     ok(run("local", "bootstrap", "--all", "--json"))
     model = train(tmp_path / "model")
     sample = training_sample(tmp_path / "train.csv")
-    ok(run("register", str(model), "-m", "churn", "--framework", "sklearn", "--framework-version", "1.2-1",
+    ok(run("register", str(model), "-m", "churn", "--framework", "sklearn",
            "--baseline", str(sample), "--json"))  # fmt: skip
     ok(run("promote", "churn", "--to", "dev", "--reason", "t", "--json"))
     ok(run("promote", "churn", "--to", "staging", "--reason", "t", "--json"))

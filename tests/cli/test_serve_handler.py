@@ -41,7 +41,7 @@ def test_sklearn_defaults_squeeze_one_csv_row_and_cast_to_float32(tmp_path: Path
 
 
 def test_toolkit_defaults_have_no_predict_fn(tmp_path: Path) -> None:
-    handler = load_handler(write_handler(tmp_path, "def model_fn(d):\n    return 1\n"), "xgboost")
+    handler = load_handler(write_handler(tmp_path, "def model_fn(d):\n    return 1\n"), "pytorch")
     with pytest.raises(InvocationError) as caught:
         handler.invoke(b"[[1]]", "application/json", None)
     assert caught.value.status == 500
@@ -87,21 +87,32 @@ def test_text_bodies_reach_input_fn_as_str_others_as_bytes(tmp_path: Path) -> No
     assert handler.invoke(b"1", "text/csv; charset=utf-8", None).body == b"bytes"
 
 
-def test_status_code_on_an_exception_is_kept_and_value_errors_in_input_fn_are_400(tmp_path: Path) -> None:
+def test_exceptions_get_the_status_their_container_answers(tmp_path: Path) -> None:
+    # As the containers answer (tests/conformance runs them): an exception raised by a handler function is a 500,
+    # except a status the inference toolkit (pytorch) reads from BaseInferenceToolkitError's status_code, and the
+    # generated handlers' HandlerError (raised outside a container, where they return the worker's response).
     source = (
         "class PayloadError(Exception):\n    status_code = 422\n\n"
+        "class HandlerError(Exception):\n    status_code = 400\n\n"
         "def model_fn(d):\n    return None\n\n"
         "def input_fn(body, content_type):\n"
         "    if body == 'bad':\n        raise ValueError('expected rows')\n"
+        "    if body == 'refused':\n        raise HandlerError('row 1 has 2 values, the model takes 3 features')\n"
         "    raise PayloadError('no such feature')\n"
     )
-    handler = load_handler(write_handler(tmp_path, source), "sklearn")
-    with pytest.raises(InvocationError) as caught:
-        handler.invoke(b"bad", "text/csv", None)
-    assert (caught.value.status, caught.value.message) == (400, "malformed input: ValueError: expected rows")
-    with pytest.raises(InvocationError) as caught:
-        handler.invoke(b"other", "text/csv", None)
-    assert (caught.value.status, caught.value.message) == (422, "PayloadError: no such feature")
+    answers = {}
+    for framework in ("sklearn", "xgboost", "pytorch"):
+        handler = load_handler(write_handler(tmp_path / framework, source), framework)
+        for body in (b"bad", b"refused", b"other"):
+            with pytest.raises(InvocationError) as caught:
+                handler.invoke(body, "text/csv", None)
+            answers[framework, body] = (caught.value.status, caught.value.message)
+    assert answers["sklearn", b"bad"] == (500, "input_fn: ValueError: expected rows")
+    assert answers["sklearn", b"refused"] == (400, "row 1 has 2 values, the model takes 3 features")
+    assert answers["sklearn", b"other"] == (500, "input_fn: PayloadError: no such feature")
+    assert answers["xgboost", b"other"] == answers["sklearn", b"other"]
+    assert answers["pytorch", b"bad"] == (500, "input_fn: ValueError: expected rows")
+    assert answers["pytorch", b"other"] == (422, "input_fn: PayloadError: no such feature")
 
 
 def test_pickled_npy_payloads_are_refused(tmp_path: Path) -> None:
@@ -110,7 +121,7 @@ def test_pickled_npy_payloads_are_refused(tmp_path: Path) -> None:
     np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(InvocationError) as caught:
         handler.invoke(buffer.getvalue(), "application/x-npy", None)
-    assert caught.value.status == 400
+    assert caught.value.status == 500, "the container's default decoder fails: a 500 there too"
     assert "allow_pickle=False" in caught.value.message
 
 

@@ -6,6 +6,7 @@ import http.client
 import io
 import json
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,21 +94,23 @@ def test_npy_in_npy_out(server: Server) -> None:
     assert np.load(io.BytesIO(body)).tolist() == pytest.approx(expected(server))
 
 
-def test_malformed_input_is_400_with_a_message(server: Server) -> None:
+def test_malformed_input_to_the_containers_default_decoders_is_a_500_as_there(server: Server) -> None:
+    # This handler leaves input_fn to the container, whose decoder raises on a malformed body: the scikit-learn
+    # container answers that with a 500, and so does serve (the generated handlers refuse it with a 400 themselves).
     status, _, body = server.invoke(b"1,x,3\n4,5,6", content_type="text/csv")
-    assert status == 400
-    assert body.decode().startswith("malformed input: ValueError: could not convert string to float")
+    assert status == 500
+    assert json.loads(body)["error"].startswith("input_fn: ValueError: could not convert string to float")
     status, _, body = server.invoke(b"[[1, 2, 3]", content_type="application/json")
-    assert status == 400
-    assert body.decode().startswith("malformed input: JSONDecodeError:")
+    assert status == 500
+    assert json.loads(body)["error"].startswith("input_fn: JSONDecodeError:")
 
 
 def test_unknown_content_type_is_415_and_unknown_accept_406(server: Server) -> None:
     status, _, body = server.invoke(b"<rows/>", content_type="application/xml")
     assert status == 415
-    assert body.decode().strip() == (
-        "unsupported Content-Type: Content type application/xml is not supported by this framework."
-    )
+    assert json.loads(body) == {
+        "error": "unsupported Content-Type: Content type application/xml is not supported by this framework."
+    }
     status, _, body = server.invoke(CSV_ROWS.encode(), content_type="text/csv", accept="text/html")
     assert status == 406
     assert "text/html" in body.decode()
@@ -142,7 +145,7 @@ def test_chunked_body_over_6_mb_is_413_while_streaming(server: Server) -> None:
 def test_handler_exception_is_500_with_one_line_and_serving_goes_on(server: Server) -> None:
     status, _, body = server.invoke(b"999,1,1\n1,1,1", content_type="text/csv")
     assert status == 500
-    assert body.decode() == "predict_fn: RuntimeError: feature out of range\n"
+    assert body.decode() == '{"error": "predict_fn: RuntimeError: feature out of range"}\n'
     status, _, _ = server.invoke(CSV_ROWS.encode(), content_type="text/csv")
     assert status == 200
     assert "POST /invocations 500: predict_fn: RuntimeError: feature out of range" in server.output()
@@ -215,6 +218,53 @@ def test_the_churn_example_served_with_the_sklearn_defaults(tmp_path: Path) -> N
         # in the scikit-learn container.
         status, _, body = server.invoke(b"12,70.5,1", content_type="text/csv")
         assert status == 500
-        assert body.decode().startswith("predict_fn: TypeError:")
+        assert json.loads(body)["error"].startswith("predict_fn: TypeError:")
     finally:
         stop_process(server.process)
+
+
+SLOW_HANDLER = """
+import os
+import time
+
+import joblib
+
+
+def model_fn(model_dir):
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+
+def predict_fn(data, model):
+    time.sleep(float(data.reshape(-1)[0]))
+    return model.predict(data.reshape(1, -1))
+"""
+
+
+def test_timeout_answers_sagemakers_model_error_and_workers_serve_at_once(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    directory = train(tmp_path / "model", SLOW_HANDLER)
+    server = start_serve(
+        ["serve", "churn", "--path", str(directory), "--timeout", "3", "--workers", "2"], tmp_path / "log"
+    )
+    try:
+        started = time.monotonic()
+        status, _, body = server.invoke(b"5,0,0", content_type="text/csv")
+        assert time.monotonic() - started < 4.5
+        assert status == 424
+        assert json.loads(body)["error"] == (
+            "Your invocation timed out while waiting for a response from container primary. Review the latency "
+            "metrics for each container in Amazon CloudWatch, resolve the issue, and try again."
+        )
+        assert server.request("GET", "/ping")[0] == 200
+        # Two workers: two requests of 1.5 s each are served side by side, well under the 3 s one after the other
+        # would take (the slow one above may still hold a worker until it ends: wait for it).
+        time.sleep(2.5)
+        started = time.monotonic()
+        with ThreadPoolExecutor(2) as pool:
+            statuses = list(pool.map(lambda _: server.invoke(b"1.5,0,0", content_type="text/csv")[0], range(2)))
+        elapsed = time.monotonic() - started
+        assert statuses == [200, 200]
+        assert elapsed < 2.7, f"two 1.5 s requests took {elapsed:.2f} s with two workers"
+    finally:
+        server.stop()

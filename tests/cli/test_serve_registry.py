@@ -36,7 +36,7 @@ def registered(project_dir: Path, aws_env: str, run: Run, tmp_path: Path) -> dic
     model = train(tmp_path / "src" / "model")
     return ok(
         run(
-            "register", str(model), "--model", "churn", "--framework", "sklearn", "--framework-version", "1.2-1",
+            "register", str(model), "--model", "churn", "--framework", "sklearn",
             "--git-sha", "abc", "--json",
         )
     )  # fmt: skip

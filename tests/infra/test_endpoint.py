@@ -322,6 +322,7 @@ def test_model_sets_the_framework_containers_environment_from_the_recorded_layou
         "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
         "SAGEMAKER_REGION": "eu-west-1",
         "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+        "PIP_NO_BUILD_ISOLATION": "0",
     }, f"{model.name} ({framework}): environment {model.inputs['primaryContainer']['environment']}"
 
 

@@ -182,6 +182,15 @@ MUTATIONS: dict[str, tuple[str, Mutation]] = {
     "sagemaker-capture-kms": ("prod", _set(ENDPOINT_CONFIG, "dataCaptureConfig.kmsKeyId", DROP)),
     "sagemaker-capture-enabled": ("prod", _set(ENDPOINT_CONFIG, "dataCaptureConfig.enableCapture", False)),
     "sagemaker-network-isolation": ("prod", _set("mlinfra-prod-churn-m", "enableNetworkIsolation", False)),
+    # A hand-written pin of a framework image without its handler layout: the Model gets no SAGEMAKER_PROGRAM.
+    "sagemaker-framework-handler": (
+        "prod",
+        _set(
+            "mlinfra-prod-churn-m",
+            "primaryContainer.image",
+            "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.9-0-cpu-py3",
+        ),
+    ),
     "sagemaker-instance-allowed": (
         "prod",
         _set(ENDPOINT_CONFIG, "productionVariants.0.instanceType", "ml.m5.large"),
