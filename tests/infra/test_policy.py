@@ -149,6 +149,18 @@ def get_dimension(resource: RenderedResource, key: str) -> Any:
     return (resource.inputs.get("dimensions") or {}).get(key) if resource.type.endswith("MetricAlarm") else None
 
 
+SKLEARN_REPOSITORY = "arn:aws:ecr:eu-west-1:141502667606:repository/sagemaker-scikit-learn"
+
+
+def _pull_from(repository: str) -> Callable[[dict[str, Any]], None]:
+    def change(doc: dict[str, Any]) -> None:
+        for statement in doc["Statement"]:
+            if statement.get("Sid") == "PullOwnImage":
+                statement["Resource"] = repository
+
+    return change
+
+
 ENDPOINT_CONFIG = "mlinfra-prod-churn-c"
 ENDPOINT = "churn-endpoint-endpoint"
 ROUTING = "deploymentConfig.blueGreenUpdatePolicy.trafficRoutingConfiguration"
@@ -183,12 +195,16 @@ MUTATIONS: dict[str, tuple[str, Mutation]] = {
     "sagemaker-capture-enabled": ("prod", _set(ENDPOINT_CONFIG, "dataCaptureConfig.enableCapture", False)),
     "sagemaker-network-isolation": ("prod", _set("mlinfra-prod-churn-m", "enableNetworkIsolation", False)),
     # A hand-written pin of a framework image without its handler layout: the Model gets no SAGEMAKER_PROGRAM.
+    # A framework image on a pin without its handler layout (the role may pull that image: only the handler lacks).
     "sagemaker-framework-handler": (
         "prod",
-        _set(
-            "mlinfra-prod-churn-m",
-            "primaryContainer.image",
-            "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.9-0-cpu-py3",
+        _chain(
+            _set(
+                "mlinfra-prod-churn-m",
+                "primaryContainer.image",
+                "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.9-0-cpu-py3",
+            ),
+            _policy("churn-endpoint-role-policy", "policy", _pull_from(SKLEARN_REPOSITORY)),
         ),
     ),
     "sagemaker-instance-allowed": (
