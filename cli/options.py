@@ -49,7 +49,9 @@ def in_local_mode() -> bool:
 
 def next_command(arguments: str) -> str:
     """A `Next:` hint's command as it runs here: `mlinfra --local ...` in local mode."""
-    return f"mlinfra {'--local ' if in_local_mode() else ''}{arguments}"
+    from .aws import mlinfra_command
+
+    return mlinfra_command(arguments)
 
 
 stack_option: Callable[[F], F] = click.option(

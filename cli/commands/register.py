@@ -44,6 +44,11 @@ FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfr
     help="The authors' model card (Markdown), stored with the version; default: card.md in the model directory.",
 )
 @click.option(
+    "--include-data",
+    is_flag=True,
+    help="Pack data-looking files (tables, pickled DataFrames) found in PATH; without it register refuses them.",
+)
+@click.option(
     "--dry-run", is_flag=True, help="Check, and list the files it would pack (size, digest, path); write nothing."
 )
 @json_option
@@ -58,6 +63,7 @@ def register(
     git_sha: str,
     description: str | None,
     card_path: Path | None,
+    include_data: bool,
     dry_run: bool,
     as_json: bool,
 ) -> None:
@@ -73,7 +79,10 @@ def register(
     With --framework, the handler must be code/inference.py and define what that framework's container calls
     (model_fn at least); it is checked statically, before anything is uploaded (`mlinfra init-model` writes one).
     __pycache__/, .ipynb_checkpoints/, .DS_Store, .git and the patterns in the directory's .mlinfraignore
-    (gitignore syntax) are never packed.
+    (gitignore syntax) are never packed. Data found in PATH (CSV, TSV, Parquet, Feather, Excel, JSON Lines, pickled
+    DataFrames) is refused (exit 2) with the list of files, unless .mlinfraignore re-includes it (`!keep.csv`) or
+    --include-data is given; --dry-run lists it as a warning. In local mode a model no stack file declares is
+    declared in the scratch stacks (it says so); elsewhere the error prints the `mlinfra model add` to run.
 
     \b
     Examples:
@@ -97,6 +106,15 @@ def register(
             click.echo(f"{item['size']:>12}  {item['digest']}  {item['path']}")
         totals = f"{len(plan['files'])} files, model.tar.gz {plan['size']} bytes, {plan['digest']}"
         click.echo(f"dry run: {totals}; nothing written", err=True)
+        if path.is_dir() and not include_data:
+            from mlinfra.models.datafiles import data_files
+
+            for found in data_files(path):
+                click.echo(
+                    f"warning: {found.path} looks like data ({found.why}): register refuses it without "
+                    "--include-data; list it in .mlinfraignore to leave it out",
+                    err=True,
+                )
         return
     explicit = [name for name, value in (("--description", description), ("--card", card_path)) if value is not None]
     if card_path is None and path.is_dir() and (path / "card.md").is_file():
@@ -117,7 +135,10 @@ def register(
             on_total=set_total,
             description=description,
             card_path=card_path,
+            include_data=include_data,
         )
+    for note in record.get("notes", []):
+        click.echo(f"note: {note}", err=True)
     if git_sha == "auto" and sha is None and not record.get("existing"):
         click.echo(
             f"note: {path} is not in a git repository (or one without commits): no git commit recorded; "

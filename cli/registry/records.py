@@ -80,3 +80,91 @@ def pointer_of(
         "record": audit,
         "deployed": expected.data.get("deployed") if expected else None,
     }
+
+
+class VersionRecord(BaseModel):
+    """A registered version, as stored in models/<model>/versions/<n>.json; what `mlinfra.register` returns.
+
+    Fields keep the stored camelCase names as aliases (`record.registered_at` is `registeredAt`); keys this type does
+    not name (a promotion's `lineage` details, `lastAttach`) are kept as extra fields.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow", frozen=True, protected_namespaces=())
+
+    model: str
+    version: int
+    digest: str
+    size: int
+    framework: str | None = None
+    framework_version: str | None = Field(default=None, alias="frameworkVersion")
+    image: str
+    artifact: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    git_sha: str | None = Field(default=None, alias="gitSha")
+    registered_by: str | None = Field(default=None, alias="registeredBy")
+    registered_by_user: str | None = Field(default=None, alias="registeredByUser")
+    registered_at: str | None = Field(default=None, alias="registeredAt")
+    stage: str
+    package_arn: str | None = Field(default=None, alias="packageArn")
+    lineage: Any = None
+    baseline: str | None = None
+    handler: dict[str, Any] | None = None
+    description: str | None = None
+    card: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored (camelCase keys)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def version_record(
+    *,
+    model: str,
+    version: int,
+    digest: str,
+    size: int,
+    framework: str | None,
+    framework_version: str | None,
+    image: str,
+    artifact: str,
+    metrics: dict[str, float] | None,
+    git_sha: str | None,
+    who: dict[str, Any],
+    registered_at: str,
+    stage: str,
+    package_arn: str,
+    baseline_key: str | None,
+    handler: dict[str, Any] | None,
+    description: str | None,
+    card_key: str | None,
+) -> dict[str, Any]:
+    """The record `register` stores for a new version (validated as a VersionRecord), as a JSON object."""
+    record = {
+        "model": model,
+        "version": version,
+        "digest": digest,
+        "size": size,
+        "framework": framework,
+        "frameworkVersion": framework_version,
+        "image": image,
+        "artifact": artifact,
+        "metrics": metrics or {},
+        "gitSha": git_sha,
+        "registeredBy": who["actor"],
+        "registeredByUser": who["user"],
+        "registeredAt": registered_at,
+        "stage": stage,
+        "packageArn": package_arn,
+        "lineage": None,
+        "baseline": baseline_key,
+        "handler": handler,
+        "description": description,
+        "card": card_key,
+    }
+    VersionRecord.model_validate(record)
+    return record
+
+
+def parse_version_record(data: dict[str, Any]) -> VersionRecord:
+    """A stored version record (or what `register` returns, whose extra keys are dropped) as a VersionRecord."""
+    return VersionRecord.model_validate({k: v for k, v in data.items() if k not in {"existing", "attached"}})

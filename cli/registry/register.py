@@ -37,6 +37,7 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
     on_total: Callable[[int], None] | None = None,
     description: str | None = None,
     card_path: Path | None = None,
+    include_data: bool = False,
 ) -> dict[str, Any]:
     """Register a model directory or model.tar.gz into the entry stage; returns the version record.
 
@@ -45,16 +46,28 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
     metrics or a new baseline given with them are attached to vN (audited), another image is refused. Numbers come
     from the entry stage's model package.
     With a framework, the handler is checked against its container's contract before anything is hashed.
+    A directory holding data-looking files (tables, pickled DataFrames) is refused unless `include_data`.
     """
     from mlinfra.models import directory as modeldir
     from mlinfra.models import images, inputs, packaging
-    from mlinfra.registry import cards
+    from mlinfra.registry import cards, records
 
     ctx, stage = entry_stage(project)
+    notes: list[str] = []
+    if _declare_in_local_mode(project, stage, model):
+        ctx, stage = entry_stage(project)
+        notes.append(
+            f"{model} was not declared: local mode declared it in every stage of its scratch stacks "
+            f"({project.relative(project.stacks_dir)}/); for the real stack files run `mlinfra model add {model}`"
+        )
     entry = stage.name
     require_model(stage, model)
     # Bad input first: nothing is uploaded for a wrong path, framework, image or metrics file.
     archive, handler, card = _check_model(path, framework, model, card_path=card_path)
+    if not archive and not include_data:
+        from mlinfra.models.datafiles import refuse_data
+
+        refuse_data(path, model)
     metrics = inputs.read_metrics(metrics_path) if metrics_path else None
     baseline = inputs.read_baseline(baseline_path) if baseline_path else None
     if image is None and (framework is None or framework_version is None):
@@ -76,9 +89,10 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
         existing = registry.find_package(model, digest)
         known = registry.version(model, int(existing["ModelPackageVersion"])) if existing else None
     if known is not None:
-        return _register_existing(
+        again = _register_existing(
             registry, stage, model, known, image=resolved_image, metrics=metrics, baseline=baseline
         )
+        return {**again, "notes": notes}
     if on_total is not None:
         on_total(packaging.input_size(path, None if archive else modeldir.skipper(path)))
 
@@ -108,35 +122,47 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
             {"digest": packed.digest, "registeredBy": who["actor"], "stage": entry},
         )
         version = int(package["ModelPackageVersion"])
-        record = {
-            "model": model,
-            "version": version,
-            "digest": packed.digest,
-            "size": packed.size,
-            "framework": framework,
-            "frameworkVersion": framework_version,
-            "image": resolved_image,
-            "artifact": artifact,
-            "metrics": metrics or {},
-            "gitSha": git_sha,
-            "registeredBy": who["actor"],
-            "registeredByUser": who["user"],
-            "registeredAt": now(),
-            "stage": entry,
-            "packageArn": package["ModelPackageArn"],
-            "lineage": None,
-            "baseline": f"{layout.version_prefix(model, version)}baseline.json" if baseline else None,
-            "handler": handler.model_dump(mode="json") if handler else None,
-            "description": description,
-            "card": cards.card_key(model, version) if card is not None else None,
-        }
+        record = records.version_record(
+            model=model,
+            version=version,
+            digest=packed.digest,
+            size=packed.size,
+            framework=framework,
+            framework_version=framework_version,
+            image=resolved_image,
+            artifact=artifact,
+            metrics=metrics,
+            git_sha=git_sha,
+            who=who,
+            registered_at=now(),
+            stage=entry,
+            package_arn=package["ModelPackageArn"],
+            baseline_key=f"{layout.version_prefix(model, version)}baseline.json" if baseline else None,
+            handler=handler.model_dump(mode="json") if handler else None,
+            description=description,
+            card_key=cards.card_key(model, version) if card is not None else None,
+        )
         cards.store_card(registry, model, version, card)
         if baseline is not None:
             with contextlib.suppress(ConflictError):
                 registry.write(f"{layout.version_prefix(model, version)}baseline.json", baseline)
         registry.write_version(record)
         _move_entry_pointer(ctx, registry, model, record, who)
-    return {**record, "nextStage": next_stage(stage.config)}
+    return {**record, "nextStage": next_stage(stage.config), "notes": notes}
+
+
+def _declare_in_local_mode(project: Project, stage: Stage, model: str) -> bool:
+    """In local mode, declare a model no stack declares (unless its name is close to one: a typo is refused)."""
+    from mlinfra.aws import local_mode
+    from mlinfra_infra.config import suggest
+
+    if model in stage.config.models or not local_mode() or suggest(model, list(stage.config.models)):
+        return False
+    from mlinfra.local.declare import declare_locally
+
+    with aws_errors(f"declaring {model} in local mode"):
+        declare_locally(project, model)
+    return True
 
 
 def _register_existing(

@@ -252,7 +252,10 @@ def test_prod_gates_list_every_failure_then_pass(platform: Path, run: Run, tmp_p
     result = run("promote", "churn", "--to", "prod")
     assert result.exit_code == 3
     assert "2 gate(s) failed" in result.stderr
-    assert "approval: v1 is PendingManualApproval in staging; run `mlinfra approve`" in result.stderr
+    assert (
+        "approval: v1 is PendingManualApproval in staging; run "
+        '`mlinfra --local approve churn --version 1 --stack prod --reason "..."`' in result.stderr
+    )
     assert "soak: staging has deployed nothing, not v1: the soak counts from the recorded deployment" in result.stderr
     ok(run("record-deployment", "--stack", "staging"))
     result = run("promote", "churn", "--to", "prod")
@@ -566,8 +569,8 @@ def test_local_mode_without_an_emulator_fails_instead_of_using_aws(
     result = run("--local", *command)
     assert result.exit_code == 1
     assert result.stderr == (
-        f"error: local mode: no AWS emulator answers at http://127.0.0.1:{port}; start one with "
-        "`mlinfra local start --detach` (local mode never falls back to real AWS credentials)\n"
+        f"error: local mode: no AWS emulator answers at http://127.0.0.1:{port}; `mlinfra local up` starts "
+        "one and creates every stage's registry in it (local mode never falls back to real AWS credentials)\n"
     )
 
 
