@@ -45,7 +45,11 @@ def promote(
       The stage pointer moves when the apply of the merged commit is recorded (`mlinfra record-deployment`);
       --apply is refused (exit 2).
 
-    Re-running a promotion that failed converges.
+    Re-running a promotion that failed converges. What it prints is what is true: "v7 pinned in dev; deploys on the
+    next apply" until the stage's apply is recorded (`mlinfra record-deployment`, which CI's apply job runs; in local
+    mode that command stands in for the apply, and `mlinfra local merge BRANCH` accepts a pull request). --json
+    prints {"model", "stage", "version", "previous", "digest", "deployed"} (deployed: what the last recorded apply
+    deployed), plus "delivery" and "pullRequest" for a pull request.
 
     \b
     Examples:

@@ -192,7 +192,14 @@ def test_register_a_tarball(platform: Path, run: Run, tmp_path: Path) -> None:
 def test_promote_copies_registers_moves_pins_and_audits(platform: Path, run: Run, tmp_path: Path) -> None:
     reg = register(run, tmp_path)
     out = ok(run("promote", "churn", "--to", "dev", "--reason", "first", "--json"))
-    assert out == {"model": "churn", "stage": "dev", "version": 1, "previous": None, "digest": reg["digest"]}
+    assert out == {
+        "model": "churn",
+        "stage": "dev",
+        "version": 1,
+        "previous": None,
+        "digest": reg["digest"],
+        "deployed": None,  # pinned, not deployed: no apply recorded yet
+    }
     key = layout.artifact_key("churn", reg["digest"])
     attributes = s3().get_object_attributes(Bucket=bucket("dev"), Key=key, ObjectAttributes=["Checksum"])
     assert attributes["Checksum"]["ChecksumSHA256"] == checksum_of(reg["digest"])
@@ -553,7 +560,7 @@ def test_apply_without_the_pulumi_cli_commits_then_says_so(platform: Path, run: 
     register(run, tmp_path)
     result = run("promote", "churn", "--to", "dev", "--apply", env={"PATH": str(tmp_path)})
     assert result.exit_code == 1
-    assert "dev now runs v1" in result.stdout
+    assert "v1 pinned in dev (was nothing); deploys on the next apply" in result.stdout
     assert result.stderr.startswith("error: the pulumi CLI is not installed")
     assert read_pin(Project(platform), "dev", "churn")["version"] == 1
 
