@@ -147,9 +147,15 @@ def register(
         )
     summary = {k: record[k] for k in ("model", "version", "digest", "artifact", "image")}
     if record.get("existing") and explicit:
+        import shlex
+
+        version = record["version"]
+        given = {"--description": description, "--card": str(card_path) if card_path else None}
+        again = " ".join(f"{name} {shlex.quote(str(given[name]))}" for name in explicit)
+        attach = next_command(f"attach {model} --version {version} {again}")
         click.echo(
-            f"note: {' and '.join(explicit)} ignored: stored with new versions only, and these bytes are already "
-            f"v{record['version']} (`mlinfra card {model} --version {record['version']}` shows what it has)",
+            f"note: {' and '.join(explicit)} ignored: these bytes are already v{version}, and registering them "
+            f"again makes no new version; to change them: `{attach}`",
             err=True,
         )
     if as_json:

@@ -194,3 +194,27 @@ def test_import_mlinfra_stays_light() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
     assert callable(mlinfra.register) and "register" in dir(mlinfra)
+
+
+def test_attach_changes_card_and_description_in_place_audited(bootstrapped: Path, run: Run, tmp_path: Path) -> None:
+    model, x_train, _ = trained()
+    record = mlinfra.register(model, x_train, name="cancer", description="first", directory=tmp_path / "m")
+    card = tmp_path / "card.md"
+    card.write_text("# cancer\n\n## Intended use\n\nTriage research only.\n")
+    result = run("attach", "cancer", "--version", "1", "--card", str(card), "--description", "reviewed", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(json.loads(result.stdout)["changed"]) == ["card", "description"]
+    stored = json.loads(
+        boto3.client("s3").get_object(Bucket=bucket("sandbox"), Key=layout.version_key("cancer", 1))["Body"].read()
+    )
+    assert stored["description"] == "reviewed" and stored["digest"] == record.digest
+    text = boto3.client("s3").get_object(Bucket=bucket("sandbox"), Key=stored["card"])["Body"].read().decode()
+    assert text == card.read_text()
+    assert [v["version"] for v in json.loads(run("versions", "cancer", "--json").stdout)] == [1]  # no new version
+    history = json.loads(run("history", "cancer", "--json").stdout)
+    attach = next(h for h in history if h["action"] == "attach")
+    assert set(attach["changes"]) == {"card", "description"}
+    assert attach["changes"]["description"] == {"old": "first", "new": "reviewed"}
+    same = run("attach", "cancer", "--version", "1", "--card", str(card), "--json")
+    assert json.loads(same.stdout)["changed"] == []
+    assert "Triage research only." in run("card", "cancer", "--version", "1").stdout
