@@ -66,7 +66,7 @@ def saver(framework: str, *, modules: tuple[str, ...], libraries: tuple[str, ...
 
 @saver("sklearn", modules=("sklearn",), libraries=("scikit-learn", "joblib", "numpy"))
 def _save_sklearn(model: Any, path: Path) -> None:
-    import joblib
+    import joblib  # type: ignore[import-untyped]
 
     joblib.dump(model, path)
 
@@ -227,9 +227,9 @@ def _card_text(name: str, framework: str, card: str | Path | None, description: 
             text = f"{heading}\n\n{description}\n{rest}"
         return text
     if isinstance(card, Path):
-        from mlinfra.models import cards
+        from mlinfra.registry.cards import read_card
 
-        return cards.read_card(card)
+        return read_card(card)
     return card if card.endswith("\n") else card + "\n"
 
 

@@ -62,9 +62,10 @@ def registered(project_dir: Path, aws_env: str, run: Run, tmp_path: Path) -> Res
 def test_next_hints_run_as_printed_in_local_mode(registered: Result, run: Run) -> None:
     assert ok(registered).splitlines()[-1] == "Next: mlinfra --local promote churn --version 1 --to dev"
     out = ok(run("promote", "churn", "--version", "1", "--to", "dev", "--reason", "r"))
-    assert out.splitlines()[-1] == "Next: mlinfra --local preview --stack dev"
+    assert out.splitlines()[-1] == "Next: mlinfra --local record-deployment --stack dev  # stands in for CI's apply"
     # ... and the printed command does run (here in-process; --local is the group option).
-    ok(run("--local", "preview", "--stack", "dev"))
+    recorded = ok(run("--local", "record-deployment", "--stack", "dev"))
+    assert recorded.startswith("churn: dev runs v1")
 
 
 def test_a_refusal_with_json_prints_every_failing_gate(registered: Result, run: Run) -> None:
