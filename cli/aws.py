@@ -205,8 +205,8 @@ def aws_errors(doing: str) -> Iterator[None]:
         yield
     except bex.NoCredentialsError:
         raise MlinfraError(
-            f"{doing}: no AWS credentials found; configure them (aws configure / SSO) or use local mode "
-            "(`mlinfra local start --detach`, then `mlinfra --local ...`)"
+            f"{doing}: no AWS credentials found; configure them (aws configure / SSO), or use local mode: "
+            "`mlinfra local up` (once), then `mlinfra --local ...` or `export MLINFRA_LOCAL=1`"
         ) from None
     except bex.ParamValidationError as exc:
         raise BadInputError(f"{doing}: {str(exc).splitlines()[-1].strip()}") from None

@@ -159,7 +159,7 @@ def _print_report(run: DriftRun) -> None:
 
     report = run.report
     out = console()
-    out.print(run.verdict(), highlight=False)
+    out.print(run.verdict(), highlight=False, no_wrap=False, overflow="fold")
     _print_table(run)
     if not run.judged:
         return
@@ -169,7 +169,12 @@ def _print_report(run: DriftRun) -> None:
         out.print(f"baseline: {run.baseline_rows:,} rows{source}{when}", highlight=False)
     if run.trend:
         values = ", ".join(f"{value:.3f}" for value in run.trend)
-        out.print(f"max PSI of the drift job's last {len(run.trend)} runs (oldest first): {values}", highlight=False)
+        out.print(
+            f"max PSI of the drift job's last {len(run.trend)} runs (oldest first): {values}",
+            highlight=False,
+            no_wrap=False,
+            overflow="fold",
+        )
     limits = report.thresholds
     extra = "".join(
         [
@@ -183,6 +188,8 @@ def _print_report(run: DriftRun) -> None:
         "moderate, over 0.2 a shift worth acting on. KS p-values are tiny for any shift once thousands of rows are "
         "scored: judge KS by its statistic.",
         highlight=False,
+        no_wrap=False,
+        overflow="fold",
     )
     if report.drifted:
         version = report.version if report.version is not None else "N"
@@ -193,6 +200,8 @@ def _print_report(run: DriftRun) -> None:
             f"baseline; `--report drift.html` charts every feature); (3) if the model's answers suffer, roll back: "
             f"`{rollback}`; (4) retrain on recent data and register a new version.",
             highlight=False,
+            no_wrap=False,
+            overflow="fold",
         )
 
 
@@ -207,6 +216,8 @@ def _print_table(run: DriftRun) -> None:
         f"{f' in {report.workers} processes' if report.workers > 1 else ''}, "
         f"{report.window.start:%Y-%m-%d %H:%M}Z to {report.window.end:%Y-%m-%d %H:%M}Z",
         highlight=False,
+        no_wrap=False,
+        overflow="fold",
     )
     if report.malformed:
         out.print("malformed: " + ", ".join(f"{k} {v}" for k, v in report.malformed.items()), highlight=False)
