@@ -237,9 +237,12 @@ def sentence(result: dict[str, Any]) -> str:
     previous = f"v{result['previous']}" if result.get("previous") else "nothing"
     if result.get("delivery") == "pullRequest":
         branch = (result.get("pullRequest") or {}).get("branch")
-        where = f" on branch {branch}" if branch else " (origin's main already pins it)"
+        if branch is None:
+            base = result.get("base", "main")
+            return f"{model}: origin/{base} already pins v{version} for {stage}; nothing to propose"
         return (
-            f"{model}: v{version} proposed for {stage}{where}; {stage} runs {previous} until it is merged and applied"
+            f"{model}: v{version} proposed for {stage} on branch {branch}; {stage} runs {previous} until it is "
+            "merged and applied"
         )
     done = " (already done; caught up)" if result.get("alreadyDone") else ""
     if result.get("deployed") == version:
