@@ -540,7 +540,12 @@ def test_readme_trust_policies_bind_deploy_roles_to_environments_and_preview_rol
     import json
     import re
 
-    section = (REPO / "README.md").read_text().split("**OIDC trust policies.**", 1)[1].split("**State backend.**")[0]
+    section = (
+        (REPO / "docs" / "platform.md")
+        .read_text()
+        .split("**OIDC trust policies.**", 1)[1]
+        .split("**State backend.**")[0]
+    )
     policies = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.DOTALL)]
     assert len(policies) == 2
     subjects = []
@@ -554,7 +559,12 @@ def test_readme_trust_policies_bind_deploy_roles_to_environments_and_preview_rol
     deploy, preview = subjects
     assert deploy == "repo:OWNER/REPO:environment:prod"
     assert preview == ["repo:OWNER/REPO:pull_request", "repo:OWNER/REPO:ref:refs/heads/main"]
-    # The variables the README tells a fork to set are the ones the workflows read.
+    # The variables the platform guide tells a fork to set are the ones the workflows read.
     used = set(re.findall(r"vars\.([A-Z_]+)", "".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))))
-    setup = (REPO / "README.md").read_text().split("**Variables.**", 1)[1].split("**Environment protection.**")[0]
+    setup = (
+        (REPO / "docs" / "platform.md")
+        .read_text()
+        .split("**Variables.**", 1)[1]
+        .split("**Environment protection.**")[0]
+    )
     assert used == set(re.findall(r"`([A-Z_]+)`", setup))
