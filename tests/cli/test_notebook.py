@@ -218,3 +218,17 @@ def test_attach_changes_card_and_description_in_place_audited(bootstrapped: Path
     same = run("attach", "cancer", "--version", "1", "--card", str(card), "--json")
     assert json.loads(same.stdout)["changed"] == []
     assert "Triage research only." in run("card", "cancer", "--version", "1").stdout
+
+
+def test_cli_register_in_local_mode_declares_and_says_so(bootstrapped: Path, run: Run, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    (model / "code").mkdir(parents=True)
+    (model / "code" / "inference.py").write_text("def model_fn(model_dir):\n    return None\n")
+    (model / "model.joblib").write_bytes(b"weights")
+    result = run("register", str(model), "-m", "fraud", "--framework", "sklearn", "--framework-version", "1.2-1")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.startswith("note: fraud was not declared: local mode declared it in every stage")
+    assert "fraud registered v1" in result.stdout
+    assert "Next: mlinfra --local promote fraud --version 1 --to dev" in result.stdout
+    promoted = run("promote", "fraud", "--to", "dev")  # the declaration reached every stage, groups included
+    assert promoted.exit_code == 0, promoted.stderr
