@@ -3,7 +3,9 @@
 Local mode's stages delivered by pull request push their pin to a branch of the scratch remote
 (`.mlinfra/local/remote.git`); there is no forge to merge it. This merges the branch into the remote's main without
 touching the workspace's files first (a fast-forward when main has not moved, else a merge commit written with
-`git merge-tree --write-tree`, so a conflict is reported before anything changes), pushes main, brings the
+`git merge-tree --write-tree`, so a conflict is reported before anything changes; when two promotions proposed from
+the same main pinned neighbouring lines of one stack file, the branch's pins are set again on main's file, as
+promoting again would rebuild the branch), pushes main, brings the
 workspace's checkout up to it (a fast-forward that leaves its uncommitted direct-stage pins alone) and records the
 deployment of every stage whose stack file the merge changed, as the apply job would after `pulumi up`.
 """
@@ -83,7 +85,15 @@ def merge(project: Project, branch: str) -> Merged:
     elif git.ok("merge-base", "--is-ancestor", base, head):
         how, new = "fast-forward", head
     else:
-        how, new = "merge", _merge_commit(git, base, head, name)
+        try:
+            how, new = "merge", _merge_commit(git, base, head, name)
+        except BadInputError:
+            # Both sides pinned the same stack file (two promotions proposed from one main): the branch's pins are
+            # set again on main's file, as promoting again would rebuild the branch.
+            repinned = _repin_on_main(git, base, head, name)
+            if repinned is None:
+                raise
+            how, new = "pins re-applied on main", repinned
     if new != base:
         git.run("push", "--quiet", REMOTE, f"{new}:refs/heads/{MAIN}", doing="pushing main to local mode's remote")
         git.run("fetch", "--quiet", REMOTE, doing="fetching local mode's remote")
@@ -111,6 +121,33 @@ def _merge_commit(git: Git, base: str, head: str, name: str) -> str:
     return git.run(
         *_IDENTITY, "commit-tree", tree, "-p", base, "-p", head, "-m", f"Merge {name}", doing=f"merging {name}"
     )
+
+
+def _repin_on_main(git: Git, base: str, head: str, name: str) -> str | None:
+    """A commit on `base` setting the pins `head` changed, file by file; None if it changed anything but pins."""
+    from mlinfra.delivery.pullrequest import Checkout, commit_file
+    from mlinfra.stacks.yamledit import pins_of, with_pins
+
+    fork = git.run("merge-base", base, head, doing=f"merging {name}")
+    commit = base
+    for path in git.run("diff", "--name-only", fork, head, doing=f"merging {name}").splitlines():
+        try:
+            before = git.run("show", f"{fork}:{path}", doing="reading the stack file")
+            after = git.run("show", f"{head}:{path}", doing="reading the stack file")
+            current = git.run("show", f"{commit}:{path}", doing="reading the stack file")
+        except GitError:
+            return None  # a file added or removed on one side: not a pin change
+        old, new = pins_of(before), pins_of(after)
+        if set(old) - set(new):
+            return None  # a pin removed: nothing with_pins can express
+        moved = {model: pin for model, pin in new.items() if old.get(model) != pin}
+        text = with_pins(current + "\n", moved)
+        if not moved or pins_of(text) != {**pins_of(current), **moved}:
+            return None
+        commit = commit_file(
+            Checkout(git, git.cwd, path), commit, path, text.encode(), f"Merge {name} (pins re-applied)"
+        )
+    return commit
 
 
 def _conflicts(git: Git, base: str, head: str) -> list[str]:

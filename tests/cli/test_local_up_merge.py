@@ -62,3 +62,27 @@ def test_promotion_pull_request_merged_locally_records_the_deployment(
     unknown = run("local", "merge", "mlinfra/promote-prod-churn-v9")
     assert unknown.exit_code == 2
     assert "no branch 'mlinfra/promote-prod-churn-v9' on local mode's remote (branches: " in unknown.stderr
+
+
+def test_a_second_pull_request_after_main_moved_is_merged_on_top_of_it(
+    project_dir: Path, aws_env: str, run: Run, tmp_path: Path
+) -> None:
+    assert run("local", "up").exit_code == 0
+    for name, content in (("churn", "w-1"), ("fraud", "w-2")):  # fraud is declared by local mode on register
+        model = make_model(tmp_path / name, content)
+        assert run("register", str(model), "-m", name, "--image", IMAGE).exit_code == 0
+        assert run("promote", name, "--to", "dev").exit_code == 0
+    assert run("record-deployment", "--stack", "dev").exit_code == 0
+    for name in ("churn", "fraud"):  # both branches start from the same main
+        assert run("promote", name, "--to", "staging").exit_code == 0
+    first = run("local", "merge", "mlinfra/promote-staging-churn-v1", "--json")
+    assert json.loads(first.stdout)["how"] == "fast-forward"
+    second = run("local", "merge", "mlinfra/promote-staging-fraud-v1", "--json")
+    assert second.exit_code == 0, second.stderr
+    merged = json.loads(second.stdout)
+    # Both pins sit on neighbouring lines of staging's file: the second branch's pin is set again on main.
+    assert (merged["how"], merged["stages"]) == ("pins re-applied on main", ["staging"])
+    rows = {r["model"]: r for r in json.loads(run("status", "--stack", "staging", "--json").stdout)}
+    assert rows["churn"]["deployed"]["version"] == rows["fraud"]["deployed"]["version"] == 1
+    workspace = project_dir / ".mlinfra" / "local" / "workspace"
+    assert git(workspace, "rev-parse", "HEAD") == git(workspace, "rev-parse", "origin/main") == merged["commit"]
