@@ -41,6 +41,11 @@ def local_mode() -> bool:
     return os.environ.get(LOCAL_ENV, "").lower() in {"1", "true", "yes", "on"}
 
 
+def mlinfra_command(arguments: str) -> str:
+    """A command as a hint prints it, runnable as printed: `mlinfra --local ARGS` in local mode."""
+    return f"mlinfra {'--local ' if local_mode() else ''}{arguments}"
+
+
 def local_state_file(root: Path) -> Path:
     """Where `mlinfra local start --detach` records the emulator it started (pid, port, url)."""
     return root / LOCAL_STATE
@@ -75,8 +80,8 @@ def enter_local_mode(root: Path | None) -> str:
     url = local_endpoint(root)
     if not emulator_answers(url):
         raise MlinfraError(
-            f"local mode: no AWS emulator answers at {url}; start one with `mlinfra local start --detach` "
-            "(local mode never falls back to real AWS credentials)"
+            f"local mode: no AWS emulator answers at {url}; `mlinfra local up` starts one and creates every "
+            "stage's registry in it (local mode never falls back to real AWS credentials)"
         )
     os.environ[ENDPOINT_ENV] = url
     if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
@@ -200,8 +205,8 @@ def aws_errors(doing: str) -> Iterator[None]:
         yield
     except bex.NoCredentialsError:
         raise MlinfraError(
-            f"{doing}: no AWS credentials found; configure them (aws configure / SSO) or use local mode "
-            "(`mlinfra local start --detach`, then `mlinfra --local ...`)"
+            f"{doing}: no AWS credentials found; configure them (aws configure / SSO), or use local mode: "
+            "`mlinfra local up` (once), then `mlinfra --local ...` or `export MLINFRA_LOCAL=1`"
         ) from None
     except bex.ParamValidationError as exc:
         raise BadInputError(f"{doing}: {str(exc).splitlines()[-1].strip()}") from None

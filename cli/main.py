@@ -95,10 +95,18 @@ class MlinfraGroup(click.Group):
     is_flag=True,
     help="Use the local AWS emulator (`mlinfra local start`); same as MLINFRA_LOCAL=1. Never falls back to AWS.",
 )
-def cli(local: bool) -> None:
+@click.option(
+    "--project",
+    "project",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="The platform repository's clone (holding Pulumi.yaml); same as MLINFRA_PROJECT. Default: found upwards.",
+)
+def cli(local: bool, project: str | None) -> None:
     """Move ML models from a notebook to a monitored SageMaker endpoint, one stage at a time.
 
-    mlinfra works inside a clone of the platform repository (it finds Pulumi.yaml by walking up). Each stage
+    mlinfra works inside a clone of the platform repository (it finds Pulumi.yaml by walking up), or on the one
+    --project / MLINFRA_PROJECT names. Each stage
     (sandbox, dev, staging, prod) is a Pulumi stack configured in stacks/Pulumi.<stage>.yaml.
 
     \b
@@ -107,6 +115,8 @@ def cli(local: bool) -> None:
       mlinfra stack select dev           act on dev from now on (or pass --stack / set MLINFRA_STACK)
       mlinfra preview --all              render every stack offline: no engine, no credentials
       mlinfra up --stack dev             apply a stack through Pulumi's Automation API
+      mlinfra local up                   try it all without AWS: an emulator with every stage's registry
+      mlinfra --project ~/platform --local status --all
 
     Exit codes: 0 ok, 1 operation failed, 2 bad usage or input, 3 refused by a gate, policy, budget or threshold.
     """

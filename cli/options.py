@@ -49,7 +49,9 @@ def in_local_mode() -> bool:
 
 def next_command(arguments: str) -> str:
     """A `Next:` hint's command as it runs here: `mlinfra --local ...` in local mode."""
-    return f"mlinfra {'--local ' if in_local_mode() else ''}{arguments}"
+    from .aws import mlinfra_command
+
+    return mlinfra_command(arguments)
 
 
 stack_option: Callable[[F], F] = click.option(
@@ -124,31 +126,14 @@ def emit_json(data: Any) -> None:
         ctx.meta[JSON_EMITTED] = True
 
 
-MIN_SHRUNK_COLUMN = 12  # a column is never squeezed below this many characters (or its own width)
-
-
-def fit_widths(natural: list[int], available: int, floor: int = MIN_SHRUNK_COLUMN) -> list[int]:
-    """Column widths that fit `available` characters: the widest columns give way first, none below `floor`."""
-    widths = list(natural)
-    excess = sum(widths) - available
-    while excess > 0:
-        widest = max(widths)
-        if widest <= floor:
-            break
-        runner_up = max((w for w in widths if w < widest), default=floor)
-        ties = widths.count(widest)
-        target = max(runner_up, floor, widest - -(-excess // ties))
-        widths = [target if w == widest else w for w in widths]
-        excess = sum(widths) - available
-    return widths
-
-
 def console() -> Any:
     """A rich console for tables and trees.
 
-    On a terminal, output fits its width: every table row and tree line stays on one line, and what does not fit ends
-    in an ellipsis instead of wrapping mid-word; the widest columns give way first. Piped, the width is a fixed 200
-    columns and nothing is cropped, so `grep` sees whole values. No automatic highlighting of numbers or paths;
+    On a terminal, output fits its width without cutting a value: a table that fits is printed as it is; one that
+    does not is printed vertically, one record at a time (`COLUMN  value` lines, long values wrapped under
+    themselves, a blank line between records), so an 80-column terminal still shows every digest and note whole.
+    Other lines stay on one line and end in an ellipsis instead of wrapping mid-word. Piped, the width is a fixed
+    200 columns and nothing is cropped, so `grep` sees whole values. No automatic highlighting of numbers or paths;
     NO_COLOR is honoured by rich itself.
     """
     import sys
@@ -157,28 +142,58 @@ def console() -> Any:
 
     if not sys.stdout.isatty():
         return Console(soft_wrap=True, width=200, highlight=False)
+    return _make_fitting_console()(highlight=False)
+
+
+def vertical_lines(headers: list[str], rows: list[list[str]], width: int) -> list[str]:
+    """A table as records, one `HEADER  value` line per cell, values wrapped to `width` under themselves."""
+    import textwrap
+
+    label = max((len(h) for h in headers), default=0) + 2
+    room = max(width - label, 20)
+    lines: list[str] = []
+    for number, row in enumerate(rows):
+        if number:
+            lines.append("")
+        for header, cell in zip(headers, row, strict=False):
+            pieces = textwrap.wrap(cell, room, break_long_words=True, break_on_hyphens=False) or [""]
+            lines.append(f"{header:<{label}}{pieces[0]}")
+            lines += [" " * label + piece for piece in pieces[1:]]
+    return lines
+
+
+def _plain(cell: Any) -> str:
+    return str(getattr(cell, "plain", cell))
+
+
+def _make_fitting_console() -> Any:
+    from rich.console import Console
 
     class FittingConsole(Console):
+        """A terminal console: tables that fit print as they are, others vertically (see `console`)."""
+
         def print(self, *objects: Any, **options: Any) -> None:
             from rich.table import Table
 
             for item in objects:
-                if isinstance(item, Table):
-                    self._fit(item)
-            options.setdefault("no_wrap", True)
-            options.setdefault("overflow", "ellipsis")
-            super().print(*objects, **options)
+                if isinstance(item, Table) and not self._fits(item):
+                    headers = [_plain(c.header) for c in item.columns]
+                    cells = [[_plain(cell) for cell in c.cells] for c in item.columns]
+                    rows = [list(row) for row in zip(*cells, strict=False)]
+                    for line in vertical_lines(headers, rows, self.width):
+                        super().print(line, no_wrap=True, overflow="ignore", crop=False, highlight=False)
+                    continue
+                options.setdefault("no_wrap", True)
+                options.setdefault("overflow", "ellipsis")
+                super().print(item, **options)
 
-        def _fit(self, table: Any) -> None:
+        def _fits(self, table: Any) -> bool:
             columns = table.columns
-            natural = [max([len(str(c.header)), *(len(str(cell)) for cell in c.cells)]) for c in columns]
-            padding = 2 * len(columns)
-            for column, width in zip(columns, fit_widths(natural, self.width - padding), strict=True):
-                column.no_wrap = True
-                column.overflow = "ellipsis"
-                column.max_width = width
+            natural = [max([len(_plain(c.header)), *(len(_plain(cell)) for cell in c.cells)]) for c in columns]
+            padding = 2 * max(len(columns) - 1, 0)
+            return sum(natural) + padding <= self.width
 
-    return FittingConsole(highlight=False)
+    return FittingConsole
 
 
 all_option: Callable[[F], F] = click.option("--all", "all_stacks", is_flag=True, help="Every stack in stacks/.")

@@ -11,7 +11,8 @@ model, one run:
 3. scores them against the running version's baseline, one file in memory at a time (mlinfra_drift.score);
 4. writes the JSON and HTML report to `monitoring/<model>/reports/yyyy/mm/dd/<time>.{json,html}`;
 5. publishes the metrics the alarms watch (mlinfra_drift.publish), and `ScoredRows` = 0 when the window held no
-   rows, so the drift-silent alarm tells a quiet endpoint from a silent job;
+   rows (or fewer than the model's `alarms.driftMinRows`: too few to judge), so the drift-silent alarm tells a
+   quiet endpoint from a silent job;
 6. moves the checkpoint with a conditional write (If-Match), so two overlapping runs cannot both advance it.
 
 A model that fails (no baseline, an AWS error) does not stop the others; the run then raises, which Lambda counts in
@@ -159,11 +160,12 @@ def run_model(
         model=job.model, stage=spec.stage, version=job.version, start=start, end=watermark, thresholds=thresholds
     )
     result.rows, result.max_psi = report.rows, report.max_psi
-    result.drifted = [f.name for f in report.drifted]
+    too_few = 0 < report.rows < job.drift_min_rows  # too few rows to judge: no score that could trip the alarm
+    result.drifted = [] if too_few else [f.name for f in report.drifted]
     result.watermark = _iso(watermark)
     if result.files:
         result.report_key = write_report(s3, spec.bucket, job, report, now)
-    if publish(cloudwatch, report, stage=spec.stage, model=job.model) == 0:
+    if too_few or publish(cloudwatch, report, stage=spec.stage, model=job.model) == 0:
         # Nothing scored: no MaxPSI (nothing measured is not "no drift"), but the heartbeat says the job ran.
         put_heartbeat(cloudwatch, stage=spec.stage, model=job.model)
     write_checkpoint(

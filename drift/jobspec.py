@@ -32,6 +32,8 @@ class ModelJob(_Record):
     drift_psi: Annotated[float, Field(gt=0)]  # the stage's alarms.driftPsi for this model
     drift_js: Annotated[float, Field(gt=0, le=1)] | None = None  # alarms.driftJs (optional verdict)
     drift_ks_pvalue: Annotated[float, Field(gt=0, lt=1)] | None = None  # alarms.driftKsPvalue (optional verdict)
+    # alarms.driftMinRows: a run that scored fewer rows publishes no drift score (only that it ran).
+    drift_min_rows: Annotated[int, Field(ge=1)] = 1
 
     @property
     def checkpoint_key(self) -> str:

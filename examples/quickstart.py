@@ -2,15 +2,18 @@
 
 Run with `make quickstart` (or `.venv/bin/python examples/quickstart.py`). It copies Pulumi.yaml and stacks/ to
 .mlinfra/quickstart/ (a checkout of its own, so its emulator and scratch state never mix with yours), starts the
-emulator on a free loopback port and runs everything in local mode, which pins into its scratch copy of the stacks
-(.mlinfra/quickstart/.mlinfra/local/workspace/), never into stack files. It creates the registries the stacks
-declare, registers the example churn model, promotes it to dev (delivered directly) and records that apply,
-promotes it to staging (delivered by pull request: a branch on local mode's scratch remote), accepts it and records
-that apply, shows prod's gates refusing it (exit 3), then status, history and the dev stack's offline render. Then it
-plays a day of staging traffic into the stage's data capture (SageMaker's file layout and record shape, written by
-`capture_traffic` below) whose last hours drift, and runs `mlinfra drift churn --stack staging --publish`: the
-drifted feature exits 3 and the MaxPSI metric lands in the emulator's CloudWatch, where the stage's drift alarm
-watches it. The emulator is stopped at the end, whatever happens.
+emulator on a free loopback port (`mlinfra local up`) and runs everything in local mode, which pins into its scratch
+copy of the stacks (.mlinfra/quickstart/.mlinfra/local/workspace/), never into stack files. It creates the
+registries the stacks declare, registers the example churn model, promotes it to dev (delivered directly) and
+records that apply, promotes it to staging (delivered by pull request: a branch on local mode's scratch remote),
+accepts it with `mlinfra local merge`, which records that apply, shows prod's gates refusing it (exit 3), then
+status, history and the dev stack's offline render. Then it plays a day of staging traffic into the stage's data
+capture (SageMaker's file layout and record shape, written by `capture_traffic` below) whose last hours drift, and
+runs `mlinfra drift churn --stack staging --publish`: the drifted feature exits 3 and the MaxPSI metric lands in the
+emulator's CloudWatch, where the stage's drift alarm watches it. The emulator is stopped at the end, whatever
+happens.
+
+The same steps for a model of your own, from a notebook, are docs/analyst.md.
 """
 
 from __future__ import annotations
@@ -99,12 +102,12 @@ def main() -> None:
     env.pop("MLINFRA_STACK", None)
     port = free_port()
     step("The stages and what they pin", "stack", "list", env=env)
-    step(
-        "Start the AWS emulator (moto's server on loopback)", "local", "start", "--detach", "--port", str(port), env=env
-    )
     try:
+        step(
+            "Start the AWS emulator (moto's server on loopback) and create the registries the stacks declare",
+            "local", "up", "--port", str(port), env=env,
+        )  # fmt: skip
         env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
-        step("Create the registries the stacks declare", "local", "bootstrap", "--all", env=env)
         step(
             "Register the example model into the entry stage (sandbox)",
             "register",
@@ -140,12 +143,10 @@ def main() -> None:
             "quickstart",
             env=env,
         )
-        workspace = WORKSPACE / ".mlinfra" / "local" / "workspace"
-        branch = "mlinfra/promote-staging-churn-v1"
-        print(f"\n## Merge the branch (local mode's remote stands in for GitHub)\n$ git pull origin {branch} && push")
-        for args in (["pull", "--quiet", "--no-edit", "origin", branch], ["push", "--quiet", "origin", "HEAD:main"]):
-            subprocess.run(["git", *args], cwd=workspace, check=True)
-        step("CI applies staging and records the deployment", "record-deployment", "--stack", "staging", env=env)
+        step(
+            "Merge the pull request (local mode's remote stands in for GitHub) and record staging's apply, as CI would",
+            "local", "merge", "mlinfra/promote-staging-churn-v1", env=env,
+        )  # fmt: skip
         step(
             "staging's Model names the handler (SAGEMAKER_PROGRAM, SAGEMAKER_SUBMIT_DIRECTORY): the policy passes",
             "check",

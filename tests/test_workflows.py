@@ -760,11 +760,12 @@ def test_no_static_aws_keys_anywhere() -> None:
 
 def test_readme_trust_policies_are_the_bootstrap_stacks_not_copies() -> None:
 
-    section = (REPO / "README.md").read_text().split("**OIDC trust policies.**", 1)[1].split("**State backend.**")[0]
+    section = (REPO / "docs" / "platform.md").read_text().split("**OIDC trust policies.**", 1)[1]
+    section = section.split("**State backend.**")[0]
     # The trust is the bootstrap stack's (infra/bootstrap/), evaluated against sample OIDC claims in
     # tests/bootstrap/test_trust.py; the README points there instead of holding a copy that could drift.
     assert "```json" not in section
-    assert "mlinfra bootstrap github --apply" in section and "docs/bootstrap.md" in section
+    assert "mlinfra bootstrap github --apply" in section and "bootstrap.md" in section
     # The variables a fork sets are listed, against the workflows, in docs/delivery.md (tested below).
 
 

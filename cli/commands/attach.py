@@ -18,6 +18,10 @@ from mlinfra.stacks.project import Project
 @click.option(
     "--baseline", "baseline_path", type=click.Path(path_type=Path), help="Training data sample, .csv/.parquet."
 )
+@click.option(
+    "--card", "card_path", type=click.Path(path_type=Path), help="The version's model card (Markdown), replacing it."
+)
+@click.option("--description", help="One line saying what this version is, replacing it.")
 @click.option("--reason", help="Why; recorded in the audit trail (default: what was attached).")
 @json_option
 def attach(
@@ -25,13 +29,16 @@ def attach(
     version: int,
     metrics_path: Path | None,
     baseline_path: Path | None,
+    card_path: Path | None,
+    description: str | None,
     reason: str | None,
     as_json: bool,
 ) -> None:
-    """Attach new metrics and/or a baseline to version N of MODEL in the entry stage.
+    """Attach new metrics, a baseline, a card or a description to version N of MODEL in the entry stage.
 
-    The artifact and image of a version never change; its metrics (read by the metric gates) and its baseline (read
-    by drift) may. Each change is audited: an `attach` record with who, when, and what changed from what to what
+    The artifact and image of a version never change, and attaching never makes a new version; its metrics (read
+    by the metric gates), its baseline (read by drift), its card and its description (`mlinfra card`) may. Each
+    change is audited: an `attach` record with who, when, and what changed from what to what
     (`mlinfra history MODEL`). Inputs equal to what the version has change nothing and record nothing. Stages the
     version was already promoted into keep their copy; later promotions copy the new files.
 
@@ -40,11 +47,19 @@ def attach(
       mlinfra attach churn --version 3 --metrics metrics.json
       mlinfra attach churn --version 3 --metrics metrics.json --baseline train.csv --reason "re-evaluated on Q3"
       mlinfra --local attach churn --version 1 --metrics metrics.json --json
+      mlinfra attach churn --version 3 --card card.md --description "Q3 retrain, new tenure buckets"
     """
     from mlinfra.registry.attach import attach as attach_to
 
     result = attach_to(
-        Project.find(), model, version, metrics_path=metrics_path, baseline_path=baseline_path, reason=reason
+        Project.find(),
+        model,
+        version,
+        metrics_path=metrics_path,
+        baseline_path=baseline_path,
+        reason=reason,
+        card_path=card_path,
+        description=description,
     )
     _report(result, as_json)
 
@@ -81,4 +96,6 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
         click.echo(f"{model} v{version}: nothing changed in {stage} (it already has these inputs); nothing recorded")
         return
     click.echo(f"{model} v{version}: {', '.join(result['changed'])} attached in {stage} (audited)")
-    click.echo(f"Next: mlinfra history {model} --stage {stage}")
+    from mlinfra.options import next_command
+
+    click.echo(f"Next: {next_command(f'card {model} --version {version}')}")

@@ -92,7 +92,13 @@ def drift(
     missing rate and the share of values outside the baseline's range (for categorical features: values the
     baseline never saw). The table is sorted by drift; a feature over the model's `alarms.driftPsi` (or the
     optional `driftJs` / `driftKsPvalue`) is drifted and the command exits 3. Malformed capture lines are counted
-    per reason, never scored. A window with no rows says so, exits 0 and publishes nothing.
+    per reason, never scored. A window with no rows says so, exits 0 and publishes nothing; so does one with fewer
+    rows than the model's `alarms.driftMinRows` (default 100): "too few rows to judge".
+
+    The report opens with its verdict ("3 of 30 features drifted: ..."), then the window, the table, the baseline
+    it was scored against (rows, source, when registered), the max PSI of the drift job's last runs when it wrote
+    reports, what the thresholds mean and, when something drifted, what to do. --json adds "verdict", "judged",
+    "minRows", "baseline" and "trend" to the report's JSON.
 
     \b
     Examples:
@@ -125,15 +131,17 @@ def drift(
     for warning in run.warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
-        emit_json(report.to_json_dict())
+        emit_json(run.to_json())
     else:
-        _print_table(run)
+        _print_report(run)
     if not report.rows:
         click.echo(
             f"no captured rows for {model} in {report.stage} between {report.window.start:%Y-%m-%d %H:%M}Z and "
             f"{report.window.end:%Y-%m-%d %H:%M}Z ({run.source}): nothing scored, nothing published",
             err=True,
         )
+        return
+    if not run.judged:
         return
     if publish:
         click.echo(f"published {run.published} metric(s) to CloudWatch mlinfra/Drift", err=True)
@@ -143,6 +151,58 @@ def drift(
         names = ", ".join(f.name for f in report.drifted)
         click.echo(f"drift: {names} over the threshold (PSI > {report.thresholds.psi})", err=True)
         click.get_current_context().exit(3)
+
+
+def _print_report(run: DriftRun) -> None:
+    """The verdict first, then what was scored against what, the table, what the thresholds mean and what to do."""
+    from mlinfra.options import next_command
+
+    report = run.report
+    out = console()
+    out.print(run.verdict(), highlight=False, no_wrap=False, overflow="fold")
+    _print_table(run)
+    if not run.judged:
+        return
+    if run.baseline_rows is not None:
+        when = f", registered {run.baseline_date[:16].replace('T', ' ')}Z" if run.baseline_date else ""
+        source = f" of {run.baseline_source}" if run.baseline_source else ""
+        out.print(f"baseline: {run.baseline_rows:,} rows{source}{when}", highlight=False)
+    if run.trend:
+        values = ", ".join(f"{value:.3f}" for value in run.trend)
+        out.print(
+            f"max PSI of the drift job's last {len(run.trend)} runs (oldest first): {values}",
+            highlight=False,
+            no_wrap=False,
+            overflow="fold",
+        )
+    limits = report.thresholds
+    extra = "".join(
+        [
+            f"; or its Jensen-Shannon distance above {limits.js} (alarms.driftJs)" if limits.js else "",
+            f"; or its KS p-value below {limits.ks_pvalue} (alarms.driftKsPvalue)" if limits.ks_pvalue else "",
+        ]
+    )
+    out.print(
+        f"Thresholds: a feature drifts when its PSI (how far this window's share of rows per bin moved from the "
+        f"baseline's) is above {limits.psi} (alarms.driftPsi){extra}. Read PSI as under 0.1 stable, 0.1 to 0.2 "
+        "moderate, over 0.2 a shift worth acting on. KS p-values are tiny for any shift once thousands of rows are "
+        "scored: judge KS by its statistic.",
+        highlight=False,
+        no_wrap=False,
+        overflow="fold",
+    )
+    if report.drifted:
+        version = report.version if report.version is not None else "N"
+        rollback = next_command(f'rollback {report.model} --stack {report.stage} --reason "drift"')
+        out.print(
+            "What to do: (1) check the upstream data for a changed unit, source or pipeline; (2) compare the window "
+            f"with the training data (`{next_command(f'show {report.model} --version {version}')}` summarizes the "
+            f"baseline; `--report drift.html` charts every feature); (3) if the model's answers suffer, roll back: "
+            f"`{rollback}`; (4) retrain on recent data and register a new version.",
+            highlight=False,
+            no_wrap=False,
+            overflow="fold",
+        )
 
 
 def _print_table(run: DriftRun) -> None:
@@ -156,10 +216,12 @@ def _print_table(run: DriftRun) -> None:
         f"{f' in {report.workers} processes' if report.workers > 1 else ''}, "
         f"{report.window.start:%Y-%m-%d %H:%M}Z to {report.window.end:%Y-%m-%d %H:%M}Z",
         highlight=False,
+        no_wrap=False,
+        overflow="fold",
     )
     if report.malformed:
         out.print("malformed: " + ", ".join(f"{k} {v}" for k, v in report.malformed.items()), highlight=False)
-    if not report.rows:
+    if not report.rows or not run.judged:
         return
     table = Table(box=None, pad_edge=False)
     for column in ("FEATURE", "PSI", "KS", "KS P", "JS", "MISSING", "OUT OF RANGE", "DRIFT"):

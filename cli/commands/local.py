@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ def local() -> None:
 
     \b
     Examples:
+      mlinfra local up                   start it and create every stage's registry in it (one step)
       mlinfra local start --detach       run the emulator in the background
       mlinfra local bootstrap --all      create every stage's registry in it
       mlinfra --local stack show dev
@@ -174,3 +176,101 @@ def bootstrap(stack: str | None, all_stacks: bool, as_json: bool) -> None:
             kinds = Counter(entry["type"] for entry in stage.skipped)
             click.echo("  skipped   " + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())))
     click.echo(NOTICE)
+
+
+@local.command("up")
+@click.option(
+    "--port",
+    "-p",
+    type=click.IntRange(1, 65535),
+    default=DEFAULT_LOCAL_PORT,
+    show_default=True,
+    help="Port on 127.0.0.1 for a new emulator (one that already answers is reused).",
+)
+@json_option
+def up(port: int, as_json: bool) -> None:
+    """Start the AWS emulator unless one answers, and create every stage's registries in it: local mode in one step.
+
+    Idempotent: run it again at any time (after a reboot, a `local stop`, or to pick up a model added to the stack
+    files); it reuses an emulator that answers where local mode looks ($AWS_ENDPOINT_URL, else the one started
+    here) and creates only what is missing. Then use `mlinfra --local ...` or MLINFRA_LOCAL=1, in a shell or in a
+    notebook. --json prints {"endpoint", "started", "pid", "stages": [...]} (stages as `local bootstrap --json`).
+
+    \b
+    Examples:
+      mlinfra local up
+      MLINFRA_LOCAL=1 mlinfra stack list
+      mlinfra local up --port 5050 --json
+    """
+    from mlinfra.local import bootstrap as local_bootstrap
+    from mlinfra.local import emulator
+
+    project = Project.find()
+    info = emulator.status(project.root)
+    started = None
+    if not info["answers"]:
+        started = emulator.start(project.root, port, detach=True)
+        os.environ[ENDPOINT_ENV] = started.url
+    result = local_bootstrap.bootstrap(project, project.stages())
+    if as_json:
+        emit_json(
+            {
+                "endpoint": result.endpoint,
+                "started": started is not None,
+                "pid": started.pid if started else info.get("pid"),
+                "stages": result.to_json()["stages"],
+            }
+        )
+        return
+    how = f"started (pid {started.pid})" if started else "already running"
+    click.echo(f"AWS emulator at {result.endpoint}: {how}; log {emulator.LOCAL_LOG.as_posix()}")
+    for stage in result.stages:
+        counts = stage.counts()
+        click.echo(
+            f"  {stage.stage:<9} registry ready: {counts['created']} created, {counts['existing']} existing, "
+            f"{counts['updated']} updated"
+        )
+    from mlinfra.stacks.workspace import NOTICE
+
+    click.echo(NOTICE)
+    click.echo(f"Next: export {LOCAL_ENV}=1 (or `mlinfra --local ...`), then `mlinfra --local stack list`")
+
+
+@local.command("merge")
+@click.argument("branch")
+@json_option
+def merge(branch: str, as_json: bool) -> None:
+    """Accept a local-mode pull request: merge BRANCH into the scratch remote's main, record the apply as CI would.
+
+    Promotions into stages delivered by pull request (staging, prod) push their pin on a branch of local mode's
+    scratch remote, which has no pull requests. This merges it (a fast-forward, or a merge commit when main moved;
+    a conflict is reported before anything changes), brings the scratch workspace up to main (its uncommitted
+    direct-stage pins stay), and records the deployment of each stage whose stack file changed: the stage pointer
+    moves and a `deploy` audit record is written, as the apply job does after `pulumi up`. Merging a merged branch
+    again changes nothing. --json prints {"branch", "commit", "how", "stages", "deployments"}.
+
+    \b
+    Examples:
+      mlinfra local merge mlinfra/promote-staging-churn-v1
+      mlinfra local merge mlinfra/rollback-prod-churn-v3 --json
+    """
+    from mlinfra.aws import enter_local_mode
+    from mlinfra.local.merge import merge as merge_branch
+
+    os.environ[LOCAL_ENV] = "1"  # the scratch workspace and the emulator, whatever the flags
+    project = Project.find()
+    enter_local_mode(project.root)
+    result = merge_branch(project, branch)
+    if as_json:
+        emit_json(result.to_json())
+        return
+    if result.how == "already merged":
+        click.echo(f"{result.branch} is already merged into main ({result.commit[:12]}); nothing to do")
+        return
+    click.echo(f"merged {result.branch} into main ({result.how}, {result.commit[:12]})")
+    for deployment in result.deployments:
+        for entry in deployment["models"]:
+            state = "runs" if entry["status"] == "deployed" else "still runs"
+            click.echo(f"  {entry['model']}: {deployment['stage']} {state} v{entry['version']} (deployment recorded)")
+    if result.stages:
+        click.echo(f"Next: mlinfra --local status --stack {result.stages[-1]}")

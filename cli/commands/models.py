@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mlinfra.models import frameworks
-from mlinfra.options import emit_json, json_option
+from mlinfra.options import emit_json, json_option, next_command
 
 if TYPE_CHECKING:
     from mlinfra.models.scaffold import Written
@@ -54,8 +54,9 @@ def init_model(model: str, framework: str, directory: Path | None, force: bool, 
     _report(
         written,
         as_json,
-        f"save the model into {target} ({frameworks.get(framework).save_hint}), then `mlinfra register {target} "
-        f"--model {model} --framework {framework} --dry-run` (the image is picked to fit the saved model)",
+        f"save the model into {target} ({frameworks.get(framework).save_hint}), then "
+        + next_command(f"register {target} --model {model} --framework {framework} --dry-run")
+        + " (the image is picked to fit the saved model)",
     )
 
 
@@ -146,4 +147,7 @@ def add(name: str, stacks: tuple[str, ...], as_json: bool) -> None:
     for stage in stages:
         state = "declared" if stage in changed else "already declared"
         click.echo(f"{stage:<10} {state} in {project.relative(project.stage_file(stage))}")
-    click.echo(f"Next: mlinfra init-model {name} --framework sklearn, then mlinfra register")
+    click.echo(
+        f"Next: {next_command(f'init-model {name} --framework sklearn')}  # then register it; or, from a notebook, "
+        f'mlinfra.register(model, X_train, name="{name}")'
+    )

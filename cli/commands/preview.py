@@ -94,10 +94,19 @@ def _print_tree(rendered: Any) -> None:
     metavar="REF",
     help="Git ref to compare with (with --diff); default: the merge base of HEAD with main (or origin/main).",
 )
-@click.option("--markdown", is_flag=True, help="With --diff: print Markdown (for a pull request comment).")
+@click.option(
+    "--markdown", is_flag=True, help="With --diff: print Markdown (for a pull request comment); values never cut."
+)
+@click.option("--details", is_flag=True, help="With --diff: list every changed property, before -> after.")
 @json_option
 def preview(
-    stack: str | None, all_stacks: bool, show_diff: bool, base: str | None, markdown: bool, as_json: bool
+    stack: str | None,
+    all_stacks: bool,
+    show_diff: bool,
+    base: str | None,
+    markdown: bool,
+    details: bool,
+    as_json: bool,
 ) -> None:
     """Render a stack offline and print its resource tree with key properties, or (--diff) what would change.
 
@@ -111,9 +120,10 @@ def preview(
     With --diff, each stack as of --base (default: the merge base with main) is compared with the working tree: when
     only stack files changed, the base's stack file is rendered with this program; when the program changed, the
     base's whole tree is rendered in a separate process. It prints the resources to add, remove, replace or update
-    in place, property by property,
-    with the changes that force a replacement marked (a new pin replaces the SageMaker model and endpoint
-    configuration and updates the endpoint in place). --json prints {"stack", "base", "summary", "resources":
+    in place: first Pulumi's summary (`+0 ~1 -0 +-2`, the resources to replace named), then one line per resource
+    with what forces each replacement; --details adds every changed property, before -> after (a new pin replaces
+    the SageMaker model and endpoint configuration and updates the endpoint in place). --json prints {"stack",
+    "base", "summary", "resources":
     [{"action", "type", "name", "parent", "changes": [{"path", "before", "after", "replaces", "computed"}]}],
     "monthlyUsd": {"before", "after", "delta", "resources"}}; --markdown prints a table for a pull request. Each
     stack's monthly estimate before and after the change (the policy pack's price table) is shown with its delta.
@@ -124,11 +134,12 @@ def preview(
       mlinfra preview --all
       mlinfra preview --stack dev --json | jq '.resources[] | select(.type == "aws:ec2/instance:Instance")'
       mlinfra preview --diff --stack staging
+      mlinfra preview --diff --stack staging --details
       mlinfra preview --diff --all --base origin/main --markdown >> "$GITHUB_STEP_SUMMARY"
     """
     project = Project.find()
-    if (base or markdown) and not show_diff:
-        raise click.UsageError("--base and --markdown go with --diff")
+    if (base or markdown or details) and not show_diff:
+        raise click.UsageError("--base, --markdown and --details go with --diff")
     if markdown and as_json:
         raise click.UsageError("give --json or --markdown, not both")
     stages = chosen_stages(project, stack, all_stacks)
@@ -145,7 +156,7 @@ def preview(
             documents = [d.to_json() for d in diffs]
             emit_json(documents if all_stacks else documents[0])
         else:
-            click.echo("\n".join(d.markdown() if markdown else d.text() for d in diffs))
+            click.echo("\n".join(d.markdown() if markdown else d.text(details=details) for d in diffs))
         return
     loaded = [load_stage(project, stage) for stage in stages]
     check_chain(project, stages)

@@ -45,7 +45,11 @@ def promote(
       The stage pointer moves when the apply of the merged commit is recorded (`mlinfra record-deployment`);
       --apply is refused (exit 2).
 
-    Re-running a promotion that failed converges.
+    Re-running a promotion that failed converges. What it prints is what is true: "v7 pinned in dev; deploys on the
+    next apply" until the stage's apply is recorded (`mlinfra record-deployment`, which CI's apply job runs; in local
+    mode that command stands in for the apply, and `mlinfra local merge BRANCH` accepts a pull request). --json
+    prints {"model", "stage", "version", "previous", "digest", "deployed"} (deployed: what the last recorded apply
+    deployed), plus "delivery" and "pullRequest" for a pull request.
 
     \b
     Examples:
@@ -69,29 +73,35 @@ def promote(
 
 
 def _report(result: dict[str, Any], as_json: bool, project: Project) -> None:
+    from mlinfra.registry.promote import sentence
+
     if as_json:
-        keys: tuple[str, ...] = ("model", "stage", "version", "previous", "digest")
+        keys: tuple[str, ...] = ("model", "stage", "version", "previous", "digest", "deployed")
         if result.get("delivery") == "pullRequest":
             keys = (*keys, "delivery", "pullRequest")
         emit_json({k: result.get(k) for k in keys})
         return
+    click.echo(sentence(result))
     if result.get("delivery") == "pullRequest":
-        _report_proposal(result)
         _local_notice(project)
+        _report_proposal(result)
         return
-    model, stage = result["model"], result["stage"]
-    previous = f"v{result['previous']}" if result["previous"] else "nothing"
-    done = " (already done; caught up)" if result["alreadyDone"] else ""
-    click.echo(f"{model}: {stage} now runs v{result['version']} (was {previous}){done}")
+    stage = result["stage"]
     if result.get("forced"):
         click.echo("  gates were skipped with --force; the audit record says so")
     click.echo(f"  pinned in {project.relative(project.stage_file(stage))}")
     _local_notice(project)
-    if in_local_mode():
-        # The emulator runs no endpoints: what can follow here is the offline render of the new pin.
-        click.echo(f"Next: {next_command(f'preview --stack {stage}')}")
+    if result.get("deployed") != result["version"]:
+        if in_local_mode():
+            # Nothing deploys on the emulator: recording the apply is what CI's apply job would do after `pulumi up`.
+            click.echo(f"Next: {next_command(f'record-deployment --stack {stage}')}  # stands in for CI's apply")
+        else:
+            click.echo(
+                f"Next: commit {project.relative(project.stage_file(stage))}; CI applies it on merge and records "
+                f"the deployment (or `mlinfra up --stack {stage}`)"
+            )
     else:
-        click.echo(f"Next: commit the stack file; CI applies it on merge (or `mlinfra up --stack {stage}`).")
+        click.echo(f"Next: {next_command(f'status --stack {stage}')}")
 
 
 def _local_notice(project: Project) -> None:
@@ -104,27 +114,25 @@ def _local_notice(project: Project) -> None:
 
 
 def _report_proposal(result: dict[str, Any]) -> None:
-    model, stage, version = result["model"], result["stage"], result["version"]
+    stage = result["stage"]
     pr = result.get("pullRequest")
     if pr is None:
-        click.echo(
-            f"{model}: origin/{result['base']} already pins v{version} for {stage}; nothing to propose. "
-            "The apply of that commit records the deployment (`mlinfra status` shows whether it ran)."
-        )
+        click.echo("  the apply of that commit records the deployment (`mlinfra status` shows whether it ran).")
         return
-    again = " (already proposed)" if result.get("alreadyDone") else ""
-    click.echo(f"{model}: v{version} proposed for {stage} on branch {pr['branch']}{again}")
+    if result.get("alreadyDone"):
+        click.echo("  (already proposed)")
     if pr.get("url"):
         click.echo(f"  pull request: {pr['url']}")
     elif pr.get("compareUrl"):
         click.echo(f"  open the pull request: {pr['compareUrl']}")
     if pr.get("note"):
         click.echo(f"  {pr['note']}")
-    running = f"v{result['previous']}" if result["previous"] else "nothing"
     click.echo(
-        f"  {stage} still runs {running}: merging lets CI apply it, and the apply records the deployment "
+        f"  merging lets CI apply it, and the apply records the deployment "
         f"(`mlinfra record-deployment --stack {stage}`); the stage pointer moves then"
     )
+    if in_local_mode():
+        click.echo(f"Next: mlinfra local merge {pr['branch']}  # merges it and records the apply, as CI would")
 
 
 @click.command()

@@ -56,10 +56,15 @@ FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfr
     "Python) and point pip there, so the endpoint installs them without network; writes into PATH.",
 )
 @click.option(
+    "--include-data",
+    is_flag=True,
+    help="Pack data-looking files (tables, pickled DataFrames) found in PATH; without it register refuses them.",
+)
+@click.option(
     "--dry-run", is_flag=True, help="Check, and list the files it would pack (size, digest, path); write nothing."
 )
 @json_option
-def register(
+def register(  # noqa: PLR0912 - one branch per way register reports (dry run, JSON, table, notes)
     path: Path,
     model: str,
     framework: str | None,
@@ -71,6 +76,7 @@ def register(
     description: str | None,
     card_path: Path | None,
     vendor: bool,
+    include_data: bool,
     dry_run: bool,
     as_json: bool,
 ) -> None:
@@ -88,7 +94,10 @@ def register(
     The image is the one whose library the model was saved with (read from the model file, never unpickled), and
     code/requirements.txt must be installable by the container without network (docs/model-contract.md).
     __pycache__/, .ipynb_checkpoints/, .DS_Store, .git and the patterns in the directory's .mlinfraignore
-    (gitignore syntax) are never packed.
+    (gitignore syntax) are never packed. Data found in PATH (CSV, TSV, Parquet, Feather, Excel, JSON Lines, pickled
+    DataFrames) is refused (exit 2) with the list of files, unless .mlinfraignore re-includes it (`!keep.csv`) or
+    --include-data is given; --dry-run lists it as a warning. In local mode a model no stack file declares is
+    declared in the scratch stacks (it says so); elsewhere the error prints the `mlinfra model add` to run.
 
     \b
     Examples:
@@ -116,6 +125,15 @@ def register(
             click.echo(f"{item['size']:>12}  {item['digest']}  {item['path']}")
         totals = f"{len(plan['files'])} files, model.tar.gz {plan['size']} bytes, {plan['digest']}"
         click.echo(f"dry run: {totals}, image {plan['image']}{_library_note(plan)}; nothing written", err=True)
+        if path.is_dir() and not include_data:
+            from mlinfra.models.datafiles import data_files
+
+            for found in data_files(path):
+                click.echo(
+                    f"warning: {found.path} looks like data ({found.why}): register refuses it without "
+                    "--include-data; list it in .mlinfraignore to leave it out",
+                    err=True,
+                )
         return
     explicit = [name for name, value in (("--description", description), ("--card", card_path)) if value is not None]
     if card_path is None and path.is_dir() and (path / "card.md").is_file():
@@ -137,7 +155,10 @@ def register(
             description=description,
             card_path=card_path,
             vendor=vendor,
+            include_data=include_data,
         )
+    for note in record.get("notes", []):
+        click.echo(f"note: {note}", err=True)
     if git_sha == "auto" and sha is None and not record.get("existing"):
         click.echo(
             f"note: {path} is not in a git repository (or one without commits): no git commit recorded; "
@@ -146,9 +167,15 @@ def register(
         )
     summary = {k: record.get(k) for k in ("model", "version", "digest", "artifact", "image", "frameworkVersion")}
     if record.get("existing") and explicit:
+        import shlex
+
+        version = record["version"]
+        given = {"--description": description, "--card": str(card_path) if card_path else None}
+        again = " ".join(f"{name} {shlex.quote(str(given[name]))}" for name in explicit)
+        attach = next_command(f"attach {model} --version {version} {again}")
         click.echo(
-            f"note: {' and '.join(explicit)} ignored: stored with new versions only, and these bytes are already "
-            f"v{record['version']} (`mlinfra card {model} --version {record['version']}` shows what it has)",
+            f"note: {' and '.join(explicit)} ignored: these bytes are already v{version}, and registering them "
+            f"again makes no new version; to change them: `{attach}`",
             err=True,
         )
     if as_json:

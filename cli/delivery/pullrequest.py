@@ -201,10 +201,7 @@ def propose(
     compare = compare_url(remote_url, base, branch)
     url, note = None, None
     if local_remote:
-        note = (
-            f"local mode's scratch remote has no pull requests; to accept it: git -C {checkout.top} pull --no-edit "
-            f"{REMOTE} {branch} && git -C {checkout.top} push {REMOTE} HEAD:{base}"
-        )
+        note = f"local mode's scratch remote has no pull requests; `mlinfra local merge {branch}` accepts it"
     elif shutil.which("gh") is None:
         note = "gh is not installed: open the pull request " + (f"at {compare}" if compare else f"from {branch}")
     else:

@@ -11,7 +11,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,43 @@ class DriftRun:
     published: int
     report_path: Path | None
     warnings: list[str]
+    min_rows: int = 1
+    baseline_rows: int | None = None
+    baseline_source: str = ""
+    baseline_date: str | None = None
+    trend: list[float] = field(default_factory=list)  # max PSI of the drift job's last reports, oldest first
+
+    @property
+    def judged(self) -> bool:
+        """Whether the window has enough rows to judge (alarms.driftMinRows); an empty window is not judged either."""
+        return self.report.rows >= self.min_rows
+
+    def verdict(self) -> str:
+        """The report's first sentence: how many features drifted and which, or why there is no verdict."""
+        report = self.report
+        if not report.rows:
+            return f"No verdict: no captured rows of {report.model} in {report.stage} in this window."
+        if not self.judged:
+            return (
+                f"Too few rows to judge: {report.rows} row(s) of {report.model} in {report.stage}, fewer than "
+                f"alarms.driftMinRows ({self.min_rows}); nothing is flagged or cleared, nothing published."
+            )
+        drifted = report.drifted
+        if not drifted:
+            return f"No drift: all {len(report.features)} features are within their thresholds."
+        names = ", ".join(f.name for f in drifted[:8]) + (f" and {len(drifted) - 8} more" if len(drifted) > 8 else "")
+        return f"{len(drifted)} of {len(report.features)} features drifted: {names}."
+
+    def to_json(self) -> dict[str, Any]:
+        """`mlinfra drift --json`: the report's JSON, plus the verdict and what it was judged against."""
+        return {
+            **self.report.to_json_dict(),
+            "verdict": self.verdict(),
+            "judged": self.judged,
+            "minRows": self.min_rows,
+            "baseline": {"rows": self.baseline_rows, "source": self.baseline_source, "registered": self.baseline_date},
+            "trend": self.trend,
+        }
 
 
 def parse_duration(text: str) -> timedelta:
@@ -205,7 +242,7 @@ def _warnings(stage: Stage, model: str, *, capture: Path | None, baseline: Basel
     return warnings
 
 
-def drift(
+def drift(  # noqa: PLR0915 - one linear sequence: resolve, read, score, judge, publish
     project: Project,
     model: str,
     *,
@@ -290,10 +327,56 @@ def drift(
                 "(check --version, or re-attach a baseline of the same columns)"
             )
         published = 0
-        if publish and report.rows:
+        min_rows = alarms.drift_min_rows
+        if report.rows and report.rows < min_rows:
+            # Too few rows to judge: no feature is flagged (exit 0), and no metric could trip the alarm.
+            report = report.model_copy(
+                update={"features": [f.model_copy(update={"drifted": False}) for f in report.features]}
+            )
+        elif publish and report.rows:
             published = put_metrics(registry.aws.client("cloudwatch"), report, stage=stage.name, model=model)
+        registered = registry.version(model, version) if version is not None and needs_registry else None
+        trend = _trend(registry, model) if capture is None else []
     report.source = shown
     if report_path is not None:
         write_atomically(report_path, report.html())
     warnings = _warnings(stage, model, capture=capture, baseline=the_baseline, version=version)
-    return DriftRun(report=report, source=shown, published=published, report_path=report_path, warnings=warnings)
+    return DriftRun(
+        report=report,
+        source=shown,
+        published=published,
+        report_path=report_path,
+        warnings=warnings,
+        min_rows=min_rows,
+        baseline_rows=the_baseline.rows,
+        baseline_source=the_baseline.source,
+        baseline_date=(registered or {}).get("registeredAt"),
+        trend=trend,
+    )
+
+
+TREND_RUNS = 5
+
+
+def _trend(registry: StageRegistry, model: str) -> list[float]:
+    """The max PSI of the drift job's last reports of `model` in this stage (oldest first; empty when none)."""
+    import json
+
+    from mlinfra.aws import error_code
+
+    prefix = f"{layout.monitoring_prefix(model)}reports/"
+    keys: list[str] = []
+    try:
+        for page in registry.s3.get_paginator("list_objects_v2").paginate(Bucket=registry.bucket, Prefix=prefix):
+            keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".json")]
+    except Exception as exc:
+        if error_code(exc) in {"NoSuchBucket", "AccessDenied"}:
+            return []
+        raise
+    values = []
+    for key in sorted(keys)[-TREND_RUNS:]:
+        body = registry.s3.get_object(Bucket=registry.bucket, Key=key)["Body"].read()
+        value = json.loads(body).get("maxPsi")
+        if isinstance(value, int | float):
+            values.append(float(value))
+    return values

@@ -1,7 +1,8 @@
 """Attaching metrics and a baseline to a version that exists (`mlinfra attach`, `baseline`, `register` again).
 
-A version's artifact and image never change (stages pin them); its metrics and its baseline may be added or replaced
-in the entry stage, each change audited with who, when and what changed from what to what. Steps, in order:
+A version's artifact and image never change (stages pin them); its metrics, its baseline, its card and its
+description may be added or replaced in the entry stage, each change audited with who, when and what changed from
+what to what. Steps, in order:
 
 1. Read and check: the version record, the new inputs, and what is stored now. Nothing new: nothing is written.
 2. The baseline file (`versions/<n>/baseline.json`), when it changed: created, or replaced with If-Match.
@@ -21,6 +22,7 @@ from typing import Any
 
 from mlinfra.aws import aws_errors
 from mlinfra.errors import BadInputError, MlinfraError
+from mlinfra.registry import cards
 from mlinfra.registry.records import audit_record
 from mlinfra.registry.store import ConflictError, StageRegistry
 from mlinfra.stacks.project import Project
@@ -52,7 +54,7 @@ def baseline_summary(baseline: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def attach_inputs(
+def attach_inputs(  # noqa: PLR0912 - one check per kind of input, then one commit
     registry: StageRegistry,
     model: str,
     version: int,
@@ -61,6 +63,8 @@ def attach_inputs(
     baseline: dict[str, Any] | None,
     who: dict[str, Any],
     reason: str | None = None,
+    card: str | None = None,
+    description: str | None = None,
 ) -> dict[str, Any]:
     """Attach new metrics and/or a baseline to `version` in `registry` (the entry stage); see the module docstring.
 
@@ -86,10 +90,20 @@ def attach_inputs(
                 "old": baseline_summary(old_baseline.data if old_baseline else None),
                 "new": baseline_summary(baseline),
             }
+        if description is not None and description != record.get("description"):
+            changes["description"] = {"old": record.get("description"), "new": description}
+        old_card, card_etag = cards.stored_card(registry, model, version) if card is not None else (None, None)
+        if card is not None and card != old_card:
+            changes["card"] = {"old": _text_digest(old_card), "new": _text_digest(card)}
         summary = {"model": model, "version": version, "stage": registry.stage, "digest": record["digest"]}
         if not changes:
             return {**summary, "changed": [], "record": record}
 
+        if "card" in changes and card is not None:
+            try:
+                cards.replace_card(registry, model, version, card, card_etag)
+            except ConflictError:
+                raise _concurrent(model, version) from None
         if "baseline" in changes and baseline is not None:
             try:
                 registry.write(key, baseline, if_match=old_baseline.etag if old_baseline else None)
@@ -110,6 +124,10 @@ def attach_inputs(
             updated["metrics"] = metrics
         if "baseline" in changes:
             updated["baseline"] = key
+        if "description" in changes:
+            updated["description"] = description
+        if "card" in changes:
+            updated["card"] = cards.card_key(model, version)
         updated["lastAttach"] = audit
         try:
             registry.write(layout.version_key(model, version), updated, if_match=stored.etag)
@@ -117,6 +135,14 @@ def attach_inputs(
             raise _concurrent(model, version) from None
         registry.write_audit(audit)
     return {**summary, "changed": list(changes), "record": updated}
+
+
+def _text_digest(text: str | None) -> dict[str, Any] | None:
+    """What an audit record keeps of a card: its size and sha256 (the text itself is stored with the version)."""
+    if text is None:
+        return None
+    data = text.encode("utf-8")
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def _concurrent(model: str, version: int) -> MlinfraError:
@@ -134,20 +160,37 @@ def attach(
     metrics_path: Path | None,
     baseline_path: Path | None,
     reason: str | None = None,
+    card_path: Path | None = None,
+    description: str | None = None,
 ) -> dict[str, Any]:
-    """`mlinfra attach` / `mlinfra baseline`: add or replace a version's metrics and baseline in the entry stage."""
+    """`mlinfra attach` / `mlinfra baseline`: add or replace a version's metrics, baseline, card or description."""
     from mlinfra.models import inputs
     from mlinfra.registry.protocol import Context, actor, entry_stage, require_model
 
-    if metrics_path is None and baseline_path is None:
-        raise BadInputError("give --metrics or --baseline (or both): what to attach to the version")
+    if metrics_path is None and baseline_path is None and card_path is None and description is None:
+        raise BadInputError(
+            "give --metrics, --baseline, --card or --description (any of them): what to attach to the version"
+        )
+    if description is not None and (not description.strip() or "\n" in description):
+        raise BadInputError("--description is one line of text; give it without line breaks")
     ctx, stage = entry_stage(project)
     require_model(stage, model)
     metrics = inputs.read_metrics(metrics_path) if metrics_path else None
     baseline = inputs.read_baseline(baseline_path) if baseline_path else None
+    card = cards.read_card(card_path) if card_path else None
     registry = Context.registry(ctx, stage.name)
     with aws_errors(f"reading {model} v{version} in {stage.name}"):
         who = actor(registry.aws)
-    result = attach_inputs(registry, model, version, metrics=metrics, baseline=baseline, who=who, reason=reason)
+    result = attach_inputs(
+        registry,
+        model,
+        version,
+        metrics=metrics,
+        baseline=baseline,
+        who=who,
+        reason=reason,
+        card=card,
+        description=description,
+    )
     result.pop("record")
     return result

@@ -80,6 +80,41 @@ def store_card(registry: StageRegistry, model: str, version: int, text: str | No
             raise
 
 
+def stored_card(registry: StageRegistry, model: str, version: int) -> tuple[str | None, str | None]:
+    """A version's stored card.md and its ETag, or (None, None)."""
+    try:
+        response = registry.s3.get_object(Bucket=registry.bucket, Key=card_key(model, version))
+    except Exception as exc:
+        if error_code(exc) in {"NoSuchKey", "404"}:
+            return None, None
+        raise
+    return str(response["Body"].read().decode("utf-8", "replace")), str(response["ETag"])
+
+
+def replace_card(registry: StageRegistry, model: str, version: int, text: str, etag: str | None) -> None:
+    """Write a version's card.md over the one with `etag` (or create it when None); ConflictError if it moved.
+
+    Cards are the one file of a version that may change after registering (`mlinfra attach --card`, audited): they
+    are prose about the version, not what stages pin.
+    """
+    from mlinfra.registry.store import ConflictError
+
+    condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+    try:
+        registry.s3.put_object(
+            Bucket=registry.bucket,
+            Key=card_key(model, version),
+            Body=text.encode("utf-8"),
+            ContentType="text/markdown; charset=utf-8",
+            ChecksumAlgorithm="SHA256",
+            **condition,
+        )
+    except Exception as exc:
+        if error_code(exc) in {"PreconditionFailed", "ConditionalRequestConflict", "412"}:
+            raise ConflictError(f"{card_key(model, version)} changed concurrently") from None
+        raise
+
+
 def load_card(registry: StageRegistry, model: str, version: int) -> str | None:
     """A version's stored card.md, or None."""
     try:

@@ -231,16 +231,20 @@ def status_notes(row: dict[str, Any], *, entry: bool, delivery: str = "direct") 
             notes.append(f"pinned v{pinned} here, deployed {f'v{pointer}' if pointer else 'nothing'}: apply pending")
     elif not entry and pointer != pinned and not (undeployed and pinned is None):
         notes.append(f"pointer v{pointer}, pinned v{pinned}: stack file out of step (re-run the promotion)")
-    if (
-        not entry
-        and delivery == "direct"
-        and pointer is not None
-        and not undeployed
-        and (deployed or {}).get("version") != pointer
-    ):
-        notes.append(f"v{pointer} promoted, no deployment recorded: the apply records it (`mlinfra up` or CI)")
+    from mlinfra.aws import local_mode, mlinfra_command
+
+    local = local_mode()
+    recorded = (deployed or {}).get("version")
+    if not entry and delivery == "direct" and pointer is not None and not undeployed and recorded != pointer:
+        record_it = mlinfra_command(f"record-deployment --stack {row.get('stage')}")
+        how = f"`{record_it}` stands in for it" if local else "`mlinfra up` or CI"
+        notes.append(f"v{pointer} pinned, no deployment recorded: deploys on the next apply ({how})")
     if pinned is not None and live != pinned:
-        notes.append(f"pinned v{pinned}, live {f'v{live}' if live else 'nothing'}: apply pending")
+        if local and recorded == pinned:
+            # The emulator runs no endpoint: a recorded deployment is as far as local mode goes.
+            notes.append(f"v{pinned} deployed (recorded); the emulator runs no endpoints, so nothing is live")
+        else:
+            notes.append(f"pinned v{pinned}, live {f'v{live}' if live else 'nothing'}: apply pending")
     firing = [name for name, state in row.get("alarms", {}).items() if state == "ALARM"]
     if firing:
         notes.append(f"ALARM: {', '.join(firing)}")

@@ -34,14 +34,19 @@ def source_stage_gate(gates: GateSettings, expected: str | None, source: str) ->
     return GateResult("source-stage", False, f"promotes from {source}, but this stage requires {required}")
 
 
-def approval_gate(gates: GateSettings, package: dict[str, Any] | None, source: str, version: int) -> GateResult:
+def approval_gate(
+    gates: GateSettings, package: dict[str, Any] | None, source: str, version: int, *, model: str, target: str
+) -> GateResult:
     """When required, the version's package in the source stage must be Approved (`mlinfra approve`)."""
     if not gates.require_approval:
         return GateResult("approval", True, "not required")
     status = (package or {}).get("ModelApprovalStatus", "missing")
     if status == "Approved":
         return GateResult("approval", True, f"approved in {source}")
-    return GateResult("approval", False, f"v{version} is {status} in {source}; run `mlinfra approve`")
+    from mlinfra.aws import mlinfra_command
+
+    approve = mlinfra_command(f'approve {model} --version {version} --stack {target} --reason "..."')
+    return GateResult("approval", False, f"v{version} is {status} in {source}; run `{approve}`")
 
 
 def metric_gates(gates: GateSettings, metrics: dict[str, Any]) -> list[GateResult]:

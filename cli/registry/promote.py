@@ -78,7 +78,7 @@ def promote(
     ]
     with aws_errors(f"evaluating {to}'s gates"):
         package = source_reg.package_of(model, record) if model_cfg.gates.require_approval else None
-        results.append(gate_checks.approval_gate(model_cfg.gates, package, source, version))
+        results.append(gate_checks.approval_gate(model_cfg.gates, package, source, version, model=model, target=to))
         results += gate_checks.metric_gates(model_cfg.gates, record.get("metrics") or {})
         results.append(gate_checks.source_alarm_gate(model_cfg.gates, source_reg, model))
         results.append(gate_checks.soak_gate(model_cfg.gates, source_pointer, source, version))
@@ -154,7 +154,7 @@ def _execute(ctx: Context, plan: Plan, *, action: str, reason: str, forced: bool
             # A re-run of an action that committed: the audit record is written (above); the stack file follows
             # the pointer as it is now, read under the stage lock (another action may have moved it since).
             catch_up(ctx, target, model, current)
-            return _summary(current.data["record"], target, model, record, already=True)
+            return _summary(current.data["record"], target, model, record, already=True, pointer=current)
         if current is not None and current.data.get("version") == plan.version:
             done = current.data.get("record", {})
             raise BadInputError(
@@ -205,12 +205,21 @@ def _execute(ctx: Context, plan: Plan, *, action: str, reason: str, forced: bool
             gates=[g.to_json() for g in plan.gates],
         )
         commit(ctx, target, model, record=record, audit=audit, expected=current, pin=True)
-    return _summary(audit, target, model, record, already=False)
+    return _summary(audit, target, model, record, already=False, pointer=current)
 
 
 def _summary(
-    audit: dict[str, Any], target: StageRegistry, model: str, record: dict[str, Any], *, already: bool
+    audit: dict[str, Any],
+    target: StageRegistry,
+    model: str,
+    record: dict[str, Any],
+    *,
+    already: bool,
+    pointer: Stored | None,
 ) -> dict[str, Any]:
+    from mlinfra.registry.records import deployed_of
+
+    deployed = deployed_of(pointer)
     return {
         "model": model,
         "stage": target.stage,
@@ -222,7 +231,27 @@ def _summary(
         "forced": audit.get("forced", False),
         "gates": audit.get("gates", []),
         "alreadyDone": already,
+        "deployed": deployed.version if deployed else None,
     }
+
+
+def sentence(result: dict[str, Any]) -> str:
+    """What a promotion or rollback did, in one true line: pinned is not deployed until an apply is recorded."""
+    model, stage, version = result["model"], result["stage"], result["version"]
+    previous = f"v{result['previous']}" if result.get("previous") else "nothing"
+    if result.get("delivery") == "pullRequest":
+        branch = (result.get("pullRequest") or {}).get("branch")
+        if branch is None:
+            base = result.get("base", "main")
+            return f"{model}: origin/{base} already pins v{version} for {stage}; nothing to propose"
+        return (
+            f"{model}: v{version} proposed for {stage} on branch {branch}; {stage} runs {previous} until it is "
+            "merged and applied"
+        )
+    done = " (already done; caught up)" if result.get("alreadyDone") else ""
+    if result.get("deployed") == version:
+        return f"{model}: {stage} runs v{version} (was {previous}){done}"
+    return f"{model}: v{version} pinned in {stage} (was {previous}); deploys on the next apply{done}"
 
 
 def approve(project: Project, model: str, version: int, stage: str, reason: str) -> dict[str, Any]:

@@ -60,9 +60,12 @@ def require_model(stage: Stage, model: str) -> None:
         from mlinfra_infra.config import suggest
 
         declared = sorted(stage.config.models)
+        from mlinfra.aws import mlinfra_command
+
         raise BadInputError(
             f"unknown model {model!r} in {stage.source}{suggest(model, declared)} "
-            f"(declared: {', '.join(declared) or 'none'}; declare it under mlinfra:models)"
+            f"(declared: {', '.join(declared) or 'none'}); to add it, run `{mlinfra_command(f'model add {model}')}` "
+            "(declares it in every stage's stack file: commit them, and a deploy creates its registry entries)"
         )
 
 

@@ -310,3 +310,8 @@ def undeployed_of(pointer: Stored | None) -> dict[str, Any] | None:
         return None
     record = pointer.data.get("record")
     return dict(record) if isinstance(record, dict) and record.get("action") == "undeploy" else None
+
+
+def parse_version_record(data: dict[str, Any]) -> VersionRecord:
+    """A stored version record (or what `register` returns, whose extra keys are dropped) as a VersionRecord."""
+    return VersionRecord.model_validate({k: v for k, v in data.items() if k not in {"existing", "attached"}})

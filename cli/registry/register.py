@@ -22,7 +22,7 @@ from mlinfra.stacks.project import Project
 from mlinfra_infra import layout
 
 
-def register(
+def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
     project: Project,
     path: Path,
     model: str,
@@ -38,6 +38,7 @@ def register(
     description: str | None = None,
     card_path: Path | None = None,
     vendor: bool = False,
+    include_data: bool = False,
 ) -> dict[str, Any]:
     """Register a model directory or model.tar.gz into the entry stage; returns the version record.
 
@@ -46,16 +47,28 @@ def register(
     metrics or a new baseline given with them are attached to vN (audited), another image is refused. Numbers come
     from the entry stage's model package.
     With a framework, the handler is checked against its container's contract before anything is hashed.
+    A directory holding data-looking files (tables, pickled DataFrames) is refused unless `include_data`.
     """
     from mlinfra.models import directory as modeldir
     from mlinfra.models import inputs, libraries, packaging
     from mlinfra.registry import cards
 
     ctx, stage = entry_stage(project)
+    notes: list[str] = []
+    if _declare_in_local_mode(project, stage, model):
+        ctx, stage = entry_stage(project)
+        notes.append(
+            f"{model} was not declared: local mode declared it in every stage of its scratch stacks "
+            f"({project.relative(project.stacks_dir)}/); for the real stack files run `mlinfra model add {model}`"
+        )
     entry = stage.name
     require_model(stage, model)
     # Bad input first: nothing is uploaded for a wrong path, framework, image or metrics file.
     archive, handler, card = _check_model(path, framework, model, card_path=card_path)
+    if not archive and not include_data:
+        from mlinfra.models.datafiles import refuse_data
+
+        refuse_data(path, model)
     metrics = inputs.read_metrics(metrics_path) if metrics_path else None
     baseline = inputs.read_baseline(baseline_path) if baseline_path else None
     # The image that fits the model (the library version its files record; offline, from the SDK's bundled image
@@ -75,9 +88,10 @@ def register(
         existing = registry.find_package(model, digest)
         known = registry.version(model, int(existing["ModelPackageVersion"])) if existing else None
     if known is not None:
-        return _register_existing(
+        again = _register_existing(
             registry, stage, model, known, image=resolved_image, metrics=metrics, baseline=baseline
         )
+        return {**again, "notes": notes}
     if on_total is not None:
         on_total(packaging.input_size(path, None if archive else modeldir.skipper(path)))
 
@@ -132,7 +146,21 @@ def register(
                 registry.write(f"{layout.version_prefix(model, version)}baseline.json", baseline)
         registry.write_version(record)
         _move_entry_pointer(ctx, registry, model, record, who)
-    return {**record, "nextStage": next_stage(stage.config)}
+    return {**record, "nextStage": next_stage(stage.config), "notes": notes}
+
+
+def _declare_in_local_mode(project: Project, stage: Stage, model: str) -> bool:
+    """In local mode, declare a model no stack declares (unless its name is close to one: a typo is refused)."""
+    from mlinfra.aws import local_mode
+    from mlinfra_infra.config import suggest
+
+    if model in stage.config.models or not local_mode() or suggest(model, list(stage.config.models)):
+        return False
+    from mlinfra.local.declare import declare_locally
+
+    with aws_errors(f"declaring {model} in local mode"):
+        declare_locally(project, model)
+    return True
 
 
 def _register_existing(

@@ -284,10 +284,15 @@ class StageRegistry:
         return str(response["ETag"])
 
     def _missing_bucket(self) -> str:
-        return (
-            f"registry bucket {self.bucket} of stage {self.stage} does not exist: deploy the stack "
-            f"(`mlinfra up --stack {self.stage}`) or, in local mode, `mlinfra local bootstrap --stack {self.stage}`"
-        )
+        return f"registry bucket {self.bucket} of stage {self.stage} does not exist: {self._create_hint()}"
+
+    def _create_hint(self) -> str:
+        """How the stage's registry resources come to exist: the emulator's one step, or the stack's apply."""
+        from mlinfra.aws import local_mode
+
+        if local_mode():
+            return "run `mlinfra local up` (it creates every stage's registry in the emulator)"
+        return f"deploy the stack (`mlinfra up --stack {self.stage}`, or merge to main and let CI apply it)"
 
     # Versions ----------------------------------------------------------------------------------------------------
 
@@ -530,8 +535,8 @@ class StageRegistry:
         except Exception as exc:
             if error_code(exc) in {"ValidationException", "ResourceNotFound"}:
                 raise MlinfraError(
-                    f"model package group {self.package_group(model)} does not exist in {self.stage}: deploy the "
-                    f"stack (`mlinfra up --stack {self.stage}`) or `mlinfra local bootstrap --stack {self.stage}`"
+                    f"model package group {self.package_group(model)} does not exist in {self.stage}: "
+                    f"{self._create_hint()}"
                 ) from None
             raise
 

@@ -130,10 +130,20 @@ class StackDiff:
             "resources": [{"resource": c.resource, "before": c.before, "after": c.after} for c in cost.changes],
         }
 
-    def text(self) -> str:
-        """Plain text for a terminal or a CI log."""
+    def pulumi_summary(self) -> str:
+        """Pulumi's way: `+8 ~1 -0 +-2 (40 unchanged)`, then the resources to replace by name."""
+        counts = self.counts()
+        line = (
+            f"+{counts['add']} ~{counts['update']} -{counts['remove']} +-{counts['replace']} "
+            f"({self.unchanged} unchanged)"
+        )
+        replaced = [f"{r.name} ({_short(r.type)})" for r in self.resources if r.action == "replace"]
+        return line + (f"; replaces {', '.join(replaced)}" if replaced else "")
+
+    def text(self, *, details: bool = False) -> str:
+        """Plain text for a terminal or a CI log: the summary and each resource; `details` adds every property."""
         against = f" against {self.base}" if self.base else ""
-        lines = [f"stack {self.stack}{against}: {self.summary()}"]
+        lines = [f"stack {self.stack}{against}: {self.pulumi_summary()}"]
         if self.cost is not None:
             cost = self.cost
             lines.append(
@@ -141,9 +151,17 @@ class StackDiff:
             )
         for resource in self.resources:
             lines.append(f"  {SYMBOLS[resource.action]:>2} {resource.name} ({_short(resource.type)}) {resource.action}")
+            if not details:
+                forcing = sorted({c.path for c in resource.changes if c.replaces})
+                if forcing:
+                    lines.append(f"       forced by: {', '.join(forcing)}")
+                continue
             for change in resource.changes:
                 mark = "  [forces replacement]" if change.replaces else ""
                 lines.append(f"       {change.path}: {_show(change.before)} -> {_after(change)}{mark}")
+        changed = sum(len(r.changes) for r in self.resources)
+        if not details and changed:
+            lines.append(f"  ({changed} property change(s): --details lists them, before -> after)")
         return "\n".join(lines)
 
     def markdown(self) -> str:
@@ -162,9 +180,8 @@ class StackDiff:
             for index, change in enumerate(resource.changes):
                 prefix = head if index == 0 else "| | | "
                 forced = " **(forces replacement)**" if change.replaces else ""
-                lines.append(
-                    f"{prefix}| `{change.path}`{forced} | {_md(_show(change.before))} | {_md(_after(change))} |"
-                )
+                before, after = _show(change.before, limit=None), _after(change, limit=None)
+                lines.append(f"{prefix}| `{change.path}`{forced} | {_md(before)} | {_md(after)} |")
         return "\n".join(lines) + "\n"
 
 
@@ -174,16 +191,19 @@ def _short(type_token: str) -> str:
     return short_type(type_token)
 
 
-def _show(value: Any, limit: int = 100) -> str:
+def _show(value: Any, limit: int | None = 100) -> str:
+    """A value as shown: in the terminal cut in the middle past `limit`; in Markdown (`limit=None`) whole."""
     if value is ABSENT:
         return "(not set)"
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
     # Cut in the middle: the ends of ARNs, URIs and digests are what tell two values apart.
-    return text if len(text) <= limit else text[: limit // 2] + "…" + text[-(limit - limit // 2 - 1) :]
+    if limit is None or len(text) <= limit:
+        return text
+    return text[: limit // 2] + "…" + text[-(limit - limit // 2 - 1) :]
 
 
-def _after(change: PropertyChange) -> str:
-    return COMPUTED if change.computed else _show(change.after)
+def _after(change: PropertyChange, limit: int | None = 100) -> str:
+    return COMPUTED if change.computed else _show(change.after, limit)
 
 
 def _md(text: str) -> str:

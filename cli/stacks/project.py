@@ -38,8 +38,11 @@ class Project:
         for candidate in (here, *here.parents):
             if (candidate / PROJECT_FILE).is_file():
                 return cls(candidate)
+        named = f" ({ROOT_ENV} is {os.environ[ROOT_ENV]})" if os.environ.get(ROOT_ENV) and start is None else ""
         raise BadInputError(
-            f"no {PROJECT_FILE} in {here} or any parent: run mlinfra inside a clone of the platform repo"
+            f"no {PROJECT_FILE} in {here} or any parent{named}: run mlinfra inside a clone of the platform "
+            f"repository, or point {ROOT_ENV}=DIR (or `mlinfra --project DIR ...`) at one; then, to try it without "
+            "AWS, `mlinfra local up` and `export MLINFRA_LOCAL=1`"
         )
 
     @cached_property

@@ -216,6 +216,7 @@ class DriftMonitoring(pulumi.ComponentResource):
             drift_psi=endpoint.settings.alarms.drift_psi,
             drift_js=endpoint.settings.alarms.drift_js,
             drift_ks_pvalue=endpoint.settings.alarms.drift_ks_pvalue,
+            drift_min_rows=endpoint.settings.alarms.drift_min_rows,
         )
 
     def _drift_alarm(self, endpoint: MonitoredEndpoint) -> aws.cloudwatch.MetricAlarm:

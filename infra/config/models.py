@@ -116,6 +116,8 @@ class AlarmSettings(Settings):
     # Optional extra drift verdicts of `mlinfra drift` and the drift job (the alarm watches MaxPSI only).
     drift_js: Annotated[float, Field(gt=0, le=1)] | None = None
     drift_ks_pvalue: Annotated[float, Field(gt=0, lt=1)] | None = None
+    # Fewer scored rows than this are too few to judge: `mlinfra drift` says so, exits 0 and publishes nothing.
+    drift_min_rows: Annotated[int, Field(ge=1, le=10_000_000)] = 100
     evaluation_periods: Annotated[int, Field(ge=1, le=100)] = 3
     datapoints_to_alarm: Annotated[int, Field(ge=1, le=100)] = 2
     period_seconds: Literal[60, 300, 900, 3600] = 60

@@ -90,11 +90,32 @@ def test_unshifted_traffic_passes_and_shifted_traffic_exits_3(staging: Path, run
     table = run("drift", "churn", "--stack", "staging", "--since", "2h")
     assert table.exit_code == 3
     lines = table.stdout.splitlines()
-    assert lines[0].startswith("churn v1 in staging: 1,500 rows from 1 file(s)")
-    assert lines[1].split()[:2] == ["FEATURE", "PSI"]
-    assert lines[2].split()[0] == "tenure"  # sorted by drift
-    assert lines[2].split()[-1] == "DRIFTED"
-    assert sorted(line.split()[0] for line in lines[3:5]) == ["charges", "plan"]
+    assert lines[0] == "1 of 3 features drifted: tenure."  # the verdict first
+    assert lines[1].startswith("churn v1 in staging: 1,500 rows from 1 file(s)")
+    assert lines[2].split()[:2] == ["FEATURE", "PSI"]
+    assert lines[3].split()[0] == "tenure"  # sorted by drift
+    assert lines[3].split()[-1] == "DRIFTED"
+    assert sorted(line.split()[0] for line in lines[4:6]) == ["charges", "plan"]
+    assert any(line.startswith("baseline: ") and " rows of " in line for line in lines)
+    text = " ".join(table.stdout.split())
+    assert "a feature drifts when its PSI" in text and "is above 0.2 (alarms.driftPsi)" in text
+    assert "What to do: (1) check the upstream data" in text
+    assert '`mlinfra --local rollback churn --stack staging --reason "drift"`' in text
+
+
+def test_too_few_rows_to_judge_exits_0_and_publishes_nothing(staging: Path, run: Run) -> None:
+    put_capture(sample_rows(3, shift=3), when=datetime.now(UTC) - timedelta(minutes=10))
+    result = run("drift", "churn", "--stack", "staging", "--publish")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith(
+        "Too few rows to judge: 3 row(s) of churn in staging, fewer than alarms.driftMinRows (100); nothing is "
+        "flagged or cleared, nothing published."
+    )
+    assert "DRIFTED" not in result.stdout and "published" not in result.stderr
+    assert published() == []
+    data = json.loads(run("drift", "churn", "--stack", "staging", "--json").stdout)
+    assert (data["judged"], data["minRows"], data["rows"]) == (False, 100, 3)
+    assert not any(f["drifted"] for f in data["features"])
 
 
 def test_default_workers_score_a_large_window_like_one_process(staging: Path, run: Run) -> None:
@@ -270,3 +291,15 @@ def test_offline_with_a_local_capture_and_baseline(
     data = json.loads(result.stdout)
     assert (data["rows"], data["version"]) == (300, None)
     assert data["maxPsi"] < 0.2
+
+
+def test_the_trend_reads_the_drift_jobs_last_reports(staging: Path, run: Run) -> None:
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    for day, value in enumerate((0.01, 0.05, 0.12, 0.30, 0.41, 0.52), start=1):
+        key = f"monitoring/churn/reports/2026/12/0{day}/000500Z.json"
+        s3.put_object(Bucket=bucket("staging"), Key=key, Body=json.dumps({"maxPsi": value}).encode())
+    put_capture(sample_rows(300), when=datetime.now(UTC) - timedelta(minutes=10))
+    data = json.loads(run("drift", "churn", "--stack", "staging", "--json").stdout)
+    assert data["trend"] == [0.05, 0.12, 0.30, 0.41, 0.52]  # the last five, oldest first
+    table = run("drift", "churn", "--stack", "staging").stdout
+    assert "max PSI of the drift job's last 5 runs (oldest first): 0.050, 0.120, 0.300, 0.410, 0.520" in table

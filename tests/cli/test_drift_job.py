@@ -216,6 +216,17 @@ def test_no_new_capture_publishes_a_heartbeat_and_no_score(staging: RenderedStac
     assert sum(p["SampleCount"] for p in heartbeats) == 2, "one ScoredRows per run, the empty one too"
 
 
+def test_too_few_rows_to_judge_publish_a_heartbeat_and_no_score(staging: RenderedStack) -> None:
+    event = rendered_spec(staging)
+    assert event["models"][0]["driftMinRows"] == 100  # alarms.driftMinRows, from the stack
+    put_capture(sample_rows(np.random.default_rng(2), 20, shift=3.0), when=datetime.now(UTC))
+    (result,) = run_job(event)["models"]
+    assert result["rows"] == 20 and result["drifted"] == []
+    assert datapoints(rendered_alarm(staging, "drift"), "Maximum") == [], "too few rows: no MaxPSI to alarm on"
+    heartbeats = datapoints(rendered_alarm(staging, "drift-silent"), "SampleCount")
+    assert sum(p["SampleCount"] for p in heartbeats) == 1, "the run still says it ran"
+
+
 def test_handler_reads_the_rendered_event_and_leaves_unsettled_files_for_later(staging: RenderedStack) -> None:
     event = rendered_spec(staging, settled=False)
     assert event["settleSeconds"] == 300

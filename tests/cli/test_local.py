@@ -341,8 +341,8 @@ def test_bootstrap_without_an_emulator_exits_1(
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr == (
-        f"error: local mode: no AWS emulator answers at {url}; start one with `mlinfra local start --detach` "
-        "(local mode never falls back to real AWS credentials)\n"
+        f"error: local mode: no AWS emulator answers at {url}; `mlinfra local up` starts one and "
+        "creates every stage's registry in it (local mode never falls back to real AWS credentials)\n"
     )
 
 

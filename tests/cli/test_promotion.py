@@ -192,7 +192,14 @@ def test_register_a_tarball(platform: Path, run: Run, tmp_path: Path) -> None:
 def test_promote_copies_registers_moves_pins_and_audits(platform: Path, run: Run, tmp_path: Path) -> None:
     reg = register(run, tmp_path)
     out = ok(run("promote", "churn", "--to", "dev", "--reason", "first", "--json"))
-    assert out == {"model": "churn", "stage": "dev", "version": 1, "previous": None, "digest": reg["digest"]}
+    assert out == {
+        "model": "churn",
+        "stage": "dev",
+        "version": 1,
+        "previous": None,
+        "digest": reg["digest"],
+        "deployed": None,  # pinned, not deployed: no apply recorded yet
+    }
     key = layout.artifact_key("churn", reg["digest"])
     attributes = s3().get_object_attributes(Bucket=bucket("dev"), Key=key, ObjectAttributes=["Checksum"])
     assert attributes["Checksum"]["ChecksumSHA256"] == checksum_of(reg["digest"])
@@ -252,7 +259,10 @@ def test_prod_gates_list_every_failure_then_pass(platform: Path, run: Run, tmp_p
     result = run("promote", "churn", "--to", "prod")
     assert result.exit_code == 3
     assert "2 gate(s) failed" in result.stderr
-    assert "approval: v1 is PendingManualApproval in staging; run `mlinfra approve`" in result.stderr
+    assert (
+        "approval: v1 is PendingManualApproval in staging; run "
+        '`mlinfra --local approve churn --version 1 --stack prod --reason "..."`' in result.stderr
+    )
     assert "soak: staging has deployed nothing, not v1: the soak counts from the recorded deployment" in result.stderr
     ok(run("record-deployment", "--stack", "staging"))
     result = run("promote", "churn", "--to", "prod")
@@ -550,7 +560,7 @@ def test_apply_without_the_pulumi_cli_commits_then_says_so(platform: Path, run: 
     register(run, tmp_path)
     result = run("promote", "churn", "--to", "dev", "--apply", env={"PATH": str(tmp_path)})
     assert result.exit_code == 1
-    assert "dev now runs v1" in result.stdout
+    assert "v1 pinned in dev (was nothing); deploys on the next apply" in result.stdout
     assert result.stderr.startswith("error: the pulumi CLI is not installed")
     assert read_pin(Project(platform), "dev", "churn")["version"] == 1
 
@@ -566,8 +576,8 @@ def test_local_mode_without_an_emulator_fails_instead_of_using_aws(
     result = run("--local", *command)
     assert result.exit_code == 1
     assert result.stderr == (
-        f"error: local mode: no AWS emulator answers at http://127.0.0.1:{port}; start one with "
-        "`mlinfra local start --detach` (local mode never falls back to real AWS credentials)\n"
+        f"error: local mode: no AWS emulator answers at http://127.0.0.1:{port}; `mlinfra local up` starts "
+        "one and creates every stage's registry in it (local mode never falls back to real AWS credentials)\n"
     )
 
 

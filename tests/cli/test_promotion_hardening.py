@@ -346,7 +346,7 @@ def test_attach_and_baseline_commands(three_versions: Path, run: Run, tmp_path: 
         records[0]["changes"]["baseline"]["old"]["rows"] == 3 and records[0]["changes"]["baseline"]["new"]["rows"] == 4
     )
     result = run("attach", "churn", "--version", "1")
-    assert result.exit_code == 2 and "give --metrics or --baseline" in result.stderr
+    assert result.exit_code == 2 and "give --metrics, --baseline, --card or --description" in result.stderr
     result = run("attach", "churn", "--version", "9", "--metrics", str(metrics))
     assert result.exit_code == 2 and "churn v9 is not in sandbox's registry" in result.stderr
 

@@ -285,9 +285,14 @@ def test_description_and_card_for_bytes_already_registered_are_not_dropped_silen
     assert result.exit_code == 0
     assert json.loads(result.stdout)["existing"] is True
     assert result.stderr == (
-        "note: --description ignored: stored with new versions only, and these bytes are already v1 "
-        "(`mlinfra card churn --version 1` shows what it has)\n"
+        "note: --description ignored: these bytes are already v1, and registering them again makes no new version; "
+        "to change them: `mlinfra --local attach churn --version 1 --description again`\n"
     )
+    # ... and that command changes it in place, audited, without a new version.
+    attached = run("attach", "churn", "--version", "1", "--description", "again", "--json")
+    assert json.loads(attached.stdout)["changed"] == ["description"]
+    versions = json.loads(run("versions", "churn", "--json").stdout)
+    assert [v["version"] for v in versions] == [1]
 
 
 def sklearn_model(root: Path, requirements: str | None = None) -> Path:

@@ -95,8 +95,17 @@ def test_markdown_and_text_mark_replacements(render_stack: Render) -> None:
     assert "`(known after apply)` |" in markdown
     assert "**(forces replacement)**" in markdown
     text = diff.text()
+    assert text.startswith("stack staging against main (abc1234): +0 ~1 -0 +-2 (")
+    assert text.splitlines()[0].endswith(
+        "; replaces mlinfra-staging-churn-c (sagemaker:EndpointConfiguration), "
+        "mlinfra-staging-churn-m (sagemaker:Model)"
+    )
     assert "   ~ churn-endpoint-endpoint (sagemaker:Endpoint) update" in text
-    assert "[forces replacement]" in text
+    assert "[forces replacement]" not in text and "--details lists them" in text
+    assert len(text.splitlines()) < 12  # one pin: a summary, not a listing of every property
+    detailed = diff.text(details=True)
+    assert "[forces replacement]" in detailed and len(detailed.splitlines()) > len(text.splitlines())
+    assert "…" not in markdown  # --markdown never cuts a value
     doc = diff.to_json()
     assert doc["summary"] == {"add": 0, "replace": 2, "update": 1, "remove": 0, "unchanged": diff.unchanged}
 
@@ -284,7 +293,7 @@ def test_outside_git(project_dir: Path, run: Run) -> None:
 def test_base_only_with_diff(project_dir: Path, run: Run) -> None:
     result = run("preview", "-s", "dev", "--base", "main")
     assert result.exit_code == 2
-    assert "--base and --markdown go with --diff" in result.stderr
+    assert "--base, --markdown and --details go with --diff" in result.stderr
 
 
 @pytest.mark.parametrize("program_changed", [False, True], ids=["rendered here", "rendered in a child process"])

@@ -62,9 +62,10 @@ def registered(project_dir: Path, aws_env: str, run: Run, tmp_path: Path) -> Res
 def test_next_hints_run_as_printed_in_local_mode(registered: Result, run: Run) -> None:
     assert ok(registered).splitlines()[-1] == "Next: mlinfra --local promote churn --version 1 --to dev"
     out = ok(run("promote", "churn", "--version", "1", "--to", "dev", "--reason", "r"))
-    assert out.splitlines()[-1] == "Next: mlinfra --local preview --stack dev"
+    assert out.splitlines()[-1] == "Next: mlinfra --local record-deployment --stack dev  # stands in for CI's apply"
     # ... and the printed command does run (here in-process; --local is the group option).
-    ok(run("--local", "preview", "--stack", "dev"))
+    recorded = ok(run("--local", "record-deployment", "--stack", "dev"))
+    assert recorded.startswith("churn: dev runs v1")
 
 
 def test_a_refusal_with_json_prints_every_failing_gate(registered: Result, run: Run) -> None:
@@ -99,34 +100,44 @@ def test_shell_completion_offers_stage_and_model_names(project_dir: Path) -> Non
     assert complete(project_dir, "mlinfra serve churn --capture-stage d") == ["dev"]
 
 
-def test_column_widths_fit_with_the_widest_giving_way_first() -> None:
-    from mlinfra.options import fit_widths
+def test_vertical_lines_wrap_values_under_themselves_and_cut_nothing() -> None:
+    from mlinfra.options import vertical_lines
 
-    assert fit_widths([7, 5, 100], 60) == [7, 5, 48]
-    assert fit_widths([7, 40, 100], 60) == [7, 26, 26]
-    assert fit_widths([7, 5, 10], 60) == [7, 5, 10]
-    assert fit_widths([30, 30, 30], 20) == [12, 12, 12]  # never below the floor; the terminal then crops
+    digest = "sha256:" + "ab" * 32
+    lines = vertical_lines(["VERSION", "DIGEST"], [["v1", digest], ["v2", "short"]], 40)
+    assert lines[0] == "VERSION  v1"
+    assert lines[1].startswith("DIGEST   sha256:") and all(len(line) <= 40 for line in lines)
+    assert "".join(line[9:] for line in lines[1:4] if line.startswith(("DIGEST", " "))) == digest
+    assert lines[lines.index("") + 1 :] == ["VERSION  v2", "DIGEST   short"]
 
 
-def test_tables_fit_the_terminal_with_an_ellipsis(tmp_path: Path) -> None:
+def _in_terminal(tmp_path: Path, rows: list[tuple[str, str, str]], columns: int) -> tuple[list[str], list[str]]:
     script = tmp_path / "table.py"
     script.write_text(
         "from rich.table import Table\n"
         "from mlinfra.options import console\n"
         "t = Table(box=None, pad_edge=False)\n"
         "for c in ('STAGE', 'MODEL', 'NOTES'):\n"
-        "    t.add_column(c)\n"
-        "t.add_row('staging', 'churn', 'pinned v7, live nothing: apply pending; ALARM: a-very-long-alarm-name')\n"
-        "console().print(t)\n"
+        "    t.add_column(c)\n" + "".join(f"t.add_row{row!r}\n" for row in rows) + "console().print(t)\n"
     )
     command = f"{sys.executable} {script}"
-    env = {**os.environ, "COLUMNS": "50", "NO_COLOR": "1", "TERM": "xterm"}
+    env = {**os.environ, "COLUMNS": str(columns), "NO_COLOR": "1", "TERM": "xterm"}
     # `script` gives the program a terminal, as a user's shell would.
     run_in_terminal = ["script", "-qc", command, "/dev/null"]
     out = subprocess.run(run_in_terminal, env=env, capture_output=True, text=True, check=True).stdout
-    lines = [line.rstrip() for line in out.replace("\r", "").splitlines() if line.strip()]
+    lines = [line.rstrip() for line in out.replace("\r", "").splitlines()]
     plain = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in lines]
-    assert plain[0].split() == ["STAGE", "MODEL", "NOTES"]
-    assert plain[1].startswith("staging  churn  pinned v7, live") and plain[1].endswith("…")
+    return lines, plain
+
+
+def test_a_table_that_does_not_fit_goes_vertical_and_cuts_nothing(tmp_path: Path) -> None:
+    note = "pinned v7, live nothing: apply pending; ALARM: a-very-long-alarm-name"
+    lines, plain = _in_terminal(tmp_path, [("staging", "churn", note), ("prod", "churn", "ok")], 50)
+    assert plain[:2] == ["STAGE  staging", "MODEL  churn"]
+    assert " ".join(line[7:] for line in plain[2:4]) == note  # wrapped under itself, whole
+    assert plain[4] == "" and plain[5:8] == ["STAGE  prod", "MODEL  churn", "NOTES  ok"]
     assert all(len(line) <= 50 for line in plain)
+    assert "…" not in "".join(plain)
+    _lines, fits_plain = _in_terminal(tmp_path, [("prod", "churn", "ok")], 80)
+    assert fits_plain[0].split() == ["STAGE", "MODEL", "NOTES"]  # a table that fits stays a table
     assert not any("\x1b[3" in line for line in lines), "NO_COLOR: no colour escapes"
