@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlinfra-installed
 
-.PHONY: setup chromium chromium-present conformance quickstart test lint lint-workflows fmt typecheck unit bench clean ci-install lock access-contract
+.PHONY: setup chromium conformance quickstart test lint lint-workflows fmt typecheck unit bench clean ci-install lock access-contract
 
 # Create .venv if missing and install the project (editable) with its dev and local-mode extras.
 setup: $(STAMP)
@@ -14,11 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Headless Chromium from Debian's packages, for the one test that opens the drift report page. Installs only when it
-# is missing, and says so first: `apt-get install chromium` (with sudo when not root). CI runs it (`.ci/run`).
+# Headless Chromium from Debian's packages, for the browser tests (the drift report page, `mlinfra ui`). `make test`
+# runs it: it installs only when chromium is missing, and says so first (apt-get, through sudo when not root).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
-		echo "make chromium: installing Debian's chromium package (apt-get$$([ "$$(id -u)" = 0 ] || echo ', with sudo')) for the drift report test"; \
+		echo "make chromium: installing Debian's chromium package (apt-get$$([ "$$(id -u)" = 0 ] || echo ', with sudo')) for the browser tests"; \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 
@@ -26,13 +26,6 @@ chromium:
 # (build/conformance/, from tests/conformance/requirements.txt; never an mlinfra dependency). Built once, then instant.
 conformance: setup
 	$(BIN)/python tests/conformance/env.py
-
-# `make test` never installs system packages: without Chromium it stops here and says what to run.
-chromium-present:
-	@command -v chromium >/dev/null 2>&1 || { \
-		echo "make test: headless Chromium is not installed; the drift report test opens the report in it."; \
-		echo "Run \`make chromium\` once (it installs Debian's chromium package with apt-get, using sudo when you are not root), then make test again."; \
-		exit 1; }
 
 # The outer loop on the local AWS emulator, in a scratch copy of the stacks (examples/quickstart.py).
 quickstart: setup
@@ -76,7 +69,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 # pytest exits 5 when a selection collects no test; that is not a failure.
-unit: setup chromium-present conformance
+unit: setup chromium conformance
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS) || test $$? -eq 5
 
 test: lint typecheck unit

@@ -55,7 +55,7 @@ def seed(root: Path, env: dict[str, str], models: list[str]) -> None:
     """
     import uuid
 
-    from mlinfra.registry import records
+    from mlinfra import records
     from mlinfra.registry.protocol import Context
     from mlinfra.stacks.edit import pin_version
     from mlinfra.stacks.project import Project

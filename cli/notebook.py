@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mlinfra.registry.records import VersionRecord
+    from mlinfra.records import VersionRecord
     from mlinfra.serving.background import BackgroundServer
     from mlinfra.stacks.project import Project
 
@@ -60,8 +60,8 @@ def register(
         >>> record.version, record.digest
 
     """
+    from mlinfra import records
     from mlinfra.models import export, inputs
-    from mlinfra.registry import records
     from mlinfra.registry import register as registration
 
     found = _project(project)

@@ -227,7 +227,7 @@ def _card_text(name: str, framework: str, card: str | Path | None, description: 
             text = f"{heading}\n\n{description}\n{rest}"
         return text
     if isinstance(card, Path):
-        from mlinfra.registry.cards import read_card
+        from mlinfra.models.inputs import read_card
 
         return read_card(card)
     return card if card.endswith("\n") else card + "\n"

@@ -418,3 +418,22 @@ def git_sha(path: StrPath | None = None) -> str | None:
         return None
     status = _git(["status", "--porcelain"], where)
     return head.strip() + ("-dirty" if status is None or status.strip() else "")
+
+
+MAX_CARD_BYTES = 256 * 1024  # a model card is prose
+
+
+def read_card(path: Path) -> str:
+    """The text of a card.md given to `register --card`; BadInputError if unreadable, not UTF-8 or over 256 KiB."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInputError(f"{path}: no such file; `mlinfra init-model` writes a card.md stub to fill in") from None
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read it ({exc.strerror})") from None
+    if len(data) > MAX_CARD_BYTES:
+        raise BadInputError(f"{path}: larger than 256 KiB; a model card is prose, link large material instead")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None

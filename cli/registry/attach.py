@@ -22,8 +22,8 @@ from typing import Any
 
 from mlinfra.aws import aws_errors
 from mlinfra.errors import BadInputError, MlinfraError
+from mlinfra.records import audit_record
 from mlinfra.registry import cards
-from mlinfra.registry.records import audit_record
 from mlinfra.registry.store import ConflictError, StageRegistry
 from mlinfra.stacks.project import Project
 from mlinfra_infra import layout
@@ -177,7 +177,7 @@ def attach(
     require_model(stage, model)
     metrics = inputs.read_metrics(metrics_path) if metrics_path else None
     baseline = inputs.read_baseline(baseline_path) if baseline_path else None
-    card = cards.read_card(card_path) if card_path else None
+    card = inputs.read_card(card_path) if card_path else None
     registry = Context.registry(ctx, stage.name)
     with aws_errors(f"reading {model} v{version} in {stage.name}"):
         who = actor(registry.aws)

@@ -12,7 +12,6 @@ a `<script>` in any field or in card.md arrives as text.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlinfra.aws import error_code
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
     from mlinfra.stacks.project import Project
 
 CARD_NAME = "card.md"
-MAX_CARD_BYTES = 256 * 1024
 FORMATS = ("md", "html")
 # The paper's sections, in its order; the authors' headings are matched to these by their lowercase words.
 SECTIONS = (
@@ -44,22 +42,6 @@ _ALIASES = {"caveats": "Caveats and recommendations", "recommendations": "Caveat
 def card_key(model: str, version: int) -> str:
     """Where a version's card.md is stored: models/<model>/versions/<n>/card.md."""
     return f"{layout.version_prefix(model, version)}{CARD_NAME}"
-
-
-def read_card(path: Path) -> str:
-    """The text of a card.md given to `register --card`; BadInputError if unreadable, not UTF-8 or over 256 KiB."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise BadInputError(f"{path}: no such file; `mlinfra init-model` writes a card.md stub to fill in") from None
-    except OSError as exc:
-        raise BadInputError(f"{path}: cannot read it ({exc.strerror})") from None
-    if len(data) > MAX_CARD_BYTES:
-        raise BadInputError(f"{path}: larger than 256 KiB; a model card is prose, link large material instead")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadInputError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
 
 
 def store_card(registry: StageRegistry, model: str, version: int, text: str | None) -> None:

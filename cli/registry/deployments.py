@@ -17,15 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 from mlinfra.aws import StageAws, aws_errors
 from mlinfra.errors import BadInputError, MlinfraError
-from mlinfra.registry.records import (
+from mlinfra.records import (
     Deployment,
+    Stored,
     audit_record,
     deployed_of,
     deployment,
+    now,
     pointer_of,
     undeployed_of,
 )
-from mlinfra.registry.store import ConflictError, MissingRegistryError, StageRegistry, Stored, now
+from mlinfra.registry.store import ConflictError, MissingRegistryError, StageRegistry
 from mlinfra.stacks.project import Project
 
 if TYPE_CHECKING:

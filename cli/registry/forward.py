@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 from mlinfra.aws import aws_errors
 from mlinfra.errors import MlinfraError, RefusedError
 from mlinfra.git import Git
-from mlinfra.registry.records import deployed_of, undeploy_record, undeployed_pointer
-from mlinfra.registry.store import ConflictError, MissingRegistryError, now
+from mlinfra.records import deployed_of, now, undeploy_record, undeployed_pointer
+from mlinfra.registry.store import ConflictError, MissingRegistryError
 
 if TYPE_CHECKING:
-    from mlinfra.registry.store import StageRegistry, Stored
+    from mlinfra.records import Stored
+    from mlinfra.registry.store import StageRegistry
     from mlinfra.stacks.project import Project
 
 ATTEMPTS = 5

@@ -9,7 +9,8 @@ from mlinfra.aws import aws_errors
 from mlinfra_infra import naming
 
 if TYPE_CHECKING:
-    from mlinfra.registry.store import StageRegistry, Stored
+    from mlinfra.records import Stored
+    from mlinfra.registry.store import StageRegistry
     from mlinfra_infra.config import GateSettings
 
 
@@ -91,7 +92,7 @@ def soak_gate(gates: GateSettings, pointer: Stored | None, source: str, version:
     The clock starts at the first recorded deployment of the version there (the apply's `mlinfra
     record-deployment`, or `mlinfra up`), not at its promotion: a merged-but-unapplied version has not soaked.
     """
-    from mlinfra.registry.records import deployed_of, undeployed_of
+    from mlinfra.records import deployed_of, undeployed_of
 
     hours = gates.min_soak_hours
     if hours <= 0:

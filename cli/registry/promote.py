@@ -9,6 +9,7 @@ from typing import Any
 
 from mlinfra.aws import aws_errors
 from mlinfra.errors import BadInputError, RefusedError
+from mlinfra.records import Stored, audit_record, promoted_record
 from mlinfra.registry import gates as gate_checks
 from mlinfra.registry import proposals
 from mlinfra.registry.protocol import (
@@ -22,8 +23,7 @@ from mlinfra.registry.protocol import (
     require_model,
     same_request,
 )
-from mlinfra.registry.records import audit_record, promoted_record
-from mlinfra.registry.store import StageRegistry, Stored
+from mlinfra.registry.store import StageRegistry
 from mlinfra.stacks.files import load_stage
 from mlinfra.stacks.project import Project
 
@@ -217,7 +217,7 @@ def _summary(
     already: bool,
     pointer: Stored | None,
 ) -> dict[str, Any]:
-    from mlinfra.registry.records import deployed_of
+    from mlinfra.records import deployed_of
 
     deployed = deployed_of(pointer)
     return {

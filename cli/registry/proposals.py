@@ -51,8 +51,8 @@ def propose(
     forced: bool,
 ) -> dict[str, Any]:
     """Put the pin on a branch, open the pull request, write the audit record; the summary `promote` prints."""
+    from mlinfra.records import audit_record
     from mlinfra.registry.protocol import pin_for
-    from mlinfra.registry.records import audit_record
     from mlinfra.stacks.edit import pinned_text
     from mlinfra.stacks.workspace import is_scratch_remote
 

@@ -24,9 +24,9 @@ from typing import Any
 
 from mlinfra.aws import StageAws
 from mlinfra.errors import BadInputError, MlinfraError
+from mlinfra.records import Stored, pin_of, pointer_of
 from mlinfra.registry.gates import GateResult
-from mlinfra.registry.records import pin_of, pointer_of
-from mlinfra.registry.store import ConflictError, StageRegistry, Stored
+from mlinfra.registry.store import ConflictError, StageRegistry
 from mlinfra.stacks.files import Stage, load_stage
 from mlinfra.stacks.project import STATE_DIR, Project
 

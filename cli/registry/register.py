@@ -14,8 +14,8 @@ from typing import Any
 
 from mlinfra.aws import aws_errors
 from mlinfra.errors import BadInputError, MlinfraError
+from mlinfra.records import audit_record, version_record
 from mlinfra.registry.protocol import Context, actor, commit, entry_stage, next_stage, repair_audit, require_model
-from mlinfra.registry.records import audit_record, version_record
 from mlinfra.registry.store import ConflictError, MultipartSink, StageRegistry, checksum_of
 from mlinfra.stacks.files import Stage
 from mlinfra.stacks.project import Project
@@ -156,7 +156,7 @@ def _declare_in_local_mode(project: Project, stage: Stage, model: str) -> bool:
 
     if model in stage.config.models or not local_mode() or suggest(model, list(stage.config.models)):
         return False
-    from mlinfra.local.declare import declare_locally
+    from mlinfra.registry.declare import declare_locally
 
     with aws_errors(f"declaring {model} in local mode"):
         declare_locally(project, model)
@@ -228,11 +228,10 @@ def _check_model(
 ) -> tuple[bool, Any, str | None]:
     """(is an archive, handler layout or None for a custom image, authors' card), checked before any upload."""
     from mlinfra.models import directory as modeldir
-    from mlinfra.models import packaging
-    from mlinfra.registry import cards
+    from mlinfra.models import inputs, packaging
 
     archive = packaging.is_archive(path)
-    card = cards.read_card(card_path) if card_path else None
+    card = inputs.read_card(card_path) if card_path else None
     if framework is None:
         return archive, None, card
     if archive:

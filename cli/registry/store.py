@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlinfra.aws import StageAws, aws_errors, error_code
 from mlinfra.errors import BadInputError, MlinfraError
+from mlinfra.records import Stored
 from mlinfra_infra import layout, naming
 
 if TYPE_CHECKING:
@@ -45,16 +46,6 @@ class IntegrityError(MlinfraError):
     """Raised when an artifact's stored checksum does not match the digest its records promise."""
 
 
-def now() -> str:
-    """The current UTC time in ISO 8601 with microseconds (sortable)."""
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def parse_time(text: str) -> datetime:
-    """Parse a time written by `now()`."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def checksum_of(digest: str) -> str:
     """S3's base64 SHA-256 checksum for a `sha256:<hex>` digest."""
     return base64.b64encode(bytes.fromhex(digest.removeprefix("sha256:"))).decode()
@@ -63,14 +54,6 @@ def checksum_of(digest: str) -> str:
 def s3_uri(bucket: str, key: str) -> str:
     """`s3://bucket/key`."""
     return f"s3://{bucket}/{key}"
-
-
-@dataclass
-class Stored:
-    """A JSON record read from the registry and the ETag it had (for If-Match)."""
-
-    data: dict[str, Any]
-    etag: str
 
 
 @functools.cache

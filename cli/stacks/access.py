@@ -44,6 +44,7 @@ class AccessReport:
 
 def with_sample_pins(stage: Stage) -> tuple[dict[str, Any], list[str]]:
     """The stage's flat config with a sample pin for every declared model that has none; the models given one."""
+    from mlinfra.records import pin_of
     from mlinfra_infra import layout, naming
 
     cfg = stage.config
@@ -59,12 +60,8 @@ def with_sample_pins(stage: Stage) -> tuple[dict[str, Any], list[str]]:
         block = dict(settings or {})
         if block.get("pinned"):
             continue
-        block["pinned"] = {
-            "version": 1,
-            "digest": SAMPLE_DIGEST,
-            "image": SAMPLE_IMAGE.format(region=cfg.region),
-            "artifact": f"s3://{bucket}/{layout.artifact_key(model, SAMPLE_DIGEST)}",
-        }
+        sample = {"version": 1, "digest": SAMPLE_DIGEST, "image": SAMPLE_IMAGE.format(region=cfg.region)}
+        block["pinned"] = pin_of(sample, f"s3://{bucket}/{layout.artifact_key(model, SAMPLE_DIGEST)}")
         models[model] = block
         sampled.append(model)
     return raw, sampled

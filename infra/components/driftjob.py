@@ -181,6 +181,8 @@ class DriftJob(pulumi.ComponentResource):
         # Encrypted by SQS (SSE-SQS): Scheduler sends with its role, which then needs no key grant.
         dead_letters = aws.sqs.Queue(
             f"{name}-dead-letters",
+            # Named under the stage's prefix: the deploy role may create SQS queues by that name only.
+            name=f"{function_name}-dead-letters",
             sqs_managed_sse_enabled=True,
             message_retention_seconds=14 * 86_400,
             tags=stage_tags,

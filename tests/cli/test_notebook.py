@@ -23,7 +23,7 @@ from click.testing import Result
 import mlinfra
 from mlinfra.errors import BadInputError
 from mlinfra.models import export
-from mlinfra.registry.records import VersionRecord
+from mlinfra.records import VersionRecord
 from mlinfra.stacks.project import Project
 from mlinfra_infra import layout
 

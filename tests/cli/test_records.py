@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mlinfra.registry import records
+from mlinfra import records
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "records"
 FILES = sorted(FIXTURES.rglob("*.json"))
@@ -140,7 +140,7 @@ def test_no_module_but_records_builds_a_pin_a_pointer_or_an_audit_record() -> No
         "pointer": {"since", "record"},
         "version record": {"registeredBy", "packageArn"},
     }
-    cli = Path(records.__file__).resolve().parent.parent
+    cli = Path(records.__file__).resolve().parent
     found = []
     for path in sorted(cli.rglob("*.py")):
         if path.name == "records.py":

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mlinfra.registry import records
-from mlinfra.registry.store import Stored
+from mlinfra import records
+from mlinfra.records import Stored
 
 WHO = {"actor": "arn:aws:sts::123456789012:assumed-role/mlinfra-staging-deploy/apply", "role": None, "user": "ci"}
 DIGEST = "sha256:" + "b" * 64

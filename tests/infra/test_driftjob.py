@@ -155,7 +155,9 @@ def test_scheduler_role_may_only_invoke_this_function_and_only_for_this_account(
     # ... and send its failed invocations to the job's own dead-letter queue.
     queue = job_child(stack, "aws:sqs/queue:Queue")
     assert dead_letters["Action"] == ["sqs:SendMessage"]
-    assert dead_letters["Resource"] == [f"arn:aws:sqs:{REGION}:{MOCK_ACCOUNT}:{queue.name}-{_hash(queue.name)}"]
+    # Named under the stage's prefix (the bootstrap stack's deploy role creates queues by that name only).
+    assert queue.inputs["name"] == "mlinfra-staging-drift-job-dead-letters"
+    assert dead_letters["Resource"] == [f"arn:aws:sqs:{REGION}:{MOCK_ACCOUNT}:{queue.inputs['name']}"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -376,9 +378,7 @@ def test_failed_scheduled_invocations_land_in_an_encrypted_queue_that_alarms(ren
     queue = job_child(stack, "aws:sqs/queue:Queue").inputs
     assert queue["sqsManagedSseEnabled"] is True
     schedule = job_child(stack, SCHEDULE).inputs
-    assert schedule["target"]["deadLetterConfig"]["arn"].endswith(
-        f":{job_child(stack, 'aws:sqs/queue:Queue').name}-{_hash(job_child(stack, 'aws:sqs/queue:Queue').name)}"
-    )
+    assert schedule["target"]["deadLetterConfig"]["arn"].endswith(f":{queue['name']}")
     alarm = job_child(stack, METRIC_ALARM, "-dead-letters-alarm").inputs
     assert (alarm["namespace"], alarm["metricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
     assert alarm["threshold"] == 1 and alarm["comparisonOperator"] == "GreaterThanOrEqualToThreshold"

@@ -12,12 +12,29 @@ byte-for-byte (tests/cli/test_records.py). Unknown keys are kept, for records wr
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlinfra.registry.store import Stored, now, parse_time
+
+def now() -> str:
+    """The current UTC time in ISO 8601 with microseconds (sortable)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse a time written by `now()`."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass
+class Stored:
+    """A JSON record read from the registry and the ETag it had (for If-Match)."""
+
+    data: dict[str, Any]
+    etag: str
 
 
 class Deployment(BaseModel):
