@@ -137,7 +137,7 @@ def _promotion_gates(
         ]
     results = [gate_checks.source_stage_gate(gates, config.previous_stage(stage), source)]
     package = source_reg.package_of(model, record) if gates.require_approval else None
-    results.append(gate_checks.approval_gate(gates, package, source, version))
+    results.append(gate_checks.approval_gate(gates, package, source, version, model=model, target=stage))
     results += gate_checks.metric_gates(gates, record.get("metrics") or {})
     results.append(gate_checks.source_alarm_gate(gates, source_reg, model))
     results.append(gate_checks.soak_gate(gates, source_reg.pointer(model), source, version))
