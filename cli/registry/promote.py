@@ -111,12 +111,29 @@ def rollback(project: Project, model: str, stage: str, *, to: int | None, reason
             raise BadInputError(f"{model} has never run in {stage}; nothing to roll back")
         current = int(pointer.data["version"])
         if to is None:
-            to = _previous_version(registry, model, pointer, current)
+            to = _rerun_target(registry, model, stage, pointer, reason) or _previous_version(
+                registry, model, pointer, current
+            )
         record = registry.require_version(model, to)
         registry.verify_artifact(model, record["digest"])
     results = [gate_checks.GateResult("metrics", True, "skipped for a rollback")]
     plan = Plan(model, stage, stage, to, record, results, current, expected=pointer)
     return _execute(ctx, plan, action="rollback", reason=reason, forced=False)
+
+
+def _rerun_target(registry: StageRegistry, model: str, stage: str, pointer: Stored, reason: str) -> int | None:
+    """The version a committed rollback of this very request moved to (its re-run is done), else None.
+
+    Without it a re-run would work out "the previous version" again from the pointer the first run already moved,
+    and silently undo the rollback.
+    """
+    request = {"action": "rollback", "model": model, "stage": stage, "reason": reason, "source": stage}
+    last = pointer.data.get("record")
+    if not isinstance(last, dict) or not isinstance(last.get("version"), int):
+        return None
+    if _same_request(last, {**request, **actor(registry.aws), "version": last["version"]}):
+        return int(last["version"])
+    return None
 
 
 def _previous_version(registry: StageRegistry, model: str, pointer: Stored, current: int) -> int:

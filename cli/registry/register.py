@@ -76,9 +76,12 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
         existing = registry.find_package(model, digest)
         known = registry.version(model, int(existing["ModelPackageVersion"])) if existing else None
     if known is not None:
-        return _register_existing(
+        result = _register_existing(
             registry, stage, model, known, image=resolved_image, metrics=metrics, baseline=baseline
         )
+        with aws_errors(f"registering {model} in {entry}"):
+            result["finished"] = _finish_commit(ctx, registry, model, known)
+        return result
     if on_total is not None:
         on_total(packaging.input_size(path, None if archive else modeldir.skipper(path)))
 
@@ -229,6 +232,48 @@ def _check_image(image: str) -> None:
         ) from None
 
 
+def _finish_commit(ctx: Context, registry: StageRegistry, model: str, record: dict[str, Any]) -> bool:
+    """Finish a registration cut off after its version record: its audit record and the entry stage's pointer.
+
+    True when something was missing (and is now written). A later version registered since keeps the pointer; only
+    the audit record is added then.
+    """
+    version = int(record["version"])
+    pointer = registry.pointer(model)
+    repair_audit(registry, model, pointer)
+    carried = pointer.data.get("record") if pointer is not None else None
+    if isinstance(carried, dict) and carried.get("action") == "register" and carried.get("version") == version:
+        return False
+    if any(r.get("action") == "register" for r in registry.audit_records(model, version=version)):
+        return False
+    who = actor(registry.aws)
+    if pointer is not None and isinstance(pointer.data.get("version"), int) and pointer.data["version"] > version:
+        registry.write_audit(_register_audit(registry, model, record, who, previous=None))
+        return True
+    _move_entry_pointer(ctx, registry, model, record, who)
+    return True
+
+
+def _register_audit(
+    registry: StageRegistry, model: str, record: dict[str, Any], who: dict[str, Any], *, previous: int | None
+) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4().hex,
+        "action": "register",
+        "model": model,
+        "stage": registry.stage,
+        "version": record["version"],
+        "previous": previous,
+        "digest": record["digest"],
+        "time": now(),
+        "reason": f"registered {record['digest'][:19]}",
+        "source": None,
+        "forced": False,
+        "gates": [],
+        **who,
+    }
+
+
 def _move_entry_pointer(
     ctx: Context, registry: StageRegistry, model: str, record: dict[str, Any], who: dict[str, Any]
 ) -> None:
@@ -236,21 +281,9 @@ def _move_entry_pointer(
     for _ in range(5):
         current = registry.pointer(model)
         repair_audit(registry, model, current)
-        audit = {
-            "id": uuid.uuid4().hex,
-            "action": "register",
-            "model": model,
-            "stage": registry.stage,
-            "version": record["version"],
-            "previous": current.data.get("version") if current else None,
-            "digest": record["digest"],
-            "time": now(),
-            "reason": f"registered {record['digest'][:19]}",
-            "source": None,
-            "forced": False,
-            "gates": [],
-            **who,
-        }
+        audit = _register_audit(
+            registry, model, record, who, previous=current.data.get("version") if current else None
+        )
         try:
             commit(ctx, registry, model, record=record, audit=audit, expected=current, pin=False)
             return

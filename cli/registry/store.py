@@ -474,9 +474,11 @@ class StageRegistry:
             if stored is None or stored.data.get("id") != record["id"]:
                 raise
 
-    def audit_records(self, model: str) -> list[dict[str, Any]]:
-        """Every audit record of `model` in this stage (any order)."""
+    def audit_records(self, model: str, *, version: int | None = None) -> list[dict[str, Any]]:
+        """Every audit record of `model` in this stage (any order); only those of `version` when given."""
         keys = list(self.keys(layout.audit_prefix(model)))
+        if version is not None:
+            keys = [key for key in keys if key.endswith(f"-{version}.json")]
         if not keys:
             return []
         with ThreadPoolExecutor(8) as pool:
