@@ -134,9 +134,10 @@ def register(
             err=True,
         )
     finished = bool(record.get("finished"))
+    repaired = bool(record.get("repaired"))
     if as_json:
         existing = bool(record.get("existing"))
-        emit_json({**summary, "existing": existing, "attached": record.get("attached", []), "finished": finished})
+        emit_json({**summary, "existing": existing, "attached": record.get("attached", []), "finished": finished, "repaired": repaired})
         return
     if record.get("attached"):
         click.echo(
@@ -146,6 +147,11 @@ def register(
     else:
         verb = "already registered as" if record.get("existing") else "registered"
         click.echo(f"{model} {verb} v{record['version']} ({record['digest'][:19]}...) in {record['stage']}")
+    if repaired:
+        click.echo(
+            "  the stored artifact no longer matched its digest (changed or deleted out of band): "
+            "uploaded these genuine bytes again"
+        )
     if finished:
         click.echo(
             f"  finished its interrupted registration: wrote the register audit record and moved "

@@ -80,6 +80,11 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
             registry, stage, model, known, image=resolved_image, metrics=metrics, baseline=baseline
         )
         with aws_errors(f"registering {model} in {entry}"):
+            # The stored bytes are checked (S3's checksum, nothing downloaded): corrupted or lost, they are uploaded
+            # again from these genuine bytes.
+            result["repaired"] = registry.stored_checksum(model, digest) != checksum_of(digest)
+            if result["repaired"]:
+                _store(registry, path, model, digest, archive=archive, progress=progress)
             result["finished"] = _finish_commit(ctx, registry, model, known)
         return result
     if on_total is not None:
@@ -87,18 +92,7 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
 
     with aws_errors(f"registering {model} in {entry}"):
         if registry.stored_checksum(model, digest) != checksum_of(digest):
-            packed, temp_key = _upload(registry, path, model, archive=archive, progress=progress)
-            try:
-                if packed.digest != digest:
-                    raise MlinfraError(
-                        f"{path} changed while it was registered ({digest[:19]}... then {packed.digest[:19]}...); "
-                        "nothing was registered, re-run when it is complete"
-                    )
-                registry.finalize_upload(temp_key, model, digest)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    registry.discard(temp_key)
-                raise
+            packed = _store(registry, path, model, digest, archive=archive, progress=progress)
         else:
             packed = _pack(path, archive=archive, sink=None)  # stored before (an interrupted run): size and files
         artifact = registry.artifact_uri(model, packed.digest)
@@ -169,6 +163,31 @@ def _register_existing(
         result = attach_inputs(registry, model, version, metrics=metrics, baseline=baseline, who=who)
         record, changed = result["record"], result["changed"]
     return {**record, "existing": True, "attached": changed, "nextStage": next_stage(stage.config)}
+
+
+def _store(
+    registry: StageRegistry,
+    path: Path,
+    model: str,
+    digest: str,
+    *,
+    archive: bool,
+    progress: Callable[[int], None] | None,
+) -> Any:
+    """Upload the bytes of `digest` and move them to its content address (verified); the packed artifact."""
+    packed, temp_key = _upload(registry, path, model, archive=archive, progress=progress)
+    try:
+        if packed.digest != digest:
+            raise MlinfraError(
+                f"{path} changed while it was registered ({digest[:19]}... then {packed.digest[:19]}...); "
+                "nothing was registered, re-run when it is complete"
+            )
+        registry.finalize_upload(temp_key, model, digest)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            registry.discard(temp_key)
+        raise
+    return packed
 
 
 def _upload(

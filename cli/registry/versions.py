@@ -20,7 +20,7 @@ from mlinfra.aws import aws_errors
 from mlinfra.errors import BadInputError
 from mlinfra.registry.protocol import Context, require_model
 from mlinfra.registry.status import live_version
-from mlinfra.registry.store import PACKAGE_DESCRIPTION, MissingRegistryError, StageRegistry
+from mlinfra.registry.store import PACKAGE_DESCRIPTION, IntegrityError, MissingRegistryError, StageRegistry
 from mlinfra.stacks.project import Project
 from mlinfra_infra import layout, naming
 
@@ -233,6 +233,11 @@ def artifact_files(registry: StageRegistry, model: str, digest: str) -> dict[str
                     while chunk := handle.read(1 << 20):
                         sha256.update(chunk)
                 files[member.name.removeprefix("./")] = {"size": member.size, "sha256": sha256.hexdigest()}
+    except (tarfile.TarError, OSError, EOFError) as exc:  # changed between the checksum check and the read
+        raise IntegrityError(
+            f"digest mismatch: {registry.artifact_uri(model, digest)} is not the gzip tarball {digest[:19]}... "
+            f"names ({exc}); do not promote it, investigate and re-register"
+        ) from None
     finally:
         body.close()
     return files
@@ -261,6 +266,9 @@ def diff_versions(project: Project, model: str, first: int, second: int) -> dict
         metrics.append({"metric": name, "a": va, "b": vb, "delta": delta})
     out["metrics"] = metrics
     with aws_errors(f"reading the artifacts of {model} v{first} and v{second}"):
+        # The stored checksums first (one metadata call each): a tampered artifact is named, never unpacked.
+        registry_a.verify_artifact(model, a["digest"])
+        registry_b.verify_artifact(model, b["digest"])
         files_a = artifact_files(registry_a, model, a["digest"])
         files_b = files_a if a["digest"] == b["digest"] else artifact_files(registry_b, model, b["digest"])
         base_a = _stored_text(registry_a, layout.version_prefix(model, first) + BASELINE_FILE)
