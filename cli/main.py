@@ -39,6 +39,7 @@ COMMANDS = {
     "init-model-repo": "mlinfra.commands.models:init_model_repo",
     "model": "mlinfra.commands.models:model",
     "card": "mlinfra.commands.card:card",
+    "repair": "mlinfra.commands.repair:repair",
 }
 
 

@@ -102,7 +102,7 @@ def record_deployment(project: Project, stage: str, *, commit: str | None, run_u
 def _record_model(
     project: Project, registry: StageRegistry, model: str, pin: Pin, *, applied: AppliedStack, run_url: str | None
 ) -> dict[str, Any]:
-    from mlinfra.registry.protocol import actor, repair_audit, stage_lock
+    from mlinfra.registry.protocol import actor, current_pointer, repair_audit, stage_lock
 
     stage = registry.stage
     with aws_errors(f"recording {model}'s deployment in {stage}"):
@@ -115,8 +115,8 @@ def _record_model(
             )
         registry.verify_artifact(model, pin.digest)
         who = actor(registry.aws)
-        for _ in range(ATTEMPTS):
-            pointer = registry.pointer(model)
+        for attempt in range(ATTEMPTS):
+            pointer = current_pointer(registry, model) if attempt == 0 else registry.pointer(model)
             repair_audit(registry, model, pointer)
             deployed = deployed_of(pointer)
             if deployed is not None and deployed.version == pin.version:
@@ -208,7 +208,7 @@ def status_notes(row: dict[str, Any], *, entry: bool, delivery: str = "direct") 
     if delivery == "pullRequest":
         if pinned is not None and pinned != pointer and (not pending or pending["version"] != pinned):
             notes.append(f"pinned v{pinned} here, deployed {f'v{pointer}' if pointer else 'nothing'}: apply pending")
-    elif not entry and pointer != pinned:
+    elif not entry and pointer != pinned and not row.get("pointerMissing"):
         notes.append(f"pointer v{pointer}, pinned v{pinned}: stack file out of step (re-run the promotion)")
     if not entry and delivery == "direct" and pointer is not None and (deployed or {}).get("version") != pointer:
         notes.append(f"v{pointer} promoted, no deployment recorded: the apply records it (`mlinfra up` or CI)")

@@ -18,6 +18,7 @@ from mlinfra.registry.protocol import (
     actor,
     catch_up,
     commit,
+    current_pointer,
     next_stage,
     repair_audit,
     require_model,
@@ -61,7 +62,7 @@ def promote(
 
     source_reg = ctx.registry(source)
     with aws_errors(f"reading {model} in {source}"):
-        source_pointer = source_reg.pointer(model)
+        source_pointer = current_pointer(source_reg, model)
         if version is None:
             if source_pointer is None:
                 raise BadInputError(f"no version of {model} runs in {source} yet; give --version N")
@@ -106,7 +107,7 @@ def rollback(project: Project, model: str, stage: str, *, to: int | None, reason
     proposals.preflight(ctx, stage)
     registry = ctx.registry(stage)
     with aws_errors(f"reading {model} in {stage}"):
-        pointer = registry.pointer(model)
+        pointer = current_pointer(registry, model)
         if pointer is None:
             raise BadInputError(f"{model} has never run in {stage}; nothing to roll back")
         current = int(pointer.data["version"])
@@ -131,7 +132,7 @@ def _rerun_target(registry: StageRegistry, model: str, stage: str, pointer: Stor
     last = pointer.data.get("record")
     if not isinstance(last, dict) or not isinstance(last.get("version"), int):
         return None
-    if _same_request(last, {**request, **actor(registry.aws), "version": last["version"]}):
+    if same_request(last, {**request, **actor(registry.aws), "version": last["version"]}):
         return int(last["version"])
     return None
 
@@ -161,7 +162,7 @@ def _execute(ctx: Context, plan: Plan, *, action: str, reason: str, forced: bool
         **who,
     }
     with aws_errors(f"{action} of {model} v{plan.version} into {plan.target}"):
-        current = plan.expected or target.pointer(model)
+        current = plan.expected or current_pointer(target, model)
         repair_audit(target, model, current)
         if current is not None and same_request(current.data.get("record", {}), request):
             # A re-run of an action that committed: the audit record is written (above); the stack file follows

@@ -15,7 +15,16 @@ from typing import Any
 
 from mlinfra.aws import aws_errors
 from mlinfra.errors import BadInputError, MlinfraError
-from mlinfra.registry.protocol import Context, actor, commit, entry_stage, next_stage, repair_audit, require_model
+from mlinfra.registry.protocol import (
+    Context,
+    actor,
+    commit,
+    current_pointer,
+    entry_stage,
+    next_stage,
+    repair_audit,
+    require_model,
+)
 from mlinfra.registry.store import ConflictError, MultipartSink, StageRegistry, checksum_of, now
 from mlinfra.stacks.files import Stage
 from mlinfra.stacks.project import Project
@@ -70,6 +79,7 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
     registry = ctx.registry(entry)
     with aws_errors(f"registering {model} in {entry}"):
         registry.require_group(model)  # a stage without the model's package group gets no upload
+        current_pointer(registry, model)  # a pointer deleted out of band is named before any upload
     # Hash first: bytes that are already a version are never uploaded again.
     digest = _pack(path, archive=archive, sink=None).digest
     with aws_errors(f"registering {model} in {entry}"):
@@ -258,7 +268,7 @@ def _finish_commit(ctx: Context, registry: StageRegistry, model: str, record: di
     the audit record is added then.
     """
     version = int(record["version"])
-    pointer = registry.pointer(model)
+    pointer = current_pointer(registry, model)
     repair_audit(registry, model, pointer)
     carried = pointer.data.get("record") if pointer is not None else None
     if isinstance(carried, dict) and carried.get("action") == "register" and carried.get("version") == version:
@@ -297,8 +307,8 @@ def _move_entry_pointer(
     ctx: Context, registry: StageRegistry, model: str, record: dict[str, Any], who: dict[str, Any]
 ) -> None:
     """The entry stage's pointer marks the latest registered version (the default for the next promotion)."""
-    for _ in range(5):
-        current = registry.pointer(model)
+    for attempt in range(5):
+        current = current_pointer(registry, model) if attempt == 0 else registry.pointer(model)
         repair_audit(registry, model, current)
         audit = _register_audit(
             registry, model, record, who, previous=current.data.get("version") if current else None

@@ -7,7 +7,7 @@ from typing import Any
 from mlinfra.aws import StageAws, aws_errors, error_code
 from mlinfra.registry import deployments
 from mlinfra.registry.driftstatus import latest_drift
-from mlinfra.registry.protocol import Context, require_model
+from mlinfra.registry.protocol import Context, last_move, require_model
 from mlinfra.registry.store import MissingRegistryError
 from mlinfra.stacks.project import Project
 from mlinfra.stacks.workspace import missing_registry_note
@@ -93,6 +93,13 @@ def status(project: Project, names: list[str]) -> list[dict[str, Any]]:
                 except MissingRegistryError as exc:
                     pointer = None
                     notes.append(missing_registry_note(project.root, name, exc))
+                last = last_move(registry.audit_records(model)) if pointer is None and not notes else None
+                row["pointerMissing"] = last is not None
+                if last is not None:
+                    notes.append(
+                        f"pointer missing: deleted out of band, the audit log records v{last.get('version')} "
+                        f"({last.get('action')}); rebuild it: `mlinfra repair pointer {model} --stack {name}`"
+                    )
                 row["pointer"] = pointer.data.get("version") if pointer else None
                 row.update(deployments.stage_delivery_state(registry, model, pointer))
                 if pointer is not None and pointer.data.get("record"):

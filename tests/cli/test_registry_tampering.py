@@ -87,3 +87,67 @@ def test_registering_over_a_deleted_artifact_uploads_it_again(registered: Path, 
 
 def _text(result: Result) -> Any:
     return json.loads(result.stdout)
+
+
+# --- 7. a deleted stage pointer ------------------------------------------------------------------------------------
+
+
+def delete_pointer(stage: str) -> dict[str, Any]:
+    before = read_json(stage, layout.stage_key("churn"))
+    s3().delete_object(Bucket=bucket(stage), Key=layout.stage_key("churn"))
+    return before
+
+
+def test_a_deleted_pointer_is_recognised_and_rebuilt_from_the_audit_log(registered: Path, run: Run) -> None:
+    ok(run("record-deployment", "--stack", "dev", "--json"))
+    before = delete_pointer("dev")
+    assert before["version"] == 2 and before["deployed"]["version"] == 2
+
+    (row,) = ok(run("status", "--stack", "dev", "--json"))
+    assert row["pointerMissing"] is True
+    assert any("pointer missing" in note and "mlinfra repair pointer churn --stack dev" in note for note in row["notes"])
+    assert not any("re-run the promotion" in note for note in row["notes"]), row["notes"]
+
+    repair = "`mlinfra repair pointer churn --stack dev`"
+    for args in (
+        ("rollback", "churn", "--stack", "dev", "--reason", "x"),
+        ("promote", "churn", "--to", "dev", "--version", "1", "--reason", "x"),
+        ("record-deployment", "--stack", "dev"),
+    ):
+        error = one_line(run(*args), 1)
+        assert "stage pointer" in error and "is missing" in error and repair in error, (args, error)
+        assert "never run" not in error
+
+    out = ok(run("repair", "pointer", "churn", "--stack", "dev", "--json"))
+    assert (out["version"], out["rebuilt"], out["from"]["action"]) == (2, True, "deploy")
+    rebuilt = read_json("dev", layout.stage_key("churn"))
+    assert (rebuilt["version"], rebuilt["digest"], rebuilt["record"]) == (2, before["digest"], before["record"])
+    assert rebuilt["deployed"] == before["deployed"], "the recorded deployment (and the soak clock) is kept"
+    trail = ok(run("history", "churn", "--stage", "dev", "--json"))
+    assert trail[0]["action"] == "repair" and trail[0]["version"] == 2
+    assert "nothing to repair" in ok(run("repair", "pointer", "churn", "--stack", "dev"))
+    # The rollback now knows where it was.
+    assert "dev now runs v1 (was v2)" in ok(run("rollback", "churn", "--stack", "dev", "--reason", "after repair"))
+
+
+def test_a_deleted_entry_pointer_is_recognised_by_promote_and_register(
+    registered: Path, run: Run, tmp_path: Path
+) -> None:
+    delete_pointer("sandbox")
+    error = one_line(run("promote", "churn", "--to", "dev", "--reason", "x"), 1)
+    assert "`mlinfra repair pointer churn --stack sandbox`" in error
+    error = one_line(run(*register_args(tmp_path, "weights-3")), 1)
+    assert "`mlinfra repair pointer churn --stack sandbox`" in error
+    out = ok(run("repair", "pointer", "churn", "--stack", "sandbox", "--json"))
+    assert (out["version"], out["from"]["action"]) == (2, "register")
+
+
+def test_repair_of_a_model_that_never_ran_is_bad_input(registered: Path, run: Run) -> None:
+    error = one_line(run("repair", "pointer", "churn", "--stack", "staging"), 2)
+    assert "nothing to rebuild" in error
+
+
+def register_args(root: Path, content: str) -> tuple[str, ...]:
+    from tests.cli.test_promotion import IMAGE, make_model
+
+    return ("register", str(make_model(root / content, content)), "--model", "churn", "--image", IMAGE)
