@@ -14,10 +14,14 @@ from mlinfra.stacks.workspace import missing_registry_note
 from mlinfra_infra import naming
 
 
-def history(project: Project, model: str, stage: str | None) -> list[dict[str, Any]]:
+def history(
+    project: Project, model: str, stage: str | None, *, notes: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Audit records of `model` (in one stage, or every stage), newest first.
 
-    Includes a committed record whose audit write is still pending (it travels with the pointer).
+    Includes a committed record whose audit write is still pending (it travels with the pointer), and records
+    hidden behind a delete marker (read from their kept version, marked `deleted`). `notes` receives a line per
+    stage whose deleted records could not be looked for.
     """
     names = [project.require_stage(stage)] if stage else project.stages()
     ctx = Context.load(project, *names)
@@ -30,14 +34,20 @@ def history(project: Project, model: str, stage: str | None) -> list[dict[str, A
         registry = ctx.registry(name)
         with aws_errors(f"reading {model}'s audit trail in {name}"):
             try:
-                found = registry.audit_records(model)
+                found, complete = registry.audit_trail(model)
                 pointer = registry.pointer(model)
             except MissingRegistryError:
                 if stage:
                     raise
                 continue  # a stage not deployed (no bucket) has no history
+        if not complete and notes is not None:
+            notes.append(
+                f"{name}: deleted audit records not looked for (this identity may not list object versions: "
+                "s3:ListBucketVersions)"
+            )
         for record in found:
-            records[record["id"]] = record
+            if isinstance(record.get("id"), str) and isinstance(record.get("time"), str):
+                records.setdefault(record["id"], record)
         if pointer is not None and isinstance(pointer.data.get("record"), dict):
             records.setdefault(pointer.data["record"]["id"], pointer.data["record"])
     return sorted(records.values(), key=lambda r: r["time"], reverse=True)

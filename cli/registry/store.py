@@ -485,6 +485,47 @@ class StageRegistry:
             stored = list(pool.map(self.read, keys))
         return [s.data for s in stored if s is not None]
 
+    def audit_trail(self, model: str) -> tuple[list[dict[str, Any]], bool]:
+        """Every audit record of `model`, those hidden behind a delete marker too (each marked `deleted`).
+
+        The second value is False when the object versions could not be listed (a role without
+        s3:ListBucketVersions): only the records still visible are returned then.
+        """
+        records = self.audit_records(model)
+        try:
+            hidden = self._hidden_audit(model)
+        except Exception as exc:
+            if error_code(exc) in {"AccessDenied", "403"}:
+                return records, False
+            raise
+        return records + hidden, True
+
+    def _hidden_audit(self, model: str) -> list[dict[str, Any]]:
+        markers: dict[str, Any] = {}
+        kept: dict[str, list[dict[str, Any]]] = {}
+        paginator = self.s3.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=layout.audit_prefix(model)):
+            for marker in page.get("DeleteMarkers", []):
+                if marker.get("IsLatest"):
+                    markers[str(marker["Key"])] = marker
+            for version in page.get("Versions", []):
+                kept.setdefault(str(version["Key"]), []).append(version)
+        found: list[dict[str, Any]] = []
+        for key, marker in sorted(markers.items()):
+            versions = sorted(kept.get(key, []), key=lambda v: v["LastModified"], reverse=True)
+            if not versions:
+                continue  # deleted for good: nothing left to read
+            body = self.s3.get_object(Bucket=self.bucket, Key=key, VersionId=versions[0]["VersionId"])["Body"].read()
+            try:
+                data = json.loads(body)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(data, dict):
+                when = marker.get("LastModified")
+                deleted = {"key": key, "time": when.isoformat() if isinstance(when, datetime) else str(when)}
+                found.append({**data, "deleted": deleted})
+        return found
+
     def keys(self, prefix: str) -> Iterator[str]:
         """Every key under `prefix` in this registry."""
         paginator = self.s3.get_paginator("list_objects_v2")

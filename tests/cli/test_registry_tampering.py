@@ -151,3 +151,20 @@ def register_args(root: Path, content: str) -> tuple[str, ...]:
     from tests.cli.test_promotion import IMAGE, make_model
 
     return ("register", str(make_model(root / content, content)), "--model", "churn", "--image", IMAGE)
+
+
+# --- 8. audit records cannot vanish from history -------------------------------------------------------------------
+
+
+def test_history_reads_through_a_delete_marker_and_reports_it(registered: Path, run: Run) -> None:
+    listed = s3().list_objects_v2(Bucket=bucket("dev"), Prefix=layout.audit_prefix("churn"))["Contents"]
+    records = {o["Key"]: read_json("dev", o["Key"]) for o in listed}
+    key = next(k for k, r in records.items() if r["action"] == "promote" and r["version"] == 1)
+    s3().delete_object(Bucket=bucket("dev"), Key=key)  # a plain delete: a delete marker hides it
+    trail = ok(run("history", "churn", "--stack", "dev", "--json"))
+    hidden = [r for r in trail if r.get("deleted")]
+    assert [(r["action"], r["version"], r["reason"]) for r in hidden] == [("promote", 1, "first")]
+    assert hidden[0]["deleted"]["key"] == key
+    assert len(trail) == len(records)
+    table = ok(run("history", "churn", "--stack", "dev"))
+    assert "DELETED" in table and "deleted out of band" in table
