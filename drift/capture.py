@@ -328,8 +328,11 @@ class LocalCapture:
         return ((str(file), edge) for file, edge in self.paths())
 
     def skipped(self) -> dict[str, int]:
-        """The .jsonl files below the folder that were not read, by why: `layout` (not in an hour partition at a
-        level SageMaker's layout allows) or `window` (an hour partition outside the window)."""
+        """How many .jsonl files below the folder were not read, by why.
+
+        `layout`: not in an hour partition at a level SageMaker's layout allows; `window`: in an hour partition
+        outside the window.
+        """
         if self.path.is_file():
             return {}
         read = {file for file, _ in self.paths()}

@@ -137,7 +137,8 @@ def register(
     repaired = bool(record.get("repaired"))
     if as_json:
         existing = bool(record.get("existing"))
-        emit_json({**summary, "existing": existing, "attached": record.get("attached", []), "finished": finished, "repaired": repaired})
+        attached = record.get("attached", [])
+        emit_json({**summary, "existing": existing, "attached": attached, "finished": finished, "repaired": repaired})
         return
     if record.get("attached"):
         click.echo(

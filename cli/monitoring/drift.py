@@ -206,6 +206,20 @@ def check_writable(path: Path, option: str) -> None:
     Path(temp).unlink(missing_ok=True)
 
 
+def _check_paths(capture: Path | None, report_path: Path | None) -> None:
+    if capture is not None and not capture.exists():
+        raise BadInputError(f"--capture {capture}: no such file or folder")
+    if report_path is not None:
+        check_writable(report_path, "--report")
+
+
+def _write_report(path: Path, html: str) -> None:
+    try:
+        write_atomically(path, html)
+    except OSError as exc:
+        raise MlinfraError(f"--report {path}: cannot write it ({exc.strerror or exc})") from None
+
+
 def _skipped_warnings(capture: Path | None, skipped: dict[str, int]) -> list[str]:
     out = []
     if skipped.get("layout"):
@@ -279,10 +293,7 @@ def drift(
             "--publish puts the stage's drift metric: score the stage's own capture (drop --capture), "
             "or drop --publish to check a local capture"
         )
-    if capture is not None and not capture.exists():
-        raise BadInputError(f"--capture {capture}: no such file or folder")
-    if report_path is not None:
-        check_writable(report_path, "--report")
+    _check_paths(capture, report_path)
     alarms = stage.config.models[model].alarms
     thresholds = Thresholds(psi=alarms.drift_psi, js=alarms.drift_js, ks_pvalue=alarms.drift_ks_pvalue)
     registry = StageRegistry(StageAws(stage.config, project.root))
@@ -331,10 +342,7 @@ def drift(
             published = put_metrics(registry.aws.client("cloudwatch"), report, stage=stage.name, model=model)
     report.source = shown
     if report_path is not None:
-        try:
-            write_atomically(report_path, report.html())
-        except OSError as exc:
-            raise MlinfraError(f"--report {report_path}: cannot write it ({exc.strerror or exc})") from None
+        _write_report(report_path, report.html())
     warnings = _warnings(stage, model, capture=capture, baseline=the_baseline, version=version)
     if isinstance(source, LocalCapture):
         warnings += _skipped_warnings(capture, source.skipped())

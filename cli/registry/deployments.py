@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mlinfra_infra.config import Pin, StackConfig
 
 ATTEMPTS = 5
+MAX_RUN_URL = 2048  # what browsers and GitHub keep of a URL; the audit record and pointer carry it
 
 
 def run_url_from_env() -> str | None:
@@ -86,8 +87,15 @@ def record_deployment(project: Project, stage: str, *, commit: str | None, run_u
 
     Per pinned model: `deployed` (the pointer moved, a deploy record written) or `unchanged` (already recorded).
     """
-    if run_url is not None and not run_url.startswith(("https://", "http://")):
-        raise BadInputError(f"--run-url {run_url!r} is not an http(s) URL (the apply run's page)")
+    if run_url is not None and len(run_url) > MAX_RUN_URL:
+        raise BadInputError(
+            f"--run-url: {len(run_url):,} characters, more than a run's URL may be ({MAX_RUN_URL}); pass the apply "
+            "run's page, e.g. $GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID"
+        )
+    if run_url is not None and (
+        not run_url.startswith(("https://", "http://")) or any(c.isspace() or not c.isprintable() for c in run_url)
+    ):
+        raise BadInputError(f"--run-url {run_url[:200]!r} is not an http(s) URL (the apply run's page)")
     applied = applied_stack(project, stage, commit)
     registry = StageRegistry(StageAws(applied.config, project.root))
     run_url = run_url or run_url_from_env()

@@ -81,7 +81,9 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
         registry.require_group(model)  # a stage without the model's package group gets no upload
         current_pointer(registry, model)  # a pointer deleted out of band is named before any upload
     # Hash first: bytes that are already a version are never uploaded again.
-    digest = _pack(path, archive=archive, sink=None).digest
+    hashed = _pack(path, archive=archive, sink=None)
+    _refuse_empty_model_files(path, hashed.empty)
+    digest = hashed.digest
     with aws_errors(f"registering {model} in {entry}"):
         existing = registry.find_package(model, digest)
         known = registry.version(model, int(existing["ModelPackageVersion"])) if existing else None
@@ -90,11 +92,7 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
             registry, stage, model, known, image=resolved_image, metrics=metrics, baseline=baseline
         )
         with aws_errors(f"registering {model} in {entry}"):
-            # The stored bytes are checked (S3's checksum, nothing downloaded): corrupted or lost, they are uploaded
-            # again from these genuine bytes.
-            result["repaired"] = registry.stored_checksum(model, digest) != checksum_of(digest)
-            if result["repaired"]:
-                _store(registry, path, model, digest, archive=archive, progress=progress)
+            result["repaired"] = _repair_artifact(registry, path, model, digest, archive=archive, progress=progress)
             result["finished"] = _finish_commit(ctx, registry, model, known)
         return result
     if on_total is not None:
@@ -248,6 +246,17 @@ def _check_model(
     return archive, modeldir.check_directory(path, framework, model), card
 
 
+def _refuse_empty_model_files(path: Path, empty: tuple[str, ...]) -> None:
+    """BadInputError for a 0-byte file outside code/ (a model file whose save failed serves a broken model)."""
+    model_files = [name for name in empty if not name.startswith("code/")]
+    if model_files:
+        more = f" (and {len(model_files) - 1} more)" if len(model_files) > 1 else ""
+        raise BadInputError(
+            f"{path}: {model_files[0]!r}{more} is empty (0 bytes); a model file that was not saved completely "
+            "deploys a broken model: save it again, or leave it out (.mlinfraignore)"
+        )
+
+
 def _check_image(image: str) -> None:
     from pydantic import TypeAdapter, ValidationError
 
@@ -259,6 +268,25 @@ def _check_image(image: str) -> None:
         raise BadInputError(
             f"--image {image!r} is not an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)"
         ) from None
+
+
+def _repair_artifact(
+    registry: StageRegistry,
+    path: Path,
+    model: str,
+    digest: str,
+    *,
+    archive: bool,
+    progress: Callable[[int], None] | None,
+) -> bool:
+    """True when the stored bytes of a known digest were corrupted or lost, and are now uploaded again.
+
+    Checked with S3's stored checksum (nothing downloaded); these genuine bytes replace what is stored.
+    """
+    if registry.stored_checksum(model, digest) == checksum_of(digest):
+        return False
+    _store(registry, path, model, digest, archive=archive, progress=progress)
+    return True
 
 
 def _finish_commit(ctx: Context, registry: StageRegistry, model: str, record: dict[str, Any]) -> bool:
@@ -310,9 +338,7 @@ def _move_entry_pointer(
     for attempt in range(5):
         current = current_pointer(registry, model) if attempt == 0 else registry.pointer(model)
         repair_audit(registry, model, current)
-        audit = _register_audit(
-            registry, model, record, who, previous=current.data.get("version") if current else None
-        )
+        audit = _register_audit(registry, model, record, who, previous=current.data.get("version") if current else None)
         try:
             commit(ctx, registry, model, record=record, audit=audit, expected=current, pin=False)
             return

@@ -14,9 +14,7 @@ from mlinfra.stacks.workspace import missing_registry_note
 from mlinfra_infra import naming
 
 
-def history(
-    project: Project, model: str, stage: str | None, *, notes: list[str] | None = None
-) -> list[dict[str, Any]]:
+def history(project: Project, model: str, stage: str | None, *, notes: list[str] | None = None) -> list[dict[str, Any]]:
     """Audit records of `model` (in one stage, or every stage), newest first.
 
     Includes a committed record whose audit write is still pending (it travels with the pointer), and records

@@ -105,7 +105,8 @@ def test_a_deleted_pointer_is_recognised_and_rebuilt_from_the_audit_log(register
 
     (row,) = ok(run("status", "--stack", "dev", "--json"))
     assert row["pointerMissing"] is True
-    assert any("pointer missing" in note and "mlinfra repair pointer churn --stack dev" in note for note in row["notes"])
+    command = "mlinfra repair pointer churn --stack dev"
+    assert any("pointer missing" in note and command in note for note in row["notes"]), row["notes"]
     assert not any("re-run the promotion" in note for note in row["notes"]), row["notes"]
 
     repair = "`mlinfra repair pointer churn --stack dev`"
