@@ -1,5 +1,8 @@
 """The registry's records, each with one type and one builder: the pin, the stage pointer and its deployment.
 
+Records read back are checked against the shape their readers rely on (`version_record`, `pointer`): a record
+changed out of band is one line naming its key and what is wrong, never a KeyError deep in a command.
+
 Every path that writes one of these (register, promote, rollback, a pull request's branch, a recorded deployment,
 local mode) calls the builder here, so a field cannot be dropped on one path and kept on another: a pin built
 without the handler layout would start a container that cannot load its model.
@@ -7,12 +10,26 @@ without the handler layout would start a container that cannot load its model.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from mlinfra.registry.store import Stored, parse_time
+from mlinfra.errors import MlinfraError
+
+
+@dataclass
+class Stored:
+    """A JSON record read from the registry and the ETag it had (for If-Match)."""
+
+    data: dict[str, Any]
+    etag: str
+
+
+def parse_time(text: str) -> datetime:
+    """Parse a time written by `mlinfra.registry.store.now()`."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class Deployment(BaseModel):
@@ -80,3 +97,69 @@ def pointer_of(
         "record": audit,
         "deployed": expected.data.get("deployed") if expected else None,
     }
+
+
+# --- checking records read back -------------------------------------------------------------------------------
+
+Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+
+class CorruptRecordError(MlinfraError):
+    """Raised when a record read from the registry is JSON of the wrong shape (changed out of band)."""
+
+
+class _Checked(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class VersionRecordShape(_Checked):
+    """What every reader of a version record relies on."""
+
+    model: str
+    version: Annotated[int, Field(ge=1)]
+    digest: Digest
+    size: Annotated[int, Field(ge=0)]
+    image: str
+    artifact: str
+    metrics: dict[str, Any] | None = None
+    packageArn: str | None = None  # noqa: N815 - the stored key
+
+
+class PointerShape(_Checked):
+    """What every reader of a stage pointer relies on."""
+
+    model: str
+    version: Annotated[int, Field(ge=1)]
+    digest: Digest
+    record: dict[str, Any] | None = None
+    deployed: dict[str, Any] | None = None
+
+
+def _checked(shape: type[_Checked], data: Any, where: str, what: str) -> dict[str, Any]:
+    restore = "restore it from its earlier versions (the bucket is versioned)"
+    if not isinstance(data, dict):
+        raise CorruptRecordError(f"{where}: corrupt {what}: not a JSON object ({type(data).__name__}); {restore}")
+    try:
+        shape.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"]) or "(record)"
+        message = "missing" if error["type"] == "missing" else str(error["msg"])
+        raise CorruptRecordError(f"{where}: corrupt {what}: {key}: {message}; {restore}") from None
+    return data
+
+
+def version_record(data: Any, where: str, number: int | None = None) -> dict[str, Any]:
+    """A version record read back, checked; CorruptRecordError names the key and what is wrong."""
+    checked = _checked(VersionRecordShape, data, where, "version record")
+    if number is not None and checked["version"] != number:
+        raise CorruptRecordError(
+            f"{where}: corrupt version record: version: {checked['version']} under the key of v{number}; "
+            "restore it from its earlier versions (the bucket is versioned)"
+        )
+    return checked
+
+
+def pointer(data: Any, where: str) -> dict[str, Any]:
+    """A stage pointer read back, checked."""
+    return _checked(PointerShape, data, where, "stage pointer")

@@ -6,6 +6,7 @@ from typing import Any
 
 from mlinfra.aws import StageAws, aws_errors, error_code
 from mlinfra.registry import deployments
+from mlinfra.registry.audittrail import audit_trail
 from mlinfra.registry.driftstatus import latest_drift
 from mlinfra.registry.protocol import Context, last_move, require_model
 from mlinfra.registry.store import MissingRegistryError
@@ -32,7 +33,7 @@ def history(project: Project, model: str, stage: str | None, *, notes: list[str]
         registry = ctx.registry(name)
         with aws_errors(f"reading {model}'s audit trail in {name}"):
             try:
-                found, complete = registry.audit_trail(model)
+                found, complete = audit_trail(registry, model)
                 pointer = registry.pointer(model)
             except MissingRegistryError:
                 if stage:

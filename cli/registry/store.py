@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlinfra.aws import StageAws, aws_errors, error_code
 from mlinfra.errors import BadInputError, MlinfraError
+from mlinfra.registry import records
+from mlinfra.registry.records import Stored
 from mlinfra_infra import layout, naming
 
 if TYPE_CHECKING:
@@ -50,11 +52,6 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def parse_time(text: str) -> datetime:
-    """Parse a time written by `now()`."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def checksum_of(digest: str) -> str:
     """S3's base64 SHA-256 checksum for a `sha256:<hex>` digest."""
     return base64.b64encode(bytes.fromhex(digest.removeprefix("sha256:"))).decode()
@@ -63,14 +60,6 @@ def checksum_of(digest: str) -> str:
 def s3_uri(bucket: str, key: str) -> str:
     """`s3://bucket/key`."""
     return f"s3://{bucket}/{key}"
-
-
-@dataclass
-class Stored:
-    """A JSON record read from the registry and the ETag it had (for If-Match)."""
-
-    data: dict[str, Any]
-    etag: str
 
 
 @functools.cache
@@ -292,9 +281,10 @@ class StageRegistry:
     # Versions ----------------------------------------------------------------------------------------------------
 
     def version(self, model: str, version: int) -> dict[str, Any] | None:
-        """The metadata record of a version in this stage's registry."""
-        stored = self.read(layout.version_key(model, version))
-        return stored.data if stored else None
+        """The metadata record of a version in this stage's registry (CorruptRecordError if of the wrong shape)."""
+        key = layout.version_key(model, version)
+        stored = self.read(key)
+        return records.version_record(stored.data, s3_uri(self.bucket, key), version) if stored else None
 
     def versions(self, model: str) -> list[int]:
         """Every version number with a record in this stage, ascending."""
@@ -450,8 +440,12 @@ class StageRegistry:
     # Stage pointer -----------------------------------------------------------------------------------------------
 
     def pointer(self, model: str) -> Stored | None:
-        """The version this stage runs (`stages/<model>.json`) and its ETag."""
-        return self.read(layout.stage_key(model))
+        """The version this stage runs (`stages/<model>.json`) and its ETag (CorruptRecordError if malformed)."""
+        key = layout.stage_key(model)
+        stored = self.read(key)
+        if stored is not None:
+            records.pointer(stored.data, s3_uri(self.bucket, key))
+        return stored
 
     def move_pointer(self, model: str, data: dict[str, Any], expected: Stored | None) -> str:
         """Replace the pointer only if it is still `expected` (If-Match), or create it (If-None-Match)."""
@@ -484,47 +478,6 @@ class StageRegistry:
         with ThreadPoolExecutor(8) as pool:
             stored = list(pool.map(self.read, keys))
         return [s.data for s in stored if s is not None]
-
-    def audit_trail(self, model: str) -> tuple[list[dict[str, Any]], bool]:
-        """Every audit record of `model`, those hidden behind a delete marker too (each marked `deleted`).
-
-        The second value is False when the object versions could not be listed (a role without
-        s3:ListBucketVersions): only the records still visible are returned then.
-        """
-        records = self.audit_records(model)
-        try:
-            hidden = self._hidden_audit(model)
-        except Exception as exc:
-            if error_code(exc) in {"AccessDenied", "403"}:
-                return records, False
-            raise
-        return records + hidden, True
-
-    def _hidden_audit(self, model: str) -> list[dict[str, Any]]:
-        markers: dict[str, Any] = {}
-        kept: dict[str, list[dict[str, Any]]] = {}
-        paginator = self.s3.get_paginator("list_object_versions")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=layout.audit_prefix(model)):
-            for marker in page.get("DeleteMarkers", []):
-                if marker.get("IsLatest"):
-                    markers[str(marker["Key"])] = marker
-            for version in page.get("Versions", []):
-                kept.setdefault(str(version["Key"]), []).append(version)
-        found: list[dict[str, Any]] = []
-        for key, marker in sorted(markers.items()):
-            versions = sorted(kept.get(key, []), key=lambda v: v["LastModified"], reverse=True)
-            if not versions:
-                continue  # deleted for good: nothing left to read
-            body = self.s3.get_object(Bucket=self.bucket, Key=key, VersionId=versions[0]["VersionId"])["Body"].read()
-            try:
-                data = json.loads(body)
-            except (ValueError, RecursionError):
-                continue
-            if isinstance(data, dict):
-                when = marker.get("LastModified")
-                deleted = {"key": key, "time": when.isoformat() if isinstance(when, datetime) else str(when)}
-                found.append({**data, "deleted": deleted})
-        return found
 
     def keys(self, prefix: str) -> Iterator[str]:
         """Every key under `prefix` in this registry."""

@@ -169,3 +169,44 @@ def test_history_reads_through_a_delete_marker_and_reports_it(registered: Path, 
     assert len(trail) == len(records)
     table = ok(run("history", "churn", "--stack", "dev"))
     assert "DELETED" in table and "deleted out of band" in table
+
+
+# --- 4. records of the wrong shape ---------------------------------------------------------------------------------
+
+
+def overwrite_record(stage: str, version: int, body: Any) -> str:
+    key = layout.version_key("churn", version)
+    s3().put_object(Bucket=bucket(stage), Key=key, Body=json.dumps(body).encode())
+    return key
+
+
+@pytest.mark.parametrize(
+    ("shape", "named"),
+    [
+        ("no-digest", "digest"),
+        ("a-list", "not a JSON object"),
+        ("made-up-digest", "digest"),
+        ("version-as-text", "version"),
+    ],
+)
+def test_a_record_of_the_wrong_shape_is_one_line_and_other_versions_still_list(
+    registered: Path, run: Run, shape: str, named: str
+) -> None:
+    good = read_json("sandbox", layout.version_key("churn", 1))
+    body: Any = {
+        "no-digest": {k: v for k, v in good.items() if k != "digest"},
+        "a-list": [1, 2],
+        "made-up-digest": {**good, "digest": "sha256:made-up"},
+        "version-as-text": {**good, "version": "one"},
+    }[shape]
+    key = overwrite_record("sandbox", 1, body)
+    error = one_line(run("promote", "churn", "--to", "dev", "--version", "1", "--reason", "x"), 1)
+    assert f"s3://{bucket('sandbox')}/{key}" in error and named in error, error
+    assert "lost the artifact" not in error
+    listed = run("versions", "churn", "--stack", "sandbox", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [row["version"] for row in json.loads(listed.stdout)] == [2]
+    assert key in listed.stderr and named in listed.stderr, listed.stderr
+    assert ok(run("show", "churn", "--version", "2", "--json"))["version"] == 2
+    error = one_line(run("show", "churn", "--version", "1"), 1)
+    assert key in error and named in error, error
