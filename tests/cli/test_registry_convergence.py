@@ -17,8 +17,8 @@ from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 from click.testing import Result
 
 from mlinfra import aws as mlinfra_aws
-from mlinfra.project import Project
-from mlinfra.stackedit import read_pin
+from mlinfra.stacks.edit import read_pin
+from mlinfra.stacks.project import Project
 from mlinfra_infra import layout
 from tests.cli.test_promotion import bucket, ok, read_json, register, s3
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from mlinfra.archives import inspect_archive
 from mlinfra.errors import BadInputError
-from mlinfra.packaging import pack
+from mlinfra.models.archives import inspect_archive
+from mlinfra.models.packaging import pack
 from tests.cli.test_promotion import IMAGE, bucket, make_model, ok, s3
 
 Run = Callable[..., Result]
