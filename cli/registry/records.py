@@ -10,6 +10,7 @@ without the handler layout would start a container that cannot load its model.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -27,8 +28,13 @@ class Stored:
     etag: str
 
 
+def now() -> str:
+    """The current UTC time in ISO 8601 with microseconds (sortable)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def parse_time(text: str) -> datetime:
-    """Parse a time written by `mlinfra.registry.store.now()`."""
+    """Parse a time written by `now()`."""
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
@@ -82,11 +88,18 @@ def pin_of(record: dict[str, Any], artifact: str) -> dict[str, Any]:
 
 
 def pointer_of(
-    model: str, stage: str, record: dict[str, Any], audit: dict[str, Any], expected: Stored | None
+    model: str,
+    stage: str,
+    record: dict[str, Any],
+    audit: dict[str, Any],
+    expected: Stored | None,
+    *,
+    deployed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The stage pointer after an action commits `record` (the version) with its audit record.
 
-    The deployment recorded by the last apply stays until the next one (mlinfra.registry.deployments).
+    The deployment recorded by the last apply stays until the next one (mlinfra.registry.deployments); a pointer
+    rebuilt from the audit log (no `expected`) takes the one its newest deploy record names (`deployed`).
     """
     return {
         "model": model,
@@ -95,7 +108,37 @@ def pointer_of(
         "digest": record["digest"],
         "since": audit["time"],
         "record": audit,
-        "deployed": expected.data.get("deployed") if expected else None,
+        "deployed": expected.data.get("deployed") if expected else deployed,
+    }
+
+
+def audit_of(
+    action: str,
+    model: str,
+    stage: str,
+    version: int,
+    digest: str,
+    *,
+    who: dict[str, Any],
+    reason: str,
+    previous: int | None = None,
+    source: str | None = None,
+) -> dict[str, Any]:
+    """An audit record of an action without gates (register, repair): who, when, what and why, with a fresh id."""
+    return {
+        "id": uuid.uuid4().hex,
+        "action": action,
+        "model": model,
+        "stage": stage,
+        "version": version,
+        "previous": previous,
+        "digest": digest,
+        "time": now(),
+        "reason": reason,
+        "source": source,
+        "forced": False,
+        "gates": [],
+        **who,
     }
 
 

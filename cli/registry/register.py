@@ -8,7 +8,6 @@ create-only; the entry stage's pointer moves through the protocol in cli/promoti
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from mlinfra.registry.protocol import (
     repair_audit,
     require_model,
 )
+from mlinfra.registry.records import audit_of
 from mlinfra.registry.store import ConflictError, MultipartSink, StageRegistry, checksum_of, now
 from mlinfra.stacks.files import Stage
 from mlinfra.stacks.project import Project
@@ -314,21 +314,9 @@ def _finish_commit(ctx: Context, registry: StageRegistry, model: str, record: di
 def _register_audit(
     registry: StageRegistry, model: str, record: dict[str, Any], who: dict[str, Any], *, previous: int | None
 ) -> dict[str, Any]:
-    return {
-        "id": uuid.uuid4().hex,
-        "action": "register",
-        "model": model,
-        "stage": registry.stage,
-        "version": record["version"],
-        "previous": previous,
-        "digest": record["digest"],
-        "time": now(),
-        "reason": f"registered {record['digest'][:19]}",
-        "source": None,
-        "forced": False,
-        "gates": [],
-        **who,
-    }
+    reason = f"registered {record['digest'][:19]}"
+    version, digest = record["version"], record["digest"]
+    return audit_of("register", model, registry.stage, version, digest, who=who, reason=reason, previous=previous)
 
 
 def _move_entry_pointer(

@@ -7,14 +7,13 @@ is created only if none exists (If-None-Match), and a `repair` audit record says
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from mlinfra.aws import aws_errors
 from mlinfra.errors import BadInputError, MlinfraError
 from mlinfra.registry.protocol import Context, actor, last_move, require_model, stage_lock
-from mlinfra.registry.records import Deployment
-from mlinfra.registry.store import ConflictError, now
+from mlinfra.registry.records import Deployment, audit_of, pointer_of
+from mlinfra.registry.store import ConflictError
 from mlinfra.stacks.project import Project
 
 
@@ -57,15 +56,7 @@ def repair_pointer(project: Project, model: str, stage: str) -> dict[str, Any]:
             if newest is not None
             else None
         )
-        data = {
-            "model": model,
-            "stage": stage,
-            "version": version,
-            "digest": record["digest"],
-            "since": last["time"],
-            "record": last,
-            "deployed": deployed,
-        }
+        data = pointer_of(model, stage, record, last, None, deployed=deployed)
         with stage_lock(project, stage):
             try:
                 registry.move_pointer(model, data, None)
@@ -74,21 +65,8 @@ def repair_pointer(project: Project, model: str, stage: str) -> dict[str, Any]:
                     f"{model}'s pointer in {stage} was created while it was rebuilt (another action ran): "
                     "nothing was rebuilt; check `mlinfra status`"
                 ) from None
-        audit = {
-            "id": uuid.uuid4().hex,
-            "action": "repair",
-            "model": model,
-            "stage": stage,
-            "version": version,
-            "previous": None,
-            "digest": record["digest"],
-            "time": now(),
-            "reason": f"stage pointer rebuilt from the audit log ({last['action']} at {last['time']})",
-            "source": None,
-            "forced": False,
-            "gates": [],
-            **actor(registry.aws),
-        }
+        reason = f"stage pointer rebuilt from the audit log ({last['action']} at {last['time']})"
+        audit = audit_of("repair", model, stage, version, record["digest"], who=actor(registry.aws), reason=reason)
         registry.write_audit(audit)
     pin = ctx.stages[stage].config.models[model].pinned
     return {

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from mlinfra.aws import StageAws, aws_errors, error_code
 from mlinfra.errors import BadInputError, MlinfraError
 from mlinfra.registry import records
-from mlinfra.registry.records import Stored
+from mlinfra.registry.records import Stored, now  # noqa: F401 - `now` is imported from here by the actions
 from mlinfra_infra import layout, naming
 
 if TYPE_CHECKING:
@@ -45,11 +45,6 @@ class MissingRegistryError(MlinfraError):
 
 class IntegrityError(MlinfraError):
     """Raised when an artifact's stored checksum does not match the digest its records promise."""
-
-
-def now() -> str:
-    """The current UTC time in ISO 8601 with microseconds (sortable)."""
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def checksum_of(digest: str) -> str:
