@@ -190,14 +190,18 @@ def write_atomically(path: Path, text: str) -> None:
 def check_writable(path: Path, option: str) -> None:
     """BadInputError unless a file can be created at `path` (probed with a temporary file, removed at once).
 
+    Missing folders on the way are fine (they are created when the file is written): the nearest existing one is
+    probed.
+
     Checked before scoring, so a report that cannot be written costs no scoring and writes nothing.
     """
     if path.is_dir():
         raise BadInputError(f"{option} {path}: is a folder; give a file name")
     parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # missing folders are created when the report is written, below the nearest one
     if not parent.is_dir():
-        what = "is not a folder" if parent.exists() else "does not exist"
-        raise BadInputError(f"{option} {path}: {parent} {what}; give a path in an existing folder")
+        raise BadInputError(f"{option} {path}: {parent} is not a folder; give a path in a folder")
     try:
         handle, temp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".probe")
     except OSError as exc:

@@ -1,8 +1,11 @@
 """`mlinfra register`: a model directory or model.tar.gz becomes an immutable version in the entry stage.
 
-The model is checked (its handler, its image) and hashed before anything is uploaded; only a new digest is uploaded
-(multipart, to a temporary key, then moved into place by content); the version record and model package are
-create-only; the entry stage's pointer moves through the protocol in cli/promotion.py.
+The model is checked (its handler, its image) and hashed before anything is uploaded; only a new digest is uploaded:
+from the bytes the hashing pass kept on disk in one PUT verified by its SHA-256 (staging.py), or, past 5 GiB or
+without disk room, packed again and streamed multipart to a temporary key, then copied into place by content. The
+version record and model package are create-only; the entry stage's pointer moves through the protocol in
+mlinfra.registry.protocol. A re-run of a registration cut off after its version record finishes its commit, and
+genuine bytes registered over a corrupted artifact upload it again.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from mlinfra.aws import aws_errors
 from mlinfra.errors import BadInputError, MlinfraError
+from mlinfra.registry import staging
 from mlinfra.registry.protocol import (
     Context,
     actor,
@@ -27,11 +31,11 @@ from mlinfra.registry.protocol import (
 from mlinfra.registry.records import audit_of
 from mlinfra.registry.store import ConflictError, MultipartSink, StageRegistry, checksum_of, now
 from mlinfra.stacks.files import Stage
-from mlinfra.stacks.project import Project
+from mlinfra.stacks.project import STATE_DIR, Project
 from mlinfra_infra import layout
 
 
-def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
+def register(
     project: Project,
     path: Path,
     model: str,
@@ -57,7 +61,6 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
     """
     from mlinfra.models import directory as modeldir
     from mlinfra.models import images, inputs, packaging
-    from mlinfra.registry import cards
 
     ctx, stage = entry_stage(project)
     entry = stage.name
@@ -80,10 +83,55 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
     with aws_errors(f"registering {model} in {entry}"):
         registry.require_group(model)  # a stage without the model's package group gets no upload
         current_pointer(registry, model)  # a pointer deleted out of band is named before any upload
-    # Hash first: bytes that are already a version are never uploaded again.
-    hashed = _pack(path, archive=archive, sink=None)
-    _refuse_empty_model_files(path, hashed.empty)
-    digest = hashed.digest
+    size = packaging.input_size(path, None if archive else modeldir.skipper(path))
+    # Hash first: bytes that are already a version are never uploaded again. The hashed bytes are kept on disk
+    # (staging.py), so that a new digest is uploaded from them in one verified PUT.
+    with staging.staged(path, archive=archive, state_dir=project.root / STATE_DIR, size_hint=size) as hashed:
+        _refuse_empty_model_files(path, hashed.packed.empty)
+        if on_total is not None:
+            on_total(size)
+        return _register_hashed(
+            ctx,
+            stage,
+            model,
+            path,
+            hashed,
+            archive=archive,
+            image=resolved_image,
+            metrics=metrics,
+            baseline=baseline,
+            progress=progress,
+            details={
+                "framework": framework,
+                "frameworkVersion": framework_version,
+                "gitSha": git_sha,
+                "description": description,
+                "handler": handler.model_dump(mode="json") if handler else None,
+            },
+            card=card,
+        )
+
+
+def _register_hashed(
+    ctx: Context,
+    stage: Stage,
+    model: str,
+    path: Path,
+    hashed: staging.Staged,
+    *,
+    archive: bool,
+    image: str,
+    metrics: dict[str, float] | None,
+    baseline: dict[str, Any] | None,
+    progress: Callable[[int], None] | None,
+    details: dict[str, Any],
+    card: str | None,
+) -> dict[str, Any]:
+    """Register hashed bytes: the existing version they are, or a new version (uploaded, recorded, committed)."""
+    from mlinfra.registry import cards
+
+    entry, registry, digest = stage.name, ctx.registry(stage.name), hashed.packed.digest
+    resolved_image = image
     with aws_errors(f"registering {model} in {entry}"):
         existing = registry.find_package(model, digest)
         known = registry.version(model, int(existing["ModelPackageVersion"])) if existing else None
@@ -92,17 +140,14 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
             registry, stage, model, known, image=resolved_image, metrics=metrics, baseline=baseline
         )
         with aws_errors(f"registering {model} in {entry}"):
-            result["repaired"] = _repair_artifact(registry, path, model, digest, archive=archive, progress=progress)
+            result["repaired"] = _repair_artifact(registry, path, model, hashed, archive=archive, progress=progress)
             result["finished"] = _finish_commit(ctx, registry, model, known)
         return result
-    if on_total is not None:
-        on_total(packaging.input_size(path, None if archive else modeldir.skipper(path)))
 
     with aws_errors(f"registering {model} in {entry}"):
+        packed = hashed.packed  # stored before (an interrupted run) when the checksum matches already
         if registry.stored_checksum(model, digest) != checksum_of(digest):
-            packed = _store(registry, path, model, digest, archive=archive, progress=progress)
-        else:
-            packed = _pack(path, archive=archive, sink=None)  # stored before (an interrupted run): size and files
+            packed = _store(registry, path, model, hashed, archive=archive, progress=progress)
         artifact = registry.artifact_uri(model, packed.digest)
         who = actor(registry.aws)
         package = registry.create_package(
@@ -118,12 +163,12 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
             "version": version,
             "digest": packed.digest,
             "size": packed.size,
-            "framework": framework,
-            "frameworkVersion": framework_version,
+            "framework": details["framework"],
+            "frameworkVersion": details["frameworkVersion"],
             "image": resolved_image,
             "artifact": artifact,
             "metrics": metrics or {},
-            "gitSha": git_sha,
+            "gitSha": details["gitSha"],
             "registeredBy": who["actor"],
             "registeredByUser": who["user"],
             "registeredAt": now(),
@@ -131,8 +176,8 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
             "packageArn": package["ModelPackageArn"],
             "lineage": None,
             "baseline": f"{layout.version_prefix(model, version)}baseline.json" if baseline else None,
-            "handler": handler.model_dump(mode="json") if handler else None,
-            "description": description,
+            "handler": details["handler"],
+            "description": details["description"],
             "card": cards.card_key(model, version) if card is not None else None,
         }
         cards.store_card(registry, model, version, card)
@@ -177,12 +222,21 @@ def _store(
     registry: StageRegistry,
     path: Path,
     model: str,
-    digest: str,
+    hashed: staging.Staged,
     *,
     archive: bool,
     progress: Callable[[int], None] | None,
 ) -> Any:
-    """Upload the bytes of `digest` and move them to its content address (verified); the packed artifact."""
+    """Upload the hashed bytes to their content address, verified; the packed artifact.
+
+    From the staged file in one PUT when there is one; else packed again and streamed as a multipart upload to a
+    temporary key, then copied into place (a second pass: bytes that changed since the hashing are refused).
+    """
+    digest = hashed.packed.digest
+    if hashed.file is not None:
+        with hashed.file.open("rb") as handle:
+            registry.put_artifact(model, digest, staging.ProgressReader(handle, progress))
+        return hashed.packed
     packed, temp_key = _upload(registry, path, model, archive=archive, progress=progress)
     try:
         if packed.digest != digest:
@@ -274,7 +328,7 @@ def _repair_artifact(
     registry: StageRegistry,
     path: Path,
     model: str,
-    digest: str,
+    hashed: staging.Staged,
     *,
     archive: bool,
     progress: Callable[[int], None] | None,
@@ -283,9 +337,9 @@ def _repair_artifact(
 
     Checked with S3's stored checksum (nothing downloaded); these genuine bytes replace what is stored.
     """
-    if registry.stored_checksum(model, digest) == checksum_of(digest):
+    if registry.stored_checksum(model, hashed.packed.digest) == checksum_of(hashed.packed.digest):
         return False
-    _store(registry, path, model, digest, archive=archive, progress=progress)
+    _store(registry, path, model, hashed, archive=archive, progress=progress)
     return True
 
 
@@ -297,10 +351,13 @@ def _finish_commit(ctx: Context, registry: StageRegistry, model: str, record: di
     """
     version = int(record["version"])
     pointer = current_pointer(registry, model)
-    repair_audit(registry, model, pointer)
     carried = pointer.data.get("record") if pointer is not None else None
+    # Read before writing: the same bytes registered again write nothing at all when nothing is missing.
+    pending = isinstance(carried, dict) and registry.read(registry.audit_key(carried)) is None
+    if pending:
+        repair_audit(registry, model, pointer)
     if isinstance(carried, dict) and carried.get("action") == "register" and carried.get("version") == version:
-        return False
+        return pending
     if any(r.get("action") == "register" for r in registry.audit_records(model, version=version)):
         return False
     who = actor(registry.aws)

@@ -352,6 +352,22 @@ class StageRegistry:
                 "(changed behind the registry's back); do not promote it, investigate and re-register"
             )
 
+    def put_artifact(self, model: str, digest: str, body: Any) -> None:
+        """Store an artifact (at most 5 GiB) at its content address in one PUT carrying its SHA-256, then verify.
+
+        S3 checks the bytes it receives against the SHA-256 sent with them (BadDigest: nothing is stored), so the
+        object gets its full-object checksum without a copy. Replaces what is there (a corrupted artifact).
+        """
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=layout.artifact_key(model, digest),
+            Body=body,
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=checksum_of(digest),
+            **self.retention(),
+        )
+        self.verify_artifact(model, digest)
+
     def finalize_upload(self, temp_key: str, model: str, digest: str) -> None:
         """Move an uploaded artifact to its content-addressed key (server-side copy with a full SHA-256), verify."""
         key = layout.artifact_key(model, digest)
