@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from mlinfra.aws import StageAws, aws_errors, error_code
 from mlinfra.errors import BadInputError, MlinfraError
 from mlinfra.registry import records
-from mlinfra.registry.records import Stored, now  # noqa: F401 - `now` is imported from here by the actions
+from mlinfra.registry.records import Stored as Stored  # noqa: PLC0414 - re-exported for the actions
+from mlinfra.registry.records import now as now  # noqa: PLC0414 - re-exported for the actions
 from mlinfra_infra import layout, naming
 
 if TYPE_CHECKING:
