@@ -56,9 +56,14 @@ def staged(path: Path, *, archive: bool, state_dir: Path, size_hint: int) -> Ite
     handle, name = tempfile.mkstemp(dir=folder, prefix="artifact-", suffix=".tar.gz")  # mode 0600
     file = Path(name)
     try:
-        with os.fdopen(handle, "wb") as out:
-            packed = produce(out.write)
-        yield Staged(packed, file if packed.size <= SINGLE_PUT_LIMIT else None)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                packed = produce(out.write)
+            kept: Path | None = file if packed.size <= SINGLE_PUT_LIMIT else None
+        except OSError:  # the disk filled up meanwhile (reading the model raises mlinfra's own errors): hash only
+            file.unlink(missing_ok=True)
+            packed, kept = produce(None), None
+        yield Staged(packed, kept)
     finally:
         file.unlink(missing_ok=True)
 

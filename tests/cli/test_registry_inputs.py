@@ -75,3 +75,32 @@ def test_run_url_is_bounded(project_dir: Path, aws_env: str, run: Run) -> None:
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: --run-url: ") and "2048" in result.stderr, result.stderr[:300]
     assert len(result.stderr) < 400 and result.stderr.count("\n") == 1
+
+
+def test_a_disk_that_fills_up_while_hashing_falls_back_to_streaming(
+    project_dir: Path, aws_env: str, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from mlinfra.registry import staging
+
+    ok(run("local", "bootstrap", "--stack", "sandbox", "--json"))
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, handle: int, mode: str) -> None:
+            self.out = real_fdopen(handle, mode)
+
+        def __enter__(self) -> Full:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            self.out.close()
+
+        def write(self, _chunk: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(staging.os, "fdopen", Full)
+    out = ok(run("register", str(make_model(tmp_path)), "--model", "churn", "--image", IMAGE, "--json"))
+    assert out["version"] == 1
+    assert not list((project_dir / ".mlinfra").rglob("artifact-*"))
