@@ -1,7 +1,7 @@
 """`mlinfra preview --all` (limit 5 s), 50 pinned models (limit 10 s), and linear growth with the model count.
 
 The model counts are rendered in ROUNDS rounds; each round gives its own marginal-cost ratio, and the median ratio
-is held to the limit (the spread is printed). Rendering pauses Python's cyclic garbage collector (cli/render.py):
+is held to the limit (the spread is printed). Rendering pauses Python's cyclic garbage collector (cli/stacks/render.py):
 with it running, full collections scanned a heap that grows with the models, a cost quadratic in their number.
 """
 

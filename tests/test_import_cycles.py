@@ -134,3 +134,19 @@ def test_no_module_over_600_lines() -> None:
 def test_cli_top_level_holds_the_click_layer_and_shared_access_only() -> None:
     top = sorted(p.name for p in (ROOT / "cli").glob("*.py"))
     assert len(top) <= 12, top
+
+
+def test_the_cli_subpackages_depend_one_way() -> None:
+    """Subpackage to subpackage too: e.g. registry/ may use stacks/ and models/, never the other way round."""
+    known = modules("mlinfra", PACKAGES["mlinfra"])
+    graph = import_graph(known)
+
+    def package(module: str) -> str:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 2 else module  # top-level modules stand alone
+
+    packages: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        packages.setdefault(package(module), set()).update(package(t) for t in targets if package(t) != package(module))
+    assert cycles(packages) == []
+    assert "registry" in packages["serving"] and "serving" not in packages.get("registry", set())

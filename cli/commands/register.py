@@ -89,9 +89,7 @@ def register(
 
     project = Project.find()
     if dry_run:
-        from mlinfra.models import directory as modeldir
-
-        plan = modeldir.dry_run(project, path, model, framework)
+        plan = registration.dry_run(project, path, model, framework)
         if as_json:
             emit_json(plan)
             return

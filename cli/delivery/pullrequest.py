@@ -254,7 +254,7 @@ def preview_diff(
 
     old = _render(project, stage, before, source)
     new = _render(project, stage, after, source)
-    try:  # `mlinfra preview --diff`'s engine (cli/stackdiff.py), when this checkout has it
+    try:  # `mlinfra preview --diff`'s engine (cli/stacks/diff.py), when this checkout has it
         stackdiff: Any = importlib.import_module("mlinfra.stacks.diff")
     except ImportError:
         return _resource_diff(old, new)

@@ -259,37 +259,3 @@ def archive_files(path: Path) -> list[PackedFile]:
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise BadInputError(f"{path}: not a readable gzip-compressed tar ({exc})") from None
     return files
-
-
-def dry_run(project: Any, path: Path, model: str, framework: str | None) -> dict[str, Any]:
-    """What `register` would upload, checked as `register` checks it but without any AWS call or write.
-
-    Returns {"model", "path", "handler", "files": [{"path", "size", "digest"}], "size", "digest"}: the files it
-    would pack and the model.tar.gz's size and digest (for an archive: its members, and the archive as given).
-    """
-    from mlinfra.models import archives, packaging
-    from mlinfra.registry import protocol as promotion
-
-    _ctx, stage = promotion.entry_stage(project)
-    promotion.require_model(stage, model)
-    archive = packaging.is_archive(path)
-    if framework is None:
-        handler = None
-    elif archive:
-        handler = check_archive(path, framework, model)
-    else:
-        handler = check_directory(path, framework, model)
-    if archive:
-        files = archive_files(path)
-        packed = archives.inspect_archive(path)
-    else:
-        files = directory_files(path)
-        packed = packaging.pack(path, lambda _chunk: None, skip=skipper(path))
-    return {
-        "model": model,
-        "path": str(path),
-        "handler": handler.model_dump(mode="json") if handler else None,
-        "files": [f.to_json() for f in files],
-        "size": packed.size,
-        "digest": packed.digest,
-    }

@@ -82,16 +82,9 @@ def _json_kind(value: Any) -> str:
 
 
 def _read_text(path: Path, shown: str) -> str:
-    try:
-        return path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise BadInputError(f"{shown}: file not found") from None
-    except IsADirectoryError:
-        raise BadInputError(f"{shown}: is a directory, not a file") from None
-    except OSError as exc:
-        raise BadInputError(f"{shown}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise BadInputError(f"{shown}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    from mlinfra.stacks.yamlio import read_text
+
+    return read_text(path, shown, encoding="utf-8-sig")
 
 
 def read_metrics(path: StrPath) -> dict[str, float]:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
 from mlinfra.aws import aws_errors
 from mlinfra.errors import BadInputError, MlinfraError
-from mlinfra.registry.store import ConflictError, StageRegistry, now
+from mlinfra.registry.records import audit_record
+from mlinfra.registry.store import ConflictError, StageRegistry
 from mlinfra.stacks.project import Project
 from mlinfra_infra import layout
 
@@ -95,22 +95,16 @@ def attach_inputs(
                 registry.write(key, baseline, if_match=old_baseline.etag if old_baseline else None)
             except ConflictError:
                 raise _concurrent(model, version) from None
-        audit = {
-            "id": uuid.uuid4().hex,
-            "action": "attach",
-            "model": model,
-            "stage": registry.stage,
-            "version": version,
-            "previous": None,
-            "digest": record["digest"],
-            "time": now(),
-            "reason": reason or f"attached {', '.join(changes)}",
-            "source": None,
-            "forced": False,
-            "gates": [],
-            "changes": changes,
-            **who,
-        }
+        audit = audit_record(
+            "attach",
+            model=model,
+            stage=registry.stage,
+            version=version,
+            digest=record["digest"],
+            reason=reason or f"attached {', '.join(changes)}",
+            who=who,
+            changes=changes,
+        )
         updated = dict(record)
         if "metrics" in changes:
             updated["metrics"] = metrics

@@ -12,13 +12,12 @@ so re-applying the same version does not restart the clock. Recording the same d
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlinfra.aws import StageAws, aws_errors
 from mlinfra.errors import BadInputError, MlinfraError
-from mlinfra.registry.records import Deployment, deployed_of
+from mlinfra.registry.records import Deployment, audit_record, deployed_of, deployment, pointer_of
 from mlinfra.registry.store import ConflictError, MissingRegistryError, StageRegistry, Stored, now
 from mlinfra.stacks.project import Project
 
@@ -130,36 +129,25 @@ def _record_model(
             if deployed is not None and deployed.version == pin.version:
                 return {"model": model, "version": pin.version, "status": "unchanged", "since": deployed.since}
             time = now()
-            audit = {
-                "id": uuid.uuid4().hex,
-                "action": "deploy",
-                "model": model,
-                "stage": stage,
-                "version": pin.version,
-                "previous": deployed.version if deployed else None,
-                "digest": pin.digest,
-                "time": time,
-                "reason": f"applied {applied.commit[:12] if applied.commit else 'an uncommitted stack file'}"
+            audit = audit_record(
+                "deploy",
+                model=model,
+                stage=stage,
+                version=pin.version,
+                previous=deployed.version if deployed else None,
+                digest=pin.digest,
+                time=time,
+                reason=f"applied {applied.commit[:12] if applied.commit else 'an uncommitted stack file'}"
                 + (" (uncommitted changes)" if applied.dirty and applied.commit else ""),
-                "source": None,
-                "forced": False,
-                "gates": [],
-                "commit": applied.commit,
-                "dirty": applied.dirty,
-                "runUrl": run_url,
-                **who,
-            }
-            data = {
-                "model": model,
-                "stage": stage,
-                "version": pin.version,
-                "digest": pin.digest,
-                "since": time,
-                "record": audit,
-                "deployed": Deployment(
-                    version=pin.version, digest=pin.digest, since=time, commit=applied.commit, run_url=run_url
-                ).to_json(),
-            }
+                who=who,
+                commit=applied.commit,
+                dirty=applied.dirty,
+                runUrl=run_url,
+            )
+            deployed_now = deployment(pin.version, pin.digest, time, commit=applied.commit, run_url=run_url)
+            data = pointer_of(
+                model, stage, {"version": pin.version, "digest": pin.digest}, audit, deployed=deployed_now
+            )
             try:
                 with stage_lock(project, stage):
                     registry.move_pointer(model, data, pointer)

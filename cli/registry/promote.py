@@ -5,7 +5,6 @@ Each follows the commit protocol of mlinfra.registry.protocol (check, write crea
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from mlinfra.aws import aws_errors
@@ -24,7 +23,8 @@ from mlinfra.registry.protocol import (
     require_model,
     same_request,
 )
-from mlinfra.registry.store import StageRegistry, Stored, now
+from mlinfra.registry.records import audit_record, promoted_record
+from mlinfra.registry.store import StageRegistry, Stored
 from mlinfra.stacks.files import load_stage
 from mlinfra.stacks.project import Project
 
@@ -193,31 +193,31 @@ def _execute(ctx: Context, plan: Plan, *, action: str, reason: str, forced: bool
                     "sourcePackageArn": str(record.get("packageArn")),
                 },
             )
-            target_record = {
-                **record,
-                "stage": plan.target,
-                "artifact": target.artifact_uri(model, record["digest"]),
-                "packageArn": package["ModelPackageArn"],
-                "lineage": {
-                    "sourceStage": plan.source,
-                    "sourcePackageArn": record.get("packageArn"),
-                    "sourceArtifact": record.get("artifact"),
-                },
-            }
+            target_record = promoted_record(
+                record,
+                source_stage=plan.source,
+                stage=plan.target,
+                artifact=target.artifact_uri(model, record["digest"]),
+                package_arn=package["ModelPackageArn"],
+            )
             target.write_version(target_record)
             record = target.require_version(model, plan.version)
         if ctx.stages[plan.target].config.delivery_mode == "pullRequest":
             previous = current.data.get("version") if current else None
             return proposals.propose(ctx, plan, target, record, request, previous=previous, forced=forced)
-        audit = {
-            "id": uuid.uuid4().hex,
-            **request,
-            "previous": current.data.get("version") if current else None,
-            "digest": record["digest"],
-            "time": now(),
-            "forced": forced,
-            "gates": [g.to_json() for g in plan.gates],
-        }
+        audit = audit_record(
+            action,
+            model=model,
+            stage=plan.target,
+            version=plan.version,
+            previous=current.data.get("version") if current else None,
+            digest=record["digest"],
+            reason=reason,
+            source=plan.source,
+            who=who,
+            forced=forced,
+            gates=[g.to_json() for g in plan.gates],
+        )
         commit(ctx, target, model, record=record, audit=audit, expected=current, pin=True)
     return _summary(audit, target, model, record, already=False)
 
@@ -253,20 +253,15 @@ def approve(project: Project, model: str, version: int, stage: str, reason: str)
     with aws_errors(f"approving {model} v{version} for {stage}"):
         record = source_reg.require_version(model, version)
         source_reg.approve_package(model, record, f"approved for {stage}: {reason}")
-        audit = {
-            "id": uuid.uuid4().hex,
-            "action": "approve",
-            "model": model,
-            "stage": stage,
-            "version": version,
-            "previous": None,
-            "digest": record["digest"],
-            "time": now(),
-            "reason": reason,
-            "source": source,
-            "forced": False,
-            "gates": [],
-            **actor(source_reg.aws),
-        }
+        audit = audit_record(
+            "approve",
+            model=model,
+            stage=stage,
+            version=version,
+            digest=record["digest"],
+            reason=reason,
+            source=source,
+            who=actor(source_reg.aws),
+        )
         target.write_audit(audit)
     return {"model": model, "stage": stage, "version": version, "approvedIn": source, "actor": audit["actor"]}

@@ -1,22 +1,20 @@
 """Promotions into `pullRequest` stages: a checked, prepared promotion (or rollback) proposed as a pull request.
 
-`promotion._execute` has verified, gated and prepared the version (artifact copied server-side, model package and
-version record in the target registry) when it hands over here. What changes is the commit: instead of moving the
-stage pointer and editing the checkout's stack file, the pin goes on a branch from origin's default branch (see
-delivery.py), a pull request carries the gate results, who asked and the offline preview diff, and a `promote` (or
-`rollback`) audit record names the pull request. The stage pointer moves when the apply of the merged commit is
-recorded (deployments.py).
+`mlinfra.registry.promote._execute` has verified, gated and prepared the version (artifact copied server-side, model
+package and version record in the target registry) when it hands over here. What changes is the commit: instead of
+moving the stage pointer and editing the checkout's stack file, the pin goes on a branch from origin's default
+branch (see mlinfra.delivery.pullrequest), a pull request carries the gate results, who asked and the offline
+preview diff, and a `promote` (or `rollback`) audit record names the pull request. The stage pointer moves when the
+apply of the merged commit is recorded (mlinfra.registry.deployments).
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from mlinfra.delivery import pullrequest as delivery
 from mlinfra.errors import BadInputError, MlinfraError
-from mlinfra.registry.store import now
 from mlinfra.stacks.project import Project
 
 if TYPE_CHECKING:
@@ -54,6 +52,7 @@ def propose(
 ) -> dict[str, Any]:
     """Put the pin on a branch, open the pull request, write the audit record; the summary `promote` prints."""
     from mlinfra.registry.protocol import pin_for
+    from mlinfra.registry.records import audit_record
     from mlinfra.stacks.edit import pinned_text
     from mlinfra.stacks.workspace import is_scratch_remote
 
@@ -82,17 +81,21 @@ def propose(
         # origin's default branch already pins this version: merged, waiting for (or past) its apply.
         return {**summary, "alreadyDone": True, "pullRequest": None, "base": base}
     after = text.replace("\n", "\r\n").encode() if b"\r\n" in before else text.encode()
-    audit = {
-        "id": uuid.uuid4().hex,
-        **request,
-        "previous": previous,
-        "digest": record["digest"],
-        "time": now(),
-        "forced": forced,
-        "gates": summary["gates"],
-        "delivery": "pullRequest",
+    audit = audit_record(
+        action,
+        model=model,
+        stage=stage,
+        version=plan.version,
+        previous=previous,
+        digest=record["digest"],
+        reason=request["reason"],
+        source=request["source"],
+        who={key: request[key] for key in ("actor", "role", "user")},
+        forced=forced,
+        gates=summary["gates"],
+        delivery="pullRequest",
         **_ci_requester(),
-    }
+    )
     verb = "Promote" if action == "promote" else "Roll back"
     title = (
         f"Promote {model} v{plan.version} to {stage}"

@@ -151,7 +151,9 @@ def commit(
     """Move the stage pointer (the commit), pin the stack file, write the audit record. See the module docstring."""
     from mlinfra.stacks.edit import pin_version
 
-    pointer = pointer_of(model, registry.stage, record, audit, expected)
+    # The deployment recorded by the last apply stays until the next one (mlinfra.registry.deployments).
+    deployed = expected.data.get("deployed") if expected else None
+    pointer = pointer_of(model, registry.stage, record, audit, deployed=deployed)
     with stage_lock(ctx.project, registry.stage):
         try:
             registry.move_pointer(model, pointer, expected)

@@ -1,21 +1,27 @@
-"""The registry's records, each with one type and one builder: the pin, the stage pointer and its deployment.
+"""The registry's records, each with one type and one builder: version record, pin, stage pointer, deployment, audit.
 
-Records read back are checked against the shape their readers rely on (`version_record`, `pointer`): a record
-changed out of band is one line naming its key and what is wrong, never a KeyError deep in a command.
+Every path that writes one of these (register, promote, rollback, approve, attach, a pull request's branch, a
+recorded deployment, local mode) calls the builder here, so a field cannot be dropped on one path and kept on
+another: a pin built without the handler layout would start a container that cannot load its model.
 
-Every path that writes one of these (register, promote, rollback, a pull request's branch, a recorded deployment,
-local mode) calls the builder here, so a field cannot be dropped on one path and kept on another: a pin built
-without the handler layout would start a container that cannot load its model.
+The JSON on S3 is what `to_json()` returns, written with sorted keys (mlinfra.registry.store): exactly the keys a
+builder set (or a stored record held), so records written before these types existed read and write back
+byte-for-byte (tests/cli/test_records.py). Unknown keys are kept, for records written by a newer mlinfra.
+
+Records read back are checked against these types (`checked_version`, `checked_pointer`, called by the store): a
+record changed out of band is one line naming its key and what is wrong, never a KeyError deep in a command.
+The store imports this module (never the other way round): `Stored`, `now` and `parse_time` live here.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlinfra.errors import MlinfraError
 
@@ -74,17 +80,190 @@ def deployed_of(pointer: Stored | None) -> Deployment | None:
         return None
 
 
+class Record(BaseModel):
+    """A registry record: camelCase on S3, the keys it was built or read with, unknown keys kept."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored: the keys that were set (None included), by their S3 names."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+class VersionRecord(Record):
+    """models/<model>/versions/<n>.json: one immutable version as registered, or as copied into a later stage."""
+
+    model: str
+    version: int
+    digest: str
+    size: int
+    framework: str | None = None
+    framework_version: str | None = Field(default=None, alias="frameworkVersion")
+    image: str
+    artifact: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    git_sha: str | None = Field(default=None, alias="gitSha")
+    registered_by: str | None = Field(default=None, alias="registeredBy")
+    registered_by_user: str | None = Field(default=None, alias="registeredByUser")
+    registered_at: str | None = Field(default=None, alias="registeredAt")
+    stage: str
+    package_arn: str | None = Field(default=None, alias="packageArn")
+    lineage: dict[str, Any] | None = None
+    baseline: str | None = None
+    handler: dict[str, Any] | None = None
+    description: str | None = None
+    card: str | None = None
+
+
+def version_record(
+    *,
+    model: str,
+    version: int,
+    digest: str,
+    size: int,
+    framework: str | None,
+    framework_version: str | None,
+    image: str,
+    artifact: str,
+    metrics: dict[str, float] | None,
+    git_sha: str | None,
+    who: dict[str, Any],
+    stage: str,
+    package_arn: str,
+    baseline: str | None,
+    handler: dict[str, Any] | None,
+    description: str | None,
+    card: str | None,
+) -> VersionRecord:
+    """A newly registered version's record (in the entry stage; no lineage)."""
+    return VersionRecord(
+        model=model,
+        version=version,
+        digest=digest,
+        size=size,
+        framework=framework,
+        framework_version=framework_version,
+        image=image,
+        artifact=artifact,
+        metrics=metrics or {},
+        git_sha=git_sha,
+        registered_by=who["actor"],
+        registered_by_user=who["user"],
+        registered_at=now(),
+        stage=stage,
+        package_arn=package_arn,
+        lineage=None,
+        baseline=baseline,
+        handler=handler,
+        description=description,
+        card=card,
+    )
+
+
+def promoted_record(
+    record: dict[str, Any], *, source_stage: str, stage: str, artifact: str, package_arn: str
+) -> dict[str, Any]:
+    """A version's record as copied into a later stage: the same version, with that stage's artifact and package.
+
+    Every other key of the source record is kept as it is (metrics, baseline, handler, card, registration).
+    """
+    lineage = {
+        "sourceStage": source_stage,
+        "sourcePackageArn": record.get("packageArn"),
+        "sourceArtifact": record.get("artifact"),
+    }
+    return {**record, "stage": stage, "artifact": artifact, "packageArn": package_arn, "lineage": lineage}
+
+
+class AuditRecord(Record):
+    """audit/<model>/<time>-<n>.json: one immutable record per register, promotion, approval, rollback, deploy."""
+
+    id: str
+    action: str
+    model: str
+    stage: str
+    version: int | None
+    previous: int | None = None
+    digest: str | None = None
+    time: str
+    reason: str | None = None
+    source: str | None = None
+    forced: bool = False
+    gates: list[dict[str, Any]] = Field(default_factory=list)
+    actor: str | None = None
+    role: str | None = None
+    user: str | None = None
+
+
+def audit_record(
+    action: str,
+    *,
+    model: str,
+    stage: str,
+    version: int | None,
+    digest: str | None,
+    reason: str | None,
+    who: dict[str, Any],
+    previous: int | None = None,
+    source: str | None = None,
+    forced: bool = False,
+    gates: list[dict[str, Any]] | None = None,
+    time: str | None = None,
+    **details: Any,
+) -> dict[str, Any]:
+    """The audit record of one action, as stored; `details` are the action's own keys (changes, commit, runUrl...)."""
+    record = AuditRecord(
+        id=uuid.uuid4().hex,
+        action=action,
+        model=model,
+        stage=stage,
+        version=version,
+        previous=previous,
+        digest=digest,
+        time=time or now(),
+        reason=reason,
+        source=source,
+        forced=forced,
+        gates=gates or [],
+        **who,
+        **details,
+    )
+    return record.to_json()
+
+
+class Pin(Record):
+    """A model's `pinned` block in a stage's stack file: what the stage's Model runs."""
+
+    version: int
+    digest: str
+    image: str
+    artifact: str
+    handler: dict[str, Any] | None = None
+
+
 def pin_of(record: dict[str, Any], artifact: str) -> dict[str, Any]:
-    """The pin of a version in a stage's stack file: what the stage's Model runs, from the version record.
+    """The pin of a version in a stage's stack file, from its version record.
 
     `artifact` is the stage registry's URI of the version's model.tar.gz. The handler layout (where the container
     finds the inference code) travels with the pin: without it the framework containers fall back to their
     default handler and the endpoint never starts.
     """
-    pin = {"version": record["version"], "digest": record["digest"], "image": record["image"], "artifact": artifact}
+    fields = {"version": record["version"], "digest": record["digest"], "image": record["image"], "artifact": artifact}
     if record.get("handler"):
-        pin["handler"] = record["handler"]
-    return pin
+        fields["handler"] = record["handler"]
+    return Pin(**fields).to_json()
+
+
+class Pointer(Record):
+    """stages/<model>.json: the version a stage runs, the audit record of its last move and its deployment."""
+
+    model: str
+    stage: str
+    version: int
+    digest: str
+    since: str
+    record: dict[str, Any]
+    deployed: dict[str, Any] | None = None
 
 
 def pointer_of(
@@ -92,117 +271,61 @@ def pointer_of(
     stage: str,
     record: dict[str, Any],
     audit: dict[str, Any],
-    expected: Stored | None,
     *,
-    deployed: dict[str, Any] | None = None,
+    deployed: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """The stage pointer after an action commits `record` (the version) with its audit record.
-
-    The deployment recorded by the last apply stays until the next one (mlinfra.registry.deployments); a pointer
-    rebuilt from the audit log (no `expected`) takes the one its newest deploy record names (`deployed`).
-    """
-    return {
-        "model": model,
-        "stage": stage,
-        "version": record["version"],
-        "digest": record["digest"],
-        "since": audit["time"],
-        "record": audit,
-        "deployed": expected.data.get("deployed") if expected else deployed,
-    }
+    """The stage pointer after `audit` moved it to `record`'s version, carrying `deployed` (a Deployment's JSON)."""
+    return Pointer(
+        model=model,
+        stage=stage,
+        version=record["version"],
+        digest=record["digest"],
+        since=audit["time"],
+        record=audit,
+        deployed=deployed,
+    ).to_json()
 
 
-def audit_of(
-    action: str,
-    model: str,
-    stage: str,
-    version: int,
-    digest: str,
-    *,
-    who: dict[str, Any],
-    reason: str,
-    previous: int | None = None,
-    source: str | None = None,
-) -> dict[str, Any]:
-    """An audit record of an action without gates (register, repair): who, when, what and why, with a fresh id."""
-    return {
-        "id": uuid.uuid4().hex,
-        "action": action,
-        "model": model,
-        "stage": stage,
-        "version": version,
-        "previous": previous,
-        "digest": digest,
-        "time": now(),
-        "reason": reason,
-        "source": source,
-        "forced": False,
-        "gates": [],
-        **who,
-    }
+def deployment(version: int, digest: str, since: str, *, commit: str | None, run_url: str | None) -> dict[str, Any]:
+    """A stage pointer's `deployed` block: what the last recorded apply deployed, and since when."""
+    return Deployment(version=version, digest=digest, since=since, commit=commit, run_url=run_url).to_json()
 
 
-# --- checking records read back -------------------------------------------------------------------------------
+# --- checking records read back ------------------------------------------------------------------------------
 
-Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+RESTORE = "restore it from its earlier versions (the bucket is versioned)"
 
 
 class CorruptRecordError(MlinfraError):
     """Raised when a record read from the registry is JSON of the wrong shape (changed out of band)."""
 
 
-class _Checked(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
-
-
-class VersionRecordShape(_Checked):
-    """What every reader of a version record relies on."""
-
-    model: str
-    version: Annotated[int, Field(ge=1)]
-    digest: Digest
-    size: Annotated[int, Field(ge=0)]
-    image: str
-    artifact: str
-    metrics: dict[str, Any] | None = None
-    packageArn: str | None = None  # noqa: N815 - the stored key
-
-
-class PointerShape(_Checked):
-    """What every reader of a stage pointer relies on."""
-
-    model: str
-    version: Annotated[int, Field(ge=1)]
-    digest: Digest
-    record: dict[str, Any] | None = None
-    deployed: dict[str, Any] | None = None
-
-
-def _checked(shape: type[_Checked], data: Any, where: str, what: str) -> dict[str, Any]:
-    restore = "restore it from its earlier versions (the bucket is versioned)"
+def _checked(shape: type[Record], data: Any, where: str, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
-        raise CorruptRecordError(f"{where}: corrupt {what}: not a JSON object ({type(data).__name__}); {restore}")
+        raise CorruptRecordError(f"{where}: corrupt {what}: not a JSON object ({type(data).__name__}); {RESTORE}")
     try:
         shape.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
         key = ".".join(str(part) for part in error["loc"]) or "(record)"
         message = "missing" if error["type"] == "missing" else str(error["msg"])
-        raise CorruptRecordError(f"{where}: corrupt {what}: {key}: {message}; {restore}") from None
+        raise CorruptRecordError(f"{where}: corrupt {what}: {key}: {message}; {RESTORE}") from None
+    if not DIGEST.match(str(data.get("digest"))):
+        raise CorruptRecordError(f"{where}: corrupt {what}: digest: not sha256:<64 hex digits>; {RESTORE}")
     return data
 
 
-def version_record(data: Any, where: str, number: int | None = None) -> dict[str, Any]:
-    """A version record read back, checked; CorruptRecordError names the key and what is wrong."""
-    checked = _checked(VersionRecordShape, data, where, "version record")
-    if number is not None and checked["version"] != number:
+def checked_version(data: Any, where: str, number: int) -> dict[str, Any]:
+    """A version record read back from `where` (the key of version `number`): its data, or CorruptRecordError."""
+    record = _checked(VersionRecord, data, where, "version record")
+    if record["version"] != number:
         raise CorruptRecordError(
-            f"{where}: corrupt version record: version: {checked['version']} under the key of v{number}; "
-            "restore it from its earlier versions (the bucket is versioned)"
+            f"{where}: corrupt version record: version: {record['version']!r} under the key of v{number}; {RESTORE}"
         )
-    return checked
+    return record
 
 
-def pointer(data: Any, where: str) -> dict[str, Any]:
-    """A stage pointer read back, checked."""
-    return _checked(PointerShape, data, where, "stage pointer")
+def checked_pointer(data: Any, where: str) -> dict[str, Any]:
+    """A stage pointer read back from `where`: its data, or CorruptRecordError."""
+    return _checked(Pointer, data, where, "stage pointer")

@@ -28,8 +28,8 @@ from mlinfra.registry.protocol import (
     repair_audit,
     require_model,
 )
-from mlinfra.registry.records import audit_of
-from mlinfra.registry.store import ConflictError, MultipartSink, StageRegistry, checksum_of, now
+from mlinfra.registry.records import audit_record, version_record
+from mlinfra.registry.store import ConflictError, MultipartSink, StageRegistry, checksum_of
 from mlinfra.stacks.files import Stage
 from mlinfra.stacks.project import STATE_DIR, Project
 from mlinfra_infra import layout
@@ -158,28 +158,25 @@ def _register_hashed(
             {"digest": packed.digest, "registeredBy": who["actor"], "stage": entry},
         )
         version = int(package["ModelPackageVersion"])
-        record = {
-            "model": model,
-            "version": version,
-            "digest": packed.digest,
-            "size": packed.size,
-            "framework": details["framework"],
-            "frameworkVersion": details["frameworkVersion"],
-            "image": resolved_image,
-            "artifact": artifact,
-            "metrics": metrics or {},
-            "gitSha": details["gitSha"],
-            "registeredBy": who["actor"],
-            "registeredByUser": who["user"],
-            "registeredAt": now(),
-            "stage": entry,
-            "packageArn": package["ModelPackageArn"],
-            "lineage": None,
-            "baseline": f"{layout.version_prefix(model, version)}baseline.json" if baseline else None,
-            "handler": details["handler"],
-            "description": details["description"],
-            "card": cards.card_key(model, version) if card is not None else None,
-        }
+        record = version_record(
+            model=model,
+            version=version,
+            digest=packed.digest,
+            size=packed.size,
+            framework=details["framework"],
+            framework_version=details["frameworkVersion"],
+            image=resolved_image,
+            artifact=artifact,
+            metrics=metrics,
+            git_sha=details["gitSha"],
+            who=who,
+            stage=entry,
+            package_arn=package["ModelPackageArn"],
+            baseline=f"{layout.version_prefix(model, version)}baseline.json" if baseline else None,
+            handler=details["handler"],
+            description=details["description"],
+            card=cards.card_key(model, version) if card is not None else None,
+        ).to_json()
         cards.store_card(registry, model, version, card)
         if baseline is not None:
             with contextlib.suppress(ConflictError):
@@ -371,9 +368,16 @@ def _finish_commit(ctx: Context, registry: StageRegistry, model: str, record: di
 def _register_audit(
     registry: StageRegistry, model: str, record: dict[str, Any], who: dict[str, Any], *, previous: int | None
 ) -> dict[str, Any]:
-    reason = f"registered {record['digest'][:19]}"
-    version, digest = record["version"], record["digest"]
-    return audit_of("register", model, registry.stage, version, digest, who=who, reason=reason, previous=previous)
+    return audit_record(
+        "register",
+        model=model,
+        stage=registry.stage,
+        version=record["version"],
+        previous=previous,
+        digest=record["digest"],
+        reason=f"registered {record['digest'][:19]}",
+        who=who,
+    )
 
 
 def _move_entry_pointer(
@@ -390,3 +394,37 @@ def _move_entry_pointer(
         except ConflictError:
             continue  # another registration moved it; the latest one wins, try again on top of it
     raise MlinfraError(f"{model} was registered as v{record['version']}, but the {registry.stage} pointer kept moving")
+
+
+def dry_run(project: Any, path: Path, model: str, framework: str | None) -> dict[str, Any]:
+    """What `register` would upload, checked as `register` checks it but without any AWS call or write.
+
+    Returns {"model", "path", "handler", "files": [{"path", "size", "digest"}], "size", "digest"}: the files it
+    would pack and the model.tar.gz's size and digest (for an archive: its members, and the archive as given).
+    """
+    from mlinfra.models import archives, packaging
+    from mlinfra.models.directory import archive_files, check_archive, check_directory, directory_files, skipper
+
+    _ctx, stage = entry_stage(project)
+    require_model(stage, model)
+    archive = packaging.is_archive(path)
+    if framework is None:
+        handler = None
+    elif archive:
+        handler = check_archive(path, framework, model)
+    else:
+        handler = check_directory(path, framework, model)
+    if archive:
+        files = archive_files(path)
+        packed = archives.inspect_archive(path)
+    else:
+        files = directory_files(path)
+        packed = packaging.pack(path, lambda _chunk: None, skip=skipper(path))
+    return {
+        "model": model,
+        "path": str(path),
+        "handler": handler.model_dump(mode="json") if handler else None,
+        "files": [f.to_json() for f in files],
+        "size": packed.size,
+        "digest": packed.digest,
+    }

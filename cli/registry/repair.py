@@ -12,7 +12,7 @@ from typing import Any
 from mlinfra.aws import aws_errors
 from mlinfra.errors import BadInputError, MlinfraError
 from mlinfra.registry.protocol import Context, actor, last_move, require_model, stage_lock
-from mlinfra.registry.records import Deployment, audit_of, pointer_of
+from mlinfra.registry.records import audit_record, deployment, pointer_of
 from mlinfra.registry.store import ConflictError
 from mlinfra.stacks.project import Project
 
@@ -46,17 +46,17 @@ def repair_pointer(project: Project, model: str, stage: str) -> dict[str, Any]:
         deploys = [r for r in records if r.get("action") == "deploy" and isinstance(r.get("time"), str)]
         newest = max(deploys, key=lambda r: str(r["time"])) if deploys else None
         deployed = (
-            Deployment(
-                version=int(newest["version"]),
-                digest=str(newest["digest"]),
-                since=str(newest["time"]),
+            deployment(
+                int(newest["version"]),
+                str(newest["digest"]),
+                str(newest["time"]),
                 commit=newest.get("commit"),
                 run_url=newest.get("runUrl"),
-            ).to_json()
+            )
             if newest is not None
             else None
         )
-        data = pointer_of(model, stage, record, last, None, deployed=deployed)
+        data = pointer_of(model, stage, record, last, deployed=deployed)
         with stage_lock(project, stage):
             try:
                 registry.move_pointer(model, data, None)
@@ -66,7 +66,15 @@ def repair_pointer(project: Project, model: str, stage: str) -> dict[str, Any]:
                     "nothing was rebuilt; check `mlinfra status`"
                 ) from None
         reason = f"stage pointer rebuilt from the audit log ({last['action']} at {last['time']})"
-        audit = audit_of("repair", model, stage, version, record["digest"], who=actor(registry.aws), reason=reason)
+        audit = audit_record(
+            "repair",
+            model=model,
+            stage=stage,
+            version=version,
+            digest=record["digest"],
+            reason=reason,
+            who=actor(registry.aws),
+        )
         registry.write_audit(audit)
     pin = ctx.stages[stage].config.models[model].pinned
     return {
@@ -74,7 +82,7 @@ def repair_pointer(project: Project, model: str, stage: str) -> dict[str, Any]:
         "stage": stage,
         "version": version,
         "rebuilt": True,
-        "from": {"action": last["action"], "time": last["time"], "id": last.get("id")},
+        "from": {"action": last["action"], "time": last["time"], "record": last.get("id")},
         "deployed": deployed,
         "pinned": pin.version if pin else None,
     }

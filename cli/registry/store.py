@@ -25,6 +25,7 @@ from mlinfra.errors import BadInputError, MlinfraError
 from mlinfra.registry import records
 from mlinfra.registry.records import Stored as Stored  # noqa: PLC0414 - re-exported for the actions
 from mlinfra.registry.records import now as now  # noqa: PLC0414 - re-exported for the actions
+from mlinfra.registry.records import parse_time as parse_time  # noqa: PLC0414 - re-exported for the actions
 from mlinfra_infra import layout, naming
 
 if TYPE_CHECKING:
@@ -280,7 +281,7 @@ class StageRegistry:
         """The metadata record of a version in this stage's registry (CorruptRecordError if of the wrong shape)."""
         key = layout.version_key(model, version)
         stored = self.read(key)
-        return records.version_record(stored.data, s3_uri(self.bucket, key), version) if stored else None
+        return records.checked_version(stored.data, s3_uri(self.bucket, key), version) if stored else None
 
     def versions(self, model: str) -> list[int]:
         """Every version number with a record in this stage, ascending."""
@@ -456,7 +457,7 @@ class StageRegistry:
         key = layout.stage_key(model)
         stored = self.read(key)
         if stored is not None:
-            records.pointer(stored.data, s3_uri(self.bucket, key))
+            records.checked_pointer(stored.data, s3_uri(self.bucket, key))
         return stored
 
     def move_pointer(self, model: str, data: dict[str, Any], expected: Stored | None) -> str:

@@ -1,6 +1,6 @@
 """`mlinfra serve`: choose what to serve (a directory, a version, a stage's version), load it, set up capture.
 
-The HTTP side is server.py, the handler contract serving.py, capture capture.py, downloads artifacts.py; this module
+The HTTP side is app.py, the handler contract handler.py, capture capture.py, downloads artifacts.py; this module
 puts them together so that the command only parses options and starts the server.
 """
 

@@ -59,8 +59,8 @@ class Project:
     def stacks_dir(self) -> Path:
         """Where the stack files live (Pulumi.yaml's stackConfigDir, default the root).
 
-        In local mode, the scratch copy under .mlinfra/local/workspace/ (localmode.py): emulator pins never reach
-        the real stack files.
+        In local mode, the scratch copy under .mlinfra/local/workspace/ (mlinfra.stacks.workspace): emulator pins
+        never reach the real stack files.
         """
         from mlinfra.aws import local_mode
 

@@ -124,7 +124,7 @@ def dump_yaml(yaml: Any, document: Any, prefix: str) -> str:
 def with_pins(text: str, pins: Mapping[str, Mapping[str, Any]]) -> str:
     """`text` (a stack file) with `pins` (model -> pin) set for the models it declares; not validated here.
 
-    Local mode uses it to carry its scratch pins over when the real stack file changes (localmode.py).
+    Local mode uses it to carry its scratch pins over when the real stack file changes (mlinfra.stacks.workspace).
     """
     yaml = round_trip_yaml(guess_indent(text))
     document = yaml.load(text)

@@ -36,8 +36,11 @@ def read_yaml(path: Path, shown: str | None = None) -> Any:
         raise BadInputError(yaml_error(shown, exc)) from None
 
 
-def read_text(path: Path, shown: str | None = None) -> str:
-    """A UTF-8 text file; a missing, unreadable or non-UTF-8 file raises BadInputError naming the file (exit 2)."""
+def read_text(path: Path, shown: str | None = None, *, encoding: str = "utf-8") -> str:
+    """A UTF-8 text file; a missing, unreadable or non-UTF-8 file raises BadInputError naming the file (exit 2).
+
+    `encoding="utf-8-sig"` also drops a byte-order mark (what spreadsheet tools put before JSON and CSV).
+    """
     shown = shown or str(path)
     try:
         data = path.read_bytes()
@@ -48,7 +51,7 @@ def read_text(path: Path, shown: str | None = None) -> str:
     except OSError as exc:
         raise BadInputError(f"{shown}: cannot read ({exc.strerror})") from None
     try:
-        return data.decode("utf-8")
+        return data.decode(encoding)
     except UnicodeDecodeError as exc:
         raise BadInputError(f"{shown}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
 

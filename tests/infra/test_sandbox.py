@@ -283,7 +283,7 @@ def test_instance_role_lets_register_write_what_it_writes_and_nothing_more(stack
         assert all(":" in a and not a.endswith(":*") for a in actions), f"sandbox-registry-access: {actions}"
     obj = f"{BUCKET_ARN}/"
     create, swap = frozenset({"if-none-match"}), frozenset({"if-match"})
-    # What `mlinfra register` and `attach` do in the entry stage (cli/registration.py, cli/attach.py, cli/registry.py).
+    # What `mlinfra register` and `attach` do in the entry stage (cli/registry/register.py, attach.py, store.py).
     for action, key, headers in [
         ("s3:PutObject", "uploads/churn/abc.tar.gz", frozenset()),  # multipart parts and completion
         ("s3:AbortMultipartUpload", "uploads/churn/abc.tar.gz", frozenset()),
@@ -293,7 +293,7 @@ def test_instance_role_lets_register_write_what_it_writes_and_nothing_more(stack
         ("s3:DeleteObjectVersion", "uploads/churn/abc.tar.gz", frozenset()),  # discard(): the upload's version
         ("s3:PutObject", "models/churn/versions/1.json", create),
         ("s3:PutObject", "models/churn/versions/1/baseline.json", create),
-        ("s3:PutObject", "models/churn/versions/1.json", swap),  # attach (cli/attach.py)
+        ("s3:PutObject", "models/churn/versions/1.json", swap),  # attach (cli/registry/attach.py)
         ("s3:PutObject", "models/churn/versions/1/baseline.json", swap),
         ("s3:PutObject", "stages/churn.json", create),  # the first pointer
         ("s3:PutObject", "stages/churn.json", swap),  # moving it
