@@ -1,8 +1,9 @@
 """`mlinfra register`: a 1 GiB model directory, and a small model with `--framework` against `--image`.
 
-1 GiB: time against boto3's `upload_file` of the same tarball to the same emulator in the same run (limit 2x), peak
-RSS (limit 200 MB) and bytes read (each byte twice: the hashing pass, then the upload of a new digest), over
-RUNS runs (median and spread).
+1 GiB: time against boto3's `upload_file` of the same tarball to the same emulator in the same run (limit 1.5x),
+peak RSS (limit 200 MB) and bytes read (the model once by the hashing pass, which keeps the tarball on disk; the
+tarball then twice over the emulator's plain HTTP, where SigV4 signs the payload before sending it, once over
+HTTPS), over RUNS runs (median and spread).
 
 Peak RSS is the child's own high-water mark (VmHWM in /proc/self/status). `getrusage(RUSAGE_SELF).ru_maxrss` is
 not: Linux keeps the maximum RSS across execve, and a child spawned with vfork + exec inherits its parent's peak, so
@@ -30,6 +31,7 @@ SIZE = 1 << 30
 RUNS = 3
 SMALL_RUNS = 5
 RSS_LIMIT = 200 * 1024 * 1024
+RATIO_LIMIT = 1.5
 REGISTRY_BUCKET = "mlinfra-sandbox-123456789012-eu-west-1"
 BASELINE_BUCKET = "bench-upload-file"  # not versioned: each run's upload replaces the last
 IMAGE = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
@@ -146,17 +148,17 @@ def _large() -> bool:
             _forget_objects(env)  # the emulator holds every object version in memory: free them between runs
         size = tarball.stat().st_size
     ratios = [r / u for r, u in zip(register_times, upload_times, strict=True)]
-    ok_time = statistics.median(ratios) <= 2.0
+    ok_time = statistics.median(ratios) <= RATIO_LIMIT
     ok_rss = max(peaks) < RSS_LIMIT
     print(
         f"mlinfra register, 1 GiB directory: {_spread(register_times, ' s')} vs boto3 upload_file of the same "
         f"{size / 1e9:.2f} GB tarball: {_spread(upload_times, ' s')}; ratio {_spread(ratios, '', digits=2)} "
-        f"(limit 2) {'OK' if ok_time else 'OVER'}"
+        f"(limit {RATIO_LIMIT}) {'OK' if ok_time else 'OVER'}"
     )
     print(f"peak RSS of register: {_spread(peaks, ' MB', 1e6, 0)} (limit 200 MB) {'OK' if ok_rss else 'OVER'}")
     print(
-        f"bytes read by register: {_spread(reads, 'x', digits=3)} the model (hashing pass + upload pass, and "
-        "Python's own imports)"
+        f"bytes read by register: {_spread(reads, 'x', digits=3)} the model (hashing pass, then the kept tarball: "
+        "signed and sent over the emulator's HTTP; and Python's own imports)"
     )
     return ok_time and ok_rss
 

@@ -41,6 +41,7 @@ COMMANDS = {
     "model": "mlinfra.commands.models:model",
     "card": "mlinfra.commands.card:card",
     "ui": "mlinfra.commands.ui:ui",
+    "repair": "mlinfra.commands.repair:repair",
 }
 
 

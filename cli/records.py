@@ -7,16 +7,23 @@ another: a pin built without the handler layout would start a container that can
 The JSON on S3 is what `to_json()` returns, written with sorted keys (mlinfra.registry.store): exactly the keys a
 builder set (or a stored record held), so records written before these types existed read and write back
 byte-for-byte (tests/cli/test_records.py). Unknown keys are kept, for records written by a newer mlinfra.
+
+Records read back are checked against these types (`checked_version`, `checked_pointer`, called by the store): a
+record changed out of band is one line naming its key and what is wrong, never a KeyError deep in a command.
+The store imports this module (never the other way round): `Stored`, `now` and `parse_time` live here.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mlinfra.errors import MlinfraError
 
 
 def now() -> str:
@@ -332,3 +339,43 @@ def undeployed_of(pointer: Stored | None) -> dict[str, Any] | None:
 def parse_version_record(data: dict[str, Any]) -> VersionRecord:
     """A stored version record (or what `register` returns, whose extra keys are dropped) as a VersionRecord."""
     return VersionRecord.model_validate({k: v for k, v in data.items() if k not in {"existing", "attached"}})
+
+
+# --- checking records read back ------------------------------------------------------------------------------
+
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+RESTORE = "restore it from its earlier versions (the bucket is versioned)"
+
+
+class CorruptRecordError(MlinfraError):
+    """Raised when a record read from the registry is JSON of the wrong shape (changed out of band)."""
+
+
+def _checked(shape: type[Record], data: Any, where: str, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise CorruptRecordError(f"{where}: corrupt {what}: not a JSON object ({type(data).__name__}); {RESTORE}")
+    try:
+        shape.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"]) or "(record)"
+        message = "missing" if error["type"] == "missing" else str(error["msg"])
+        raise CorruptRecordError(f"{where}: corrupt {what}: {key}: {message}; {RESTORE}") from None
+    if not DIGEST.match(str(data.get("digest"))):
+        raise CorruptRecordError(f"{where}: corrupt {what}: digest: not sha256:<64 hex digits>; {RESTORE}")
+    return data
+
+
+def checked_version(data: Any, where: str, number: int) -> dict[str, Any]:
+    """A version record read back from `where` (the key of version `number`): its data, or CorruptRecordError."""
+    record = _checked(VersionRecord, data, where, "version record")
+    if record["version"] != number:
+        raise CorruptRecordError(
+            f"{where}: corrupt version record: version: {record['version']!r} under the key of v{number}; {RESTORE}"
+        )
+    return record
+
+
+def checked_pointer(data: Any, where: str) -> dict[str, Any]:
+    """A stage pointer read back from `where`: its data, or CorruptRecordError."""
+    return _checked(Pointer, data, where, "stage pointer")

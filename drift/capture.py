@@ -327,6 +327,26 @@ class LocalCapture:
         """(path, edge) of the files in the window (what `read` and a worker's fetcher take)."""
         return ((str(file), edge) for file, edge in self.paths())
 
+    def skipped(self) -> dict[str, int]:
+        """How many .jsonl files below the folder were not read, by why.
+
+        `layout`: not in an hour partition at a level SageMaker's layout allows; `window`: in an hour partition
+        outside the window.
+        """
+        if self.path.is_file():
+            return {}
+        read = {file for file, _ in self.paths()}
+        out = {"layout": 0, "window": 0}
+        for file in self.path.rglob("*.jsonl"):
+            if file in read:
+                continue
+            parts = file.relative_to(self.path).parts
+            in_layout = 5 <= len(parts) <= 7 and all(
+                part.isdigit() and len(part) == width for part, width in zip(parts[-5:-1], (4, 2, 2, 2), strict=True)
+            )
+            out["window" if in_layout else "layout"] += 1
+        return out
+
     def fetcher(self) -> Fetcher:
         """What reads a path in a worker process."""
         return read_path

@@ -15,7 +15,8 @@ row (`[..]` by position, `{name: value}` by name), a list of rows, or an object 
 `data` holding those.
 
 Nothing malformed crashes a run or vanishes: each problem is counted under one of REASONS, per record for record
-problems and per row for row problems, and the record or row is left out of the scores.
+problems and per row for row problems, and the record or row is left out of the scores. JSON nested too deep to
+parse (a line of 10,000 `[`) is malformed like any other invalid JSON, on every path.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ class Decoder:
         for line in lines:
             try:
                 records.append(json.loads(line))
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deep for any record: malformed
                 records.append(None)
         return records
 
@@ -221,7 +222,7 @@ class Decoder:
     def _json_rows(self, data: str, rows: list[Row]) -> None:
         try:
             value = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than any row (a hostile payload)
             self.malformed[BAD_PAYLOAD] += 1
             return
         if isinstance(value, dict) and not any(key in self.positions for key in value):
@@ -254,7 +255,7 @@ def _lines(data: bytes) -> int:
 def _is_json_object(line: bytes) -> bool:
     try:
         return isinstance(json.loads(line), dict)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return False
 
 

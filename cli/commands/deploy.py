@@ -111,7 +111,11 @@ def _report_recorded(result: dict[str, Any]) -> None:
 @click.command("record-deployment")
 @stack_option
 @click.option("--commit", metavar="REF", help="The commit the apply deployed (default: HEAD and the working tree).")
-@click.option("--run-url", metavar="URL", help="The apply run's URL (default: the GitHub Actions run, if any).")
+@click.option(
+    "--run-url",
+    metavar="URL",
+    help="The apply run's URL, at most 2048 characters (default: the GitHub Actions run, if any).",
+)
 @json_option
 def record_deployment(stack: str | None, commit: str | None, run_url: str | None, as_json: bool) -> None:
     """Record that a stack's apply succeeded: the stage pointer moves to what the stack pins at COMMIT.

@@ -87,7 +87,9 @@ def register(  # noqa: PLR0912 - one branch per way register reports (dry run, J
     the model's version in every stage. Everything that can be checked (inputs, image, the model's package group)
     is checked before the upload, and the bytes are hashed first: the same bytes registered again are not uploaded
     and return the existing version; new --metrics or --baseline given with them are attached to it (audited, as
-    `mlinfra attach` does); another image is refused (exit 2), since stages pin a version's image.
+    `mlinfra attach` does); another image is refused (exit 2), since stages pin a version's image. A registration
+    cut off after its version record is finished by the re-run (its audit record, the entry stage's pointer:
+    "finished": true), and a stored artifact that no longer matches its digest is uploaded again from these bytes.
 
     With --framework, the handler must be code/inference.py and define what that framework's container calls
     (model_fn at least); it is checked statically, before anything is uploaded (`mlinfra init-model` writes one).
@@ -178,8 +180,12 @@ def register(  # noqa: PLR0912 - one branch per way register reports (dry run, J
             f"again makes no new version; to change them: `{attach}`",
             err=True,
         )
+    finished = bool(record.get("finished"))
+    repaired = bool(record.get("repaired"))
     if as_json:
-        emit_json({**summary, "existing": bool(record.get("existing")), "attached": record.get("attached", [])})
+        existing = bool(record.get("existing"))
+        attached = record.get("attached", [])
+        emit_json({**summary, "existing": existing, "attached": attached, "finished": finished, "repaired": repaired})
         return
     if record.get("attached"):
         click.echo(
@@ -189,6 +195,16 @@ def register(  # noqa: PLR0912 - one branch per way register reports (dry run, J
     else:
         verb = "already registered as" if record.get("existing") else "registered"
         click.echo(f"{model} {verb} v{record['version']} ({record['digest'][:19]}...) in {record['stage']}")
+    if repaired:
+        click.echo(
+            "  the stored artifact no longer matched its digest (changed or deleted out of band): "
+            "uploaded these genuine bytes again"
+        )
+    if finished:
+        click.echo(
+            f"  finished its interrupted registration: wrote the register audit record and moved "
+            f"{record['stage']}'s pointer"
+        )
     click.echo(f"  artifact {record['artifact']}")
     click.echo(f"  image    {record['image']}")
     promote = f"promote {model} --version {record['version']} --to {record.get('nextStage') or 'STAGE'}"

@@ -31,7 +31,8 @@ def history(model: str, stage: str | None, as_json: bool) -> None:
     """Show MODEL's audit trail, newest first: registrations, promotions, approvals, rollbacks, deployments.
 
     A promotion into a stage delivered by pull request shows its pull request (or branch) under DETAIL; a `deploy`
-    record (written when the apply of a commit is recorded) shows the commit and the run's URL.
+    record (written when the apply of a commit is recorded) shows the commit and the run's URL. A record deleted out
+    of band (hidden behind a delete marker) is still read and shown as DELETED (`deleted` in --json).
 
     \b
     Examples:
@@ -42,7 +43,10 @@ def history(model: str, stage: str | None, as_json: bool) -> None:
 
     from mlinfra.registry import status as stagestatus
 
-    records = stagestatus.history(Project.find(), model, stage)
+    notes: list[str] = []
+    records = stagestatus.history(Project.find(), model, stage, notes=notes)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     if as_json:
         emit_json(records)
         return
@@ -52,6 +56,7 @@ def history(model: str, stage: str | None, as_json: bool) -> None:
     for r in records:
         previous = f"v{r['previous']}" if r.get("previous") else "-"
         forced = " (forced)" if r.get("forced") else ""
+        forced += " (DELETED)" if r.get("deleted") else ""
         table.add_row(
             _time(r["time"]),
             r["action"] + forced,
@@ -66,7 +71,10 @@ def history(model: str, stage: str | None, as_json: bool) -> None:
 
 
 def _detail(record: dict[str, Any]) -> str:
-    """Where a record's change went: its pull request or branch, or the deployed commit and run."""
+    """Where a record's change went: its pull request or branch, or the deployed commit and run; or its deletion."""
+    deleted = record.get("deleted")
+    if isinstance(deleted, dict):
+        return f"deleted out of band at {_time(str(deleted.get('time')))}; kept as a noncurrent object version"
     proposal = record.get("pullRequest")
     if isinstance(proposal, dict):
         return str(proposal.get("url") or f"branch {proposal.get('branch')}")

@@ -42,7 +42,8 @@ def versions(model: str, stage: str | None, as_json: bool) -> None:
 
     RUNS is the stages whose registry pointer is the version, PINNED those whose stack file pins it, LIVE those
     whose SageMaker endpoint serves it (never in local mode: the emulator has no endpoints); APPROVAL is the state
-    of its model package in each stage that holds it.
+    of its model package in each stage that holds it. A version record of the wrong shape (changed out of band) is
+    left out with a warning on stderr naming its key; the other versions are listed.
 
     \b
     Examples:
@@ -54,7 +55,10 @@ def versions(model: str, stage: str | None, as_json: bool) -> None:
 
     from mlinfra.registry.versions import list_versions
 
-    rows = list_versions(Project.find(), model, stage)
+    notes: list[str] = []
+    rows = list_versions(Project.find(), model, stage, notes=notes)
+    for note in notes:
+        click.echo(f"warning: left out: {note}", err=True)
     if as_json:
         emit_json(rows)
         return

@@ -54,6 +54,7 @@ def inspect_archive(path: str | os.PathLike[str], sink: Sink | None = None) -> P
     with raw:
         reader = _GunzipReader(raw, archive, sink)
         files = 0
+        empty: list[str] = []
         try:
             # Stream mode ("r|") only ever calls read(): no seeking, so the file is read exactly once.
             with tarfile.open(fileobj=cast("IO[bytes]", reader), mode="r|", bufsize=CHUNK) as tar:
@@ -62,13 +63,15 @@ def inspect_archive(path: str | os.PathLike[str], sink: Sink | None = None) -> P
                     tar.members.clear()  # type: ignore[attr-defined]  # (set in TarFile.__init__; not in the stubs)
                     _check_member(archive, member)
                     files += member.isreg()
+                    if member.isreg() and member.size == 0:
+                        empty.append(member.name.removeprefix("./"))
             while reader.read(CHUNK):  # the tar's end marker is not the end of the file: check and hash the rest
                 pass
         except (tarfile.TarError, zlib.error, EOFError) as exc:
             raise _not_a_tar(archive, exc) from None
     if files == 0:
         raise BadInputError(f"{archive}: the archive holds no files; a model.tar.gz needs the model files at its root")
-    return Packed(digest=f"sha256:{reader.sha256.hexdigest()}", size=reader.size, files=files)
+    return Packed(digest=f"sha256:{reader.sha256.hexdigest()}", size=reader.size, files=files, empty=tuple(empty))
 
 
 def stream_archive(path: str | os.PathLike[str], sink: Sink) -> Packed:
@@ -92,6 +95,8 @@ def _check_member(archive: Path, member: tarfile.TarInfo) -> None:
         raise refuse(f"has unsupported type {member.type!r}")
     if not name:
         raise refuse("has an empty name")  # what tarfile makes of a directory named "/"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise refuse("has a control character (a newline or a tab) in its name")
     if name.startswith("/"):
         raise refuse("has an absolute path")
     if ".." in name.split("/"):

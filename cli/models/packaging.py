@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import stat
 import struct
 import tarfile
@@ -66,6 +67,9 @@ _GZIP_OS_UNKNOWN = 255
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # newline, tab and the other control characters
+
+
 @dataclass(frozen=True, slots=True)
 class Packed:
     """A model.tar.gz: its content address ("sha256:<hex>"), its size in bytes and how many regular files it holds."""
@@ -73,6 +77,7 @@ class Packed:
     digest: str
     size: int
     files: int
+    empty: tuple[str, ...] = ()  # the regular files of 0 bytes, by their path in the archive
 
 
 # --- choosing the input ------------------------------------------------------------------------------------------
@@ -142,7 +147,9 @@ def pack(
         deflater.finish()
     finally:
         deflater.close()
-    return Packed(digest=f"sha256:{output.sha256.hexdigest()}", size=output.size, files=tar.files)
+    return Packed(
+        digest=f"sha256:{output.sha256.hexdigest()}", size=output.size, files=tar.files, empty=tuple(tar.empty)
+    )
 
 
 def _cpus() -> int:
@@ -183,6 +190,11 @@ def _collect(root: Path, skip: Callable[[str, bool], bool] | None = None) -> lis
                 raise _read_error(path, exc) from None
             if skip is not None and skip(relative, stat.S_ISDIR(info.st_mode)):
                 continue
+            if _CONTROL.search(child.name):
+                raise BadInputError(
+                    f"{str(path)!r}: its name holds a control character (a newline or a tab); tools that list, "
+                    "extract or serve the archive read such names wrongly: rename it"
+                )
             if stat.S_ISDIR(info.st_mode):
                 pending.append((path, relative + "/"))
                 name = relative + "/"
@@ -257,6 +269,8 @@ def _pack_file(tar: _TarWriter, entry: _Entry) -> None:
         if tar.copy(readinto, info.st_size) != info.st_size or readinto(memoryview(bytearray(1))):
             raise _changed(entry.path)
     tar.files += 1
+    if info.st_size == 0:
+        tar.empty.append(entry.name.decode("utf-8", "surrogateescape"))
 
 
 def _changed(path: Path) -> MlinfraError:
@@ -300,6 +314,7 @@ class _TarWriter:
         self.deflater = deflater
         self.offset = 0
         self.files = 0
+        self.empty: list[str] = []
 
     def header(self, name: bytes, mode: int, size: int, kind: bytes) -> None:
         """The header of one entry, preceded by a GNU long-name record when the name exceeds 100 bytes."""

@@ -224,6 +224,59 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def check_writable(path: Path, option: str) -> None:
+    """BadInputError unless a file can be created at `path` (probed with a temporary file, removed at once).
+
+    Missing folders on the way are fine (they are created when the file is written): the nearest existing one is
+    probed.
+
+    Checked before scoring, so a report that cannot be written costs no scoring and writes nothing.
+    """
+    if path.is_dir():
+        raise BadInputError(f"{option} {path}: is a folder; give a file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # missing folders are created when the report is written, below the nearest one
+    if not parent.is_dir():
+        raise BadInputError(f"{option} {path}: {parent} is not a folder; give a path in a folder")
+    try:
+        handle, temp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".probe")
+    except OSError as exc:
+        raise BadInputError(f"{option} {path}: cannot write in {parent} ({exc.strerror or exc})") from None
+    os.close(handle)
+    Path(temp).unlink(missing_ok=True)
+
+
+def _check_paths(capture: Path | None, report_path: Path | None) -> None:
+    if capture is not None and not capture.exists():
+        raise BadInputError(f"--capture {capture}: no such file or folder")
+    if report_path is not None:
+        check_writable(report_path, "--report")
+
+
+def _write_report(path: Path, html: str) -> None:
+    try:
+        write_atomically(path, html)
+    except OSError as exc:
+        raise MlinfraError(f"--report {path}: cannot write it ({exc.strerror or exc})") from None
+
+
+def _skipped_warnings(capture: Path | None, skipped: dict[str, int]) -> list[str]:
+    out = []
+    if skipped.get("layout"):
+        out.append(
+            f"--capture {capture}: skipped {skipped['layout']} .jsonl file(s) not in SageMaker's layout "
+            "(<endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl, read from the capture prefix, an endpoint or a variant "
+            "folder); point --capture at one of those folders, or at a single .jsonl file"
+        )
+    if skipped.get("window"):
+        out.append(
+            f"--capture {capture}: skipped {skipped['window']} .jsonl file(s) in hour folders outside the window "
+            "(widen it with --since, --from/--to)"
+        )
+    return out
+
+
 def _warnings(stage: Stage, model: str, *, capture: Path | None, baseline: Baseline, version: int | None) -> list[str]:
     """What the user should know about a run that is not an error."""
     warnings = []
@@ -281,8 +334,7 @@ def drift(  # noqa: PLR0915 - one linear sequence: resolve, read, score, judge, 
             "--publish puts the stage's drift metric: score the stage's own capture (drop --capture), "
             "or drop --publish to check a local capture"
         )
-    if capture is not None and not capture.exists():
-        raise BadInputError(f"--capture {capture}: no such file or folder")
+    _check_paths(capture, report_path)
     alarms = stage.config.models[model].alarms
     thresholds = Thresholds(psi=alarms.drift_psi, js=alarms.drift_js, ks_pvalue=alarms.drift_ks_pvalue)
     registry = StageRegistry(StageAws(stage.config, project.root))
@@ -339,8 +391,10 @@ def drift(  # noqa: PLR0915 - one linear sequence: resolve, read, score, judge, 
         trend = _trend(registry, model) if capture is None else []
     report.source = shown
     if report_path is not None:
-        write_atomically(report_path, report.html())
+        _write_report(report_path, report.html())
     warnings = _warnings(stage, model, capture=capture, baseline=the_baseline, version=version)
+    if isinstance(source, LocalCapture):
+        warnings += _skipped_warnings(capture, source.skipped())
     return DriftRun(
         report=report,
         source=shown,

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from mlinfra_infra.config import Pin, StackConfig
 
 ATTEMPTS = 5
+MAX_RUN_URL = 2048  # what browsers and GitHub keep of a URL; the audit record and pointer carry it
 
 
 def run_url_from_env() -> str | None:
@@ -96,8 +97,15 @@ def record_deployment(project: Project, stage: str, *, commit: str | None, run_u
     per model declared but no longer pinned whose pointer recorded a deployment: `undeployed` (registry/forward.py).
     RefusedError (exit 3) when `commit` is older than a deployment the stage pointer records.
     """
-    if run_url is not None and not run_url.startswith(("https://", "http://")):
-        raise BadInputError(f"--run-url {run_url!r} is not an http(s) URL (the apply run's page)")
+    if run_url is not None and len(run_url) > MAX_RUN_URL:
+        raise BadInputError(
+            f"--run-url: {len(run_url):,} characters, more than a run's URL may be ({MAX_RUN_URL}); pass the apply "
+            "run's page, e.g. $GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID"
+        )
+    if run_url is not None and (
+        not run_url.startswith(("https://", "http://")) or any(c.isspace() or not c.isprintable() for c in run_url)
+    ):
+        raise BadInputError(f"--run-url {run_url[:200]!r} is not an http(s) URL (the apply run's page)")
     from mlinfra.registry import forward
 
     applied = applied_stack(project, stage, commit)
@@ -121,7 +129,7 @@ def record_deployment(project: Project, stage: str, *, commit: str | None, run_u
 def _record_model(
     project: Project, registry: StageRegistry, model: str, pin: Pin, *, applied: AppliedStack, run_url: str | None
 ) -> dict[str, Any]:
-    from mlinfra.registry.protocol import actor, repair_audit, stage_lock
+    from mlinfra.registry.protocol import actor, current_pointer, repair_audit, stage_lock
 
     stage = registry.stage
     with aws_errors(f"recording {model}'s deployment in {stage}"):
@@ -134,8 +142,8 @@ def _record_model(
             )
         registry.verify_artifact(model, pin.digest)
         who = actor(registry.aws)
-        for _ in range(ATTEMPTS):
-            pointer = registry.pointer(model)
+        for attempt in range(ATTEMPTS):
+            pointer = current_pointer(registry, model) if attempt == 0 else registry.pointer(model)
             repair_audit(registry, model, pointer)
             deployed = deployed_of(pointer)
             if deployed is not None and deployed.version == pin.version:
@@ -231,7 +239,7 @@ def status_notes(row: dict[str, Any], *, entry: bool, delivery: str = "direct") 
     if delivery == "pullRequest":
         if pinned is not None and pinned != pointer and (not pending or pending["version"] != pinned):
             notes.append(f"pinned v{pinned} here, deployed {f'v{pointer}' if pointer else 'nothing'}: apply pending")
-    elif not entry and pointer != pinned and not (undeployed and pinned is None):
+    elif not entry and pointer != pinned and not (undeployed and pinned is None) and not row.get("pointerMissing"):
         notes.append(f"pointer v{pointer}, pinned v{pinned}: stack file out of step (re-run the promotion)")
     from mlinfra.aws import local_mode, mlinfra_command
 

@@ -18,6 +18,7 @@ from mlinfra.registry.protocol import (
     actor,
     catch_up,
     commit,
+    current_pointer,
     next_stage,
     repair_audit,
     require_model,
@@ -65,7 +66,7 @@ def promote(
 
     source_reg = ctx.registry(source)
     with aws_errors(f"reading {model} in {source}"):
-        source_pointer = source_reg.pointer(model)
+        source_pointer = current_pointer(source_reg, model)
         if version is None:
             if source_pointer is None:
                 raise BadInputError(f"no version of {model} runs in {source} yet; give --version N")
@@ -110,17 +111,34 @@ def rollback(project: Project, model: str, stage: str, *, to: int | None, reason
     proposals.preflight(ctx, stage)
     registry = ctx.registry(stage)
     with aws_errors(f"reading {model} in {stage}"):
-        pointer = registry.pointer(model)
+        pointer = current_pointer(registry, model)
         if pointer is None:
             raise BadInputError(f"{model} has never run in {stage}; nothing to roll back")
         current = int(pointer.data["version"])
         if to is None:
-            to = _previous_version(registry, model, pointer, current)
+            to = _rerun_target(registry, model, stage, pointer, reason) or _previous_version(
+                registry, model, pointer, current
+            )
         record = registry.require_version(model, to)
         registry.verify_artifact(model, record["digest"])
     results = [gate_checks.GateResult("metrics", True, "skipped for a rollback")]
     plan = Plan(model, stage, stage, to, record, results, current, expected=pointer)
     return _execute(ctx, plan, action="rollback", reason=reason, forced=False)
+
+
+def _rerun_target(registry: StageRegistry, model: str, stage: str, pointer: Stored, reason: str) -> int | None:
+    """The version a committed rollback of this very request moved to (its re-run is done), else None.
+
+    Without it a re-run would work out "the previous version" again from the pointer the first run already moved,
+    and silently undo the rollback.
+    """
+    request = {"action": "rollback", "model": model, "stage": stage, "reason": reason, "source": stage}
+    last = pointer.data.get("record")
+    if not isinstance(last, dict) or not isinstance(last.get("version"), int):
+        return None
+    if same_request(last, {**request, **actor(registry.aws), "version": last["version"]}):
+        return int(last["version"])
+    return None
 
 
 def _previous_version(registry: StageRegistry, model: str, pointer: Stored, current: int) -> int:
@@ -148,7 +166,7 @@ def _execute(ctx: Context, plan: Plan, *, action: str, reason: str, forced: bool
         **who,
     }
     with aws_errors(f"{action} of {model} v{plan.version} into {plan.target}"):
-        current = plan.expected or target.pointer(model)
+        current = plan.expected or current_pointer(target, model)
         repair_audit(target, model, current)
         if current is not None and same_request(current.data.get("record", {}), request):
             # A re-run of an action that committed: the audit record is written (above); the stack file follows

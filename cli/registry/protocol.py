@@ -92,6 +92,44 @@ def same_request(record: dict[str, Any], request: dict[str, Any]) -> bool:
     return all(record.get(k) == request.get(k) for k in keys)
 
 
+class MissingPointerError(MlinfraError):
+    """Raised when a stage pointer is gone but the stage's audit log records a move of it (deleted out of band)."""
+
+
+POINTER_MOVES = ("register", "promote", "rollback", "deploy")
+
+
+def last_move(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest audit record that moved the stage pointer (what the pointer must carry), if any.
+
+    A promotion or rollback proposed as a pull request moved nothing (its deploy record did, later).
+    """
+    moves = [
+        r
+        for r in records
+        if r.get("action") in POINTER_MOVES and r.get("delivery") != "pullRequest" and isinstance(r.get("time"), str)
+    ]
+    return max(moves, key=lambda r: str(r["time"])) if moves else None
+
+
+def current_pointer(registry: StageRegistry, model: str) -> Stored | None:
+    """The stage pointer, None for a model that never ran here; MissingPointerError when it was deleted.
+
+    Checked against the audit log only when the pointer is absent (the first action on a model in a stage).
+    """
+    pointer = registry.pointer(model)
+    if pointer is None:
+        last = last_move(registry.audit_records(model))
+        if last is not None:
+            raise MissingPointerError(
+                f"{model}'s stage pointer s3://{registry.bucket}/stages/{model}.json is missing, but "
+                f"{registry.stage}'s audit log records v{last.get('version')} ({last.get('action')} at "
+                f"{last.get('time')}): it was deleted out of band; rebuild it from the audit log with "
+                f"`mlinfra repair pointer {model} --stack {registry.stage}`"
+            )
+    return pointer
+
+
 def repair_audit(registry: StageRegistry, model: str, pointer: Stored | None) -> None:
     """Write the audit record a pointer carries if an earlier run committed but failed before writing it."""
     if pointer is not None and isinstance(pointer.data.get("record"), dict):

@@ -1,8 +1,11 @@
 """`mlinfra register`: a model directory or model.tar.gz becomes an immutable version in the entry stage.
 
-The model is checked (its handler, its image) and hashed before anything is uploaded; only a new digest is uploaded
-(multipart, to a temporary key, then moved into place by content); the version record and model package are
-create-only; the entry stage's pointer moves through the protocol in mlinfra.registry.protocol.
+The model is checked (its handler, its image) and hashed before anything is uploaded; only a new digest is uploaded:
+from the bytes the hashing pass kept on disk in one PUT verified by its SHA-256 (staging.py), or, past 5 GiB or
+without disk room, packed again and streamed multipart to a temporary key, then copied into place by content. The
+version record and model package are create-only; the entry stage's pointer moves through the protocol in
+mlinfra.registry.protocol. A re-run of a registration cut off after its version record finishes its commit, and
+genuine bytes registered over a corrupted artifact upload it again.
 """
 
 from __future__ import annotations
@@ -15,14 +18,24 @@ from typing import Any
 from mlinfra.aws import aws_errors
 from mlinfra.errors import BadInputError, MlinfraError
 from mlinfra.records import audit_record, version_record
-from mlinfra.registry.protocol import Context, actor, commit, entry_stage, next_stage, repair_audit, require_model
+from mlinfra.registry import staging
+from mlinfra.registry.protocol import (
+    Context,
+    actor,
+    commit,
+    current_pointer,
+    entry_stage,
+    next_stage,
+    repair_audit,
+    require_model,
+)
 from mlinfra.registry.store import ConflictError, MultipartSink, StageRegistry, checksum_of
 from mlinfra.stacks.files import Stage
-from mlinfra.stacks.project import Project
+from mlinfra.stacks.project import STATE_DIR, Project
 from mlinfra_infra import layout
 
 
-def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
+def register(
     project: Project,
     path: Path,
     model: str,
@@ -51,7 +64,6 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
     """
     from mlinfra.models import directory as modeldir
     from mlinfra.models import inputs, libraries, packaging
-    from mlinfra.registry import cards
 
     ctx, stage = entry_stage(project)
     notes: list[str] = []
@@ -82,35 +94,72 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
     registry = ctx.registry(entry)
     with aws_errors(f"registering {model} in {entry}"):
         registry.require_group(model)  # a stage without the model's package group gets no upload
-    # Hash first: bytes that are already a version are never uploaded again.
-    digest = _pack(path, archive=archive, sink=None).digest
+        current_pointer(registry, model)  # a pointer deleted out of band is named before any upload
+    size = packaging.input_size(path, None if archive else modeldir.skipper(path))
+    # Hash first: bytes that are already a version are never uploaded again. The hashed bytes are kept on disk
+    # (staging.py), so that a new digest is uploaded from them in one verified PUT.
+    with staging.staged(path, archive=archive, state_dir=project.root / STATE_DIR, size_hint=size) as hashed:
+        _refuse_empty_model_files(path, hashed.packed.empty)
+        if on_total is not None:
+            on_total(size)
+        return _register_hashed(
+            ctx,
+            stage,
+            model,
+            path,
+            hashed,
+            archive=archive,
+            image=resolved_image,
+            metrics=metrics,
+            baseline=baseline,
+            progress=progress,
+            details={
+                "framework": framework,
+                "frameworkVersion": framework_version,
+                "gitSha": git_sha,
+                "description": description,
+                "handler": handler.model_dump(mode="json") if handler else None,
+            },
+            card=card,
+        )
+
+
+def _register_hashed(
+    ctx: Context,
+    stage: Stage,
+    model: str,
+    path: Path,
+    hashed: staging.Staged,
+    *,
+    archive: bool,
+    image: str,
+    metrics: dict[str, float] | None,
+    baseline: dict[str, Any] | None,
+    progress: Callable[[int], None] | None,
+    details: dict[str, Any],
+    card: str | None,
+) -> dict[str, Any]:
+    """Register hashed bytes: the existing version they are, or a new version (uploaded, recorded, committed)."""
+    from mlinfra.registry import cards
+
+    entry, registry, digest = stage.name, ctx.registry(stage.name), hashed.packed.digest
+    resolved_image = image
     with aws_errors(f"registering {model} in {entry}"):
         existing = registry.find_package(model, digest)
         known = registry.version(model, int(existing["ModelPackageVersion"])) if existing else None
     if known is not None:
-        again = _register_existing(
+        result = _register_existing(
             registry, stage, model, known, image=resolved_image, metrics=metrics, baseline=baseline
         )
-        return {**again, "notes": notes}
-    if on_total is not None:
-        on_total(packaging.input_size(path, None if archive else modeldir.skipper(path)))
+        with aws_errors(f"registering {model} in {entry}"):
+            result["repaired"] = _repair_artifact(registry, path, model, hashed, archive=archive, progress=progress)
+            result["finished"] = _finish_commit(ctx, registry, model, known)
+        return {**result, "notes": notes}
 
     with aws_errors(f"registering {model} in {entry}"):
+        packed = hashed.packed  # stored before (an interrupted run) when the checksum matches already
         if registry.stored_checksum(model, digest) != checksum_of(digest):
-            packed, temp_key = _upload(registry, path, model, archive=archive, progress=progress)
-            try:
-                if packed.digest != digest:
-                    raise MlinfraError(
-                        f"{path} changed while it was registered ({digest[:19]}... then {packed.digest[:19]}...); "
-                        "nothing was registered, re-run when it is complete"
-                    )
-                registry.finalize_upload(temp_key, model, digest)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    registry.discard(temp_key)
-                raise
-        else:
-            packed = _pack(path, archive=archive, sink=None)  # stored before (an interrupted run): size and files
+            packed = _store(registry, path, model, hashed, archive=archive, progress=progress)
         artifact = registry.artifact_uri(model, packed.digest)
         who = actor(registry.aws)
         package = registry.create_package(
@@ -126,18 +175,18 @@ def register(  # noqa: PLR0915 - one linear sequence of checks, then the commit
             version=version,
             digest=packed.digest,
             size=packed.size,
-            framework=framework,
-            framework_version=framework_version,
+            framework=details["framework"],
+            framework_version=details["frameworkVersion"],
             image=resolved_image,
             artifact=artifact,
             metrics=metrics,
-            git_sha=git_sha,
+            git_sha=details["gitSha"],
             who=who,
             stage=entry,
             package_arn=package["ModelPackageArn"],
             baseline=f"{layout.version_prefix(model, version)}baseline.json" if baseline else None,
-            handler=handler.model_dump(mode="json") if handler else None,
-            description=description,
+            handler=details["handler"],
+            description=details["description"],
             card=cards.card_key(model, version) if card is not None else None,
         ).to_json()
         cards.store_card(registry, model, version, card)
@@ -192,6 +241,40 @@ def _register_existing(
     return {**record, "existing": True, "attached": changed, "nextStage": next_stage(stage.config)}
 
 
+def _store(
+    registry: StageRegistry,
+    path: Path,
+    model: str,
+    hashed: staging.Staged,
+    *,
+    archive: bool,
+    progress: Callable[[int], None] | None,
+) -> Any:
+    """Upload the hashed bytes to their content address, verified; the packed artifact.
+
+    From the staged file in one PUT when there is one; else packed again and streamed as a multipart upload to a
+    temporary key, then copied into place (a second pass: bytes that changed since the hashing are refused).
+    """
+    digest = hashed.packed.digest
+    if hashed.file is not None:
+        with hashed.file.open("rb") as handle:
+            registry.put_artifact(model, digest, staging.ProgressReader(handle, progress))
+        return hashed.packed
+    packed, temp_key = _upload(registry, path, model, archive=archive, progress=progress)
+    try:
+        if packed.digest != digest:
+            raise MlinfraError(
+                f"{path} changed while it was registered ({digest[:19]}... then {packed.digest[:19]}...); "
+                "nothing was registered, re-run when it is complete"
+            )
+        registry.finalize_upload(temp_key, model, digest)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            registry.discard(temp_key)
+        raise
+    return packed
+
+
 def _upload(
     registry: StageRegistry, path: Path, model: str, *, archive: bool, progress: Callable[[int], None] | None
 ) -> tuple[Any, str]:
@@ -239,23 +322,97 @@ def _check_model(
     return archive, modeldir.check_directory(path, framework, model), card
 
 
+def _refuse_empty_model_files(path: Path, empty: tuple[str, ...]) -> None:
+    """BadInputError for a 0-byte file outside code/ (a model file whose save failed serves a broken model)."""
+    model_files = [name for name in empty if not name.startswith("code/")]
+    if model_files:
+        more = f" (and {len(model_files) - 1} more)" if len(model_files) > 1 else ""
+        raise BadInputError(
+            f"{path}: {model_files[0]!r}{more} is empty (0 bytes); a model file that was not saved completely "
+            "deploys a broken model: save it again, or leave it out (.mlinfraignore)"
+        )
+
+
+def _check_image(image: str) -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    from mlinfra_infra.config import ImageUri
+
+    try:
+        TypeAdapter(ImageUri).validate_python(image)
+    except ValidationError:
+        raise BadInputError(
+            f"--image {image!r} is not an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)"
+        ) from None
+
+
+def _repair_artifact(
+    registry: StageRegistry,
+    path: Path,
+    model: str,
+    hashed: staging.Staged,
+    *,
+    archive: bool,
+    progress: Callable[[int], None] | None,
+) -> bool:
+    """True when the stored bytes of a known digest were corrupted or lost, and are now uploaded again.
+
+    Checked with S3's stored checksum (nothing downloaded); these genuine bytes replace what is stored.
+    """
+    if registry.stored_checksum(model, hashed.packed.digest) == checksum_of(hashed.packed.digest):
+        return False
+    _store(registry, path, model, hashed, archive=archive, progress=progress)
+    return True
+
+
+def _finish_commit(ctx: Context, registry: StageRegistry, model: str, record: dict[str, Any]) -> bool:
+    """Finish a registration cut off after its version record: its audit record and the entry stage's pointer.
+
+    True when something was missing (and is now written). A later version registered since keeps the pointer; only
+    the audit record is added then.
+    """
+    version = int(record["version"])
+    pointer = current_pointer(registry, model)
+    carried = pointer.data.get("record") if pointer is not None else None
+    # Read before writing: the same bytes registered again write nothing at all when nothing is missing.
+    pending = isinstance(carried, dict) and registry.read(registry.audit_key(carried)) is None
+    if pending:
+        repair_audit(registry, model, pointer)
+    if isinstance(carried, dict) and carried.get("action") == "register" and carried.get("version") == version:
+        return pending
+    if any(r.get("action") == "register" for r in registry.audit_records(model, version=version)):
+        return False
+    who = actor(registry.aws)
+    if pointer is not None and isinstance(pointer.data.get("version"), int) and pointer.data["version"] > version:
+        registry.write_audit(_register_audit(registry, model, record, who, previous=None))
+        return True
+    _move_entry_pointer(ctx, registry, model, record, who)
+    return True
+
+
+def _register_audit(
+    registry: StageRegistry, model: str, record: dict[str, Any], who: dict[str, Any], *, previous: int | None
+) -> dict[str, Any]:
+    return audit_record(
+        "register",
+        model=model,
+        stage=registry.stage,
+        version=record["version"],
+        previous=previous,
+        digest=record["digest"],
+        reason=f"registered {record['digest'][:19]}",
+        who=who,
+    )
+
+
 def _move_entry_pointer(
     ctx: Context, registry: StageRegistry, model: str, record: dict[str, Any], who: dict[str, Any]
 ) -> None:
     """The entry stage's pointer marks the latest registered version (the default for the next promotion)."""
-    for _ in range(5):
-        current = registry.pointer(model)
+    for attempt in range(5):
+        current = current_pointer(registry, model) if attempt == 0 else registry.pointer(model)
         repair_audit(registry, model, current)
-        audit = audit_record(
-            "register",
-            model=model,
-            stage=registry.stage,
-            version=record["version"],
-            previous=current.data.get("version") if current else None,
-            digest=record["digest"],
-            reason=f"registered {record['digest'][:19]}",
-            who=who,
-        )
+        audit = _register_audit(registry, model, record, who, previous=current.data.get("version") if current else None)
         try:
             commit(ctx, registry, model, record=record, audit=audit, expected=current, pin=False)
             return

@@ -6,18 +6,21 @@ from typing import Any
 
 from mlinfra.aws import StageAws, aws_errors, error_code
 from mlinfra.registry import deployments
+from mlinfra.registry.audittrail import audit_trail
 from mlinfra.registry.driftstatus import latest_drift
-from mlinfra.registry.protocol import Context, require_model
+from mlinfra.registry.protocol import Context, last_move, require_model
 from mlinfra.registry.store import MissingRegistryError
 from mlinfra.stacks.project import Project
 from mlinfra.stacks.workspace import missing_registry_note
 from mlinfra_infra import naming
 
 
-def history(project: Project, model: str, stage: str | None) -> list[dict[str, Any]]:
+def history(project: Project, model: str, stage: str | None, *, notes: list[str] | None = None) -> list[dict[str, Any]]:
     """Audit records of `model` (in one stage, or every stage), newest first.
 
-    Includes a committed record whose audit write is still pending (it travels with the pointer).
+    Includes a committed record whose audit write is still pending (it travels with the pointer), and records
+    hidden behind a delete marker (read from their kept version, marked `deleted`). `notes` receives a line per
+    stage whose deleted records could not be looked for.
     """
     names = [project.require_stage(stage)] if stage else project.stages()
     ctx = Context.load(project, *names)
@@ -30,14 +33,20 @@ def history(project: Project, model: str, stage: str | None) -> list[dict[str, A
         registry = ctx.registry(name)
         with aws_errors(f"reading {model}'s audit trail in {name}"):
             try:
-                found = registry.audit_records(model)
+                found, complete = audit_trail(registry, model)
                 pointer = registry.pointer(model)
             except MissingRegistryError:
                 if stage:
                     raise
                 continue  # a stage not deployed (no bucket) has no history
+        if not complete and notes is not None:
+            notes.append(
+                f"{name}: deleted audit records not looked for (this identity may not list object versions: "
+                "s3:ListBucketVersions)"
+            )
         for record in found:
-            records[record["id"]] = record
+            if isinstance(record.get("id"), str) and isinstance(record.get("time"), str):
+                records.setdefault(record["id"], record)
         if pointer is not None and isinstance(pointer.data.get("record"), dict):
             records.setdefault(pointer.data["record"]["id"], pointer.data["record"])
     return sorted(records.values(), key=lambda r: r["time"], reverse=True)
@@ -93,6 +102,13 @@ def status(project: Project, names: list[str]) -> list[dict[str, Any]]:
                 except MissingRegistryError as exc:
                     pointer = None
                     notes.append(missing_registry_note(project.root, name, exc))
+                last = last_move(registry.audit_records(model)) if pointer is None and not notes else None
+                row["pointerMissing"] = last is not None
+                if last is not None:
+                    notes.append(
+                        f"pointer missing: deleted out of band, the audit log records v{last.get('version')} "
+                        f"({last.get('action')}); rebuild it: `mlinfra repair pointer {model} --stack {name}`"
+                    )
                 row["pointer"] = pointer.data.get("version") if pointer else None
                 row.update(deployments.stage_delivery_state(registry, model, pointer))
                 if pointer is not None and pointer.data.get("record"):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from mlinfra import records
 from mlinfra.aws import StageAws, aws_errors, error_code
 from mlinfra.errors import BadInputError, MlinfraError
 from mlinfra.records import Stored
@@ -280,9 +281,10 @@ class StageRegistry:
     # Versions ----------------------------------------------------------------------------------------------------
 
     def version(self, model: str, version: int) -> dict[str, Any] | None:
-        """The metadata record of a version in this stage's registry."""
-        stored = self.read(layout.version_key(model, version))
-        return stored.data if stored else None
+        """The metadata record of a version in this stage's registry (CorruptRecordError if of the wrong shape)."""
+        key = layout.version_key(model, version)
+        stored = self.read(key)
+        return records.checked_version(stored.data, s3_uri(self.bucket, key), version) if stored else None
 
     def versions(self, model: str) -> list[int]:
         """Every version number with a record in this stage, ascending."""
@@ -354,6 +356,22 @@ class StageRegistry:
                 f"digest mismatch: {self.artifact_uri(model, digest)} no longer matches {digest[:19]}... "
                 "(changed behind the registry's back); do not promote it, investigate and re-register"
             )
+
+    def put_artifact(self, model: str, digest: str, body: Any) -> None:
+        """Store an artifact (at most 5 GiB) at its content address in one PUT carrying its SHA-256, then verify.
+
+        S3 checks the bytes it receives against the SHA-256 sent with them (BadDigest: nothing is stored), so the
+        object gets its full-object checksum without a copy. Replaces what is there (a corrupted artifact).
+        """
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=layout.artifact_key(model, digest),
+            Body=body,
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=checksum_of(digest),
+            **self.retention(),
+        )
+        self.verify_artifact(model, digest)
 
     def finalize_upload(self, temp_key: str, model: str, digest: str) -> None:
         """Move an uploaded artifact to its content-addressed key (server-side copy with a full SHA-256), verify."""
@@ -438,8 +456,12 @@ class StageRegistry:
     # Stage pointer -----------------------------------------------------------------------------------------------
 
     def pointer(self, model: str) -> Stored | None:
-        """The version this stage runs (`stages/<model>.json`) and its ETag."""
-        return self.read(layout.stage_key(model))
+        """The version this stage runs (`stages/<model>.json`) and its ETag (CorruptRecordError if malformed)."""
+        key = layout.stage_key(model)
+        stored = self.read(key)
+        if stored is not None:
+            records.checked_pointer(stored.data, s3_uri(self.bucket, key))
+        return stored
 
     def move_pointer(self, model: str, data: dict[str, Any], expected: Stored | None) -> str:
         """Replace the pointer only if it is still `expected` (If-Match), or create it (If-None-Match)."""
@@ -462,9 +484,11 @@ class StageRegistry:
             if stored is None or stored.data.get("id") != record["id"]:
                 raise
 
-    def audit_records(self, model: str) -> list[dict[str, Any]]:
-        """Every audit record of `model` in this stage (any order)."""
+    def audit_records(self, model: str, *, version: int | None = None) -> list[dict[str, Any]]:
+        """Every audit record of `model` in this stage (any order); only those of `version` when given."""
         keys = list(self.keys(layout.audit_prefix(model)))
+        if version is not None:
+            keys = [key for key in keys if key.endswith(f"-{version}.json")]
         if not keys:
             return []
         with ThreadPoolExecutor(8) as pool:

@@ -19,8 +19,9 @@ from typing import Any, cast
 from mlinfra.aws import aws_errors
 from mlinfra.errors import BadInputError
 from mlinfra.registry.protocol import Context, require_model
+from mlinfra.registry.records import CorruptRecordError
 from mlinfra.registry.status import live_version
-from mlinfra.registry.store import PACKAGE_DESCRIPTION, MissingRegistryError, StageRegistry
+from mlinfra.registry.store import PACKAGE_DESCRIPTION, IntegrityError, MissingRegistryError, StageRegistry
 from mlinfra.stacks.project import Project
 from mlinfra_infra import layout, naming
 
@@ -50,6 +51,7 @@ class StageView:
     approvals: dict[str, str] = field(default_factory=dict)  # digest -> ModelApprovalStatus
     live: int | None = None  # the version the stage's SageMaker endpoint serves (MLINFRA_VERSION), if any
     deployed: bool = True
+    corrupt: dict[int, str] = field(default_factory=dict)  # version -> why its record cannot be read
 
 
 def _stages(project: Project, model: str, stage: str | None) -> tuple[Context, list[str]]:
@@ -63,10 +65,19 @@ def _stages(project: Project, model: str, stage: str | None) -> tuple[Context, l
     return ctx, declaring
 
 
-def _read_records(registry: StageRegistry, model: str) -> dict[int, dict[str, Any]]:
+def _read_records(registry: StageRegistry, model: str, corrupt: dict[int, str]) -> dict[int, dict[str, Any]]:
+    """Every readable version record; a corrupt one is left out and its one-line error kept in `corrupt`."""
     numbers = registry.versions(model)
+
+    def read(number: int) -> dict[str, Any] | None:
+        try:
+            return registry.version(model, number)
+        except CorruptRecordError as exc:
+            corrupt[number] = str(exc)
+            return None
+
     with ThreadPoolExecutor(8) as pool:
-        found = list(pool.map(lambda n: registry.version(model, n), numbers))
+        found = list(pool.map(read, numbers))
     return {n: r for n, r in zip(numbers, found, strict=True) if r is not None}
 
 
@@ -99,7 +110,7 @@ def stage_views(ctx: Context, names: list[str], model: str, *, strict: bool = Fa
         registry = ctx.registry(name)
         with aws_errors(f"reading {model}'s versions in {name}"):
             try:
-                view.records = _read_records(registry, model)
+                view.records = _read_records(registry, model, view.corrupt)
                 pointer = registry.pointer(model)
                 view.pointer = int(pointer.data["version"]) if pointer else None
                 view.approvals = _approvals(registry, model)
@@ -120,10 +131,17 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def list_versions(project: Project, model: str, stage: str | None = None) -> list[dict[str, Any]]:
-    """Every version of `model` (in one stage, or any), newest first, with where it is, runs and is approved."""
+def list_versions(
+    project: Project, model: str, stage: str | None = None, *, notes: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Every version of `model` (in one stage, or any), newest first, with where it is, runs and is approved.
+
+    A record of the wrong shape is left out; `notes` receives its one-line error.
+    """
     ctx, names = _stages(project, model, stage)
     views = stage_views(ctx, names, model, strict=stage is not None)
+    if notes is not None:
+        notes += [why for view in views for why in view.corrupt.values()]
     numbers = sorted({n for view in views for n in view.records}, reverse=True)
     rows: list[dict[str, Any]] = []
     for number in numbers:
@@ -143,6 +161,9 @@ def list_versions(project: Project, model: str, stage: str | None = None) -> lis
 
 def _version_records(views: list[StageView], model: str, version: int) -> list[tuple[StageView, dict[str, Any]]]:
     found = [(view, view.records[version]) for view in views if version in view.records]
+    corrupt = [view.corrupt[version] for view in views if version in view.corrupt]
+    if corrupt:
+        raise CorruptRecordError(corrupt[0])
     if not found:
         known = sorted({n for view in views for n in view.records})
         listing = ", ".join(f"v{n}" for n in known[-10:]) or "none yet"
@@ -233,6 +254,11 @@ def artifact_files(registry: StageRegistry, model: str, digest: str) -> dict[str
                     while chunk := handle.read(1 << 20):
                         sha256.update(chunk)
                 files[member.name.removeprefix("./")] = {"size": member.size, "sha256": sha256.hexdigest()}
+    except (tarfile.TarError, OSError, EOFError) as exc:  # changed between the checksum check and the read
+        raise IntegrityError(
+            f"digest mismatch: {registry.artifact_uri(model, digest)} is not the gzip tarball {digest[:19]}... "
+            f"names ({exc}); do not promote it, investigate and re-register"
+        ) from None
     finally:
         body.close()
     return files
@@ -261,6 +287,9 @@ def diff_versions(project: Project, model: str, first: int, second: int) -> dict
         metrics.append({"metric": name, "a": va, "b": vb, "delta": delta})
     out["metrics"] = metrics
     with aws_errors(f"reading the artifacts of {model} v{first} and v{second}"):
+        # The stored checksums first (one metadata call each): a tampered artifact is named, never unpacked.
+        registry_a.verify_artifact(model, a["digest"])
+        registry_b.verify_artifact(model, b["digest"])
         files_a = artifact_files(registry_a, model, a["digest"])
         files_b = files_a if a["digest"] == b["digest"] else artifact_files(registry_b, model, b["digest"])
         base_a = _stored_text(registry_a, layout.version_prefix(model, first) + BASELINE_FILE)

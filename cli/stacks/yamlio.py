@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 from typing import Any
 
 from mlinfra.errors import BadInputError
+
+# Stack files are a few KiB; a bound keeps a runaway file (50,000 subscriptions) from costing minutes and gigabytes.
+MAX_YAML_BYTES = 256 * 1024
 
 
 def read_yaml(path: Path, shown: str | None = None) -> Any:
@@ -18,6 +22,13 @@ def read_yaml(path: Path, shown: str | None = None) -> Any:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
+    with contextlib.suppress(OSError):  # a missing or unreadable file is named by read_text
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise BadInputError(
+                f"{shown}: {size / 1024:,.0f} KiB is more than a stack or project file may be "
+                f"({MAX_YAML_BYTES // 1024} KiB); keep long lists (subscriptions, models) within their limits"
+            )
     text = read_text(path, shown)
     try:
         return YAML(typ="safe", pure=True).load(text)

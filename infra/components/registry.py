@@ -292,6 +292,23 @@ class ModelRegistry(pulumi.ComponentResource):
                 [pulumi.Output.concat(bucket_arn, f"/{STAGES_PREFIX}*")],
                 {"Null": {"s3:if-none-match": "true", "s3:if-match": "true"}},
             ),
+            # Audit records and stage pointers never vanish: no delete marker, no permanent delete, except by the
+            # stage's break-glass role (which need not exist). `mlinfra repair pointer` rebuilds a lost pointer.
+            deny_everyone(
+                "AuditRecordsAndStagePointersAreNotDeleted",
+                ["s3:DeleteObject", "s3:DeleteObjectVersion"],
+                [
+                    pulumi.Output.concat(bucket_arn, f"/{AUDIT_PREFIX}*"),
+                    pulumi.Output.concat(bucket_arn, f"/{STAGES_PREFIX}*"),
+                ],
+                {
+                    "ArnNotLike": {
+                        "aws:PrincipalArn": pulumi.Output.concat(
+                            "arn:aws:iam::", account, f":role/{args.project}-{args.stage}-break-glass"
+                        )
+                    }
+                },
+            ),
         ]
         if readers:
             policy_statements += [

@@ -360,12 +360,13 @@ class SandboxVM(pulumi.ComponentResource):
             f"{name}-registry-access",
             role=role.id,
             policy=policy_document(
-                statement("ListRegistry", ["s3:ListBucket"], [bucket_arn]),
+                # Versions too: `history` reads audit records hidden behind a delete marker.
+                statement("ListRegistry", ["s3:ListBucket", "s3:ListBucketVersions"], [bucket_arn]),
                 # cloud-init downloads the mlinfra wheel the team published here (hash-checked, installed offline).
                 statement("ReadPublishedWheels", ["s3:GetObject"], [under(f"{CODE_PREFIX}wheels/*")]),
                 statement(
                     "ReadRegistry",
-                    ["s3:GetObject", "s3:GetObjectAttributes"],
+                    ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes"],
                     [under(f"{prefix}*") for prefix in REGISTRY_PREFIXES],
                 ),
                 # The artifact streams here before its digest is known; register removes it (by version) once moved.

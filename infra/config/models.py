@@ -157,7 +157,7 @@ class GateSettings(Settings):
     require_approval: bool = False
     min_soak_hours: Annotated[float, Field(ge=0, le=24 * 90)] = 0
     block_on_source_alarm: bool = True
-    metrics: dict[str, MetricThreshold] = Field(default_factory=dict)
+    metrics: dict[str, MetricThreshold] = Field(default_factory=dict, max_length=50)
 
 
 class ModelSettings(Settings):

@@ -44,7 +44,7 @@ class RegistrySettings(Settings):
     abort_incomplete_upload_days: Annotated[int, Field(ge=1, le=30)] = 7
     kms_deletion_window_days: Annotated[int, Field(ge=7, le=30)] = 30
     object_lock: ObjectLockSettings | None = None
-    reader_role_arns: list[RoleArn] = Field(default_factory=list)
+    reader_role_arns: list[RoleArn] = Field(default_factory=list, max_length=20)
     # Pulumi `protect` on the bucket and key, and a key policy refusing ScheduleKeyDeletion (prod).
     protect: bool = False
     # S3 server access logs of the registry, kept this long in the stage's log bucket.
@@ -68,7 +68,7 @@ class MonitoringSettings(Settings):
     # accepted values).
     job_memory_mb: Annotated[int, Field(ge=512, le=10_240)] = 1024
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827] = 30
-    notifications: list[Notification] = Field(default_factory=list)
+    notifications: list[Notification] = Field(default_factory=list, max_length=100)
 
     @model_validator(mode="before")
     @classmethod
@@ -171,7 +171,9 @@ class PolicySettings(Settings):
     """
 
     enforcement: Literal["advisory", "mandatory"] = "advisory"
-    allowed_instance_types: list[Annotated[str, AfterValidator(_known_instance_type)]] = Field(default_factory=list)
+    allowed_instance_types: list[Annotated[str, AfterValidator(_known_instance_type)]] = Field(
+        default_factory=list, max_length=200
+    )
     cost_assumptions: CostAssumptions = CostAssumptions()
 
 
@@ -198,12 +200,12 @@ class StackConfig(Settings):
     stage: StageName
     region: Region
     owner: OwnerTag
-    stages: list[StageName]
+    stages: Annotated[list[StageName], Field(max_length=10)]
     account_id: AccountId | None = None
     access: AccessSettings = AccessSettings()
     registry: RegistrySettings = RegistrySettings()
     model_defaults: ModelSettings = ModelSettings()
-    models: dict[ModelName, ModelConfig] = Field(default_factory=dict)
+    models: dict[ModelName, ModelConfig] = Field(default_factory=dict, max_length=100)
     monitoring: MonitoringSettings = MonitoringSettings()
     sandbox: SandboxSettings = SandboxSettings()
     policy: PolicySettings = PolicySettings()

@@ -303,3 +303,64 @@ def test_the_trend_reads_the_drift_jobs_last_reports(staging: Path, run: Run) ->
     assert data["trend"] == [0.05, 0.12, 0.30, 0.41, 0.52]  # the last five, oldest first
     table = run("drift", "churn", "--stack", "staging").stdout
     assert "max PSI of the drift job's last 5 runs (oldest first): 0.050, 0.120, 0.300, 0.410, 0.520" in table
+
+
+def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "none")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "none")
+    sample = tmp_path / "sample.csv"
+    sample.write_text("tenure,charges,plan\n" + "\n".join(",".join(r) for r in sample_rows(500)) + "\n")
+    return sample
+
+
+WHEN = datetime(2026, 11, 2, 9, 15, tzinfo=UTC)
+WINDOW = ("--from", "2026-11-02", "--to", "2026-11-03")
+
+
+def _lines(n: int) -> str:
+    return "\n".join(capture_line(",".join(r), inference_time=WHEN, event_id="e") for r in sample_rows(n)) + "\n"
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_a_report_that_cannot_be_written_is_bad_input_before_scoring(
+    project_dir: Path, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    sample = _offline(monkeypatch, tmp_path)
+    exported = tmp_path / "export.jsonl"
+    exported.write_text(_lines(50))
+    (tmp_path / "a-file").write_text("x")
+    report = tmp_path / "a-file" / "drift.html" if where == "under-a-file" else Path("/proc/mlinfra-drift.html")
+    result = run(
+        "drift", "churn", "--stack", "staging", "--capture", str(exported), "--baseline", str(sample), *WINDOW,
+        "--report", str(report),
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: --report {report}: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.output and not result.stdout
+
+
+def test_capture_files_outside_the_layout_or_window_are_counted_and_named(
+    project_dir: Path, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sample = _offline(monkeypatch, tmp_path)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name in ("a.jsonl", "b.jsonl"):
+        (flat / name).write_text(_lines(20))
+    hour = flat / "mlinfra-staging-churn" / "primary" / "2026" / "11" / "02" / "09"
+    hour.mkdir(parents=True)
+    (hour / "15-00-000-x.jsonl").write_text(_lines(30))  # in the layout and the window: scored
+    late = flat / "mlinfra-staging-churn" / "primary" / "2026" / "11" / "05" / "09"
+    late.mkdir(parents=True)
+    (late / "15-00-000-y.jsonl").write_text(_lines(10))  # in the layout, outside the window
+    args = ("drift", "churn", "--stack", "staging", "--baseline", str(sample), *WINDOW)
+    result = run(*args, "--capture", str(flat), "--json")
+    assert result.exit_code in (0, 3), result.stderr
+    assert json.loads(result.stdout)["rows"] == 30
+    assert "skipped 2 .jsonl file(s) not in SageMaker's layout" in result.stderr, result.stderr
+    assert "skipped 1 .jsonl file(s) in hour folders outside the window" in result.stderr, result.stderr
+    # Pointed at an hour folder: its files are not below an hour partition of it.
+    result = run(*args, "--capture", str(hour))
+    assert result.exit_code == 0, result.stderr  # nothing scored
+    assert "skipped 1 .jsonl file(s) not in SageMaker's layout" in result.stderr, result.stderr

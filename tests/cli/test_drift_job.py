@@ -307,3 +307,22 @@ def test_conditional_checkpoint_writes_hold_with_parameters_or_plain_headers(aws
     with pytest.raises(ClientError, match="PreconditionFailed"):
         job.put_conditionally(s3, {"If-Match": etag}, as_headers=as_headers, Bucket="conditional", Key="k", Body=b"4")
     assert s3.get_object(Bucket="conditional", Key="k")["Body"].read() == b"3"
+
+
+def test_a_deeply_nested_capture_line_is_counted_and_the_job_moves_on(staging: RenderedStack) -> None:
+    """One 20 KB line of nested brackets must not stop drift for the model on every run: it counts as malformed."""
+    when = datetime.now(UTC)
+    put_capture(sample_rows(np.random.default_rng(9), 20), when=when)
+    deep = "[" * 10_000 + "]" * 10_000
+    payload = capture_line(deep, inference_time=when, event_id="deep", content_type="application/json", encoding="JSON")
+    endpoint = naming.endpoint("mlinfra", "staging", "churn")
+    key = capture_key(layout.capture_prefix("churn"), endpoint, naming.VARIANT_NAME, when, "deep")
+    body = ("[" * 10_000 + "\n" + payload + "\n").encode()
+    boto3.client("s3", region_name=REGION).put_object(Bucket=bucket("staging"), Key=key, Body=body)
+    (result,) = run_job(rendered_spec(staging))["models"]
+    assert result["error"] is None and result["files"] == 2 and result["rows"] == 20, result
+    assert checkpoint().files == 2
+    report = json.loads(
+        boto3.client("s3", region_name=REGION).get_object(Bucket=bucket("staging"), Key=result["report"])["Body"].read()
+    )
+    assert report["malformed"] == {"bad_payload": 1, "invalid_json": 1}, report["malformed"]

@@ -100,7 +100,10 @@ def set_since(stage: str, model: str, hours_ago: float) -> None:
 
 def test_register_uploads_records_and_numbers_by_package_version(platform: Path, run: Run, tmp_path: Path) -> None:
     out = register(run, tmp_path)
-    assert set(out) == {"model", "version", "digest", "artifact", "image", "frameworkVersion", "existing", "attached"}
+    assert set(out) == {
+        *("model", "version", "digest", "artifact", "image", "frameworkVersion"),
+        *("existing", "attached", "finished", "repaired"),
+    }
     assert (out["existing"], out["attached"]) == (False, [])
     assert out["version"] == 1
     assert out["artifact"] == f"s3://{bucket('sandbox')}/{layout.artifact_key('churn', out['digest'])}"

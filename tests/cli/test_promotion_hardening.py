@@ -23,6 +23,7 @@ from botocore.awsrequest import AWSResponse
 from click.testing import Result
 
 from mlinfra import aws as mlinfra_aws
+from mlinfra.registry.store import checksum_of
 from mlinfra.stacks.edit import read_pin
 from mlinfra.stacks.project import Project
 from mlinfra_infra import layout
@@ -235,15 +236,20 @@ def test_promotion_into_a_stage_without_the_package_group_copies_nothing(
 
 def test_a_successful_register_leaves_no_upload_version_behind(three_versions: Path, run: Run, tmp_path: Path) -> None:
     assert not [k for k in all_versions("sandbox") if k.startswith(layout.UPLOADS_PREFIX)]
+    assert not list((three_versions / ".mlinfra").rglob("artifact-*")), "no staged artifact is left on disk"
 
 
 def test_without_permission_to_delete_versions_the_upload_is_hidden_and_register_succeeds(
-    project_dir: Path, aws_env: str, run: Run, tmp_path: Path, hooks: list[Any]
+    project_dir: Path, aws_env: str, run: Run, tmp_path: Path, hooks: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A role without s3:DeleteObjectVersion on uploads/: the upload is deleted (a delete marker hides it) and the
     # bucket's uploads/ lifecycle rule expires the noncurrent version; the registration itself succeeds.
+    # (The multipart path: an artifact over 5 GiB, or no disk room to keep the hashed bytes.)
     from botocore.exceptions import ClientError
 
+    from mlinfra.registry import staging
+
+    monkeypatch.setattr(staging, "_fits", lambda _folder, _size: False)
     ok(run("local", "bootstrap", "--stack", "sandbox", "--json"))
     refused: list[str] = []
 
@@ -460,3 +466,17 @@ def test_a_directory_named_like_a_stack_file_is_named_as_such(project_dir: Path,
     assert result.stderr == "error: stacks/Pulumi.qa.yaml is a directory, not a stack file: remove or rename it\n"
     listed = ok(run("stack", "list", "--json"))
     assert "qa" not in [row["stage"] for row in listed]
+
+
+def test_a_new_digest_is_stored_in_one_verified_put_without_a_copy(
+    project_dir: Path, aws_env: str, run: Run, tmp_path: Path, hooks: list[Any]
+) -> None:
+    ok(run("local", "bootstrap", "--stack", "sandbox", "--json"))
+    writes = Writes()
+    hooks.append(writes.install)
+    out = ok(run("register", str(make_model(tmp_path)), "-m", "churn", "--image", IMAGE, "--json"))
+    assert "CopyObject" not in writes.calls and "CreateMultipartUpload" not in writes.calls, writes.calls
+    attributes = s3().get_object_attributes(
+        Bucket=bucket("sandbox"), Key=layout.artifact_key("churn", out["digest"]), ObjectAttributes=["Checksum"]
+    )
+    assert attributes["Checksum"]["ChecksumSHA256"] == checksum_of(out["digest"])

@@ -120,3 +120,34 @@ def test_select_also_selects_the_pulumi_stack_when_the_cli_is_installed(
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"stage": "dev", "pulumiSelected": True}
     assert calls.read_text() == f"{project_dir} stack select dev --create=false\n"
+
+
+def _with_subscriptions(project_dir: Path, count: int) -> None:
+    path = project_dir / "stacks" / "Pulumi.dev.yaml"
+    extra = "".join(f"      - protocol: email\n        endpoint: team-{i}@example.com\n" for i in range(count))
+    text = path.read_text().replace(
+        "      - protocol: email\n        endpoint: ml-dev-alerts@example.com\n",
+        "      - protocol: email\n        endpoint: ml-dev-alerts@example.com\n" + extra,
+    )
+    assert text != path.read_text()
+    path.write_text(text)
+
+
+def test_a_huge_stack_file_is_refused_by_its_size_at_once(project_dir: Path, run: Run) -> None:
+    import time
+
+    _with_subscriptions(project_dir, 50_000)
+    started = time.monotonic()
+    result = run("stack", "show", "dev")
+    assert time.monotonic() - started < 5
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: stacks/Pulumi.dev.yaml: ") and "KiB" in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_too_many_subscriptions_are_refused_naming_the_key(project_dir: Path, run: Run) -> None:
+    _with_subscriptions(project_dir, 150)
+    result = run("stack", "show", "dev")
+    assert result.exit_code == 2, result.output
+    assert "monitoring.notifications" in result.stderr and "at most 100" in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1

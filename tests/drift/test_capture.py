@@ -219,3 +219,29 @@ def test_worker_processes_count_exactly_what_one_process_counts(tmp_path: Path) 
     assert one.malformed == two.malformed == {records.INVALID_JSON: 3, records.WRONG_WIDTH: 3}
     assert one.to_json_dict() == two.to_json_dict()
     assert [f.bins for f in one.features] == [f.bins for f in two.features]
+
+
+def _deep(depth: int = 10_000) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("careful", [False, True], ids=["fast-path", "window-edge"])
+def test_deeply_nested_json_is_malformed_not_a_crash(careful: bool) -> None:
+    """A 20 KB line of nested brackets (or a payload nested that deep) is counted, on either path; others score."""
+    lines = [
+        record("34,basic,0.5"),
+        "[" * 10_000,  # not even closed
+        _deep(),
+        record(_deep(), encoding="JSON", content_type="application/json"),
+        record(_deep(), encoding="BASE64", content_type="application/json"),
+        record('{"instances": ' + _deep() + "}", encoding="JSON"),
+        record("35,pro,1.5"),
+    ]
+    malformed: Counter[str] = Counter()
+    in_window = (lambda _when: True) if careful else None
+    batch = Decoder(FEATURES, malformed).decode("\n".join(lines).encode(), in_window)
+    assert sorted(batch.text_rows) == ["34,basic,0.5", "35,pro,1.5"]
+    assert malformed == Counter({records.INVALID_JSON: 2, records.BAD_PAYLOAD: 3})
+    baseline = baseline_of({"age": [30, 40, 50], "plan": ["basic", "pro", "basic"], "score": [0.1, 0.2, 0.3]})
+    report = score([_file(lines, edge=careful)], baseline, start=START, end=END)
+    assert report.rows == 2 and sum(report.malformed.values()) == 5

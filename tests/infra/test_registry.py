@@ -188,3 +188,43 @@ def test_access_logs_of_the_registry_go_to_a_private_log_bucket(stack: RenderedS
     }
     expiry = stack.named("registry-access-logs-lifecycle").inputs["rules"][0]["expiration"]["days"]
     assert expiry == 365
+
+
+def _denied(doc: dict[str, Any], principal: str, action: str, resource: str) -> bool:
+    """Whether a Deny statement of the bucket policy applies (wildcards, ArnLike/ArnNotLike on aws:PrincipalArn)."""
+    import fnmatch
+
+    def listed(value: Any) -> list[Any]:
+        return value if isinstance(value, list) else [value]
+
+    for s in doc["Statement"]:
+        if s["Effect"] != "Deny" or not any(fnmatch.fnmatchcase(action, a) for a in listed(s["Action"])):
+            continue
+        if not any(fnmatch.fnmatchcase(resource, r) for r in listed(s["Resource"])):
+            continue
+        condition = s.get("Condition", {})
+        if set(condition) - {"ArnNotLike", "ArnLike"}:
+            continue  # other conditions (TLS, headers) do not hold for this request
+        not_like = listed(condition.get("ArnNotLike", {}).get("aws:PrincipalArn", []))
+        if any(fnmatch.fnmatchcase(principal, arn) for arn in not_like):
+            continue
+        return True
+    return False
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_audit_records_and_pointers_cannot_be_deleted_but_by_break_glass(render_stack: Render, stage: str) -> None:
+    stack = render_stack({"mlinfra:models": {"churn": {}}}, stage=stage)
+    doc = policy(stack.named("registry-policy").inputs)
+    bucket = stack.named("registry-bucket").inputs["bucket"]
+    account = bucket.split("-")[2]
+    promoter = f"arn:aws:iam::{account}:role/mlinfra-{stage}-promotion"
+    admin = f"arn:aws:iam::{account}:root"
+    glass = f"arn:aws:iam::{account}:role/mlinfra-{stage}-break-glass"
+    for key in ("audit/churn/20261127T020000-1.json", "stages/churn.json"):
+        for action in ("s3:DeleteObject", "s3:DeleteObjectVersion"):
+            for who in (promoter, admin):
+                assert _denied(doc, who, action, f"arn:aws:s3:::{bucket}/{key}"), (who, action, key)
+            assert not _denied(doc, glass, action, f"arn:aws:s3:::{bucket}/{key}"), (action, key)
+    # Uploads are still discarded by whoever registers.
+    assert not _denied(doc, promoter, "s3:DeleteObject", f"arn:aws:s3:::{bucket}/uploads/churn/x.tar.gz")

@@ -300,6 +300,7 @@ def test_instance_role_lets_register_write_what_it_writes_and_nothing_more(stack
         ("s3:PutObject", "stages/churn.json", swap),  # moving it
         ("s3:PutObject", "audit/churn/20261127T020000-1.json", create),
         ("s3:GetObjectAttributes", "models/churn/sha256/0a1b/model.tar.gz", frozenset()),
+        ("s3:GetObjectVersion", "audit/churn/20261127T020000-1.json", frozenset()),  # history, deleted records
     ]:
         assert allowed(doc, action, obj + key, headers), f"register needs {action} on {key} with {set(headers)}"
     # What it must not do: overwrite pointers, audit or version records, delete anything but uploads, touch retention.
