@@ -64,7 +64,7 @@ FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfr
     "--dry-run", is_flag=True, help="Check, and list the files it would pack (size, digest, path); write nothing."
 )
 @json_option
-def register(  # noqa: PLR0912 - one branch per way register reports (dry run, JSON, table, notes)
+def register(  # noqa: PLR0912, PLR0915 - one branch per way register reports (dry run, JSON, table, notes)
     path: Path,
     model: str,
     framework: str | None,

@@ -102,7 +102,7 @@ def register(
         _refuse_empty_model_files(path, hashed.packed.empty)
         if on_total is not None:
             on_total(size)
-        return _register_hashed(
+        result = _register_hashed(
             ctx,
             stage,
             model,
@@ -122,6 +122,7 @@ def register(
             },
             card=card,
         )
+    return {**result, "notes": notes}
 
 
 def _register_hashed(
@@ -154,7 +155,7 @@ def _register_hashed(
         with aws_errors(f"registering {model} in {entry}"):
             result["repaired"] = _repair_artifact(registry, path, model, hashed, archive=archive, progress=progress)
             result["finished"] = _finish_commit(ctx, registry, model, known)
-        return {**result, "notes": notes}
+        return result
 
     with aws_errors(f"registering {model} in {entry}"):
         packed = hashed.packed  # stored before (an interrupted run) when the checksum matches already
@@ -195,7 +196,7 @@ def _register_hashed(
                 registry.write(f"{layout.version_prefix(model, version)}baseline.json", baseline)
         registry.write_version(record)
         _move_entry_pointer(ctx, registry, model, record, who)
-    return {**record, "nextStage": next_stage(stage.config), "notes": notes}
+    return {**record, "nextStage": next_stage(stage.config)}
 
 
 def _declare_in_local_mode(project: Project, stage: Stage, model: str) -> bool:

@@ -11,8 +11,8 @@ from typing import Any
 
 from mlinfra.aws import aws_errors
 from mlinfra.errors import BadInputError, MlinfraError
+from mlinfra.records import audit_record, deployment, pointer_of
 from mlinfra.registry.protocol import Context, actor, last_move, require_model, stage_lock
-from mlinfra.registry.records import audit_record, deployment, pointer_of
 from mlinfra.registry.store import ConflictError
 from mlinfra.stacks.project import Project
 
