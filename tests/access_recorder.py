@@ -71,6 +71,8 @@ def current_caller() -> str | None:
     while frame is not None:
         if frame.f_globals.get("__name__") == "mlinfra_drift.job" and frame.f_code.co_name in DRIFT_JOB_ENTRIES:
             return "drift-job"
+        if frame.f_globals.get("__name__") == "mlinfra.registry.declare":
+            return "mlinfra local declare"  # local mode only (it refuses outside): never a call in an account
         frame = frame.f_back  # type: ignore[assignment]
     try:
         import click

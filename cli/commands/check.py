@@ -81,7 +81,8 @@ def check(stack: str | None, all_stacks: bool, offline: bool, as_json: bool, acc
     file: the version is in the stage's registry and comes from the source stage, approval, metrics, source
     alarms, and soak counted from the source stage's recorded deployment. A pin of a version the stage ran before
     is a rollback (gates skipped); a promotion forced with --force is honoured. This reads the registries (AWS);
-    --offline skips it. CI's plan job runs `mlinfra check --stack <stage>` before every apply.
+    --offline skips it, and so does a stack the policy pack already refuses. CI's plan job runs
+    `mlinfra check --stack <stage>` before every apply.
 
     Exit 3 when a stack has a mandatory violation, its estimate is over mlinfra:budgetMonthlyUsd, or a new pin
     fails a gate (the message names the gate); advisory violations print but exit 0. The access contract is one of
@@ -120,7 +121,9 @@ def check(stack: str | None, all_stacks: bool, offline: bool, as_json: bool, acc
             checkaccount.run_account(project, stages, as_json=as_json)
         return
     reports = run_checks(project, stages)
-    pins = {} if offline else pin_gates.recheck_all(project, stages)
+    # A stack the policy pack refuses is refused already: its pins' gates (which read AWS) are not read then.
+    refused_by_policy = any(r.refused for r in reports)
+    pins = {} if offline or refused_by_policy else pin_gates.recheck_all(project, stages)
     if as_json:
         documents = [
             {**r.to_json(), **({"pins": [p.to_json() for p in pins[r.stack]]} if pins else {})} for r in reports

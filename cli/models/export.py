@@ -4,7 +4,8 @@
 
     model/<model file>           the estimator, saved the way its framework's container loads it
     model/code/inference.py      the generated handler (model_templates/handlers/<framework>.py.j2)
-    model/code/requirements.txt  the libraries the handler imports, pinned to the versions running here
+    model/code/requirements.txt  the libraries the handler imports: what the image lacks, pinned to the versions
+                                 running here; what it has, named in a comment
     model/code/input_schema.json the feature names and types, from the sample's columns
     model/card.md                the card (not packed: `.mlinfraignore` leaves it out; register stores it)
     model/.mlinfraignore
@@ -207,12 +208,21 @@ def pinned_requirements(libraries: Iterable[str]) -> list[str]:
     return pins
 
 
-def _requirements_text(title: str, pins: list[str]) -> str:
+def _requirements_text(title: str, framework: str, pins: list[str]) -> str:
+    """requirements.txt: what the image lacks, pinned; what it has, as a comment (its pip cannot replace those).
+
+    The image is chosen for the saved library's major.minor, and with network isolation (staging and prod) the
+    container's start-up install cannot download anything: `register` refuses a pin of a package the image has.
+    """
+    from mlinfra.models.startup import IMAGE_PACKAGES, canonical
+
+    in_image = IMAGE_PACKAGES.get(framework, frozenset())
+    provided = [pin for pin in pins if canonical(pin.split("==")[0]) in in_image]
     lines = [
-        "# The libraries the handler imports, pinned to the versions the model was saved with (mlinfra.register).",
-        f"# The {title} image must provide these versions: with network isolation the container cannot install",
-        "# others at start-up.",
-        *pins,
+        "# The libraries the handler imports, as the model was saved with them (mlinfra.register).",
+        f"# The {title} image provides: {', '.join(provided) or 'none of them'} (its own patch version; the image",
+        "# was picked for the same major.minor). Anything listed below must be installable without network.",
+        *[pin for pin in pins if pin not in provided],
     ]
     return "\n".join(lines) + "\n"
 
@@ -275,7 +285,7 @@ def write_model(
     code = frameworks.HANDLER_DIRECTORY
     schema = input_schema(table)
     files[f"{code}/{frameworks.REQUIREMENTS}"] = _requirements_text(
-        contract.title, pinned_requirements(found.libraries)
+        contract.title, found.framework, pinned_requirements(found.libraries)
     )
     files[f"{code}/{SCHEMA_FILE}"] = json.dumps(schema, indent=2) + "\n"
     files["card.md"] = _card_text(name, found.framework, card, description)

@@ -185,7 +185,7 @@ def test_cost_shows_steady_state_and_the_deployment_peak(project_dir: Path, run:
     from tests.cli.test_preview import edit_stack
 
     edit_stack(project_dir, "prod", "mlinfra:models", {"churn": {"pinned": pin(stage="prod")}})
-    result = run("check", "--stack", "prod", "--json")
+    result = run("check", "--stack", "prod", "--offline", "--json")  # the cost only: no gate re-check (AWS)
     assert result.exit_code == 0, result.stderr
     hourly = json.loads(result.stdout)["endpointHourlyUsd"]
     rate = PriceTable.load().region("eu-west-1")["sagemakerHostingHourly"]["ml.m5.xlarge"]
@@ -193,5 +193,5 @@ def test_cost_shows_steady_state_and_the_deployment_peak(project_dir: Path, run:
     assert hourly["steady"] == pytest.approx(2 * rate, abs=1e-3)
     assert hourly["deploymentPeak"] == pytest.approx(12 * rate, abs=1e-3)
     assert hourly["peakBasis"] == ["6 live + 6 new x ml.m5.xlarge"]
-    table = run("check", "--stack", "prod")
+    table = run("check", "--stack", "prod", "--offline")
     assert "/hour at the peak of a blue/green update" in table.stdout

@@ -115,7 +115,8 @@ def test_a_hand_written_prod_pin_without_approval_fails_check_naming_the_approva
     result = run("check", "--stack", "prod")
     assert result.exit_code == 3, result.stderr
     assert result.stderr.count("\n") == 1
-    assert "churn v1: approval: v1 is PendingManualApproval in staging; run `mlinfra approve`" in result.stderr
+    approval = "churn v1: approval: v1 is PendingManualApproval in staging; run `mlinfra approve churn --version 1"
+    assert f"{approval} --stack prod" in result.stderr
     assert "soak" not in result.stderr.split("approval:")[1], "soak passed: only the failed gates are named"
     report = json.loads(run("check", "--stack", "prod", "--json").stdout)
     (pin,) = report["pins"]

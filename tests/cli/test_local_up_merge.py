@@ -80,8 +80,8 @@ def test_a_second_pull_request_after_main_moved_is_merged_on_top_of_it(
     second = run("local", "merge", "mlinfra/promote-staging-fraud-v1", "--json")
     assert second.exit_code == 0, second.stderr
     merged = json.loads(second.stdout)
-    # Both pins sit on neighbouring lines of staging's file: the second branch's pin is set again on main.
-    assert (merged["how"], merged["stages"]) == ("pins re-applied on main", ["staging"])
+    # The model blocks are kept apart in the stack files, so the second branch merges as it is.
+    assert (merged["how"], merged["stages"]) == ("merge", ["staging"])
     rows = {r["model"]: r for r in json.loads(run("status", "--stack", "staging", "--json").stdout)}
     assert rows["churn"]["deployed"]["version"] == rows["fraud"]["deployed"]["version"] == 1
     workspace = project_dir / ".mlinfra" / "local" / "workspace"

@@ -75,7 +75,9 @@ def test_every_template_is_rendered_by_some_test() -> None:
         "handlers/mlinfraignore.j2",
         "cards/stub.md.j2",
     }
-    elsewhere = {  # test_cards.py, test_model_repo.py, tests/infra/test_sandbox.py
+    # The web view's pages: tests/cli/test_ui_server.py and test_ui_browser.py render every one of them.
+    ui_pages = {n for n in names() if n.startswith("ui/")}
+    elsewhere = ui_pages | {  # test_cards.py, test_model_repo.py, tests/infra/test_sandbox.py
         "cards/card.md.j2",
         "cards/card.html.j2",
         "repo/register.yml.j2",

@@ -84,8 +84,11 @@ def test_api_and_cli_register_the_same_digest(bootstrapped: Path, run: Run, tmp_
     # What the directory holds, and what the archive leaves out.
     code = written.model_dir / "code"
     requirements = (code / "requirements.txt").read_text().splitlines()
-    assert f"scikit-learn=={metadata.version('scikit-learn')}" in requirements
-    assert f"joblib=={metadata.version('joblib')}" in requirements
+    # The image provides both (picked for this scikit-learn's major.minor): named, not pinned, as its offline
+    # start-up install could not replace them.
+    provided = f"scikit-learn=={metadata.version('scikit-learn')}, joblib=={metadata.version('joblib')}"
+    assert any(provided in line for line in requirements if line.startswith("#")), requirements
+    assert [line for line in requirements if not line.startswith("#")] == []
     schema = json.loads((code / "input_schema.json").read_text())
     assert [f["name"] for f in schema["features"]] == list(x_train.columns)
     assert {f["type"] for f in schema["features"]} == {"float"}

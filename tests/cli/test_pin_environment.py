@@ -111,7 +111,7 @@ def test_a_hand_pin_without_the_handler_fails_check_in_every_stage(project_dir: 
             "artifact": f"s3://mlinfra-{stage}-123456789012-eu-west-1/models/churn/sha256/{digest[7:]}/model.tar.gz",
         }
         edit_stack(project_dir, stage, "mlinfra:models", {"churn": {"pinned": pin}})
-        result = run("check", "--stack", stage, "--json")
+        result = run("check", "--stack", stage, "--offline", "--json")
         assert result.exit_code == 3, result.stderr
         violations = [v for v in ok_json(result)["violations"] if v["rule"] == "sagemaker-framework-handler"]
         assert [v["level"] for v in violations] == ["mandatory"], stage
@@ -119,7 +119,7 @@ def test_a_hand_pin_without_the_handler_fails_check_in_every_stage(project_dir: 
 
         pin["handler"] = {"framework": "sklearn", "program": "inference.py", "directory": "code"}
         edit_stack(project_dir, stage, "mlinfra:models", {"churn": {"pinned": pin}})
-        result = run("check", "--stack", stage, "--json")
+        result = run("check", "--stack", stage, "--offline", "--json")
         assert not [v for v in ok_json(result)["violations"] if v["rule"] == "sagemaker-framework-handler"]
 
 

@@ -20,7 +20,8 @@ from mlinfra_infra import layout, naming
 from tests.cli.conftest import snapshot
 
 Run = Callable[..., Result]
-IMAGE = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+# A team's own serving image (not a framework container, whose handler layout register would check).
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/churn-serving:1.2.0"
 ACCOUNT = "123456789012"
 
 

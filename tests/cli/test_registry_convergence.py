@@ -96,13 +96,13 @@ def rollbacks_since_last_promote(run: Run) -> list[dict[str, Any]]:
 
 def test_rollback_run_twice_says_it_is_already_done(on_v2: Path, run: Run) -> None:
     rollback = ("rollback", "churn", "--stage", "dev", "--reason", "v2 is bad")
-    assert "dev now runs v1 (was v2)" in ok(run(*rollback))
+    assert "v1 pinned in dev (was v2)" in ok(run(*rollback))
     again = ok(run(*rollback))
-    assert "already done" in again and "dev now runs v1" in again, again
+    assert "already done" in again and "v1 pinned in dev" in again, again
     assert read_json("dev", layout.stage_key("churn"))["version"] == 1
     assert len(rollbacks_since_last_promote(run)) == 1
     # A rollback asked for again with another reason is a new request: it returns to the version before (v2).
-    assert "dev now runs v2 (was v1)" in ok(run("rollback", "churn", "--stage", "dev", "--reason", "v1 is worse"))
+    assert "v2 pinned in dev (was v1)" in ok(run("rollback", "churn", "--stage", "dev", "--reason", "v1 is worse"))
 
 
 def test_rollback_cut_after_each_request_converges_on_rerun(on_v2: Path, run: Run, hooks: list[Any]) -> None:

@@ -128,7 +128,7 @@ def test_a_deleted_pointer_is_recognised_and_rebuilt_from_the_audit_log(register
     assert trail[0]["action"] == "repair" and trail[0]["version"] == 2
     assert "nothing to repair" in ok(run("repair", "pointer", "churn", "--stack", "dev"))
     # The rollback now knows where it was.
-    assert "dev now runs v1 (was v2)" in ok(run("rollback", "churn", "--stack", "dev", "--reason", "after repair"))
+    assert "v1 pinned in dev (was v2)" in ok(run("rollback", "churn", "--stack", "dev", "--reason", "after repair"))
 
 
 def test_a_deleted_entry_pointer_is_recognised_by_promote_and_register(
