@@ -93,6 +93,7 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     "aws:codeartifact/domain:Domain": frozenset({"domain", "encryptionKey"}),
     "aws:codeartifact/repository:Repository": frozenset({"repository", "domain", "domainOwner"}),
     "aws:ssm/document:Document": frozenset({"name"}),
+    "aws:sqs/queue:Queue": frozenset({"name", "namePrefix", "fifoQueue"}),
     "aws:lambda/permission:Permission": frozenset(
         {"action", "function", "principal", "sourceArn", "sourceAccount", "statementId", "qualifier"}
     ),

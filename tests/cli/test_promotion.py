@@ -22,6 +22,8 @@ from tests.cli.conftest import snapshot
 Run = Callable[..., Result]
 # A team's own serving image (not a framework container, whose handler layout register would check).
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/churn-serving:1.2.0"
+# SageMaker's scikit-learn 1.2-1 image in eu-west-1, as register resolves it for --framework sklearn.
+FRAMEWORK_IMAGE = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 ACCOUNT = "123456789012"
 
 
@@ -476,7 +478,7 @@ def test_register_resolves_the_framework_image_and_stores_the_baseline(
             "--json",
         )
     )
-    assert out["image"] == IMAGE, "resolved offline by the sagemaker SDK's image_uris"
+    assert out["image"] == FRAMEWORK_IMAGE, "resolved offline by the sagemaker SDK's image_uris"
     stored = read_json("sandbox", f"{layout.version_prefix('churn', 1)}baseline.json")
     assert stored["rows"] == 3
     assert stored["columns"]["tenure"]["missing"] == 1

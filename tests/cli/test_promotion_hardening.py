@@ -320,7 +320,7 @@ def test_identical_bytes_with_new_metrics_and_baseline_attach_them_audited(
 
 def test_identical_bytes_with_another_image_are_refused(three_versions: Path, run: Run, tmp_path: Path) -> None:
     model = make_model(tmp_path / "src-weights-2", "weights-2")
-    other = IMAGE.replace("1.2-1", "1.4-2")
+    other = IMAGE.replace(":1.2.0", ":1.3.0")
     before = all_versions("sandbox")
     result = run("register", str(model), "-m", "churn", "--image", other)
     assert result.exit_code == 2, result.output

@@ -17,7 +17,7 @@ from mlinfra.models import directory as modeldir
 from mlinfra.stacks.edit import read_pin
 from mlinfra.stacks.project import Project
 from mlinfra_infra import layout
-from tests.cli.test_promotion import IMAGE, bucket, ok, platform, read_json, s3
+from tests.cli.test_promotion import FRAMEWORK_IMAGE, IMAGE, bucket, ok, platform, read_json, s3
 
 __all__ = ["platform"]
 Run = Callable[..., Result]
@@ -166,8 +166,8 @@ def test_dry_run_lists_what_would_be_packed_and_writes_nothing(platform: Path, r
     nothing_written()
     plan = json.loads(run("register", str(directory), "-m", "churn", *SKLEARN, "--dry-run", "--json").stdout)
     assert plan["handler"] == {"framework": "sklearn", "program": "inference.py", "directory": "code"}
-    assert plan["image"] == IMAGE and plan["frameworkVersion"] == "1.2-1"
-    assert "image " + IMAGE in result.stderr
+    assert plan["image"] == FRAMEWORK_IMAGE and plan["frameworkVersion"] == "1.2-1"
+    assert "image " + FRAMEWORK_IMAGE in result.stderr
     # the digest --dry-run announces is the one register then stores
     out = ok(run("register", str(directory), "-m", "churn", "--image", IMAGE, "--json"))
     assert out["digest"] == plan["digest"]
