@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
 
 from mlinfra.aws import DEFAULT_LOCAL_PORT, ENDPOINT_ENV, LOCAL_ENV
-from mlinfra.options import all_option, chosen_stages, emit_json, json_option, stack_option
+from mlinfra.options import F, all_option, chosen_stages, emit_json, json_option, stack_option
 from mlinfra.stacks.project import Project
 
 if TYPE_CHECKING:
@@ -33,15 +34,15 @@ def local() -> None:
     """
 
 
+def _port_option(help_text: str) -> Callable[[F], F]:
+    """The emulator's --port (start and up)."""
+    return click.option(
+        "--port", "-p", type=click.IntRange(1, 65535), default=DEFAULT_LOCAL_PORT, show_default=True, help=help_text
+    )
+
+
 @local.command("start")
-@click.option(
-    "--port",
-    "-p",
-    type=click.IntRange(1, 65535),
-    default=DEFAULT_LOCAL_PORT,
-    show_default=True,
-    help="Port on 127.0.0.1 to listen on.",
-)
+@_port_option("Port on 127.0.0.1 to listen on.")
 @click.option(
     "--detach", "-d", is_flag=True, help="Run in the background and return; stop it with `mlinfra local stop`."
 )
@@ -179,14 +180,7 @@ def bootstrap(stack: str | None, all_stacks: bool, as_json: bool) -> None:
 
 
 @local.command("up")
-@click.option(
-    "--port",
-    "-p",
-    type=click.IntRange(1, 65535),
-    default=DEFAULT_LOCAL_PORT,
-    show_default=True,
-    help="Port on 127.0.0.1 for a new emulator (one that already answers is reused).",
-)
+@_port_option("Port on 127.0.0.1 for a new emulator (one that already answers is reused).")
 @json_option
 def up(port: int, as_json: bool) -> None:
     """Start the AWS emulator unless one answers, and create every stage's registries in it: local mode in one step.

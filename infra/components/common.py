@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 
 from mlinfra_infra import naming
 
@@ -87,4 +88,23 @@ def assume_role_policy(service: str) -> str:
                 {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"},
             ],
         }
+    )
+
+
+def access_log_bucket_rules(prefix: str, bucket: pulumi.Input[str], days: int, opts: pulumi.ResourceOptions) -> None:
+    """SSE-S3 encryption and expiry for a bucket that receives S3 server access logs (`<prefix>-encryption`, ...).
+
+    S3 server access logging writes with SSE-S3 only: an SSE-KMS target bucket is not supported.
+    """
+    aws.s3.BucketServerSideEncryptionConfiguration(
+        f"{prefix}-encryption",
+        bucket=bucket,
+        rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
+        opts=opts,
+    )
+    aws.s3.BucketLifecycleConfiguration(
+        f"{prefix}-lifecycle",
+        bucket=bucket,
+        rules=[{"id": "expire-access-logs", "status": "Enabled", "filter": {}, "expiration": {"days": days}}],
+        opts=opts,
     )

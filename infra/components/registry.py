@@ -19,7 +19,7 @@ from mlinfra_infra.layout import (
     UPLOADS_PREFIX,
 )
 
-from .common import TYPE_PREFIX, deny_everyone, policy_document, statement, tags
+from .common import TYPE_PREFIX, access_log_bucket_rules, deny_everyone, policy_document, statement, tags
 
 
 @dataclass
@@ -383,25 +383,7 @@ class ModelRegistry(pulumi.ComponentResource):
             rule={"object_ownership": "BucketOwnerEnforced"},
             opts=child,
         )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-access-logs-encryption",
-            bucket=logs.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-            opts=child,
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-access-logs-lifecycle",
-            bucket=logs.id,
-            rules=[
-                {
-                    "id": "expire-access-logs",
-                    "status": "Enabled",
-                    "filter": {},
-                    "expiration": {"days": args.settings.access_log_days},
-                }
-            ],
-            opts=child,
-        )
+        access_log_bucket_rules(f"{name}-access-logs", logs.id, args.settings.access_log_days, child)
         log_objects = pulumi.Output.concat(logs.arn, "/*")
         policy = aws.s3.BucketPolicy(
             f"{name}-access-logs-policy",

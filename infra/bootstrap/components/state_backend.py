@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from mlinfra_infra.components.common import TYPE_PREFIX
+from mlinfra_infra.components.common import TYPE_PREFIX, access_log_bucket_rules
 
 from .. import backend_policies, names
 from ..policies import StageScope
@@ -51,25 +51,7 @@ class StateBackend(pulumi.ComponentResource):
         # S3 server access logging writes with SSE-S3 only (SSE-KMS targets are not supported).
         logs = aws.s3.Bucket(f"{name}-logs", bucket=log_name, tags=base_tags, opts=child(self, provider))
         self._private(f"{name}-logs", logs, provider)
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-logs-encryption",
-            bucket=logs.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-            opts=child(self, provider),
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-logs-lifecycle",
-            bucket=logs.id,
-            rules=[
-                {
-                    "id": "expire-access-logs",
-                    "status": "Enabled",
-                    "filter": {},
-                    "expiration": {"days": args.log_retention_days},
-                }
-            ],
-            opts=child(self, provider),
-        )
+        access_log_bucket_rules(f"{name}-logs", logs.id, args.log_retention_days, child(self, provider))
         aws.s3.BucketPolicy(
             f"{name}-logs-policy",
             bucket=logs.id,
