@@ -127,3 +127,24 @@ def cli(local: bool, project: str | None) -> None:
         from mlinfra.aws import LOCAL_ENV
 
         os.environ[LOCAL_ENV] = "1"
+    if project:
+        _use_project(project)
+
+
+def _use_project(project: str) -> None:
+    """`--project DIR`: the clone every command of this invocation works on (as MLINFRA_PROJECT, restored after)."""
+    import os
+    from pathlib import Path
+
+    from mlinfra.stacks.project import ROOT_ENV
+
+    previous = os.environ.get(ROOT_ENV)
+    os.environ[ROOT_ENV] = str(Path(project).resolve())
+
+    def restore() -> None:
+        if previous is None:
+            os.environ.pop(ROOT_ENV, None)
+        else:
+            os.environ[ROOT_ENV] = previous
+
+    click.get_current_context().call_on_close(restore)

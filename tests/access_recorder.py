@@ -45,6 +45,21 @@ ACTION = {
     "cloudwatch:GetMetricData": "cloudwatch:GetMetricData",
 }
 NO_PERMISSION = {"sts:GetCallerIdentity"}
+SCALABLE_TARGET_ACTIONS = {
+    "RegisterScalableTarget",
+    "DeregisterScalableTarget",
+    "PutScalingPolicy",
+    "DeleteScalingPolicy",
+}
+# A call on another stage's resources than the one the command acts for (promote's source stage, check's gate
+# re-check): its template names the source stage, so it is evaluated against that stage's bucket and names.
+SOURCE_PLACEHOLDERS = {
+    "{bucket}": "{source_bucket}",
+    "{stage}": "{source}",
+    "{account}": "{source_account}",
+    "{key}": "{source_key}",
+    "{endpoint}": "{source_endpoint}",
+}
 # Request headers S3 turns into condition keys.
 S3_HEADERS = {
     "if-none-match": "s3:if-none-match",
@@ -88,7 +103,7 @@ def current_caller() -> str | None:
     return " ".join(["mlinfra", *reversed(names)]) if names else None
 
 
-def _arn_of(service: str, params: dict[str, Any], region: str, account: str) -> str:  # noqa: PLR0911
+def _arn_of(service: str, params: dict[str, Any], op: str = "") -> str:  # noqa: PLR0911
     bucket, key = params.get("Bucket"), params.get("Key")
     if service == "s3":
         if bucket and key:
@@ -120,6 +135,10 @@ def _arn_of(service: str, params: dict[str, Any], region: str, account: str) -> 
         return "{stage_role}"
     if service == "lambda":
         return f"arn:aws:lambda:{{region}}:{{account}}:function:{params.get('FunctionName', '*')}"
+    if service == "application-autoscaling" and op in SCALABLE_TARGET_ACTIONS:
+        # The service authorization reference: these act on a scalable target, whose ARN ends in an id AWS
+        # generates (scalable-target/<id>), so any target of the account; the Describe* calls take "*".
+        return "arn:aws:application-autoscaling:{region}:{account}:scalable-target/*"
     return "*"
 
 
@@ -172,24 +191,25 @@ def _normalise_kms_key(context: dict[str, str]) -> dict[str, str]:
     return context
 
 
-def _hooks(client: Any, created_by: str | None) -> None:
+def _hooks(client: Any, created_by: str | None, client_stage: str | None) -> None:
     model = client.meta.service_model
     prefix = IAM_PREFIX.get(model.endpoint_prefix, model.endpoint_prefix)
 
     def before_build(params: dict[str, Any], model: Any, **_: Any) -> None:
-        _local.pending = (model.name, dict(params), current_caller() or created_by)
+        elsewhere = client_stage is not None and command_stage() not in (None, client_stage)
+        _local.pending = (model.name, dict(params), current_caller() or created_by, elsewhere)
 
     def before_sign(request: Any, operation_name: str, **_: Any) -> None:
         pending = getattr(_local, "pending", None)
         if pending is None or pending[0] != operation_name:
             return
-        op, params, caller = pending
+        op, params, caller, elsewhere = pending
         _local.pending = None
         _local.last = None
         if caller is None:
             return
         headers = {k.lower(): v for k, v in request.headers.items()}
-        _record(prefix, op, params, headers, caller)
+        _record(prefix, op, params, headers, caller, source_stage=elsewhere)
 
     def after_call(http_response: Any, model: Any, **_: Any) -> None:
         if prefix == "s3" and model.name in {"GetObject", "HeadObject"} and http_response.status_code == 404:
@@ -203,7 +223,9 @@ def _hooks(client: Any, created_by: str | None) -> None:
     client.meta.events.register("after-call", after_call)
 
 
-def _record(prefix: str, op: str, params: dict[str, Any], headers: dict[str, str], caller: str) -> None:
+def _record(
+    prefix: str, op: str, params: dict[str, Any], headers: dict[str, str], caller: str, *, source_stage: bool = False
+) -> None:
     action = ACTION.get(f"{prefix}:{op}", f"{prefix}:{op}")
     if action in NO_PERMISSION:
         _local.last = None
@@ -216,14 +238,53 @@ def _record(prefix: str, op: str, params: dict[str, Any], headers: dict[str, str
         calls.append(Call(caller, "s3:GetObject", f"arn:aws:s3:::{{bucket}}/{key_template(str(key))}"))
         context.pop("s3:x-amz-copy-source", None)
         action = "s3:PutObject"
-    resource = _arn_of(prefix, params, "", "")
+    resource = _arn_of(prefix, params, op)
     main = Call(caller, action, resource, tuple(sorted(context.items())))
     calls.append(main)
     for name in (params.get("AlarmNames") or [])[1:]:
-        calls.append(Call(caller, action, _arn_of(prefix, {"AlarmNames": [name]}, "", "")))
+        calls.append(Call(caller, action, _arn_of(prefix, {"AlarmNames": [name]})))
+    if source_stage:
+        main = _on_source_stage(main)
+        calls = [_on_source_stage(c) for c in calls]
     _local.last = main
     with _lock:
         RECORDED.extend(calls)
+
+
+def _on_source_stage(call: Call) -> Call:
+    """The call with its stage placeholders naming the source stage (`{bucket}` -> `{source_bucket}`, ...)."""
+
+    def moved(text: str) -> str:
+        for own, source in SOURCE_PLACEHOLDERS.items():
+            text = text.replace(own, source)
+        return text
+
+    context = tuple((k, moved(v)) for k, v in call.context)
+    return Call(call.caller, call.action, moved(call.resource), context, call.missing_key, call.when, call.source)
+
+
+def command_stage() -> str | None:
+    """The stage the running `mlinfra` command acts for: promote's `--to`, else `--stack` (None with `--all`)."""
+    try:
+        import click
+    except ImportError:  # pragma: no cover
+        return None
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return None
+    stage = ctx.params.get("to") if ctx.info_name == "promote" else ctx.params.get("stage", ctx.params.get("stack"))
+    return stage if isinstance(stage, str) else None
+
+
+def _client_stage() -> str | None:
+    """The stage a client is created for: the `mlinfra.aws.StageAws` whose `client()` is creating it, if any."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if type(owner).__name__ == "StageAws" and type(owner).__module__ == "mlinfra.aws":
+            return str(owner.config.stage)
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
 
 
 _installed = False
@@ -240,7 +301,7 @@ def install() -> None:
 
     def create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
         client = original(self, *args, **kwargs)
-        _hooks(client, current_caller())
+        _hooks(client, current_caller(), _client_stage())
         return client
 
     ClientCreator.create_client = create_client  # type: ignore[method-assign]

@@ -43,10 +43,17 @@ def _print_access(report: AccessReport) -> None:
 
 def run_access(project: Project, stages: list[str], *, as_json: bool, all_stacks: bool) -> None:
     """Print each stack's access check; RefusedError (exit 3) naming the first denied call."""
+    from mlinfra.bootstrap import stack as bootstrap_stack
     from mlinfra.errors import RefusedError
     from mlinfra.stacks.access import check_access
 
-    reports = check_access(project, stages)
+    identities: list[Any] = []
+    accounts: dict[str, str] = {}
+    if bootstrap_stack.stack_file(project).is_file():  # the CI roles and every role's boundary live there
+        bootstrap = bootstrap_stack.load(project)
+        identities = list(bootstrap_stack.render(bootstrap).resources)
+        accounts = {name: entry.account_id for name, entry in bootstrap.config.stages.items()}
+    reports = check_access(project, stages, identities=identities, accounts=accounts)
     if as_json:
         documents = [r.to_json() for r in reports]
         emit_json(documents if all_stacks else documents[0])

@@ -9,6 +9,7 @@ principal the stack declares. A denied call is a mandatory violation: exit 3.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,7 @@ class AccessReport:
         }
 
 
-def with_sample_pins(stage: Stage) -> tuple[dict[str, Any], list[str]]:
+def with_sample_pins(stage: Stage, account: str = "") -> tuple[dict[str, Any], list[str]]:
     """The stage's flat config with a sample pin for every declared model that has none; the models given one."""
     from mlinfra.records import pin_of
     from mlinfra_infra import layout, naming
@@ -54,7 +55,9 @@ def with_sample_pins(stage: Stage) -> tuple[dict[str, Any], list[str]]:
         return raw, []
     from .render import MOCK_ACCOUNT
 
-    bucket = cfg.registry.bucket_name or naming.registry_bucket(cfg.project, cfg.stage, cfg.region, MOCK_ACCOUNT)
+    bucket = cfg.registry.bucket_name or naming.registry_bucket(
+        cfg.project, cfg.stage, cfg.region, account or MOCK_ACCOUNT
+    )
     sampled = []
     for model, settings in sorted(models.items()):
         block = dict(settings or {})
@@ -67,20 +70,48 @@ def with_sample_pins(stage: Stage) -> tuple[dict[str, Any], list[str]]:
     return raw, sampled
 
 
-def check_access(project: Project, stages: list[str]) -> list[AccessReport]:
-    """Render each stage (unpinned models with sample pins) and decide every call of the contract there."""
+def check_access(
+    project: Project,
+    stages: list[str],
+    *,
+    identities: Sequence[Any] = (),
+    accounts: Mapping[str, str] | None = None,
+) -> list[AccessReport]:
+    """Render each stage (unpinned models with sample pins) and decide every call of the contract there.
+
+    `identities`, `accounts`: the bootstrap stack's rendered resources and the account it gives each stage. Its CI
+    roles and every role's permissions boundary are then evaluated too, each stage rendered in its account. Calls
+    on the source stage's resources (promote's reads, the gate re-check) are decided against that stage's render.
+    """
     from mlinfra_infra.policy.accesscheck import evaluate_stack
     from mlinfra_infra.policy.engine import Context
 
     from .files import check_chain, load_stage
-    from .render import render_stage
+    from .render import MOCK_ACCOUNT, RenderedStack, render_stage
 
-    loaded = [load_stage(project, stage) for stage in stages]
     check_chain(project, stages)
+    accounts = accounts or {}
+    order = project.stages()
+    rendered: dict[str, tuple[RenderedStack, Stage, list[str]]] = {}
+
+    def rendered_stage(name: str) -> tuple[RenderedStack, Stage, list[str]]:
+        if name not in rendered:
+            stage = load_stage(project, name)
+            account = stage.config.account_id or accounts.get(name, MOCK_ACCOUNT)
+            raw, sampled = with_sample_pins(stage, account)
+            rendered[name] = (render_stage(stage, raw=raw, account_id=account), stage, sampled)
+        return rendered[name]
+
     reports = []
-    for stage in loaded:
-        raw, sampled = with_sample_pins(stage)
-        rendered = render_stage(stage, raw=raw)
-        access = evaluate_stack(rendered.resources, Context.from_config(stage.config))
+    for name in stages:
+        stack, stage, sampled = rendered_stage(name)
+        index = order.index(name) if name in order else 0
+        source = None
+        if index > 0:
+            source_stack, source_stage, _ = rendered_stage(order[index - 1])
+            source = (source_stack.resources, Context.from_config(source_stage.config))
+        access = evaluate_stack(
+            stack.resources, Context.from_config(stage.config), identities=identities, source=source
+        )
         reports.append(AccessReport(stage.name, access, sampled))
     return reports

@@ -376,6 +376,53 @@ def gate_record_statements(scope: StageScope) -> list[Policy]:
     ]
 
 
+def source_gate_statements(scope: StageScope) -> list[Policy]:
+    """What `mlinfra check` reads of the source stage to re-check a pin's gates (the access contract's calls).
+
+    The source's stage pointers and version records (never an artifact), its key through S3 only, the version's
+    model package and the source's alarm states. Within one account these are enough; across accounts the source's
+    bucket and key policies must list this role too, and its alarms and packages are not reachable from here.
+    """
+    if not (scope.source_stage and scope.source_registry_bucket and scope.source_account):
+        return []
+    source = f"arn:{scope.partition}:s3:::{scope.source_registry_bucket}"
+    prefix = f"{scope.project}-{scope.source_stage}-"
+    return [
+        allow("SourceGateRecords", ["s3:GetObject"], [f"{source}/stages/*", f"{source}/models/*/versions/*"]),
+        allow(
+            "SourceGateRecordsList",
+            ["s3:ListBucket"],
+            [source],
+            {"StringLike": {"s3:prefix": ["stages/*", "models/*/versions/*"]}},
+        ),
+        _source_key_through_s3(scope, "SourceGateRecordsKeyThroughS3"),
+        allow(
+            "SourceModelPackages",
+            ["sagemaker:DescribeModelPackage"],
+            [scope.arn("sagemaker", f"model-package/{prefix}*/*", account=scope.source_account)],
+        ),
+        allow(
+            "SourceAlarmStates",
+            ["cloudwatch:DescribeAlarms"],
+            [scope.arn("cloudwatch", f"alarm:{prefix}*", account=scope.source_account)],
+        ),
+    ]
+
+
+def _source_key_through_s3(scope: StageScope, sid: str) -> Policy:
+    """Decrypt with the source registry's key (by its alias), only as S3 uses it for a read."""
+    alias = naming.key_alias(scope.project, str(scope.source_stage))
+    return allow(
+        sid,
+        ["kms:Decrypt"],
+        [scope.arn("kms", "key/*", account=scope.source_account)],
+        {
+            "StringEquals": {"kms:ViaService": f"s3.{scope.region}.amazonaws.com"},
+            "ForAnyValue:StringEquals": {"kms:ResourceAliases": [alias]},
+        },
+    )
+
+
 def preview_policy(scope: StageScope) -> Policy:
     """The preview role: plan the stage stack, read its state, its secrets and its gate records; change nothing."""
     return document(
@@ -383,6 +430,7 @@ def preview_policy(scope: StageScope) -> Policy:
         *state_statements(scope, write=False),
         secrets_key_statement(scope, write=False),
         *gate_record_statements(scope),
+        *source_gate_statements(scope),
     )
 
 
@@ -444,32 +492,31 @@ def promotion_policy(scope: StageScope) -> Policy:
     ]
     if scope.source_stage and scope.source_registry_bucket and scope.source_account:
         source = f"arn:{p}:s3:::{scope.source_registry_bucket}"
+        prefix = f"{scope.project}-{scope.source_stage}-"
         statements += [
+            # The version's artifact and records, the source's pointer (what it runs) and audit (since when).
             allow(
                 "SourceRegistryReadModels",
                 ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes", "s3:GetObjectTagging"],
-                [f"{source}/models/*"],
+                [f"{source}/models/*", f"{source}/stages/*", f"{source}/audit/*"],
             ),
-            allow("SourceRegistryListModels", ["s3:ListBucket"], [source], {"StringLike": {"s3:prefix": ["models/*"]}}),
+            allow(
+                "SourceRegistryListModels",
+                ["s3:ListBucket"],
+                [source],
+                {"StringLike": {"s3:prefix": ["models/*", "stages/*", "audit/*"]}},
+            ),
             allow(
                 "SourceStageAlarmStates",
                 ["cloudwatch:DescribeAlarms"],
-                [
-                    scope.arn(
-                        "cloudwatch", f"alarm:{scope.project}-{scope.source_stage}-*", account=scope.source_account
-                    )
-                ],
+                [scope.arn("cloudwatch", f"alarm:{prefix}*", account=scope.source_account)],
             ),
+            # The version's model package: its gates (describe) and an approval recorded on it (update).
             allow(
-                "SourceRegistryKeyThroughS3",
-                ["kms:Decrypt"],
-                [scope.arn("kms", "key/*", account=scope.source_account)],
-                {
-                    "StringEquals": {"kms:ViaService": f"s3.{scope.region}.amazonaws.com"},
-                    "ForAnyValue:StringEquals": {
-                        "kms:ResourceAliases": [naming.key_alias(scope.project, scope.source_stage)]
-                    },
-                },
+                "SourceModelPackages",
+                ["sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"],
+                [scope.arn("sagemaker", f"model-package/{prefix}*/*", account=scope.source_account)],
             ),
+            _source_key_through_s3(scope, "SourceRegistryKeyThroughS3"),
         ]
     return document(*statements)

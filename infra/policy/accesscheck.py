@@ -28,9 +28,10 @@ from . import contract as contract_module
 from .contract import Call, Contract, instantiate, unresolved
 from .engine import Context, Index, Resource, as_list, document, get, stack_rule
 from .iam import Decision, PolicyError, Request, evaluate
-from .tokens import BUCKET, BUCKET_POLICY, KEY, POLICY, ROLE, ROLE_POLICY, SSE
+from .tokens import BUCKET, BUCKET_POLICY, ENDPOINT, KEY, POLICY, ROLE, ROLE_POLICY, SCALING_TARGET, SSE
 
 ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+ALIAS = "aws:kms/alias:Alias"
 PACKAGE_GROUP = "aws:sagemaker/modelPackageGroup:ModelPackageGroup"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
 FUNCTION = "aws:lambda/function:Function"
@@ -48,6 +49,7 @@ class Found:
     policies: list[dict[str, Any]]
     models: list[str]
     unevaluated: list[str] = field(default_factory=list)
+    boundary: list[dict[str, Any]] | None = None  # the permissions boundary, where the role has one
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,12 @@ class _Stack:
     project: str
     stage: str
     models: list[str]
+    # Where roles are declared: the stack itself, or with the bootstrap stack's render added (CI roles, boundaries).
+    identities: Index | None = None
+
+    @property
+    def roles(self) -> Index:
+        return self.identities or self.index
 
     def parent_type(self, resource: Resource) -> str:
         return self.types.get(resource.parent or "", "")
@@ -161,16 +169,31 @@ def _registry(index: Index, ctx: Context) -> _Stack | None:
     return _Stack(index, types, account, region, bucket, key_arn, bucket_policy, key_policy, project, ctx.stage, models)
 
 
+def _managed(stack: _Stack) -> dict[str, Resource]:
+    return {str(p.inputs.get("name") or _autoname(p.name)): p for p in stack.roles.of(POLICY)}
+
+
+def _boundary(stack: _Stack, role: Resource) -> tuple[list[dict[str, Any]] | None, list[str]]:
+    """The role's permissions boundary as a policy document (None without one), or the ARN it could not find."""
+    arn = role.inputs.get("permissionsBoundary")
+    if not arn:
+        return None, []
+    policy = _managed(stack).get(str(arn).rsplit("/", 1)[-1])
+    if policy is None:
+        return None, [f"{arn} (permissions boundary)"]
+    return [{**document(policy.inputs.get("policy")), "Id": policy.name}], []
+
+
 def _identity_policies(stack: _Stack, role: Resource) -> tuple[list[dict[str, Any]], list[str]]:
     ids = _role_ids(role)
     policies: list[dict[str, Any]] = []
     unevaluated: list[str] = []
-    for inline in stack.index.of(ROLE_POLICY):
+    for inline in stack.roles.of(ROLE_POLICY):
         if str(inline.inputs.get("role")) in ids:
             doc = document(inline.inputs.get("policy"))
             policies.append({**doc, "Id": inline.name})
-    managed = {str(p.inputs.get("name") or _autoname(p.name)): p for p in stack.index.of(POLICY)}
-    for attachment in stack.index.of(ATTACHMENT):
+    managed = _managed(stack)
+    for attachment in stack.roles.of(ATTACHMENT):
         if str(attachment.inputs.get("role")) not in ids:
             continue
         arn = str(attachment.inputs.get("policyArn", ""))
@@ -201,11 +224,12 @@ def find_principals(stack: _Stack, contract: Contract) -> dict[str, list[Found]]
 
     def add(principal: str, role: Resource, models: list[str]) -> None:
         policies, unevaluated = _identity_policies(stack, role)
+        boundary, missing = _boundary(stack, role)
         found.setdefault(principal, []).append(
-            Found(principal, _role_arn(stack, role), role.name, policies, models, unevaluated)
+            Found(principal, _role_arn(stack, role), role.name, policies, models, unevaluated + missing, boundary)
         )
 
-    for role in stack.index.of(ROLE):
+    for role in stack.roles.of(ROLE):
         kind = stack.parent_type(role).removeprefix(COMPONENT)
         name = role.name
         if kind == "DriftJob":
@@ -289,14 +313,80 @@ def _holds(stack: _Stack, when: str, model: str) -> bool:
     return not when
 
 
-def _decide(stack: _Stack, found: Found, action: str, resource: str, context: dict[str, Any]) -> Decision:
+# SageMaker and Application Auto Scaling ARNs -> the rendered type whose tags AWS reads as aws:ResourceTag/*.
+_TAGGED = (
+    (":model/", MODEL),
+    (":endpoint-config/", ENDPOINT_CONFIG),
+    (":endpoint/", ENDPOINT),
+    (":model-package-group/", PACKAGE_GROUP),
+    (":scalable-target/", SCALING_TARGET),
+)
+
+
+def _resource_keys(stack: _Stack, resource: str, model: str) -> dict[str, Any]:
+    """The keys AWS adds for the resource: aws:ResourceAccount, and the tags the stack gives the model's resource."""
+    keys: dict[str, Any] = {}
+    arn = resource.split(":")
+    if len(arn) > 4 and arn[4]:
+        keys["aws:ResourceAccount"] = arn[4]
+    elif resource.startswith(f"arn:aws:s3:::{stack.bucket}") and stack.account:
+        keys["aws:ResourceAccount"] = stack.account  # the bucket's owner (S3 ARNs name no account)
+    if stack.key_arn and resource == stack.key_arn:
+        # KMS puts the key's aliases (kms:ResourceAliases) and tags in every request on it.
+        aliases = [str(a.inputs.get("name")) for a in stack.index.of(ALIAS)
+                   if str(a.inputs.get("targetKeyId", "-")) in resource]  # fmt: skip
+        if aliases:
+            keys["kms:ResourceAliases"] = sorted(aliases)
+        for key in stack.index.of(KEY):
+            if stack.parent_type(key) == f"{COMPONENT}ModelRegistry":
+                keys.update({f"aws:ResourceTag/{k}": str(v) for k, v in (key.inputs.get("tags") or {}).items()})
+    for marker, type_token in _TAGGED:
+        if marker not in resource or not model:
+            continue
+        for declared in stack.index.of(type_token):
+            tags = declared.inputs.get("tags") or {}
+            if tags.get("model") == model or (type_token == SCALING_TARGET and model in str(declared.name)):
+                keys.update({f"aws:ResourceTag/{k}": str(v) for k, v in tags.items()})
+                break
+    return keys
+
+
+def _decide(
+    owner: _Stack, found: Found, action: str, resource: str, context: dict[str, Any], *, role_account: str
+) -> Decision:
+    """One request as AWS decides it: in one account, or, when `owner` is another account, by both sides."""
     request = Request(action, resource, {"aws:SecureTransport": True, **context})
+    resource_policies: list[dict[str, Any]] = []
+    required = False
+    if action.startswith("kms:") and resource == owner.key_arn:
+        resource_policies, required = [owner.key_policy], True
+    elif resource.startswith(f"arn:aws:s3:::{owner.bucket}") and owner.bucket_policy:
+        resource_policies = [owner.bucket_policy]
+    service = action.split(":", 1)[0]
+    if owner.account and owner.account != role_account and not resource_policies:
+        # No resource policy of the owner's account lets the caller in (CloudWatch has none; the stacks declare no
+        # model package group policy): the request would go to the caller's own account.
+        return Decision(
+            False,
+            "",
+            f"{service} in account {owner.account} cannot be reached from account {role_account} without a role "
+            f"there: {action} on {resource}",
+        )
     try:
-        if action.startswith("kms:") and resource == stack.key_arn:
-            return evaluate(request, found.policies, [stack.key_policy], found.arn, resource_policy_required=True)
-        if resource.startswith(f"arn:aws:s3:::{stack.bucket}") and stack.bucket_policy:
-            return evaluate(request, found.policies, [stack.bucket_policy], found.arn)
-        return evaluate(request, found.policies, [], found.arn)
+        if not owner.account or owner.account == role_account:
+            return evaluate(
+                request,
+                found.policies,
+                resource_policies,
+                found.arn,
+                boundary_policies=found.boundary,
+                resource_policy_required=required,
+            )
+        # Across accounts the caller's own policies (and boundary) and the resource's policy must each allow.
+        own = evaluate(request, found.policies, [], found.arn, boundary_policies=found.boundary)
+        if not own.allowed:
+            return own
+        return evaluate(request, [], resource_policies, found.arn, resource_policy_required=True)
     except PolicyError as exc:
         return Decision(False, "", f"a policy could not be evaluated: {exc}")
 
@@ -318,34 +408,67 @@ def _requests(stack: _Stack, call: Call, values: Mapping[str, str]) -> Iterator[
         yield "s3:ListBucket", f"arn:aws:s3:::{stack.bucket}", {"s3:prefix": key}, why
 
 
-def evaluate_stack(resources: Sequence[Resource], ctx: Context, contract: Contract | None = None) -> StackAccess:
-    """Decide every call of every principal this stack declares."""
+SOURCE = "{source"  # placeholders of a call on the source stage's resources ({source_bucket}, {source}, ...)
+
+
+def _source_values(source: _Stack, model: str) -> dict[str, str]:
+    values = {"source_bucket": source.bucket, "source": source.stage, "source_account": source.account}
+    if source.key_arn:
+        values["source_key"] = source.key_arn
+    if model:
+        values["source_endpoint"] = f"{source.project}-{source.stage}-{model}"
+    return values
+
+
+def evaluate_stack(
+    resources: Sequence[Resource],
+    ctx: Context,
+    contract: Contract | None = None,
+    *,
+    identities: Sequence[Resource] = (),
+    source: tuple[Sequence[Resource], Context] | None = None,
+) -> StackAccess:
+    """Decide every call of every principal this stack declares.
+
+    `identities`: more resources declaring roles for this stage (the bootstrap stack's CI roles and the boundaries
+    of every role). `source`: the rendered stage versions come from, for calls on its resources (promote's reads,
+    the gate re-check); without it those calls are listed as not evaluated.
+    """
     chosen = contract if contract is not None else contract_module.load()
     stack = _registry(Index(resources), ctx)
     if stack is None:
         return StackAccess([], sorted(chosen.principals), ["the stack declares no model registry"])
+    if identities:
+        stack.identities = Index([*resources, *identities])
+        stack.types = {**{r.name: r.type for r in identities}, **stack.types}
+    source_stack = _registry(Index(source[0]), source[1]) if source is not None else None
     found = find_principals(stack, chosen)
     shared = _stack_values(stack)
     results: list[CallResult] = []
     notes: list[str] = []
     for principal in chosen.principals:
         for one in found.get(principal, []):
-            notes += [f"{one.label}: managed policy {arn} not evaluated" for arn in one.unevaluated]
+            notes += [f"{one.label}: {arn} not evaluated" for arn in one.unevaluated]
             for call in chosen.calls_of(principal):
                 placeholders = set(unresolved(call.resource + json.dumps(dict(call.context))))
                 per_model = bool(placeholders & MODEL_PLACEHOLDERS or call.when)
+                on_source = SOURCE in call.resource + json.dumps(dict(call.context))
+                owner = source_stack if on_source and source_stack is not None else stack
                 for model in one.models if per_model else [""]:
                     if model and not _holds(stack, call.when, model):
                         continue
                     values = {**shared, **(_model_values(stack, model) if model else {})}
-                    for action, resource, context, why in _requests(stack, call, values):
-                        missing = unresolved(resource + json.dumps(context))
+                    if on_source and source_stack is not None:
+                        values.update(_source_values(source_stack, model))
+                    for action, resource, asked, why in _requests(owner, call, values):
+                        missing = unresolved(resource + json.dumps(asked))
                         if missing:
                             notes.append(
                                 f"{one.label}: {action} on {call.resource} not evaluated (no {missing[0]} here)"
                             )
                             continue
-                        decision = _decide(stack, one, action, resource, context)
+                        context = {**_resource_keys(owner, resource, model), **asked}
+                        decision = _decide(owner, one, action, resource, context, role_account=stack.account)
                         results.append(CallResult(principal, one.label, call, action, resource, context, decision, why))
     absent = [p for p in chosen.principals if p not in found]
     return StackAccess(_unique(results), absent, sorted(set(notes)))

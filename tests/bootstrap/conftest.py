@@ -1,4 +1,9 @@
-"""Bootstrap fixtures: the shipped bootstrap stack rendered once, and a scratch project with stand-in tools."""
+"""Bootstrap fixtures: the bootstrap stack in three accounts rendered once, and a scratch project with stand-in tools.
+
+Both use tests/fixtures/bootstrap/Pulumi.bootstrap.yaml, the shipped example's settings with staging and prod in
+accounts of their own, so cross-account trust, state and promotion policies are exercised; the shipped one-account
+example is rendered by tests/bootstrap/test_stack.py and checked whole by `mlinfra check --access`.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from mlinfra.stacks.project import Project
 from mlinfra.stacks.render import RenderedStack
 
 REPO = Path(__file__).resolve().parents[2]
+MULTI_ACCOUNT = REPO / "tests" / "fixtures" / "bootstrap" / "Pulumi.bootstrap.yaml"
 
 # A recording stand-in for a CLI (gh, pulumi): one JSON line of argv (and stdin) per call. `gh api` answers the
 # lookups `mlinfra bootstrap github --apply` makes (a team's or user's id; an environment's branch policies, from
@@ -41,22 +47,27 @@ if sys.argv[1:2] == ["api"] and "--jq" in sys.argv and sys.argv[-1] == ".branch_
 """
 
 
+def platform_copy(root: Path) -> Path:
+    """A checkout of the repository's Pulumi.yaml and stacks/ with the three-account bootstrap stack file."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "Pulumi.yaml", root / "Pulumi.yaml")
+    shutil.copytree(REPO / "stacks", root / "stacks")
+    (root / "infra" / "bootstrap").mkdir(parents=True)
+    shutil.copy(MULTI_ACCOUNT, root / "infra" / "bootstrap" / "Pulumi.bootstrap.yaml")
+    return root
+
+
 @pytest.fixture(scope="session")
-def shipped() -> tuple[stack.Bootstrap, RenderedStack]:
-    """The repository's own bootstrap stack file, loaded and rendered under the mock runtime."""
-    loaded = stack.load(Project(REPO))
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> tuple[stack.Bootstrap, RenderedStack]:
+    """The bootstrap stack in three accounts, loaded and rendered under the mock runtime."""
+    loaded = stack.load(Project(platform_copy(tmp_path_factory.mktemp("multi") / "platform")))
     return loaded, stack.render(loaded)
 
 
 @pytest.fixture
 def bootstrap_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A scratch checkout: Pulumi.yaml, stacks/, the bootstrap stack file and the workflows; the working directory."""
-    root = tmp_path / "platform"
-    root.mkdir()
-    shutil.copy(REPO / "Pulumi.yaml", root / "Pulumi.yaml")
-    shutil.copytree(REPO / "stacks", root / "stacks")
-    (root / "infra" / "bootstrap").mkdir(parents=True)
-    shutil.copy(stack.stack_file(Project(REPO)), root / "infra" / "bootstrap" / "Pulumi.bootstrap.yaml")
+    root = platform_copy(tmp_path / "platform")
     shutil.copytree(REPO / ".github" / "workflows", root / ".github" / "workflows")
     monkeypatch.chdir(root)
     for name in ("MLINFRA_STACK", "MLINFRA_PROJECT", "MLINFRA_LOCAL"):

@@ -1,8 +1,11 @@
-"""What each CI role may do: the calls CI's jobs make (infra/bootstrap/ci_calls.json) evaluated against the rendered
-policies with the project's IAM evaluator, and the deploy role creating every resource the stage stacks declare.
+"""What each CI role may do, evaluated against the rendered policies with the project's IAM evaluator.
 
-The call list stands in for the access contract until that contract records the CI roles' calls: each `allowed`
-call must be allowed to its stage's role and each `denied` call denied. Calls on the tooling account's state bucket
+- mlinfra's own calls with the CI roles (check, up, record-deployment, promote, approve, rollback) are the access
+  contract's recorded calls: `mlinfra check --access --all` decides every one of them against the bootstrap stack's
+  roles and boundaries and the stage stacks' bucket and key policies (the tests at the end of this file).
+- The Pulumi engine's calls (infra/bootstrap/ci_calls.json `allowed`, declared: the engine cannot run here) and the
+  calls beyond the stage each role must be refused (`denied`) are evaluated here, with the deploy role creating
+  every resource the stage stacks declare. Calls on the tooling account's state bucket
 and key from a stage in another account must be allowed by both sides (the role's policies and the bucket or key
 policy), as AWS requires across accounts. The source registry's own bucket and key policies belong to the stage
 stacks (registry.readerRoleArns) and are not part of this render: promotion's source calls are checked on the role's
@@ -12,6 +15,7 @@ side only.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,7 @@ ACCOUNTS = {"sandbox": "111111111111", "dev": "111111111111", "staging": "222222
 TOOLING = "111111111111"
 REGION = "eu-west-1"
 OTHER = {"sandbox": "dev", "dev": "sandbox", "staging": "prod", "prod": "staging"}
+UNRELATED = {"sandbox": "dev", "dev": "staging", "staging": "prod", "prod": "sandbox"}  # neither own nor source
 
 
 def placeholders(stage: str) -> dict[str, str]:
@@ -52,6 +57,7 @@ def placeholders(stage: str) -> dict[str, str]:
         "state_bucket": names.state_bucket("mlinfra", TOOLING, REGION),
         "registry": naming.registry_bucket("mlinfra", stage, REGION, ACCOUNTS[stage]),
         "other_registry": naming.registry_bucket("mlinfra", other, REGION, ACCOUNTS[other]),
+        "unrelated_registry": naming.registry_bucket("mlinfra", UNRELATED[stage], REGION, ACCOUNTS[UNRELATED[stage]]),
         "source_registry": naming.registry_bucket("mlinfra", source, REGION, ACCOUNTS.get(source, "0" * 12)),
         "model": "churn",
     }
@@ -138,7 +144,9 @@ def test_nothing_beyond_the_stage_is_allowed(shipped: Shipped, kind: str, stage:
 
 def test_the_call_list_covers_every_role_kind() -> None:
     assert set(CALLS) - {"about"} == set(names.ROLE_KINDS)
-    assert all(CALLS[kind]["allowed"] and CALLS[kind]["denied"] for kind in names.ROLE_KINDS)
+    assert all(CALLS[kind]["denied"] for kind in names.ROLE_KINDS)
+    # The promotion role runs no Pulumi: its calls are all mlinfra's, in the access contract.
+    assert CALLS["preview"]["allowed"] and CALLS["deploy"]["allowed"] and not CALLS["promotion"]["allowed"]
 
 
 # --- the deploy role creates what the stage stacks declare --------------------------------------------------------
@@ -552,3 +560,80 @@ def test_the_preview_role_reads_back_every_resource_its_stage_declares(
                 refused.append(f"{resource.name}: {decision.reason}")
     assert checked >= 30
     assert refused == []
+
+
+# --- mlinfra's calls with the CI roles: the access contract, through `mlinfra check --access` -----------------------
+
+
+def _access(root: Path) -> list[Any]:
+    from click.testing import CliRunner
+
+    from mlinfra.main import cli
+
+    result = CliRunner().invoke(cli, ["--project", str(root), "check", "--access", "--all", "--json"])
+    assert result.exit_code in (0, 3), result.output
+    return [json.loads(result.stdout), result.exit_code][0:2]
+
+
+def test_check_access_decides_every_ci_call_of_the_contract_against_the_bootstrap_roles() -> None:
+    from mlinfra_infra.policy.contract import load
+
+    reports, code = _access(REPO)
+    contract = load()
+    for report in reports:
+        principals = {c["principal"] for c in report["calls"]}
+        assert {"ci-preview", "ci-deploy", "ci-promotion"} <= principals, report["stack"]
+        assert not set(report["absentPrincipals"]) & {"ci-preview", "ci-deploy", "ci-promotion"}
+        denied = [c for c in report["calls"] if not c["allowed"]]
+        assert denied == [], f"{report['stack']}: {denied[:3]}"
+        # Every recorded call of each CI role was decided here (the source stage's too, past the entry stage).
+        for principal in ("ci-preview", "ci-deploy", "ci-promotion"):
+            decided = {c["action"] for c in report["calls"] if c["principal"] == principal}
+            needed = {c.action for c in contract.calls_of(principal) if c.resource != "{stage_role}"}
+            if report["stack"] == "sandbox":
+                needed = {n for n in needed if n in decided}  # the entry stage has no source stage
+            assert needed <= decided, f"{report['stack']} {principal}: {sorted(needed - decided)[:3]}"
+    assert code == 0
+
+
+def test_check_access_fails_when_a_ci_role_loses_a_call_the_code_makes(tmp_path: Path) -> None:
+    """Narrow the deploy role's autoscaling grant to nothing: `mlinfra up`'s scaling calls are then denied (exit 3)."""
+    from tests.bootstrap.conftest import platform_copy
+
+    root = platform_copy(tmp_path / "platform")
+    policies = REPO / "infra" / "bootstrap" / "deploy.py"
+    assert '"application-autoscaling:RegisterScalableTarget",' in policies.read_text(encoding="utf-8")
+    shutil.copy(
+        REPO / "infra" / "bootstrap" / "Pulumi.bootstrap.yaml", root / "infra" / "bootstrap" / "Pulumi.bootstrap.yaml"
+    )
+    from mlinfra_infra.bootstrap import deploy
+
+    original = deploy.allow
+
+    def without_autoscaling(sid: str, actions: list[str], *args: Any, **kwargs: Any) -> Any:
+        if sid == "StageAutoscaling":
+            actions = [a for a in actions if a != "application-autoscaling:RegisterScalableTarget"]
+        return original(sid, actions, *args, **kwargs)
+
+    deploy.allow = without_autoscaling  # type: ignore[assignment]
+    try:
+        reports, code = _access(root)
+    finally:
+        deploy.allow = original  # type: ignore[assignment]
+    assert code == 3
+    denied = {(c["principal"], c["action"]) for r in reports for c in r["calls"] if not c["allowed"]}
+    assert denied == {("ci-deploy", "application-autoscaling:RegisterScalableTarget")}
+
+
+def test_across_accounts_the_gate_reads_of_the_source_stage_are_reported_unreachable(tmp_path: Path) -> None:
+    """Stages in separate accounts (the test bootstrap): CloudWatch alarms and model packages of the source stage
+    cannot be read from the next stage's account without a role there, and `check --access` says so (exit 3)."""
+    from tests.bootstrap.conftest import platform_copy
+
+    reports, code = _access(platform_copy(tmp_path / "platform"))
+    assert code == 3
+    by_stack = {r["stack"]: r for r in reports}
+    assert not [c for s in ("sandbox", "dev") for c in by_stack[s]["calls"] if not c["allowed"]]
+    staging = [c for c in by_stack["staging"]["calls"] if not c["allowed"]]
+    alarms = [c for c in staging if c["action"] == "cloudwatch:DescribeAlarms"]
+    assert alarms and all("without a role there" in c["reason"] and ":111111111111:" in c["resource"] for c in alarms)

@@ -8,6 +8,7 @@ directory holds (pinned requirements, input schema, baseline columns, the card l
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -183,11 +184,17 @@ def test_no_project_names_mlinfra_project_and_the_flag(
     assert "`mlinfra local up`" in result.stderr
 
 
-def test_project_flag_finds_the_clone_from_anywhere(project_dir: Path, tmp_path: Path, run: Run) -> None:
+def test_project_flag_finds_the_clone_from_anywhere(
+    project_dir: Path, tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
     elsewhere = tmp_path / "notebooks"
     elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("MLINFRA_PROJECT", raising=False)
+    assert run("stack", "list", "--json").exit_code == 2  # no clone here
     result = run("--project", str(project_dir), "stack", "list", "--json")
     assert result.exit_code == 0, result.stderr
+    assert "MLINFRA_PROJECT" not in os.environ  # restored after the command
 
 
 def test_import_mlinfra_stays_light() -> None:
