@@ -774,15 +774,24 @@ def _delivery_doc() -> str:
 
 
 def test_documented_trust_policies_bind_each_role_to_its_environment() -> None:
+    """The page prints each trust policy from the bootstrap stack's render (no copy that could drift): the jq
+    selections it gives name real roles, and their policies bind the role to its environment with `aud` checked."""
     import json
     import re
 
+    from mlinfra.bootstrap import stack
+    from mlinfra.stacks.project import Project
+
     section = _delivery_doc().split("## AWS: OIDC trust policies", 1)[1].split("## Pulumi Cloud")[0]
-    policies = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.DOTALL)]
-    assert len(policies) == 2
+    assert "```json" not in section
+    names = re.findall(
+        r"jq -r '\.resources\[\] \| select\(\.name == \"([\w-]+)\"\) \| \.inputs\.assumeRolePolicy'", section
+    )
+    assert names == ["prod-ci-deploy", "prod-ci-preview"]
+    rendered = stack.render(stack.load(Project(REPO)))
     subjects = []
-    for policy in policies:
-        (statement,) = policy["Statement"]
+    for name in names:
+        (statement,) = json.loads(rendered.named(name).inputs["assumeRolePolicy"])["Statement"]
         assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
         assert statement["Principal"]["Federated"].endswith(":oidc-provider/token.actions.githubusercontent.com")
         condition = statement["Condition"]["StringEquals"]
@@ -790,7 +799,8 @@ def test_documented_trust_policies_bind_each_role_to_its_environment() -> None:
         subjects.append(condition["token.actions.githubusercontent.com:sub"])
     # Deploy role: the stage's environment. Preview role: the stage's preview environment, never `pull_request`
     # (which any branch pusher's pull request would match, with its own copy of the workflow).
-    assert subjects == ["repo:OWNER/REPO:environment:prod", "repo:OWNER/REPO:environment:preview-prod"]
+    repository = rendered.outputs["repository"]
+    assert subjects == [f"repo:{repository}:environment:prod", f"repo:{repository}:environment:preview-prod"]
 
 
 def test_every_variable_and_secret_the_workflows_read_is_documented() -> None:
