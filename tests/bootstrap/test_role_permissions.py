@@ -637,3 +637,23 @@ def test_across_accounts_the_gate_reads_of_the_source_stage_are_reported_unreach
     staging = [c for c in by_stack["staging"]["calls"] if not c["allowed"]]
     alarms = [c for c in staging if c["action"] == "cloudwatch:DescribeAlarms"]
     assert alarms and all("without a role there" in c["reason"] and ":111111111111:" in c["resource"] for c in alarms)
+
+
+def test_check_access_evaluates_the_stage_roles_under_the_workload_boundary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stage stacks' roles carry the bootstrap's workload boundary: a boundary without S3 denies the drift job's
+    registry reads even though its own policy allows them."""
+    from mlinfra_infra.bootstrap import deploy
+    from tests.bootstrap.conftest import platform_copy
+
+    root = platform_copy(tmp_path / "platform")
+    shipped_file = REPO / "infra" / "bootstrap" / "Pulumi.bootstrap.yaml"
+    shutil.copy(shipped_file, root / "infra" / "bootstrap" / "Pulumi.bootstrap.yaml")
+    monkeypatch.setattr(deploy, "WORKLOAD_SERVICES", [s for s in deploy.WORKLOAD_SERVICES if s != "s3:*"])
+    reports, code = _access(root)
+    assert code == 3
+    denied = [c for r in reports for c in r["calls"] if not c["allowed"]]
+    drift = [c for c in denied if c["principal"] == "drift-job" and c["action"].startswith("s3:")]
+    assert drift and all("permissions boundary" in c["reason"] for c in drift)
+    assert not [c for c in denied if not c["action"].startswith("s3:")]
