@@ -21,7 +21,18 @@ def test_preview_json_lists_provider_roles_state_backend_and_packages(bootstrap_
     data = json.loads(result.stdout)
     types = [r["type"] for r in data["resources"]]
     assert types.count("aws:iam/openIdConnectProvider:OpenIdConnectProvider") == 3
-    assert types.count("aws:iam/role:Role") == 12  # 3 per stage
+    # 3 per stage, and a source and an approval role in dev and staging (the next stage is in another account).
+    assert types.count("aws:iam/role:Role") == 12 + 4
+    assert data["outputs"]["sourceRoles"] == {
+        "dev": {
+            "source": "arn:aws:iam::111111111111:role/mlinfra-dev-source",
+            "approval": "arn:aws:iam::111111111111:role/mlinfra-dev-approval",
+        },
+        "staging": {
+            "source": "arn:aws:iam::222222222222:role/mlinfra-staging-source",
+            "approval": "arn:aws:iam::222222222222:role/mlinfra-staging-approval",
+        },
+    }
     assert "mlinfra:aws:StateBackend" in types and "aws:s3/bucketVersioning:BucketVersioning" in types
     assert "aws:codeartifact/domain:Domain" in types and "aws:codeartifact/repository:Repository" in types
     assert data["outputs"]["roles"]["prod"]["deploy"] == "arn:aws:iam::333333333333:role/mlinfra-prod-deploy"
