@@ -665,6 +665,23 @@ def test_a_source_stage_in_another_account_is_read_and_approved_through_its_sour
     as_staging.client("s3").put_object(
         Bucket=staging_bucket, Key=layout.stage_key("churn"), Body=json.dumps(pointer).encode()
     )
+    # `mlinfra check` re-checks a pin of prod that its pointer does not record (the preview job's gate re-check):
+    # staging's pointer, records and package are read through the source role.
+    from mlinfra.stacks.edit import pin_version
+
+    before = prod.read_text()
+    pin = read_pin(Project(project_dir), "staging", "churn")
+    assert pin is not None
+    pin_version(Project(project_dir), "prod", "churn", {**pin, "artifact": pin["artifact"].replace("-staging-", "-prod-")})
+    assumed.clear()
+    result = run("check", "--stack", "prod", "--json")
+    assert result.exit_code == 3, result.stderr
+    (checked,) = json.loads(result.stdout)["pins"]
+    failed = {g["gate"] for g in checked["gates"] if not g["passed"]}
+    assert checked["checked"] and failed == {"registry"}, checked  # soaked and approved in staging; not promoted
+    assert source_role in assumed and approval_role not in assumed
+    prod.write_text(before)
+
     assumed.clear()
     out = ok(run("promote", "churn", "--to", "prod", "--json"))
     assert out["version"] == 1
@@ -672,3 +689,4 @@ def test_a_source_stage_in_another_account_is_read_and_approved_through_its_sour
     history = ok(run("history", "churn", "--stage", "prod", "--json"))
     approval = next(r for r in history if r["action"] == "approve")
     assert approval["role"] == approval_role, "the audit names the role the approval went through"
+
