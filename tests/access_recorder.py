@@ -241,8 +241,14 @@ def _record(
     calls = []
     if prefix == "s3" and op == "CopyObject":
         source = params.get("CopySource")
-        key = source.get("Key") if isinstance(source, dict) else unquote(urlsplit(str(source)).path).split("/", 1)[-1]
-        calls.append(Call(caller, "s3:GetObject", f"arn:aws:s3:::{{bucket}}/{key_template(str(key))}"))
+        if isinstance(source, dict):
+            from_bucket, key = source.get("Bucket"), source.get("Key")
+        else:
+            from_bucket, _, key = unquote(urlsplit(str(source)).path).lstrip("/").partition("/")
+        # A server-side copy from another bucket (promote's, from the source stage's registry) reads it with the
+        # caller's own credentials, not through the source stage's session: {copy_source_bucket}.
+        copied = "{bucket}" if from_bucket in (None, params.get("Bucket")) else "{copy_source_bucket}"
+        calls.append(Call(caller, "s3:GetObject", f"arn:aws:s3:::{copied}/{key_template(str(key))}"))
         context.pop("s3:x-amz-copy-source", None)
         action = "s3:PutObject"
     resource = _arn_of(prefix, params, op)

@@ -65,6 +65,7 @@ class CallResult:
     context: dict[str, Any]
     decision: Decision
     why: str = ""
+    acting: str = ""  # the role the request is made as, when not the principal's own (a source stage's lent role)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +79,7 @@ class CallResult:
             "decidedBy": self.decision.decided_by,
             "reason": self.decision.reason,
             "why": self.why,
+            "actingAs": self.acting or None,
         }
 
 
@@ -410,10 +412,13 @@ def _requests(stack: _Stack, call: Call, values: Mapping[str, str]) -> Iterator[
 
 
 SOURCE = "{source"  # placeholders of a call on the source stage's resources ({source_bucket}, {source}, ...)
+# A server-side copy's read of the source registry: made with the caller's own credentials (never a lent role).
+COPY_SOURCE = "{copy_source_bucket}"
 
 
 def _source_values(source: _Stack, model: str) -> dict[str, str]:
     values = {"source_bucket": source.bucket, "source": source.stage, "source_account": source.account}
+    values["copy_source_bucket"] = source.bucket
     if source.key_arn:
         values["source_key"] = source.key_arn
     if model:
@@ -508,12 +513,13 @@ def evaluate_stack(
                 placeholders = set(unresolved(call.resource + json.dumps(dict(call.context))))
                 per_model = bool(placeholders & MODEL_PLACEHOLDERS or call.when)
                 on_source = SOURCE in call.resource + json.dumps(dict(call.context))
-                owner = source_stack if on_source and source_stack is not None else stack
+                copied = COPY_SOURCE in call.resource
+                owner = source_stack if (on_source or copied) and source_stack is not None else stack
                 for model in one.models if per_model else [""]:
                     if model and not _holds(stack, call.when, model):
                         continue
                     values = {**shared, **(_model_values(stack, model) if model else {})}
-                    if on_source and source_stack is not None:
+                    if (on_source or copied) and source_stack is not None:
                         values.update(_source_values(source_stack, model))
                     # Through the source's own role (same account as its resources), where it lends one.
                     through = "approval" if call.action in APPROVAL_ACTIONS else "source"
@@ -532,7 +538,10 @@ def evaluate_stack(
                         request = Request(action, resource, context)
                         decision, how = _decide_call(stack, owner, one, request, acting=acting, lent=lent)
                         why = "; ".join(part for part in (checked, how) if part)
-                        results.append(CallResult(principal, one.label, call, action, resource, context, decision, why))
+                        made_as = acting.arn if acting is not None and action != "sts:AssumeRole" else ""
+                        results.append(
+                            CallResult(principal, one.label, call, action, resource, context, decision, why, made_as)
+                        )
     absent = [p for p in chosen.principals if p not in found]
     return StackAccess(_unique(results), absent, sorted(set(notes)))
 
@@ -542,7 +551,8 @@ def _unique(results: list[CallResult]) -> list[CallResult]:
     out = []
     for result in results:
         key = json.dumps(
-            [result.principal, result.role, result.action, result.resource, result.context], sort_keys=True
+            [result.principal, result.role, result.acting, result.action, result.resource, result.context],
+            sort_keys=True,
         )
         if key not in seen:
             seen.add(key)

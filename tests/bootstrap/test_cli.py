@@ -246,6 +246,28 @@ def test_github_with_pulumi_cloud_sets_the_organization_and_per_stage_teams(boot
             "stacks/Pulumi.prod.yaml says mlinfra:accountId 444444444444; make them the same\n",
         ),
         (
+            "Pulumi.staging.yaml",
+            "config:\n  mlinfra:access:\n    sourceRoleArn: arn:aws:iam::222222222222:role/mlinfra-staging-reader\n"
+            "    approvalRoleArn: arn:aws:iam::222222222222:role/mlinfra-staging-approval\n",
+            "error: stacks/Pulumi.staging.yaml: mlinfra:access.sourceRoleArn: "
+            "arn:aws:iam::222222222222:role/mlinfra-staging-reader is not the bootstrap's role for prod to use staging "
+            "as its source; set it to arn:aws:iam::222222222222:role/mlinfra-staging-source\n",
+        ),
+        (
+            "Pulumi.sandbox.yaml",
+            "config:\n  mlinfra:access:\n    sourceRoleArn: arn:aws:iam::111111111111:role/mlinfra-sandbox-source\n"
+            "    approvalRoleArn: arn:aws:iam::111111111111:role/mlinfra-sandbox-approval\n",
+            "error: stacks/Pulumi.sandbox.yaml: mlinfra:access.sourceRoleArn: "
+            "arn:aws:iam::111111111111:role/mlinfra-sandbox-source, but the bootstrap creates no such role for sandbox "
+            "(dev shares its account); remove it\n",
+        ),
+        (
+            "Pulumi.dev.yaml",
+            "config:\n  mlinfra:access:\n    sourceRoleArn: arn:aws:iam::111111111111:role/mlinfra-dev-source\n",
+            "error: stacks/Pulumi.dev.yaml: mlinfra:access: sourceRoleArn and approvalRoleArn go together: set both "
+            "(`mlinfra bootstrap preview --json | jq .outputs.sourceRoles`) or neither\n",
+        ),
+        (
             "Pulumi.qa.yaml",
             "config:\n  aws:region: eu-west-1\n",
             "error: infra/bootstrap/Pulumi.bootstrap.yaml: bootstrap:stages: no entry for stage 'qa' "
