@@ -392,8 +392,9 @@ def source_gate_statements(scope: StageScope) -> list[Policy]:
     """What `mlinfra check` reads of the source stage to re-check a pin's gates (the access contract's calls).
 
     The source's stage pointers and version records (never an artifact), its key through S3 only, the version's
-    model package and the source's alarm states. Within one account these are enough; across accounts the source's
-    bucket and key policies must list this role too, and its alarms and packages are not reachable from here.
+    model package and the source's alarm states, directly: for a source in the same account only. Across accounts
+    the role assumes the source's source role instead (`assume_source_statements`, infra/bootstrap/source_roles.py):
+    alarms and model packages have no resource policy that could admit another account.
     """
     if not (scope.source_stage and scope.source_registry_bucket and scope.source_account):
         return []
@@ -466,7 +467,8 @@ def promotion_policy(scope: StageScope) -> Policy:
     """The promotion role: what `mlinfra promote` does in this stage, and read on the source stage's `models/`.
 
     The source registry's bucket and key policies must grant the same (its stack's `registry.readerRoleArns` lists
-    this role): cross-account access needs both sides.
+    this role): cross-account access needs both sides. Across accounts the rest of the source (pointer, audit,
+    package, alarms, the approval) goes through the source stage's source and approval roles.
     """
     p, s = scope.partition, scope.stage
     own = f"arn:{p}:s3:::{scope.registry_bucket}"
