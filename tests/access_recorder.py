@@ -298,7 +298,10 @@ def _client_stage() -> tuple[str | None, str]:
     while frame is not None:
         owner = frame.f_locals.get("self")
         if type(owner).__name__ == "StageAws" and type(owner).__module__ == "mlinfra.aws":
-            return str(owner.config.stage), str(getattr(owner, "purpose", "stage"))
+            purpose = str(getattr(owner, "purpose", "stage"))
+            if getattr(owner, "role_arn", None) == owner.config.access.role_arn:
+                purpose = "stage"  # no role of its own for that purpose: the stage's roleArn (or the caller)
+            return str(owner.config.stage), purpose
         frame = frame.f_back  # type: ignore[assignment]
     return None, "stage"
 
