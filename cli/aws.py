@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from functools import cache, cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlinfra.errors import BadInputError, MlinfraError
 
@@ -124,14 +124,31 @@ def client_config() -> Any:
     return Config(retries={"mode": "standard", "max_attempts": 6}, connect_timeout=10, read_timeout=120)
 
 
-class StageAws:
-    """AWS clients for one stage: the caller's credentials, or the stage's role assumed with them."""
+# Why a session acts on a stage: for the stage itself (its own jobs: `access.roleArn`), or for the next stage's job
+# reading it as its source (`access.sourceRoleArn`) or approving a package in it (`access.approvalRoleArn`).
+Purpose = Literal["stage", "source", "approval"]
 
-    def __init__(self, config: StackConfig, root: Path | None = None) -> None:
+
+class StageAws:
+    """AWS clients for one stage: the caller's credentials, or a role of the stage assumed with them.
+
+    `purpose` picks the role: the stage's own `access.roleArn`; as another stage's source, its `sourceRoleArn`
+    (reads) or `approvalRoleArn` (the approval of a model package), each falling back to `roleArn` when unset.
+    """
+
+    def __init__(self, config: StackConfig, root: Path | None = None, purpose: Purpose = "stage") -> None:
         self.config = config
         self.root = root
         self.region = config.region
+        self.purpose = purpose
         self._clients: dict[str, Any] = {}
+
+    @property
+    def role_arn(self) -> str | None:
+        """The role this session assumes (None: the caller's own credentials)."""
+        access = self.config.access
+        chosen = {"source": access.source_role_arn, "approval": access.approval_role_arn}.get(self.purpose)
+        return chosen or access.role_arn
 
     @cached_property
     def caller_session(self) -> boto3.Session:
@@ -149,18 +166,21 @@ class StageAws:
     @cached_property
     def session(self) -> boto3.Session:
         """The session that acts on this stage: the stage's role if configured, else the caller's."""
-        access = self.config.access
-        if access.role_arn is None:
+        access, role = self.config.access, self.role_arn
+        if role is None:
             return self.caller_session
         sts = self.caller_session.client("sts", config=client_config())
+        own = role == access.role_arn
         kwargs: dict[str, Any] = {
-            "RoleArn": access.role_arn,
-            "RoleSessionName": f"mlinfra-{self.config.stage}",
-            "DurationSeconds": access.session_seconds,
+            "RoleArn": role,
+            "RoleSessionName": f"mlinfra-{self.config.stage}" + ("" if own else f"-{self.purpose}"),
+            # A source or approval role is assumed from a CI role's session (role chaining: an hour at most).
+            "DurationSeconds": access.session_seconds if own else 3600,
         }
-        if access.external_id:
+        if access.external_id and own:
             kwargs["ExternalId"] = access.external_id
-        with aws_errors(f"assuming {access.role_arn} for stage {self.config.stage}"):
+        doing = f"assuming {role} for stage {self.config.stage}" + ("" if own else f" ({self.purpose})")
+        with aws_errors(doing):
             credentials = sts.assume_role(**kwargs)["Credentials"]
         return new_session(self.region, credentials)
 

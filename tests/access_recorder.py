@@ -191,7 +191,7 @@ def _normalise_kms_key(context: dict[str, str]) -> dict[str, str]:
     return context
 
 
-def _hooks(client: Any, created_by: str | None, client_stage: str | None) -> None:
+def _hooks(client: Any, created_by: str | None, client_stage: str | None, purpose: str = "stage") -> None:
     model = client.meta.service_model
     prefix = IAM_PREFIX.get(model.endpoint_prefix, model.endpoint_prefix)
 
@@ -209,7 +209,7 @@ def _hooks(client: Any, created_by: str | None, client_stage: str | None) -> Non
         if caller is None:
             return
         headers = {k.lower(): v for k, v in request.headers.items()}
-        _record(prefix, op, params, headers, caller, source_stage=elsewhere)
+        _record(prefix, op, params, headers, caller, source_stage=elsewhere, purpose=purpose)
 
     def after_call(http_response: Any, model: Any, **_: Any) -> None:
         if prefix == "s3" and model.name in {"GetObject", "HeadObject"} and http_response.status_code == 404:
@@ -224,7 +224,14 @@ def _hooks(client: Any, created_by: str | None, client_stage: str | None) -> Non
 
 
 def _record(
-    prefix: str, op: str, params: dict[str, Any], headers: dict[str, str], caller: str, *, source_stage: bool = False
+    prefix: str,
+    op: str,
+    params: dict[str, Any],
+    headers: dict[str, str],
+    caller: str,
+    *,
+    source_stage: bool = False,
+    purpose: str = "stage",
 ) -> None:
     action = ACTION.get(f"{prefix}:{op}", f"{prefix}:{op}")
     if action in NO_PERMISSION:
@@ -234,11 +241,20 @@ def _record(
     calls = []
     if prefix == "s3" and op == "CopyObject":
         source = params.get("CopySource")
-        key = source.get("Key") if isinstance(source, dict) else unquote(urlsplit(str(source)).path).split("/", 1)[-1]
-        calls.append(Call(caller, "s3:GetObject", f"arn:aws:s3:::{{bucket}}/{key_template(str(key))}"))
+        if isinstance(source, dict):
+            from_bucket, key = source.get("Bucket"), source.get("Key")
+        else:
+            from_bucket, _, key = unquote(urlsplit(str(source)).path).lstrip("/").partition("/")
+        # A server-side copy from another bucket (promote's, from the source stage's registry) reads it with the
+        # caller's own credentials, not through the source stage's session: {copy_source_bucket}.
+        copied = "{bucket}" if from_bucket in (None, params.get("Bucket")) else "{copy_source_bucket}"
+        calls.append(Call(caller, "s3:GetObject", f"arn:aws:s3:::{copied}/{key_template(str(key))}"))
         context.pop("s3:x-amz-copy-source", None)
         action = "s3:PutObject"
     resource = _arn_of(prefix, params, op)
+    if resource == "{stage_role}" and purpose != "stage":
+        # The source stage's source or approval role, assumed by the next stage's job (mlinfra.aws.StageAws).
+        resource = f"{{{purpose}_role}}"
     main = Call(caller, action, resource, tuple(sorted(context.items())))
     calls.append(main)
     for name in (params.get("AlarmNames") or [])[1:]:
@@ -276,15 +292,18 @@ def command_stage() -> str | None:
     return stage if isinstance(stage, str) else None
 
 
-def _client_stage() -> str | None:
-    """The stage a client is created for: the `mlinfra.aws.StageAws` whose `client()` is creating it, if any."""
+def _client_stage() -> tuple[str | None, str]:
+    """The stage a client is created for and why (`mlinfra.aws.StageAws`'s purpose), if a StageAws creates it."""
     frame = sys._getframe(2)
     while frame is not None:
         owner = frame.f_locals.get("self")
         if type(owner).__name__ == "StageAws" and type(owner).__module__ == "mlinfra.aws":
-            return str(owner.config.stage)
+            purpose = str(getattr(owner, "purpose", "stage"))
+            if getattr(owner, "role_arn", None) == owner.config.access.role_arn:
+                purpose = "stage"  # no role of its own for that purpose: the stage's roleArn (or the caller)
+            return str(owner.config.stage), purpose
         frame = frame.f_back  # type: ignore[assignment]
-    return None
+    return None, "stage"
 
 
 _installed = False
@@ -301,7 +320,7 @@ def install() -> None:
 
     def create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
         client = original(self, *args, **kwargs)
-        _hooks(client, current_caller(), _client_stage())
+        _hooks(client, current_caller(), *_client_stage())
         return client
 
     ClientCreator.create_client = create_client  # type: ignore[method-assign]

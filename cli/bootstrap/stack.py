@@ -106,6 +106,7 @@ def check_stages(project: Project, config: BootstrapConfig, source: str) -> None
                 f"{source}: {key}.{stage}.registryBucket: {config.registry_bucket(stage)} but {stage_file} names "
                 f"the registry {bucket}; set registryBucket: {bucket}"
             )
+        _check_source_roles(config, stage, stage_file, stage_config.access)
         promotion = names.role_arn(account, names.role(config.project, stage, "promotion"))
         role = stage_config.access.role_arn
         if role is not None and role != promotion:
@@ -113,6 +114,27 @@ def check_stages(project: Project, config: BootstrapConfig, source: str) -> None
                 f"{stage_file}: mlinfra:access.roleArn: {role} is not the bootstrap's promotion role of {stage}; "
                 f"set it to {promotion}"
             )
+
+
+def _check_source_roles(config: BootstrapConfig, stage: str, stage_file: str, access: Any) -> None:
+    """A stage's `access.sourceRoleArn` / `approvalRoleArn` are the roles the bootstrap lends its next stage."""
+    following = config.next_stage(stage)
+    for key, given, expected in (
+        ("sourceRoleArn", access.source_role_arn, config.source_role_arn(stage)),
+        ("approvalRoleArn", access.approval_role_arn, config.approval_role_arn(stage)),
+    ):
+        if given is None or given == expected:
+            continue
+        if expected is None:
+            why = f"{following} shares its account" if following else "no stage is promoted from it"
+            raise BadInputError(
+                f"{stage_file}: mlinfra:access.{key}: {given}, but the bootstrap creates no such role for {stage} "
+                f"({why}); remove it"
+            )
+        raise BadInputError(
+            f"{stage_file}: mlinfra:access.{key}: {given} is not the bootstrap's role for {following} to use "
+            f"{stage} as its source; set it to {expected}"
+        )
 
 
 def render(bootstrap: Bootstrap) -> RenderedStack:

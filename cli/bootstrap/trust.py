@@ -121,9 +121,22 @@ def role_arns(rendered: RenderedStack) -> dict[str, str]:
     """Role name -> ARN, from the stack's outputs."""
     return {
         arn.rsplit("/", 1)[1]: arn
-        for stage_roles in rendered.outputs.get("roles", {}).values()
+        for output in ("roles", "sourceRoles")
+        for stage_roles in (rendered.outputs.get(output) or {}).values()
         for arn in stage_roles.values()
     }
+
+
+def role_may_assume(policy: str, role_arn: str, caller_arn: str) -> bool:
+    """Whether a trust policy lets the role `caller_arn` (its session, as AWS sees it) assume the role.
+
+    Trust is a resource policy that must itself allow the caller; the caller's own identity policy must allow
+    sts:AssumeRole of the role too (evaluated by `mlinfra check --access`).
+    """
+    from mlinfra_infra.policy import iam
+
+    request = iam.Request("sts:AssumeRole", role_arn, {"aws:SecureTransport": True})
+    return iam.evaluate(request, [], [json.loads(policy)], caller_arn, resource_policy_required=True).allowed
 
 
 def admits(policy: str, role_arn: str, provider_arn: str, subject: str, audience: str) -> bool:

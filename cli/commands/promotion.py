@@ -145,7 +145,9 @@ def approve(model: str, version: int, stage: str, reason: str, as_json: bool) ->
     """Approve version N of MODEL for promotion into STAGE.
 
     Marks the version's model package in the preceding stage Approved (SageMaker's approval status, which the
-    target stage's approval gate reads) and writes an audit record naming who approved.
+    target stage's approval gate reads) and writes an audit record naming who approved. When the preceding stage
+    lives in another account, its package is approved through that stage's `access.approvalRoleArn` (its records
+    read through `access.sourceRoleArn`): the roles the bootstrap stack lends the next stage.
 
     \b
     Examples:

@@ -129,7 +129,7 @@ def _promotion_gates(
     source = gates.from_stage or config.previous_stage(stage)
     if source is None:
         return [GateResult("source-stage", False, f"{stage} has no stage to promote from")]
-    source_reg = ctx.registry(source)
+    source_reg = ctx.source_registry(source)
     record = source_reg.version(model, version)
     if record is None or record.get("digest") != digest:
         return [

@@ -64,7 +64,7 @@ def promote(
 
         refuse_local_gate_edits(project, checkout, target_stage, model)  # origin's gates are the ones CI enforces
 
-    source_reg = ctx.registry(source)
+    source_reg = ctx.source_registry(source)
     with aws_errors(f"reading {model} in {source}"):
         source_pointer = current_pointer(source_reg, model)
         if version is None:
@@ -154,7 +154,7 @@ def _previous_version(registry: StageRegistry, model: str, pointer: Stored, curr
 def _execute(ctx: Context, plan: Plan, *, action: str, reason: str, forced: bool) -> dict[str, Any]:
     model, record = plan.model, plan.record
     target = ctx.registry(plan.target)
-    source = ctx.registry(plan.source)
+    source = ctx.source_registry(plan.source) if plan.source != plan.target else target
     who = actor(target.aws)
     request = {
         "action": action,
@@ -281,11 +281,13 @@ def approve(project: Project, model: str, version: int, stage: str, reason: str)
     source = cfg.models[model].gates.from_stage or cfg.previous_stage(stage)
     if source is None:
         raise BadInputError(f"{stage} is the entry stage: nothing is promoted into it, so nothing to approve")
-    source_reg = ctx.registry(source)
+    source_reg = ctx.source_registry(source)
     target = ctx.registry(stage)
     with aws_errors(f"approving {model} v{version} for {stage}"):
         record = source_reg.require_version(model, version)
-        source_reg.approve_package(model, record, f"approved for {stage}: {reason}")
+        # The one write on the source stage: through its approval role where it has one (never its read role).
+        approver = ctx.registry(source, "approval")
+        approver.approve_package(model, record, f"approved for {stage}: {reason}")
         audit = audit_record(
             "approve",
             model=model,
@@ -294,7 +296,7 @@ def approve(project: Project, model: str, version: int, stage: str, reason: str)
             digest=record["digest"],
             reason=reason,
             source=source,
-            who=actor(source_reg.aws),
+            who=actor(approver.aws),
         )
         target.write_audit(audit)
     return {"model": model, "stage": stage, "version": version, "approvedIn": source, "actor": audit["actor"]}

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mlinfra.aws import StageAws
+from mlinfra.aws import Purpose, StageAws
 from mlinfra.errors import BadInputError, MlinfraError
 from mlinfra.records import Stored, pin_of, pointer_of
 from mlinfra.registry.gates import GateResult
@@ -45,13 +45,22 @@ class Context:
         stages = {name: load_stage(project, name) for name in names}
         return cls(project, stages, {})
 
-    def registry(self, stage: str) -> StageRegistry:
-        """The registry of a loaded stage (its AWS session is created on first use)."""
-        if stage not in self.registries:
+    def registry(self, stage: str, purpose: Purpose = "stage") -> StageRegistry:
+        """The registry of a loaded stage (its AWS session is created on first use).
+
+        `purpose`: "stage" for the stage the command acts for; "source" when another stage's command reads it as
+        its source (assuming its `access.sourceRoleArn` when set), "approval" to approve a package in it.
+        """
+        name = stage if purpose == "stage" else f"{stage}#{purpose}"
+        if name not in self.registries:
             if stage not in self.stages:
                 self.stages[stage] = load_stage(self.project, stage)
-            self.registries[stage] = StageRegistry(StageAws(self.stages[stage].config, self.project.root))
-        return self.registries[stage]
+            self.registries[name] = StageRegistry(StageAws(self.stages[stage].config, self.project.root, purpose))
+        return self.registries[name]
+
+    def source_registry(self, stage: str) -> StageRegistry:
+        """The registry of `stage` read as the source of the command's stage (its source role, if it has one)."""
+        return self.registry(stage, "source")
 
 
 def require_model(stage: Stage, model: str) -> None:
@@ -71,7 +80,7 @@ def require_model(stage: Stage, model: str) -> None:
 
 def actor(aws: StageAws) -> dict[str, Any]:
     """Who acts: the caller's own AWS identity (even when a stage role is assumed), the role, and the local user."""
-    return {"actor": aws.caller_arn, "role": aws.config.access.role_arn, "user": getpass.getuser()}
+    return {"actor": aws.caller_arn, "role": aws.role_arn, "user": getpass.getuser()}
 
 
 @contextlib.contextmanager

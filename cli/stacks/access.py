@@ -81,7 +81,9 @@ def check_access(
 
     `identities`, `accounts`: the bootstrap stack's rendered resources and the account it gives each stage. Its CI
     roles and every role's permissions boundary are then evaluated too, each stage rendered in its account. Calls
-    on the source stage's resources (promote's reads, the gate re-check) are decided against that stage's render.
+    on the source stage's resources (promote's reads, the gate re-check) are decided against that stage's render,
+    as the source stage's source and approval roles where its stage file names them (`access.sourceRoleArn`,
+    `approvalRoleArn`), with their sts:AssumeRole by the calling CI role.
     """
     from mlinfra_infra.policy.accesscheck import evaluate_stack
     from mlinfra_infra.policy.engine import Context
@@ -107,11 +109,20 @@ def check_access(
         stack, stage, sampled = rendered_stage(name)
         index = order.index(name) if name in order else 0
         source = None
+        lent: dict[str, str] = {}
         if index > 0:
             source_stack, source_stage, _ = rendered_stage(order[index - 1])
             source = (source_stack.resources, Context.from_config(source_stage.config))
+            # The roles the source stage lends this one (its stage file's settings; the bootstrap creates them).
+            access_settings = source_stage.config.access
+            roles = {"source": access_settings.source_role_arn, "approval": access_settings.approval_role_arn}
+            lent = {purpose: arn for purpose, arn in roles.items() if arn}
         access = evaluate_stack(
-            stack.resources, Context.from_config(stage.config), identities=identities, source=source
+            stack.resources,
+            Context.from_config(stage.config),
+            identities=identities,
+            source=source,
+            source_roles=lent,
         )
         reports.append(AccessReport(stage.name, access, sampled))
     return reports

@@ -100,9 +100,10 @@ class BootstrapConfig(Settings):
         if not self.stages:
             raise ValueError("stages: name at least one stage and its account")
         for stage in self.stages:
-            for kind in names.ROLE_KINDS:
-                if len(names.role(self.project, stage, kind)) > 64:
-                    raise ValueError(f"role name {names.role(self.project, stage, kind)!r} is over IAM's 64 characters")
+            roles = [names.role(self.project, stage, kind) for kind in names.ROLE_KINDS]
+            for role in [*roles, names.source_role(self.project, stage), names.approval_role(self.project, stage)]:
+                if len(role) > 64:
+                    raise ValueError(f"role name {role!r} is over IAM's 64 characters")
         return self
 
     @property
@@ -149,6 +150,29 @@ class BootstrapConfig(Settings):
             if stage.account_id == account and stage.admin_role_arn:
                 return stage.admin_role_arn
         return names.role_arn(account, "OrganizationAccountAccessRole")
+
+    def next_stage(self, stage: str) -> str | None:
+        """The stage promoted into from `stage` (None for the last)."""
+        order = self.stage_names()
+        index = order.index(stage)
+        return order[index + 1] if index + 1 < len(order) else None
+
+    def has_source_roles(self, stage: str) -> bool:
+        """Whether `stage` gets a source (read) and an approval role: the next stage lives in another account."""
+        following = self.next_stage(stage)
+        return following is not None and self.stages[following].account_id != self.stages[stage].account_id
+
+    def source_role_arn(self, stage: str) -> str | None:
+        """The ARN of `stage`'s source role (None when the next stage shares its account, or there is none)."""
+        if not self.has_source_roles(stage):
+            return None
+        return names.role_arn(self.stages[stage].account_id, names.source_role(self.project, stage))
+
+    def approval_role_arn(self, stage: str) -> str | None:
+        """The ARN of `stage`'s approval role (None when it has none)."""
+        if not self.has_source_roles(stage):
+            return None
+        return names.role_arn(self.stages[stage].account_id, names.approval_role(self.project, stage))
 
     def stage_names(self) -> list[str]:
         """The stages in promotion order."""

@@ -25,6 +25,23 @@ def role(project: str, stage: str, kind: RoleKind) -> str:
     return f"{project}-{stage}-{kind}"
 
 
+def source_role(project: str, stage: str) -> str:
+    """The role the next stage's preview and promotion roles assume to read `stage` as their source.
+
+    It lives in `stage`'s account and exists when the next stage is in another account: records, artifacts'
+    metadata, model packages and alarm states.
+    """
+    return f"{project}-{stage}-source"
+
+
+def approval_role(project: str, stage: str) -> str:
+    """The role only the next stage's promotion role assumes, to approve a version's model package in `stage`.
+
+    `mlinfra approve`'s one write on a source stage, kept out of the read role.
+    """
+    return f"{project}-{stage}-approval"
+
+
 def environment(stage: str, kind: RoleKind) -> str:
     """The GitHub environment a job of `kind` runs in for `stage`; its OIDC subject names it."""
     return {"preview": f"preview-{stage}", "deploy": stage, "promotion": f"promote-{stage}"}[kind]

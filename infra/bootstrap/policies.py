@@ -84,6 +84,18 @@ class StageScope:
     source_registry_bucket: str | None
     self_managed_state: bool
     partition: str = "aws"
+    next_stage: str | None = None  # the stage promoted into from this one (None for the last)
+    next_account: str | None = None
+
+    @property
+    def reads_source_by_role(self) -> bool:
+        """Whether the source stage lives in another account: its reads go through its source role, not direct."""
+        return self.source_account is not None and self.source_account != self.account
+
+    @property
+    def has_source_roles(self) -> bool:
+        """Whether this stage gets a source and an approval role (the next stage is in another account)."""
+        return self.next_account is not None and self.next_account != self.account
 
     @property
     def prefix(self) -> str:
@@ -380,8 +392,9 @@ def source_gate_statements(scope: StageScope) -> list[Policy]:
     """What `mlinfra check` reads of the source stage to re-check a pin's gates (the access contract's calls).
 
     The source's stage pointers and version records (never an artifact), its key through S3 only, the version's
-    model package and the source's alarm states. Within one account these are enough; across accounts the source's
-    bucket and key policies must list this role too, and its alarms and packages are not reachable from here.
+    model package and the source's alarm states, directly: for a source in the same account only. Across accounts
+    the role assumes the source's source role instead (`assume_source_statements`, infra/bootstrap/source_roles.py):
+    alarms and model packages have no resource policy that could admit another account.
     """
     if not (scope.source_stage and scope.source_registry_bucket and scope.source_account):
         return []
@@ -423,6 +436,18 @@ def _source_key_through_s3(scope: StageScope, sid: str) -> Policy:
     )
 
 
+def assume_source_statements(scope: StageScope, kind: names.RoleKind) -> list[Policy]:
+    """Across accounts: assume the source stage's source role (and, for promotion, its approval role).
+
+    Those roles (infra/bootstrap/source_roles.py) trust exactly this stage's preview and promotion roles.
+    """
+    source, account = str(scope.source_stage), str(scope.source_account)
+    roles = [names.role_arn(account, names.source_role(scope.project, source), scope.partition)]
+    if kind == "promotion":
+        roles.append(names.role_arn(account, names.approval_role(scope.project, source), scope.partition))
+    return [allow("AssumeSourceStageRoles", ["sts:AssumeRole"], roles)]
+
+
 def preview_policy(scope: StageScope) -> Policy:
     """The preview role: plan the stage stack, read its state, its secrets and its gate records; change nothing."""
     return document(
@@ -430,7 +455,8 @@ def preview_policy(scope: StageScope) -> Policy:
         *state_statements(scope, write=False),
         secrets_key_statement(scope, write=False),
         *gate_record_statements(scope),
-        *source_gate_statements(scope),
+        *(assume_source_statements(scope, "preview") if scope.reads_source_by_role else []),
+        *([] if scope.reads_source_by_role else source_gate_statements(scope)),
     )
 
 
@@ -441,7 +467,8 @@ def promotion_policy(scope: StageScope) -> Policy:
     """The promotion role: what `mlinfra promote` does in this stage, and read on the source stage's `models/`.
 
     The source registry's bucket and key policies must grant the same (its stack's `registry.readerRoleArns` lists
-    this role): cross-account access needs both sides.
+    this role): cross-account access needs both sides. Across accounts the rest of the source (pointer, audit,
+    package, alarms, the approval) goes through the source stage's source and approval roles.
     """
     p, s = scope.partition, scope.stage
     own = f"arn:{p}:s3:::{scope.registry_bucket}"
@@ -490,7 +517,20 @@ def promotion_policy(scope: StageScope) -> Policy:
         ),
         allow("AlarmStates", ["cloudwatch:DescribeAlarms"], [scope.arn("cloudwatch", f"alarm:{scope.prefix}*")]),
     ]
-    if scope.source_stage and scope.source_registry_bucket and scope.source_account:
+    if scope.reads_source_by_role:
+        # Across accounts the source's records, packages and alarms are read through its source role, its
+        # package approved through its approval role; this role itself reads only what S3's server-side copy of
+        # an artifact and of a version's files reads (the source's bucket and key policies list it).
+        statements += [
+            *assume_source_statements(scope, "promotion"),
+            allow(
+                "SourceRegistryCopyModels",
+                ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging"],
+                [f"arn:{p}:s3:::{scope.source_registry_bucket}/models/*"],
+            ),
+            _source_key_through_s3(scope, "SourceRegistryKeyThroughS3"),
+        ]
+    elif scope.source_stage and scope.source_registry_bucket and scope.source_account:
         source = f"arn:{p}:s3:::{scope.source_registry_bucket}"
         prefix = f"{scope.project}-{scope.source_stage}-"
         statements += [

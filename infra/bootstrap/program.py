@@ -18,6 +18,7 @@ from mlinfra_infra.config import ConfigError
 from . import names
 from .components.github_oidc import GitHubOidcProvider, GitHubOidcProviderArgs
 from .components.package_repository import PackageRepository, PackageRepositoryArgs
+from .components.source_roles import SourceStageRoles, SourceStageRolesArgs
 from .components.stage_roles import StageCiRoles, StageCiRolesArgs
 from .components.state_backend import StateBackend, StateBackendArgs
 from .config import NAMESPACE, BootstrapConfig, load_bootstrap_config
@@ -36,6 +37,7 @@ OUT_PACKAGES = "packageRepository"
 OUT_PULUMI_TEAMS = "pulumiTeams"
 OUT_REGION = "region"
 OUT_REPOSITORY = "repository"
+OUT_SOURCE_ROLES = "sourceRoles"
 
 
 def scopes(cfg: BootstrapConfig) -> list[StageScope]:
@@ -44,6 +46,7 @@ def scopes(cfg: BootstrapConfig) -> list[StageScope]:
     out = []
     for index, stage in enumerate(order):
         source = order[index - 1] if index > 0 else None
+        following = cfg.next_stage(stage)
         out.append(
             StageScope(
                 project=cfg.project,
@@ -58,6 +61,8 @@ def scopes(cfg: BootstrapConfig) -> list[StageScope]:
                 source_account=cfg.stages[source].account_id if source else None,
                 source_registry_bucket=cfg.registry_bucket(source) if source else None,
                 self_managed_state=cfg.backend.kind == "self-managed",
+                next_stage=following,
+                next_account=cfg.stages[following].account_id if following else None,
             )
         )
     return out
@@ -96,6 +101,11 @@ def build(cfg: BootstrapConfig) -> dict[str, Any]:
         ci_roles_of.setdefault(scope.account, []).extend(
             names.role(cfg.project, scope.stage, kind) for kind in names.ROLE_KINDS
         )
+        if scope.has_source_roles:  # the deploy roles' boundary keeps them off these too
+            ci_roles_of[scope.account] += [
+                names.source_role(cfg.project, scope.stage),
+                names.approval_role(cfg.project, scope.stage),
+            ]
         boundaries_of.setdefault(scope.account, []).extend(
             [
                 names.deploy_boundary(cfg.project, scope.stage),
@@ -116,6 +126,18 @@ def build(cfg: BootstrapConfig) -> dict[str, Any]:
                 provider=providers[scope.account],
             ),
         )
+    lent: dict[str, SourceStageRoles] = {}
+    for scope in stage_scopes:
+        if scope.has_source_roles and scope.next_stage:
+            lent[scope.stage] = SourceStageRoles(
+                f"{scope.stage}-source",
+                SourceStageRolesArgs(
+                    scope=scope,
+                    owner=cfg.owner,
+                    next_stage_roles=[roles[scope.next_stage]],
+                    provider=providers[scope.account],
+                ),
+            )
 
     exported: dict[str, Any] = {
         OUT_REGION: cfg.region,
@@ -123,6 +145,10 @@ def build(cfg: BootstrapConfig) -> dict[str, Any]:
         OUT_OIDC: {account: provider.arn for account, provider in oidc.items()},
         OUT_ROLES: {stage: dict(component.role_arns) for stage, component in roles.items()},
         OUT_SECRETS: {stage: component.secrets_provider for stage, component in roles.items()},
+        # Per source stage in another account than the next: the role the next stage reads it through, and the
+        # one its promotion role approves through (each stage file's mlinfra:access.sourceRoleArn and
+        # approvalRoleArn).
+        OUT_SOURCE_ROLES: {stage: dict(component.role_arns) for stage, component in lent.items()},
     }
     tooling = providers[cfg.tooling_account]
     if cfg.backend.kind == "self-managed":

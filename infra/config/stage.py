@@ -183,6 +183,24 @@ class AccessSettings(Settings):
     role_arn: RoleArn | None = None
     external_id: Annotated[str, StringConstraints(min_length=2, max_length=1224)] | None = None
     session_seconds: Annotated[int, Field(ge=900, le=43_200)] = 3600
+    # When the next stage lives in another account: the role in THIS stage's account that the next stage's jobs
+    # assume to read this stage as their source (promote's and the gates' reads), and the one its promotion job
+    # assumes to approve a version's model package here (`mlinfra approve`). The bootstrap stack creates both
+    # (`<project>-<stage>-source`, `<project>-<stage>-approval`); this stage's own jobs never use them.
+    source_role_arn: RoleArn | None = None
+    approval_role_arn: RoleArn | None = None
+
+    @model_validator(mode="after")
+    def _source_roles(self) -> AccessSettings:
+        pair = (self.source_role_arn, self.approval_role_arn)
+        if (pair[0] is None) != (pair[1] is None):
+            raise ValueError(
+                "sourceRoleArn and approvalRoleArn go together: set both (`mlinfra bootstrap preview --json | jq "
+                ".outputs.sourceRoles`) or neither"
+            )
+        if pair[0] is not None and pair[1] is not None and pair[0].split(":")[4] != pair[1].split(":")[4]:
+            raise ValueError(f"sourceRoleArn {pair[0]} and approvalRoleArn {pair[1]} must be in the same account")
+        return self
 
 
 # How a promotion reaches a stage: `direct` moves the stage pointer at once; `pullRequest` puts the pin on a branch
@@ -220,6 +238,16 @@ class StackConfig(Settings):
     def _unique_stages(self) -> StackConfig:
         if len(set(self.stages)) != len(self.stages):
             raise ValueError(f"stages lists a stage twice: {self.stages}")
+        return self
+
+    @model_validator(mode="after")
+    def _source_roles_here(self) -> StackConfig:
+        role = self.access.source_role_arn
+        if role is not None and self.account_id is not None and role.split(":")[4] != self.account_id:
+            raise ValueError(
+                f"access.sourceRoleArn {role} is not in this stage's account {self.account_id}: it is the role in "
+                "this stage's account that the next stage's jobs assume"
+            )
         return self
 
     @property

@@ -50,6 +50,7 @@ class Found:
     models: list[str]
     unevaluated: list[str] = field(default_factory=list)
     boundary: list[dict[str, Any]] | None = None  # the permissions boundary, where the role has one
+    trust: dict[str, Any] | None = None  # the role's trust policy, where the check assumes the role
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class CallResult:
     context: dict[str, Any]
     decision: Decision
     why: str = ""
+    acting: str = ""  # the role the request is made as, when not the principal's own (a source stage's lent role)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +79,7 @@ class CallResult:
             "decidedBy": self.decision.decided_by,
             "reason": self.decision.reason,
             "why": self.why,
+            "actingAs": self.acting or None,
         }
 
 
@@ -409,15 +412,66 @@ def _requests(stack: _Stack, call: Call, values: Mapping[str, str]) -> Iterator[
 
 
 SOURCE = "{source"  # placeholders of a call on the source stage's resources ({source_bucket}, {source}, ...)
+# A server-side copy's read of the source registry: made with the caller's own credentials (never a lent role).
+COPY_SOURCE = "{copy_source_bucket}"
 
 
 def _source_values(source: _Stack, model: str) -> dict[str, str]:
     values = {"source_bucket": source.bucket, "source": source.stage, "source_account": source.account}
+    values["copy_source_bucket"] = source.bucket
     if source.key_arn:
         values["source_key"] = source.key_arn
     if model:
         values["source_endpoint"] = f"{source.project}-{source.stage}-{model}"
     return values
+
+
+# The one write a command makes on its source stage; across accounts it goes through the source's approval role.
+APPROVAL_ACTIONS = frozenset({"sagemaker:UpdateModelPackage"})
+ROLE_PLACEHOLDERS = {"source": "source_role", "approval": "approval_role"}
+
+
+def _lent_roles(stack: _Stack, lent: Mapping[str, str], notes: list[str]) -> dict[str, Found]:
+    """The source stage's source and approval roles (`lent`: purpose -> ARN, its stage file's settings).
+
+    Found among the identities; a role the identities lack is noted, and calls through it are not evaluated.
+    """
+    by_name = {str(r.inputs.get("name", "")): r for r in stack.roles.of(ROLE)}
+    out: dict[str, Found] = {}
+    for purpose, arn in lent.items():
+        role = by_name.get(arn.rsplit("/", 1)[-1])
+        if role is None:
+            notes.append(f"{arn} ({purpose} role of the source stage) is not among the rendered roles: not evaluated")
+            continue
+        policies, unevaluated = _identity_policies(stack, role)
+        trust = {**document(role.inputs.get("assumeRolePolicy")), "Id": f"{role.name} (trust)"}
+        out[purpose] = Found(purpose, arn, role.name, policies, [], unevaluated, None, trust)
+    return out
+
+
+def _decide_assume(caller: Found, role: Found, context: dict[str, Any]) -> Decision:
+    """sts:AssumeRole of `role` by `caller`: the caller's identity policy (and boundary) and the role's trust."""
+    request = Request("sts:AssumeRole", role.arn, {"aws:SecureTransport": True, **context})
+    try:
+        own = evaluate(request, caller.policies, [], caller.arn, boundary_policies=caller.boundary)
+        if not own.allowed:
+            return own
+        return evaluate(request, [], [role.trust or {}], caller.arn, resource_policy_required=True)
+    except PolicyError as exc:
+        return Decision(False, "", f"a policy could not be evaluated: {exc}")
+
+
+def _decide_call(
+    stack: _Stack, owner: _Stack, caller: Found, request: Request, *, acting: Found | None, lent: Mapping[str, Found]
+) -> tuple[Decision, str]:
+    """One request of a call: an AssumeRole of a lent role, a call made as a lent role, or as the caller itself."""
+    action, resource, context = request.action, request.resource, dict(request.context)
+    assumed = next((r for r in lent.values() if action == "sts:AssumeRole" and resource == r.arn), None)
+    if assumed is not None:
+        return _decide_assume(caller, assumed, context), f"assumed by {caller.arn}"
+    if acting is not None:
+        return _decide(owner, acting, action, resource, context, role_account=owner.account), f"as {acting.arn}"
+    return _decide(owner, caller, action, resource, context, role_account=stack.account), ""
 
 
 def evaluate_stack(
@@ -427,12 +481,16 @@ def evaluate_stack(
     *,
     identities: Sequence[Resource] = (),
     source: tuple[Sequence[Resource], Context] | None = None,
+    source_roles: Mapping[str, str] | None = None,
 ) -> StackAccess:
     """Decide every call of every principal this stack declares.
 
     `identities`: more resources declaring roles for this stage (the bootstrap stack's CI roles and the boundaries
     of every role). `source`: the rendered stage versions come from, for calls on its resources (promote's reads,
-    the gate re-check); without it those calls are listed as not evaluated.
+    the gate re-check); without it those calls are listed as not evaluated. `source_roles`: the source stage's
+    `access.sourceRoleArn` and `approvalRoleArn` ({"source": ARN, "approval": ARN}): the calls on the source are
+    then made as those roles (found among `identities`) in the source's account, and their sts:AssumeRole by the
+    calling role is decided by its identity policy and the role's trust policy.
     """
     chosen = contract if contract is not None else contract_module.load()
     stack = _registry(Index(resources), ctx)
@@ -446,6 +504,8 @@ def evaluate_stack(
     shared = _stack_values(stack)
     results: list[CallResult] = []
     notes: list[str] = []
+    lent = _lent_roles(stack, source_roles, notes) if source_roles and source_stack is not None else {}
+    shared.update({ROLE_PLACEHOLDERS[purpose]: role.arn for purpose, role in lent.items()})
     for principal in chosen.principals:
         for one in found.get(principal, []):
             notes += [f"{one.label}: {arn} not evaluated" for arn in one.unevaluated]
@@ -453,14 +513,21 @@ def evaluate_stack(
                 placeholders = set(unresolved(call.resource + json.dumps(dict(call.context))))
                 per_model = bool(placeholders & MODEL_PLACEHOLDERS or call.when)
                 on_source = SOURCE in call.resource + json.dumps(dict(call.context))
-                owner = source_stack if on_source and source_stack is not None else stack
+                copied = COPY_SOURCE in call.resource
+                owner = source_stack if (on_source or copied) and source_stack is not None else stack
                 for model in one.models if per_model else [""]:
                     if model and not _holds(stack, call.when, model):
                         continue
                     values = {**shared, **(_model_values(stack, model) if model else {})}
-                    if on_source and source_stack is not None:
+                    if (on_source or copied) and source_stack is not None:
                         values.update(_source_values(source_stack, model))
-                    for action, resource, asked, why in _requests(owner, call, values):
+                    # Through the source's own role (same account as its resources), where it lends one.
+                    through = "approval" if call.action in APPROVAL_ACTIONS else "source"
+                    acting = lent.get(through) if on_source else None
+                    if on_source and source_roles and acting is None:
+                        notes.append(f"{one.label}: {call.action} on {call.resource} not evaluated (no {through} role)")
+                        continue
+                    for action, resource, asked, checked in _requests(owner, call, values):
                         missing = unresolved(resource + json.dumps(asked))
                         if missing:
                             notes.append(
@@ -468,8 +535,13 @@ def evaluate_stack(
                             )
                             continue
                         context = {**_resource_keys(owner, resource, model), **asked}
-                        decision = _decide(owner, one, action, resource, context, role_account=stack.account)
-                        results.append(CallResult(principal, one.label, call, action, resource, context, decision, why))
+                        request = Request(action, resource, context)
+                        decision, how = _decide_call(stack, owner, one, request, acting=acting, lent=lent)
+                        why = "; ".join(part for part in (checked, how) if part)
+                        made_as = acting.arn if acting is not None and action != "sts:AssumeRole" else ""
+                        results.append(
+                            CallResult(principal, one.label, call, action, resource, context, decision, why, made_as)
+                        )
     absent = [p for p in chosen.principals if p not in found]
     return StackAccess(_unique(results), absent, sorted(set(notes)))
 
@@ -479,7 +551,8 @@ def _unique(results: list[CallResult]) -> list[CallResult]:
     out = []
     for result in results:
         key = json.dumps(
-            [result.principal, result.role, result.action, result.resource, result.context], sort_keys=True
+            [result.principal, result.role, result.acting, result.action, result.resource, result.context],
+            sort_keys=True,
         )
         if key not in seen:
             seen.add(key)

@@ -57,6 +57,38 @@ def platform_copy(root: Path) -> Path:
     return root
 
 
+# The three-account fixture's stage accounts, and the stage-file settings that go with them.
+ACCOUNTS = {"sandbox": "111111111111", "dev": "111111111111", "staging": "222222222222", "prod": "333333333333"}
+
+
+def with_source_roles(root: Path, project: str = "mlinfra") -> Path:
+    """Give each stage file of `root` the settings the three-account bootstrap implies: its `mlinfra:accountId`;
+    where the next stage is in another account, the source and approval roles it lends that stage
+    (`access.sourceRoleArn`, `approvalRoleArn`) and that stage's promotion role as its registry's reader (S3's
+    server-side copy reads the artifact with it)."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    order = list(ACCOUNTS)
+    for index, stage in enumerate(order):
+        path = root / "stacks" / f"Pulumi.{stage}.yaml"
+        data = yaml.load(path.read_text(encoding="utf-8"))
+        config = data["config"]
+        account = ACCOUNTS[stage]
+        config["mlinfra:accountId"] = account
+        following = order[index + 1] if index + 1 < len(order) else None
+        if following and ACCOUNTS[following] != account:
+            config["mlinfra:access"] = {
+                "sourceRoleArn": f"arn:aws:iam::{account}:role/{project}-{stage}-source",
+                "approvalRoleArn": f"arn:aws:iam::{account}:role/{project}-{stage}-approval",
+            }
+            registry = config.setdefault("mlinfra:registry", {})
+            registry["readerRoleArns"] = [f"arn:aws:iam::{ACCOUNTS[following]}:role/{project}-{following}-promotion"]
+        with path.open("w", encoding="utf-8") as out:
+            yaml.dump(data, out)
+    return root
+
+
 @pytest.fixture(scope="session")
 def shipped(tmp_path_factory: pytest.TempPathFactory) -> tuple[stack.Bootstrap, RenderedStack]:
     """The bootstrap stack in three accounts, loaded and rendered under the mock runtime."""

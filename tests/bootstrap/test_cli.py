@@ -21,7 +21,18 @@ def test_preview_json_lists_provider_roles_state_backend_and_packages(bootstrap_
     data = json.loads(result.stdout)
     types = [r["type"] for r in data["resources"]]
     assert types.count("aws:iam/openIdConnectProvider:OpenIdConnectProvider") == 3
-    assert types.count("aws:iam/role:Role") == 12  # 3 per stage
+    # 3 per stage, and a source and an approval role in dev and staging (the next stage is in another account).
+    assert types.count("aws:iam/role:Role") == 12 + 4
+    assert data["outputs"]["sourceRoles"] == {
+        "dev": {
+            "source": "arn:aws:iam::111111111111:role/mlinfra-dev-source",
+            "approval": "arn:aws:iam::111111111111:role/mlinfra-dev-approval",
+        },
+        "staging": {
+            "source": "arn:aws:iam::222222222222:role/mlinfra-staging-source",
+            "approval": "arn:aws:iam::222222222222:role/mlinfra-staging-approval",
+        },
+    }
     assert "mlinfra:aws:StateBackend" in types and "aws:s3/bucketVersioning:BucketVersioning" in types
     assert "aws:codeartifact/domain:Domain" in types and "aws:codeartifact/repository:Repository" in types
     assert data["outputs"]["roles"]["prod"]["deploy"] == "arn:aws:iam::333333333333:role/mlinfra-prod-deploy"
@@ -233,6 +244,28 @@ def test_github_with_pulumi_cloud_sets_the_organization_and_per_stage_teams(boot
             "config:\n  mlinfra:accountId: '444444444444'\n",
             "error: infra/bootstrap/Pulumi.bootstrap.yaml: bootstrap:stages.prod.accountId: 333333333333 but "
             "stacks/Pulumi.prod.yaml says mlinfra:accountId 444444444444; make them the same\n",
+        ),
+        (
+            "Pulumi.staging.yaml",
+            "config:\n  mlinfra:access:\n    sourceRoleArn: arn:aws:iam::222222222222:role/mlinfra-staging-reader\n"
+            "    approvalRoleArn: arn:aws:iam::222222222222:role/mlinfra-staging-approval\n",
+            "error: stacks/Pulumi.staging.yaml: mlinfra:access.sourceRoleArn: "
+            "arn:aws:iam::222222222222:role/mlinfra-staging-reader is not the bootstrap's role for prod to use staging "
+            "as its source; set it to arn:aws:iam::222222222222:role/mlinfra-staging-source\n",
+        ),
+        (
+            "Pulumi.sandbox.yaml",
+            "config:\n  mlinfra:access:\n    sourceRoleArn: arn:aws:iam::111111111111:role/mlinfra-sandbox-source\n"
+            "    approvalRoleArn: arn:aws:iam::111111111111:role/mlinfra-sandbox-approval\n",
+            "error: stacks/Pulumi.sandbox.yaml: mlinfra:access.sourceRoleArn: "
+            "arn:aws:iam::111111111111:role/mlinfra-sandbox-source, but the bootstrap creates no such role for sandbox "
+            "(dev shares its account); remove it\n",
+        ),
+        (
+            "Pulumi.dev.yaml",
+            "config:\n  mlinfra:access:\n    sourceRoleArn: arn:aws:iam::111111111111:role/mlinfra-dev-source\n",
+            "error: stacks/Pulumi.dev.yaml: mlinfra:access: sourceRoleArn and approvalRoleArn go together: set both "
+            "(`mlinfra bootstrap preview --json | jq .outputs.sourceRoles`) or neither\n",
         ),
         (
             "Pulumi.qa.yaml",

@@ -95,7 +95,9 @@ def test_the_cross_account_page_names_a_resource_the_stack_renders(shipped: Ship
     [name] = re.findall(r'select\(\.name == "([^"]+)"\)', text)
     policy = json.loads(shipped[1].named(name).inputs["policy"])
     sids = {statement["Sid"] for statement in policy["Statement"]}
-    assert {"SourceRegistryReadModels", "SourceRegistryKeyThroughS3", "OwnRegistrySwapPointer"} <= sids
+    # prod's source (staging) is in another account: the copy's read, and the source roles for the rest.
+    assert {"SourceRegistryCopyModels", "SourceRegistryKeyThroughS3", "AssumeSourceStageRoles"} <= sids
+    assert "OwnRegistrySwapPointer" in sids and "SourceStageAlarmStates" not in sids
 
 
 def test_no_hand_copied_trust_policy_is_left_in_the_readme() -> None:

@@ -589,7 +589,8 @@ def test_check_access_decides_every_ci_call_of_the_contract_against_the_bootstra
         # Every recorded call of each CI role was decided here (the source stage's too, past the entry stage).
         for principal in ("ci-preview", "ci-deploy", "ci-promotion"):
             decided = {c["action"] for c in report["calls"] if c["principal"] == principal}
-            needed = {c.action for c in contract.calls_of(principal) if c.resource != "{stage_role}"}
+            roles = {"{stage_role}", "{source_role}", "{approval_role}"}  # one account: no role is assumed
+            needed = {c.action for c in contract.calls_of(principal) if c.resource not in roles}
             if report["stack"] == "sandbox":
                 needed = {n for n in needed if n in decided}  # the entry stage has no source stage
             assert needed <= decided, f"{report['stack']} {principal}: {sorted(needed - decided)[:3]}"
@@ -625,18 +626,72 @@ def test_check_access_fails_when_a_ci_role_loses_a_call_the_code_makes(tmp_path:
     assert denied == {("ci-deploy", "application-autoscaling:RegisterScalableTarget")}
 
 
-def test_across_accounts_the_gate_reads_of_the_source_stage_are_reported_unreachable(tmp_path: Path) -> None:
-    """Stages in separate accounts (the test bootstrap): CloudWatch alarms and model packages of the source stage
-    cannot be read from the next stage's account without a role there, and `check --access` says so (exit 3)."""
-    from tests.bootstrap.conftest import platform_copy
+def test_across_accounts_the_source_stage_is_read_through_the_roles_it_lends(tmp_path: Path) -> None:
+    """Stages in separate accounts (the test bootstrap). Without the source roles in the stage files, CloudWatch alarms
+    and model packages of the source stage cannot be read from the next stage's account (exit 3); with each stage's
+    accountId, sourceRoleArn, approvalRoleArn and readerRoleArns set, every CI call is allowed (exit 0): the source's
+    reads as its source role, the approval as its approval role, each assumed by the calling role (its policy and the
+    role's trust), and the artifact copy by the promotion role itself through the source's bucket and key policies."""
+    from mlinfra_infra.policy.contract import load
+    from tests.bootstrap.conftest import platform_copy, with_source_roles
 
-    reports, code = _access(platform_copy(tmp_path / "platform"))
+    reports, code = _access(platform_copy(tmp_path / "without"))
     assert code == 3
     by_stack = {r["stack"]: r for r in reports}
     assert not [c for s in ("sandbox", "dev") for c in by_stack[s]["calls"] if not c["allowed"]]
     staging = [c for c in by_stack["staging"]["calls"] if not c["allowed"]]
     alarms = [c for c in staging if c["action"] == "cloudwatch:DescribeAlarms"]
     assert alarms and all("without a role there" in c["reason"] and ":111111111111:" in c["resource"] for c in alarms)
+
+    reports, code = _access(with_source_roles(platform_copy(tmp_path / "with")))
+    denied = [(r["stack"], c["principal"], c["action"], c["resource"]) for r in reports for c in r["calls"]
+              if not c["allowed"]]  # fmt: skip
+    assert (code, denied) == (0, [])
+    by_stack = {r["stack"]: r for r in reports}
+    contract = load()
+    for target, source, account in (("staging", "dev", "111111111111"), ("prod", "staging", "222222222222")):
+        calls = by_stack[target]["calls"]
+        for principal in ("ci-preview", "ci-promotion"):
+            mine = [c for c in calls if c["principal"] == principal]
+            # Every call made as a lent role: the reads as the source role, the approval as the approval role.
+            lent = {(c["action"] == "sagemaker:UpdateModelPackage", c["actingAs"]) for c in mine if c["actingAs"]}
+            expected_lent = {(False, f"arn:aws:iam::{account}:role/mlinfra-{source}-source")}
+            if principal == "ci-promotion":
+                expected_lent.add((True, f"arn:aws:iam::{account}:role/mlinfra-{source}-approval"))
+            assert lent == expected_lent, (target, principal)
+            assumed = {c["resource"] for c in mine if c["action"] == "sts:AssumeRole" and c["allowed"]}
+            expected = {f"arn:aws:iam::{account}:role/mlinfra-{source}-source"}
+            if principal == "ci-promotion":
+                expected.add(f"arn:aws:iam::{account}:role/mlinfra-{source}-approval")
+            assert assumed == expected, (target, principal)
+            decided = {c["action"] for c in mine}
+            needed = {c.action for c in contract.calls_of(principal) if c.resource != "{stage_role}"}
+            assert needed <= decided, f"{target} {principal}: {sorted(needed - decided)[:3]}"
+        # The server-side copy's read of the source registry: the promotion role itself (not a lent role).
+        copies = [c for c in calls if c["action"] == "s3:GetObject" and f"-{source}-{account}-" in c["resource"]
+                  and "/sha256/" in c["resource"] and not c["actingAs"]]  # fmt: skip
+        assert copies and {c["principal"] for c in copies} == {"ci-promotion"}
+        assert all("NextStagePromotionRolesReadModels" in c["decidedBy"] for c in copies)
+
+
+def test_across_accounts_the_artifact_copy_needs_the_source_registry_to_list_the_promotion_role(tmp_path: Path) -> None:
+    """The promotion role copies the artifact server-side with its own credentials: without it among the source
+    registry's readerRoleArns (bucket and key policies), that read is denied though every lent role is in place."""
+    from tests.bootstrap.conftest import platform_copy, with_source_roles
+
+    root = with_source_roles(platform_copy(tmp_path / "platform"))
+    path = root / "stacks" / "Pulumi.staging.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "arn:aws:iam::333333333333:role/mlinfra-prod-promotion" in text
+    path.write_text(
+        text.replace(
+            "arn:aws:iam::333333333333:role/mlinfra-prod-promotion", "arn:aws:iam::333333333333:role/someone-else"
+        )
+    )
+    reports, code = _access(root)
+    assert code == 3
+    denied = {(r["stack"], c["principal"], c["action"]) for r in reports for c in r["calls"] if not c["allowed"]}
+    assert denied == {("prod", "ci-promotion", "s3:GetObject"), ("prod", "ci-promotion", "kms:Decrypt")}
 
 
 def test_check_access_evaluates_the_stage_roles_under_the_workload_boundary(

@@ -98,3 +98,109 @@ def test_a_wildcard_subject_would_be_caught(shipped: Shipped) -> None:
     subject = "repo:example-org/mlinfra:environment:prod"
     assert trust.admits(role.inputs["assumeRolePolicy"], arn, provider, subject, "sts.amazonaws.com")
     assert not trust.admits(role.inputs["assumeRolePolicy"], arn, other, subject, "sts.amazonaws.com")
+
+
+# --- the roles a source stage lends the next stage in another account ----------------------------------------------
+
+ACCOUNTS = {"sandbox": "111111111111", "dev": "111111111111", "staging": "222222222222", "prod": "333333333333"}
+LENT = {"dev": "staging", "staging": "prod"}  # source stage -> the next stage, in another account
+
+
+def arn(stage: str, kind: str) -> str:
+    return f"arn:aws:iam::{ACCOUNTS[stage]}:role/mlinfra-{stage}-{kind}"
+
+
+def role_named(rendered: RenderedStack, name: str) -> dict[str, str]:
+    [role] = [r for r in rendered.of_type("aws:iam/role:Role") if r.inputs["name"] == name]
+    policy = next(
+        r.inputs["policy"]
+        for r in rendered.of_type("aws:iam/rolePolicy:RolePolicy")
+        if r.inputs["role"] in {name, f"{name}-id"}
+    )
+    return {"trust": role.inputs["assumeRolePolicy"], "policy": policy}
+
+
+def test_only_stages_followed_by_another_account_lend_roles(shipped: Shipped) -> None:
+    _, rendered = shipped
+    lent = sorted(
+        r.inputs["name"]
+        for r in rendered.of_type("aws:iam/role:Role")
+        if r.inputs["name"].endswith(("-source", "-approval"))
+    )
+    # sandbox -> dev share an account (dev reads sandbox directly); prod is promoted from and into nothing after it.
+    assert lent == ["mlinfra-dev-approval", "mlinfra-dev-source", "mlinfra-staging-approval", "mlinfra-staging-source"]
+
+
+@pytest.mark.parametrize("source", sorted(LENT))
+def test_only_the_next_stages_preview_and_promotion_roles_assume_the_source_role(shipped: Shipped, source: str) -> None:
+    _, rendered = shipped
+    following = LENT[source]
+    policy = role_named(rendered, f"mlinfra-{source}-source")["trust"]
+    target = arn(source, "source")
+    callers = {f"{stage}-{kind}": arn(stage, kind) for stage in STAGES for kind in names.ROLE_KINDS}
+    admitted = sorted(name for name, caller in callers.items() if trust.role_may_assume(policy, target, caller))
+    assert admitted == [f"{following}-preview", f"{following}-promotion"]
+    # Nor the source stage's own account (its root, so its administrators' roles), nor a session name trick.
+    assert not trust.role_may_assume(policy, target, f"arn:aws:iam::{ACCOUNTS[source]}:root")
+    session = f"arn:aws:sts::{ACCOUNTS[following]}:assumed-role/mlinfra-{following}-deploy/mlinfra-{following}-preview"
+    assert not trust.role_may_assume(policy, target, session)
+    assert trust.role_may_assume(
+        policy, target, f"arn:aws:sts::{ACCOUNTS[following]}:assumed-role/mlinfra-{following}-preview/GitHubActions"
+    )
+
+
+@pytest.mark.parametrize("source", sorted(LENT))
+def test_only_the_next_stages_promotion_role_assumes_the_approval_role(shipped: Shipped, source: str) -> None:
+    _, rendered = shipped
+    policy = role_named(rendered, f"mlinfra-{source}-approval")["trust"]
+    target = arn(source, "approval")
+    callers = {f"{stage}-{kind}": arn(stage, kind) for stage in STAGES for kind in names.ROLE_KINDS}
+    admitted = sorted(name for name, caller in callers.items() if trust.role_may_assume(policy, target, caller))
+    assert admitted == [f"{LENT[source]}-promotion"]
+
+
+def test_no_github_token_assumes_a_lent_role(shipped: Shipped) -> None:
+    rows = table(shipped)
+    assert not [r for roles in rows.values() for r in roles if r.endswith(("-source", "-approval"))]
+    assert "mlinfra-staging-source" in trust.role_arns(shipped[1]), "the lent roles were part of the evaluation"
+
+
+def test_a_preview_role_never_gains_a_write_on_its_source_stage(shipped: Shipped) -> None:
+    """prod's preview role reaches staging's source role, which cannot approve; the approval role is out of its reach
+    on both sides (its own policy and the approval role's trust)."""
+    from mlinfra_infra.policy import iam
+
+    _, rendered = shipped
+    package = "arn:aws:sagemaker:eu-west-1:222222222222:model-package/mlinfra-staging-churn/1"
+    update = iam.Request("sagemaker:UpdateModelPackage", package, {"aws:SecureTransport": True})
+    source = role_named(rendered, "mlinfra-staging-source")
+    assert not iam.evaluate(update, [json.loads(source["policy"])], [], arn("staging", "source")).allowed
+    describe = iam.Request("sagemaker:DescribeModelPackage", package, {"aws:SecureTransport": True})
+    assert iam.evaluate(describe, [json.loads(source["policy"])], [], arn("staging", "source")).allowed
+    approval = role_named(rendered, "mlinfra-staging-approval")
+    assert iam.evaluate(update, [json.loads(approval["policy"])], [], arn("staging", "approval")).allowed
+    # The preview role's own policy allows assuming the source role only; the approval role's trust refuses it too.
+    preview = json.loads(role_named(rendered, "mlinfra-prod-preview")["policy"])
+    assume = iam.Request("sts:AssumeRole", arn("staging", "approval"), {"aws:SecureTransport": True})
+    assert not iam.evaluate(assume, [preview], [], arn("prod", "preview")).allowed
+    assert not trust.role_may_assume(approval["trust"], arn("staging", "approval"), arn("prod", "preview"))
+    read = iam.Request("sts:AssumeRole", arn("staging", "source"), {"aws:SecureTransport": True})
+    assert iam.evaluate(read, [preview], [], arn("prod", "preview")).allowed
+    # Nothing in the lent roles' policies writes, deletes or changes access.
+    writes = ("Put", "Delete", "Create", "Update", "Tag", "Attach", "Pass")
+    actions = [a for s in json.loads(source["policy"])["Statement"] for a in s["Action"]]
+    assert not [a for a in actions if a.split(":")[1].startswith(writes)]
+
+
+def test_the_deploy_roles_cannot_change_the_lent_roles(shipped: Shipped) -> None:
+    """staging's deploy role (same account as staging's lent roles) is refused any change to them by its boundary."""
+    from mlinfra_infra.policy import iam
+
+    _, rendered = shipped
+    boundary = json.loads(rendered.named("staging-ci-deploy-boundary").inputs["policy"])
+    for kind in ("source", "approval"):
+        for action in ("iam:UpdateAssumeRolePolicy", "iam:PutRolePolicy", "iam:DeleteRole"):
+            request = iam.Request(action, arn("staging", kind), {"aws:SecureTransport": True})
+            allow_all = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+            decision = iam.evaluate(request, [allow_all], [], arn("staging", "deploy"), boundary_policies=[boundary])
+            assert not decision.allowed, (kind, action)

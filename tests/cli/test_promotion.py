@@ -597,3 +597,96 @@ def test_unknown_framework_version_leaves_nothing_behind(platform: Path, run: Ru
     assert "0.0-0" in result.stderr
     assert "Contents" not in s3().list_objects_v2(Bucket=bucket("sandbox"))
     assert not s3().list_multipart_uploads(Bucket=bucket("sandbox")).get("Uploads")
+
+
+def test_a_source_stage_in_another_account_is_read_and_approved_through_its_source_roles(
+    project_dir: Path, aws_env: str, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """staging in 333333333333 lends prod (222222222222) a source role and an approval role: prod's promote reads
+    staging (pointer, records, package, alarms) by assuming the source role, approve writes staging's package by
+    assuming the approval role, and the artifact is copied server-side by prod's own role."""
+    from mlinfra import aws as mlinfra_aws
+
+    staging_account, prod_account = "333333333333", "222222222222"
+    prod_role = f"arn:aws:iam::{prod_account}:role/mlinfra-prod-promotion"
+    staging_role = f"arn:aws:iam::{staging_account}:role/mlinfra-staging-promotion"
+    source_role = f"arn:aws:iam::{staging_account}:role/mlinfra-staging-source"
+    approval_role = f"arn:aws:iam::{staging_account}:role/mlinfra-staging-approval"
+    direct_delivery(project_dir)
+    prod = project_dir / "stacks" / "Pulumi.prod.yaml"
+    prod.write_text(prod.read_text() + f"  mlinfra:access:\n    roleArn: {prod_role}\n")
+    staging = project_dir / "stacks" / "Pulumi.staging.yaml"
+    staging.write_text(
+        staging.read_text()
+        + f"  mlinfra:accountId: '{staging_account}'\n"
+        + f"  mlinfra:access:\n    roleArn: {staging_role}\n    sourceRoleArn: {source_role}\n"
+        + f"    approvalRoleArn: {approval_role}\n"
+        + f"  mlinfra:registry:\n    readerRoleArns: [{prod_role}]\n"
+    )
+    assumed: list[str] = []
+
+    def record_assume_role(session: Any) -> None:
+        session.events.register(
+            "provide-client-params.sts.AssumeRole", lambda params, **_: assumed.append(str(params["RoleArn"]))
+        )
+
+    monkeypatch.setattr(mlinfra_aws, "SESSION_HOOKS", [record_assume_role])
+    ok(run("local", "bootstrap", "--all", "--json"))
+    register(run, tmp_path)
+    ok(run("promote", "churn", "--to", "dev"))
+    ok(run("promote", "churn", "--to", "staging"))
+    assert source_role not in assumed, "staging's own jobs use its roleArn, never the roles it lends prod"
+
+    assumed.clear()
+    ok(run("approve", "churn", "--version", "1", "--stage", "prod", "--reason", "ok"))
+    assert approval_role in assumed and source_role in assumed and staging_role not in assumed
+    credentials = boto3.client("sts", region_name="eu-west-1").assume_role(
+        RoleArn=staging_role, RoleSessionName="check"
+    )["Credentials"]
+    as_staging = boto3.Session(
+        region_name="eu-west-1",
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+    staging_bucket = naming.registry_bucket("mlinfra", "staging", "eu-west-1", staging_account)
+    record = json.loads(
+        as_staging.client("s3").get_object(Bucket=staging_bucket, Key=layout.version_key("churn", 1))["Body"].read()
+    )
+    package = as_staging.client("sagemaker").describe_model_package(ModelPackageName=record["packageArn"])
+    assert package["ModelApprovalStatus"] == "Approved", "approved in staging's account, through its approval role"
+
+    # The soak gate reads staging's pointer (in staging's account) through the source role.
+    pointer = json.loads(
+        as_staging.client("s3").get_object(Bucket=staging_bucket, Key=layout.stage_key("churn"))["Body"].read()
+    )
+    since = (datetime.now(UTC) - timedelta(hours=30)).isoformat().replace("+00:00", "Z")
+    pointer["deployed"] = {"version": pointer["version"], "digest": pointer["digest"], "since": since}
+    as_staging.client("s3").put_object(
+        Bucket=staging_bucket, Key=layout.stage_key("churn"), Body=json.dumps(pointer).encode()
+    )
+    # `mlinfra check` re-checks a pin of prod that its pointer does not record (the preview job's gate re-check):
+    # staging's pointer, records and package are read through the source role.
+    from mlinfra.stacks.edit import pin_version
+
+    before = prod.read_text()
+    pin = read_pin(Project(project_dir), "staging", "churn")
+    assert pin is not None
+    pin_version(Project(project_dir), "prod", "churn", {**pin, "artifact": pin["artifact"].replace("-staging-", "-prod-")})
+    assumed.clear()
+    result = run("check", "--stack", "prod", "--json")
+    assert result.exit_code == 3, result.stderr
+    (checked,) = json.loads(result.stdout)["pins"]
+    failed = {g["gate"] for g in checked["gates"] if not g["passed"]}
+    assert checked["checked"] and failed == {"registry"}, checked  # soaked and approved in staging; not promoted
+    assert source_role in assumed and approval_role not in assumed
+    prod.write_text(before)
+
+    assumed.clear()
+    out = ok(run("promote", "churn", "--to", "prod", "--json"))
+    assert out["version"] == 1
+    assert source_role in assumed and prod_role in assumed and approval_role not in assumed
+    history = ok(run("history", "churn", "--stage", "prod", "--json"))
+    approval = next(r for r in history if r["action"] == "approve")
+    assert approval["role"] == approval_role, "the audit names the role the approval went through"
+

@@ -251,3 +251,23 @@ def test_unknown_delivery_is_refused_with_the_choices() -> None:
     error = error_of({"mlinfra:delivery": "pullrequest"})
     assert error.key == "mlinfra:delivery"
     assert "'direct' or 'pullRequest'" in error.message
+
+
+SOURCE_ROLE = "arn:aws:iam::111111111111:role/mlinfra-dev-source"
+APPROVAL_ROLE = "arn:aws:iam::111111111111:role/mlinfra-dev-approval"
+
+
+def test_the_source_roles_are_validated_arns_set_together_in_the_stages_account() -> None:
+    lent = {"sourceRoleArn": SOURCE_ROLE, "approvalRoleArn": APPROVAL_ROLE}
+    cfg = load({"mlinfra:accountId": "111111111111", "mlinfra:access": lent})
+    assert (cfg.access.source_role_arn, cfg.access.approval_role_arn) == (SOURCE_ROLE, APPROVAL_ROLE)
+    assert cfg.access.role_arn is None, "the roles lent to the next stage are not this stage's own"
+    err = error_of({"mlinfra:access": {"sourceRoleArn": SOURCE_ROLE}})
+    assert err.key == "mlinfra:access" and "set both" in err.message, str(err)
+    err = error_of({"mlinfra:access": {"sourceRoleArn": "mlinfra-dev-source", "approvalRoleArn": APPROVAL_ROLE}})
+    assert err.key == "mlinfra:access.sourceRoleArn" and "IAM role ARN" in err.message, str(err)
+    elsewhere = APPROVAL_ROLE.replace("111111111111", "222222222222")
+    err = error_of({"mlinfra:access": {"sourceRoleArn": SOURCE_ROLE, "approvalRoleArn": elsewhere}})
+    assert "same account" in err.message, str(err)
+    err = error_of({"mlinfra:accountId": "222222222222", "mlinfra:access": lent})
+    assert "not in this stage's account 222222222222" in err.message and "\n" not in str(err), str(err)
