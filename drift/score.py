@@ -24,10 +24,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import stats
-from .baseline import MISSING_TOKENS, Baseline, Feature
+from .baseline import MISSING_TOKENS, PREDICTION, Baseline, Feature, Outputs, category_value
 from .capture import CaptureFile
 from .records import NON_NUMERIC, Batch, Decoder, Row
-from .report import Bin, DriftReport, FeatureScore, Thresholds, Window
+from .report import Bin, DriftReport, FeatureScore, OutputScore, PredictionDrift, Thresholds, Window
 
 UNSEEN_NAMES_KEPT = 1000  # distinct unseen categories tracked by name; beyond that only counted
 _CONTROL = re.compile(rb"[\x00-\x09\x0b-\x1f]")  # control characters other than the rows' line break
@@ -48,23 +48,26 @@ class NumericCounts:
         self.below = np.zeros(self.x.size + 1, dtype=np.int64)  # bin j: values with j grid points below them
         self.at = np.zeros(self.x.size, dtype=np.int64)  # values exactly at a grid point
         self.missing = 0
+        self.total = 0.0  # the sum of the finite values (their mean, for prediction drift's sentence)
 
     def state(self) -> tuple[Any, ...]:
         """The counts, to merge elsewhere (another process's share of the window)."""
-        return self.below, self.at, self.missing
+        return self.below, self.at, self.missing, self.total
 
     def merge(self, state: tuple[Any, ...]) -> None:
         """Add counts taken with `state()` from a scorer of the same baseline."""
-        below, at, missing = state
+        below, at, missing, total = state
         self.below += below
         self.at += at
         self.missing += missing
+        self.total += total
 
     def reset(self) -> None:
         """Forget the counts."""
         self.below = np.zeros_like(self.below)
         self.at = np.zeros_like(self.at)
         self.missing = 0
+        self.total = 0.0
 
     def add(self, values: NDArray[np.float64]) -> None:
         """Fold a batch of values (NaN or infinite = missing) into the counts."""
@@ -77,6 +80,7 @@ class NumericCounts:
         ordered = np.sort(values if finite.all() else values[finite])
         if not ordered.size:
             return
+        self.total += float(ordered.sum())
         le = np.searchsorted(ordered, self.x, side="right")  # values <= x_j
         self.at += le - np.searchsorted(ordered, self.x, side="left")  # values == x_j
         # below[j]: values with exactly j grid points below them, i.e. in (x_{j-1}, x_j]; the last bin: above all.
@@ -230,16 +234,7 @@ def _interval_labels(edges: Sequence[float]) -> list[str]:
     return [*labels, f"> {_fmt(edges[-1])}"]
 
 
-def _category(raw: Any) -> str | None:
-    if raw is None:
-        return None
-    if isinstance(raw, bool):
-        text = "true" if raw else "false"
-    elif isinstance(raw, float) and raw.is_integer():
-        text = str(raw)
-    else:
-        text = str(raw).strip()
-    return None if text.lower() in MISSING_TOKENS else text
+_category = category_value
 
 
 def _to_float(cell: Any) -> float | None:
@@ -268,6 +263,106 @@ def _numbers(cells: Sequence[Any]) -> tuple[NDArray[np.float64], NDArray[np.bool
     return values, bad if bad.any() else None
 
 
+class PredictionCounts:
+    """The window's outputs as counts against the prediction baseline: its `prediction` and probability columns.
+
+    Scalar entries are predictions; a list entry of one value per class is a row of probabilities. Entries of
+    another shape, and values a numeric output cannot take, are counted as unreadable and left out.
+    """
+
+    def __init__(self, outputs: Outputs) -> None:
+        self.outputs = outputs
+        self.columns: dict[str, NumericCounts | CategoricalCounts] = {
+            name: NumericCounts(f) if f.type == "numeric" else CategoricalCounts(f)
+            for name, f in outputs.columns.items()
+        }
+        self.probability_columns = outputs.probability_columns()
+        self.rows: Counter[str] = Counter()  # entries folded in, per output column; "unreadable": refused
+
+    def state(self) -> tuple[Any, ...]:
+        """The counts, to merge elsewhere."""
+        return dict(self.rows), {name: column.state() for name, column in self.columns.items()}
+
+    def merge(self, state: tuple[Any, ...]) -> None:
+        """Add counts taken with `state()` from a scorer of the same baseline."""
+        rows, columns = state
+        self.rows.update(rows)
+        for name, counts in columns.items():
+            self.columns[name].merge(counts)
+
+    def reset(self) -> None:
+        """Forget the counts."""
+        self.rows.clear()
+        for column in self.columns.values():
+            column.reset()
+
+    def add(self, entries: Sequence[Any]) -> None:
+        """Fold a file's output entries in."""
+        predictions: list[Any] = []
+        probabilities: list[Sequence[Any]] = []
+        width = len(self.probability_columns)
+        for entry in entries:
+            if not isinstance(entry, list):
+                predictions.append(entry)
+            elif width and len(entry) == width:
+                probabilities.append(entry)
+            else:
+                self.rows["unreadable"] += 1
+        if predictions:
+            self._fold(PREDICTION, predictions)
+        for index, name in enumerate(self.probability_columns):
+            if name is not None and probabilities:
+                self._fold(name, [row[index] for row in probabilities])
+
+    def _fold(self, name: str, cells: Sequence[Any]) -> None:
+        column = self.columns.get(name)
+        if column is None:  # the baseline has no such output (a model without plain predictions?)
+            self.rows["unreadable"] += len(cells)
+            return
+        if isinstance(column, NumericCounts):
+            values, bad = _numbers(cells)
+            if bad is not None:
+                self.rows["unreadable"] += int(bad.sum())
+                values = values[~bad]
+            column.add(values)
+            self.rows[name] += int(values.size)
+        else:
+            column.add(cells)
+            self.rows[name] += len(cells)
+
+    def scores(self, thresholds: Thresholds) -> list[OutputScore]:
+        """The scores of every output the window holds, most drifted first."""
+        scored = []
+        for name, column in self.columns.items():
+            rows = self.rows[name]
+            if not rows:
+                continue
+            base = column.score(rows)
+            out = OutputScore(**{**dict(base), "name": name})
+            out.drifted = _drifted(out, thresholds)
+            out.measure, out.baseline_value, out.current_value = _measure(name, column, rows)
+            scored.append(out)
+        scored.sort(key=lambda o: (-(o.psi if o.psi is not None else -1.0), o.name))
+        return scored
+
+
+def _measure(
+    name: str, column: NumericCounts | CategoricalCounts, rows: int
+) -> tuple[str, float, float] | tuple[None, None, None]:
+    """What an analyst reads of an output's move: the share of the class that moved most, or the mean."""
+    feature = column.feature
+    if isinstance(column, NumericCounts):
+        if feature.mean is None or not int(column.below.sum()):
+            return None, None, None
+        return f"mean {name}", feature.mean, column.total / int(column.below.sum())
+    base_rows = max(feature.count + feature.missing, 1)
+    shares = [(value, count / base_rows, column.counts[value] / max(rows, 1)) for value, count in column.known.items()]
+    if not shares:
+        return None, None, None
+    value, before, now = max(shares, key=lambda item: (abs(item[2] - item[1]), item[0]))
+    return f"share of class {value}", before, now
+
+
 class Scorer:
     """Accumulates rows for every baseline feature; `report()` gives the scores."""
 
@@ -279,7 +374,8 @@ class Scorer:
         ]
         self.all_numeric = all(isinstance(column, NumericCounts) for column in self.columns)
         self.malformed: Counter[str] = Counter()
-        self.decoder = Decoder(baseline.features, self.malformed)
+        self.predictions = PredictionCounts(baseline.outputs) if baseline.outputs is not None else None
+        self.decoder = Decoder(baseline.features, self.malformed, outputs=self.predictions is not None)
         self.rows = 0
         self.files = 0
 
@@ -292,6 +388,8 @@ class Scorer:
             "outside": self.decoder.outside,
             "widths": dict(self.decoder.widths),
             "columns": [column.state() for column in self.columns],
+            "output_records": dict(self.decoder.output_records),
+            "predictions": self.predictions.state() if self.predictions is not None else None,
         }
 
     def merge(self, state: dict[str, Any]) -> None:
@@ -303,14 +401,20 @@ class Scorer:
         self.decoder.widths.update(state["widths"])
         for column, counts in zip(self.columns, state["columns"], strict=True):
             column.merge(counts)
+        self.decoder.output_records.update(state["output_records"])
+        if self.predictions is not None:
+            self.predictions.merge(state["predictions"])
 
     def reset(self) -> None:
         """Forget everything counted."""
         self.rows = self.files = self.decoder.outside = 0
         self.malformed.clear()
         self.decoder.widths.clear()
+        self.decoder.output_records.clear()
         for column in self.columns:
             column.reset()
+        if self.predictions is not None:
+            self.predictions.reset()
 
     def add_file(self, file: CaptureFile, in_window: Any = None) -> None:
         """Decode one capture file and fold its rows in."""
@@ -319,6 +423,9 @@ class Scorer:
 
     def add_batch(self, batch: Batch) -> None:
         """Fold a decoded file in: plain numeric CSV rows parsed all at once, everything else cell by cell."""
+        if batch.outputs and self.predictions is not None:
+            self.predictions.add(batch.outputs)
+            batch.outputs = []
         if batch.block_rows:
             matrix = self._all_numbers(batch.block, batch.block_rows)
             if matrix is None:  # not all numbers, or a row of the wrong width: row by row
@@ -411,6 +518,42 @@ class Scorer:
             outside_window=self.decoder.outside,
             refused_widths=dict(self.decoder.widths),
             width=len(self.baseline.features),
+            predictions=self.prediction_drift(model=model, version=version, thresholds=thresholds),
+        )
+
+    def prediction_drift(self, *, model: str, version: int | None, thresholds: Thresholds) -> PredictionDrift:
+        """Prediction drift of everything added so far, or the note saying why there is none."""
+        if self.predictions is None:
+            named = f"v{version}" if version is not None else "N"
+            return PredictionDrift(
+                status="no_baseline",
+                note=(
+                    f"No prediction drift: no prediction baseline ({model} {named}'s baseline has no outputs); "
+                    f"re-attach it with the model directory to get one: `mlinfra baseline {model} --version "
+                    f"{version if version is not None else 'N'} DATA --model-dir DIR`."
+                ),
+            )
+        records = {k: v for k, v in sorted(self.decoder.output_records.items()) if v}
+        if self.predictions.rows["unreadable"]:
+            records["unreadableEntries"] = self.predictions.rows["unreadable"]
+        outputs = self.predictions.scores(thresholds)
+        if not outputs:
+            return PredictionDrift(
+                status="no_outputs",
+                records=records,
+                note=(
+                    "No prediction drift: the capture has no outputs (endpointOutput holds no data); enable output "
+                    "capture (DataCaptureConfig CaptureOptions Output, as mlinfra's endpoints do) to score it."
+                ),
+            )
+        psis = [o.psi for o in outputs if o.psi is not None]
+        return PredictionDrift(
+            status="scored",
+            rows=max(self.predictions.rows[name] for name in self.predictions.columns),
+            records=records,
+            max_psi=max(psis) if psis else None,
+            drifted=any(o.drifted for o in outputs),
+            outputs=outputs,
         )
 
 
