@@ -308,12 +308,14 @@ def capture_line(
     content_type: str = "text/csv",
     encoding: str = "CSV",
     output: str = "",
+    output_type: str = "text/csv; charset=utf-8",
+    output_encoding: str = "CSV",
     fractional: bool = False,
 ) -> str:
     """One record in SageMaker's capture shape (for local serving, tests, the quickstart and benchmarks).
 
-    `data` is the request body as text; with encoding BASE64 it is base64-encoded here, as SageMaker does for
-    content types it is not told are CSV or JSON.
+    `data` is the request body as text and `output` the answer (`output_type`, `output_encoding`); with encoding
+    BASE64 each is base64-encoded here, as SageMaker does for content types it is not told are CSV or JSON.
     """
     if encoding == "BASE64":
         data = base64.b64encode(data.encode()).decode()
@@ -326,10 +328,10 @@ def capture_line(
         "captureData": {
             "endpointInput": {"observedContentType": content_type, "mode": "INPUT", "data": data, "encoding": encoding},
             "endpointOutput": {
-                "observedContentType": "text/csv; charset=utf-8",
+                "observedContentType": output_type,
                 "mode": "OUTPUT",
-                "data": output,
-                "encoding": "CSV",
+                "data": base64.b64encode(output.encode()).decode() if output_encoding == "BASE64" else output,
+                "encoding": output_encoding,
             },
         },
         "eventMetadata": {"eventId": event_id, "inferenceTime": when},

@@ -340,14 +340,14 @@ class PredictionCounts:
             base = column.score(rows)
             out = OutputScore(**{**dict(base), "name": name})
             out.drifted = _drifted(out, thresholds)
-            out.measure, out.baseline_value, out.current_value = _measure(name, column, rows)
+            out.measure, out.baseline_value, out.current_value = _measure(name, column, rows, self.outputs.classes)
             scored.append(out)
         scored.sort(key=lambda o: (-(o.psi if o.psi is not None else -1.0), o.name))
         return scored
 
 
 def _measure(
-    name: str, column: NumericCounts | CategoricalCounts, rows: int
+    name: str, column: NumericCounts | CategoricalCounts, rows: int, classes: list[str] | None
 ) -> tuple[str, float, float] | tuple[None, None, None]:
     """What an analyst reads of an output's move: the share of the class that moved most, or the mean."""
     feature = column.feature
@@ -359,8 +359,20 @@ def _measure(
     shares = [(value, count / base_rows, column.counts[value] / max(rows, 1)) for value, count in column.known.items()]
     if not shares:
         return None, None, None
-    value, before, now = max(shares, key=lambda item: (abs(item[2] - item[1]), item[0]))
+    if len(shares) == 2:  # two classes move together: say the positive one's (the model's second class)
+        positive = [item for item in shares if classes and item[0] == classes[-1]]
+        value, before, now = positive[0] if positive else max(shares, key=_class_key)
+    else:
+        value, before, now = max(shares, key=lambda item: abs(item[2] - item[1]))
     return f"share of class {value}", before, now
+
+
+def _class_key(item: tuple[str, float, float]) -> tuple[int, float, str]:
+    """Classes ordered as scikit-learn orders them: numbers by value, after them text."""
+    try:
+        return 0, float(item[0]), ""
+    except ValueError:
+        return 1, 0.0, item[0]
 
 
 class Scorer:

@@ -83,6 +83,9 @@ def register(
         refuse_data(path, model)
     metrics = inputs.read_metrics(metrics_path) if metrics_path else None
     baseline = inputs.read_baseline(baseline_path) if baseline_path else None
+    if baseline is not None and baseline_path is not None:
+        baseline, note = _with_predictions(baseline, baseline_path, path, archive=archive, handler=handler)
+        notes += [note] if note else []
     # The image that fits the model (the library version its files record; offline, from the SDK's bundled image
     # config), and whether the container's start-up pip install could run without an index: before any upload.
     skip = None if archive else modeldir.skipper(path)
@@ -123,6 +126,24 @@ def register(
             card=card,
         )
     return {**result, "notes": notes}
+
+
+def _with_predictions(
+    baseline: dict[str, Any], sample: Path, path: Path, *, archive: bool, handler: Any
+) -> tuple[dict[str, Any], str | None]:
+    """The baseline with its prediction baseline, from the model's own handler on the sample; or a note why not."""
+    from mlinfra.models.predictions import PredictionError, with_outputs
+
+    why = "the model is an archive" if archive else "an image of one's own is not run here" if handler is None else None
+    if why is None:
+        try:
+            return with_outputs(baseline, sample, path, handler.framework, handler.model_dump()), None
+        except PredictionError as exc:
+            why = str(exc)
+    return baseline, (
+        f"no prediction baseline ({why}): drift scores the inputs only; to add one, run "
+        "`mlinfra baseline MODEL --version N DATA --model-dir DIR` where the model's handler runs"
+    )
 
 
 def _register_hashed(
