@@ -183,3 +183,36 @@ def with_outputs(
     out = {**baseline, "outputs": outputs}
     Baseline.model_validate(out)
     return out
+
+
+def for_version(baseline: dict[str, Any], sample: Path, model_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """`baseline` with the prediction baseline of the registered version `record`, from its model directory.
+
+    The directory must pack to the version's digest (the bytes the endpoint runs); BadInputError otherwise, and for
+    a version on an image of one's own (no framework: its handler is not run here). PredictionError (exit 1) when
+    the handler cannot predict the sample here.
+    """
+    from mlinfra.errors import BadInputError
+    from mlinfra.models import packaging
+    from mlinfra.models.directory import skipper
+
+    name, version = record.get("model"), record.get("version")
+    handler = record.get("handler")
+    framework = record.get("framework")
+    if not framework or not isinstance(handler, dict):
+        raise BadInputError(
+            f"{name} v{version} runs an image of one's own: its handler is not run here, so --model-dir cannot compute "
+            "a prediction baseline; drop --model-dir"
+        )
+    if not model_dir.is_dir():
+        raise BadInputError(
+            f"--model-dir {model_dir}: not a folder; give the model directory v{version} was registered from"
+        )
+    digest = packaging.pack(model_dir, lambda _chunk: None, skip=skipper(model_dir)).digest
+    expected = str(record.get("digest"))
+    if digest != expected:
+        raise BadInputError(
+            f"--model-dir {model_dir} packs to {digest[:19]}..., not {name} v{version}'s {expected[:19]}...: "
+            "give the directory that version was registered from (`mlinfra register DIR --dry-run` shows a digest)"
+        )
+    return with_outputs(baseline, sample, model_dir, str(framework), handler)

@@ -162,8 +162,13 @@ def attach(
     reason: str | None = None,
     card_path: Path | None = None,
     description: str | None = None,
+    model_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """`mlinfra attach` / `mlinfra baseline`: add or replace a version's metrics, baseline, card or description."""
+    """`mlinfra attach` / `mlinfra baseline`: add or replace a version's metrics, baseline, card or description.
+
+    With `model_dir` (the directory the version was registered from), the baseline carries the prediction baseline:
+    the model's answers on the sample through its own handler (mlinfra.models.predictions).
+    """
     from mlinfra.models import inputs
     from mlinfra.registry.protocol import Context, actor, entry_stage, require_model
 
@@ -173,6 +178,11 @@ def attach(
         )
     if description is not None and (not description.strip() or "\n" in description):
         raise BadInputError("--description is one line of text; give it without line breaks")
+    if model_dir is not None and baseline_path is None:
+        raise BadInputError(
+            "--model-dir predicts the baseline sample: give the sample too "
+            f"(`mlinfra baseline {model} --version {version} DATA --model-dir {model_dir}`)"
+        )
     ctx, stage = entry_stage(project)
     require_model(stage, model)
     metrics = inputs.read_metrics(metrics_path) if metrics_path else None
@@ -181,6 +191,13 @@ def attach(
     registry = Context.registry(ctx, stage.name)
     with aws_errors(f"reading {model} v{version} in {stage.name}"):
         who = actor(registry.aws)
+        record = registry.version(model, version) if model_dir is not None else None
+    if model_dir is not None and baseline is not None and baseline_path is not None:
+        from mlinfra.models.predictions import for_version
+
+        if record is None:
+            raise BadInputError(f"{model} has no version {version} in {stage.name}; see `mlinfra history {model}`")
+        baseline = for_version(baseline, baseline_path, model_dir, record)
     result = attach_inputs(
         registry,
         model,
