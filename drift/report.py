@@ -163,7 +163,10 @@ class DriftReport(BaseModel):
         environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
         environment.filters["num"] = _number
         environment.filters["pct"] = _percent
-        return environment.from_string(template_text).render(report=self, charts=[_chart(f) for f in self.features])
+        outputs = self.predictions.outputs if self.predictions is not None else []
+        return environment.from_string(template_text).render(
+            report=self, charts=[_chart(f) for f in self.features], output_charts=[_chart(o) for o in outputs]
+        )
 
 
 def _number(value: float | None, digits: int = 3) -> str:

@@ -241,3 +241,14 @@ def test_a_capture_without_outputs_says_so_and_unreadable_outputs_are_counted() 
     assert mixed.predictions is not None and mixed.predictions.status == "scored"
     assert mixed.predictions.records == {"unreadable": 1, "unreadableEntries": 1, "with": 2}
     assert mixed.predictions.rows == 1
+
+
+def test_the_html_report_charts_the_outputs_and_says_why_when_it_cannot() -> None:
+    baseline = _baseline(RNG.normal(0, 1, 2_000))
+    html = _score(baseline, _lines(RNG.normal(1, 1, 400), probabilities=False)).html()
+    assert "<h2>Predictions</h2>" in html and "Predictions drifted: share of class 1" in html
+    assert 'aria-label="baseline and window shares of prediction"' in html
+    absent = _score(baseline, [capture_line("0.2", inference_time=WHEN, event_id="e")]).html()
+    assert (
+        "the capture has no outputs" in absent and 'aria-label="baseline and window shares of prediction"' not in absent
+    )
