@@ -71,6 +71,7 @@ def attach(
         card_path=card_path,
         description=description,
         model_dir=model_dir,
+        predict=_predict(model_dir),
     )
     _report(result, as_json)
 
@@ -102,9 +103,25 @@ def baseline(model: str, data: Path, version: int, reason: str | None, model_dir
     from mlinfra.registry.attach import attach as attach_to
 
     result = attach_to(
-        Project.find(), model, version, metrics_path=None, baseline_path=data, reason=reason, model_dir=model_dir
+        Project.find(),
+        model,
+        version,
+        metrics_path=None,
+        baseline_path=data,
+        reason=reason,
+        model_dir=model_dir,
+        predict=_predict(model_dir),
     )
     _report(result, as_json)
+
+
+def _predict(model_dir: Path | None) -> Any:
+    """The prediction baseline's computation (it runs the model's handler), loaded only when --model-dir asks."""
+    if model_dir is None:
+        return None
+    from mlinfra.serving.predictions import for_place
+
+    return for_place
 
 
 def _report(result: dict[str, Any], as_json: bool) -> None:

@@ -120,6 +120,7 @@ def register(  # noqa: PLR0912, PLR0915 - one branch per way register reports (d
     """
     from mlinfra.models import inputs
     from mlinfra.registry import register as registration
+    from mlinfra.serving.predictions import for_place
 
     project = Project.find()
     if dry_run:
@@ -167,6 +168,7 @@ def register(  # noqa: PLR0912, PLR0915 - one branch per way register reports (d
             card_path=card_path,
             vendor=vendor,
             include_data=include_data,
+            predict=for_place,
         )
     for note in record.get("notes", []):
         click.echo(f"note: {note}", err=True)

@@ -1,12 +1,12 @@
 """The prediction baseline: the model's answers on the baseline sample, from the handler the endpoint runs.
 
-`sample_outputs` loads the model directory through the very handler `mlinfra serve` runs (mlinfra.serving.handler:
-the framework container's defaults around the model's own inference.py), sends it the sample's first
-PREDICTION_ROWS rows in batches, once as the endpoint is called by default (`Accept: application/json`) and once for
-class probabilities (`application/json; output=probabilities`; a handler that refuses that gives none), decodes the
-answers with the parser the drift engine reads captured outputs with (mlinfra_drift.outputs) and summarizes them with
-mlinfra_drift.baseline.outputs_summary. What the baseline holds is therefore what the endpoint answers, byte for
-byte, for the same rows; drift compares the capture's endpointOutput against it.
+`sample_outputs` (and `for_place`, its form for a handler's recorded place) loads the model directory through the
+very handler `mlinfra serve` runs (mlinfra.serving.handler: the framework container's defaults around the model's
+own inference.py), sends it the sample's first PREDICTION_ROWS rows in batches, once as the endpoint is called by
+default (`Accept: application/json`) and once for class probabilities (`application/json; output=probabilities`; a
+handler that refuses that gives none), decodes the answers with the parser the drift engine reads captured outputs
+with (mlinfra_drift.outputs) and summarizes them with mlinfra_drift.baseline.outputs_summary. What the baseline
+holds is therefore what the endpoint answers for the same rows; drift compares the capture's endpointOutput with it.
 
 Rows go as JSON records by feature name when the model directory has an input schema (only the schema's features:
 a sample that also holds the label is fine), else as CSV rows in the sample's column order. A missing cell is sent
@@ -14,7 +14,8 @@ as NaN, which a model that cannot take it refuses, as its endpoint would.
 
 Running the handler needs the model's libraries here (scikit-learn, XGBoost, PyTorch as the model needs);
 `PredictionError` says what failed, and `register` turns it into a note (the version is registered without a
-prediction baseline), `mlinfra baseline --model-dir` into an error.
+prediction baseline), `mlinfra baseline --model-dir` into an error. The registry does not import this module (serving
+depends on the registry): the commands and the notebook API hand `for_place` to it.
 """
 
 from __future__ import annotations
@@ -171,48 +172,6 @@ def sample_outputs(
         raise PredictionError(str(exc)) from None
 
 
-def with_outputs(
-    baseline: dict[str, Any], sample: Path, model_dir: Path, framework: str | None, place: dict[str, Any]
-) -> dict[str, Any]:
-    """`baseline` with its prediction baseline (`outputs`) from the model in `model_dir`; PredictionError if none."""
-    outputs = sample_outputs(
-        model_dir, framework, sample, program=place.get("program"), directory=place.get("directory")
-    )
-    from mlinfra_drift.baseline import Baseline
-
-    out = {**baseline, "outputs": outputs}
-    Baseline.model_validate(out)
-    return out
-
-
-def for_version(baseline: dict[str, Any], sample: Path, model_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
-    """`baseline` with the prediction baseline of the registered version `record`, from its model directory.
-
-    The directory must pack to the version's digest (the bytes the endpoint runs); BadInputError otherwise, and for
-    a version on an image of one's own (no framework: its handler is not run here). PredictionError (exit 1) when
-    the handler cannot predict the sample here.
-    """
-    from mlinfra.errors import BadInputError
-    from mlinfra.models import packaging
-    from mlinfra.models.directory import skipper
-
-    name, version = record.get("model"), record.get("version")
-    handler = record.get("handler")
-    framework = record.get("framework")
-    if not framework or not isinstance(handler, dict):
-        raise BadInputError(
-            f"{name} v{version} runs an image of one's own: its handler is not run here, so --model-dir cannot compute "
-            "a prediction baseline; drop --model-dir"
-        )
-    if not model_dir.is_dir():
-        raise BadInputError(
-            f"--model-dir {model_dir}: not a folder; give the model directory v{version} was registered from"
-        )
-    digest = packaging.pack(model_dir, lambda _chunk: None, skip=skipper(model_dir)).digest
-    expected = str(record.get("digest"))
-    if digest != expected:
-        raise BadInputError(
-            f"--model-dir {model_dir} packs to {digest[:19]}..., not {name} v{version}'s {expected[:19]}...: "
-            "give the directory that version was registered from (`mlinfra register DIR --dry-run` shows a digest)"
-        )
-    return with_outputs(baseline, sample, model_dir, str(framework), handler)
+def for_place(model_dir: Path, framework: str | None, sample: Path, place: dict[str, Any]) -> dict[str, Any]:
+    """`sample_outputs` for a handler where `register` records it (`{"program", "directory"}`)."""
+    return sample_outputs(model_dir, framework, sample, program=place.get("program"), directory=place.get("directory"))
