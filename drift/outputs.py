@@ -20,6 +20,8 @@ import json
 import re
 from typing import Any
 
+import pydantic_core
+
 _WRAPPERS = ("predictions", "outputs", "probabilities")
 _TEXT = rb'"[\x20\x21\x23-\x5b\x5d-\x7e]*+"'
 _STRING = rb'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"'
@@ -62,24 +64,34 @@ def parse_output_data(data: str, encoding: str, content_type: str) -> list[Any] 
     return None
 
 
-def _json_entries(data: str) -> list[Any] | None:
-    try:
-        value = json.loads(data)
-    except (ValueError, RecursionError):
+def _json_entries(data: str | bytes) -> list[Any] | None:
+    try:  # pydantic-core's parser (Rust): several times faster than the json module on these short payloads
+        value = pydantic_core.from_json(data)
+    except ValueError:  # not JSON, or nested deeper than any answer (a hostile payload)
         return None
+    return _entries(value)
+
+
+_SCALARS = (int, float, str)
+
+
+def _entries(value: Any) -> list[Any] | None:
+    """The entries of a decoded JSON answer (see the module doc), None when it is no answer of a handler."""
     if isinstance(value, dict):
         value = next((value[key] for key in _WRAPPERS if key in value), None)
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
+    if type(value) in _SCALARS:
         return [value]  # one prediction, unwrapped
     if not isinstance(value, list):
         return None
+    if all(type(entry) in _SCALARS for entry in value):  # the common answer: one prediction per row
+        return value
     entries: list[Any] = []
     for entry in value:
         if isinstance(entry, list):
-            if not all(isinstance(item, int | float) and not isinstance(item, bool) for item in entry):
+            if not all(type(item) in (int, float) for item in entry):
                 return None
             entries.append(entry[0] if len(entry) == 1 else entry)
-        elif isinstance(entry, str | int | float) and not isinstance(entry, bool):
+        elif type(entry) in _SCALARS:
             entries.append(entry)
         else:
             return None
@@ -96,8 +108,15 @@ def _csv_entries(data: str) -> list[Any] | None:
 
 def canonical_outputs(data: bytes) -> list[list[Any] | None]:
     """The outputs of a file whose every line is a canonical capture record, in order (records without: absent)."""
-    found = []
+    found: list[list[Any] | None] = []
     for content_type, string, encoding in CANONICAL_OUTPUT.findall(data):
-        text = string[1:-1].decode("ascii") if b"\\" not in string else json.loads(string)
-        found.append(parse_output_data(text, encoding.decode("ascii"), content_type[1:-1].decode("ascii")))
+        raw = string[1:-1]
+        if b"\\" in raw:  # escapes: the JSON string's own decoding
+            found.append(parse_output_data(json.loads(string), encoding.decode(), content_type[1:-1].decode()))
+        elif encoding == b"JSON" and raw.strip():
+            found.append(_json_entries(raw))
+        elif encoding == b"CSV" and raw and b"," not in raw:  # one value (no quote: the string has no escape)
+            found.append([raw.decode("ascii")])
+        else:
+            found.append(parse_output_data(raw.decode("ascii"), encoding.decode(), content_type[1:-1].decode()))
     return found
