@@ -264,7 +264,7 @@ def _print_outputs(run: DriftRun) -> None:
     out.print(f"predictions: {predictions.rows:,} output(s) scored against the prediction baseline", highlight=False)
     for o in predictions.outputs:
         out.print(
-            f"  {o.change()}, JS {_num(o.js)}"
+            f"  {o.name}: {o.change()}, JS {_num(o.js)}"
             + (f", KS {_num(o.ks)}" if o.ks is not None else "")
             + (" DRIFTED" if o.drifted else " ok"),
             highlight=False,
