@@ -64,14 +64,17 @@ class DriftRun:
                 f"alarms.driftMinRows ({self.min_rows}); nothing is flagged or cleared, nothing published."
             )
         drifted = report.drifted
-        if not drifted:
+        predictions = report.predictions
+        if not drifted and predictions is not None and predictions.drifted:
+            sentence = f"All {len(report.features)} features are within their thresholds."
+        elif not drifted:
             sentence = f"No drift: all {len(report.features)} features are within their thresholds."
         else:
             more = f" and {len(drifted) - 8} more" if len(drifted) > 8 else ""
             sentence = f"{len(drifted)} of {len(report.features)} features drifted: "
             sentence += ", ".join(f.name for f in drifted[:8]) + more + "."
-        predictions = self.predictions_sentence()
-        return f"{sentence} {predictions}" if predictions else sentence
+        moved = self.predictions_sentence()
+        return f"{sentence} {moved}" if moved else sentence
 
     def predictions_sentence(self) -> str:
         """Prediction drift in one sentence; empty when not scored (its note says why) or the window is not judged.

@@ -123,6 +123,8 @@ def test_shifted_outputs_are_prediction_drift_in_the_job_its_metric_and_the_repo
         s3.get_object(Bucket=bucket("staging"), Key=layout.version_prefix("churn", 1) + "baseline.json")["Body"].read()
     )
     assert list(baseline["outputs"]["columns"]) == ["prediction", "probability of 1"]  # promoted with the version
+    shown = ok(run("show", "churn", "--version", "1", "--json"))
+    assert shown["baseline"]["outputs"] == ["prediction", "probability of 1"]
 
     put_capture(model, frame(rng, 600), outputs=True)
     (steady,) = run_job(rendered_spec(staging))["models"]

@@ -252,3 +252,18 @@ def test_the_html_report_charts_the_outputs_and_says_why_when_it_cannot() -> Non
     assert (
         "the capture has no outputs" in absent and 'aria-label="baseline and window shares of prediction"' not in absent
     )
+
+
+def test_the_verdict_never_says_no_drift_when_the_predictions_drifted() -> None:
+    from mlinfra.monitoring.drift import DriftRun
+
+    # Inputs of a feature the 'model' ignores stay put; its answers move (a changed upstream score, say).
+    baseline = _baseline(RNG.normal(0, 1, 4_000))
+    labels = [capture_line(f"{v:.3f}", inference_time=WHEN, event_id="e", output="1") for v in RNG.normal(0, 1, 500)]
+    report = _score(baseline, labels)
+    assert not report.drifted and report.predictions is not None and report.predictions.drifted
+    run = DriftRun(report=report, source="s", published=0, report_path=None, warnings=[], min_rows=100)
+    assert run.verdict().startswith("All 1 features are within their thresholds. Predictions drifted: share of class")
+    assert run.drifted
+    few = DriftRun(report=report, source="s", published=0, report_path=None, warnings=[], min_rows=1_000)
+    assert few.verdict().startswith("Too few rows to judge") and not few.drifted
