@@ -40,6 +40,13 @@ FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfr
     help="Training data sample, .csv/.parquet: the drift baseline (and the model's answers on it, when it runs here).",
 )
 @click.option(
+    "--no-prediction-baseline",
+    "skip_predictions",
+    is_flag=True,
+    help="Do not run the model's handler on the --baseline sample (a model too large to load here, say): "
+    "drift then scores the inputs only.",
+)
+@click.option(
     "--git-sha",
     default="auto",
     show_default=True,
@@ -75,6 +82,7 @@ def register(  # noqa: PLR0912, PLR0915 - one branch per way register reports (d
     image: str | None,
     metrics_path: Path | None,
     baseline_path: Path | None,
+    skip_predictions: bool,
     git_sha: str,
     description: str | None,
     card_path: Path | None,
@@ -107,7 +115,8 @@ def register(  # noqa: PLR0912, PLR0915 - one branch per way register reports (d
     --baseline DATA stores the drift baseline, and with --framework the prediction baseline too: the model's
     answers on DATA's first 10,000 rows through its own handler, run here as `mlinfra serve` runs it, which
     prediction drift compares the endpoint's captured answers with. When the handler cannot run here (its libraries
-    are not installed, an image of one's own, a model.tar.gz) a note says so and the version has none.
+    are not installed, an image of one's own, a model.tar.gz) a note says so and the version has none;
+    --no-prediction-baseline skips it (the model is then never loaded here).
 
     \b
     Examples:
@@ -168,7 +177,7 @@ def register(  # noqa: PLR0912, PLR0915 - one branch per way register reports (d
             card_path=card_path,
             vendor=vendor,
             include_data=include_data,
-            predict=for_place,
+            predict=None if skip_predictions else for_place,
         )
     for note in record.get("notes", []):
         click.echo(f"note: {note}", err=True)

@@ -24,6 +24,7 @@ import pytest
 from click.testing import Result
 
 import mlinfra
+from mlinfra.models import export
 from mlinfra.stacks.files import load_stage
 from mlinfra.stacks.project import Project
 from mlinfra.stacks.render import RenderedStack, render_stage
@@ -204,3 +205,19 @@ def test_register_without_a_runnable_handler_notes_it_and_baseline_model_dir_che
     assert "runs an image of one's own" in refused.stderr
     missing = run("attach", "churn", "--version", "1", "--model-dir", str(other), "--metrics", str(sample))
     assert missing.exit_code == 2 and "--model-dir predicts the baseline sample: give the sample too" in missing.stderr
+
+    # A model whose handler runs here, registered with --no-prediction-baseline: never loaded, no outputs, no note.
+    model, x = trained(np.random.default_rng(2))
+    written = export.write_model(model, x, name="churn", directory=tmp_path / "skip")
+    (written.model_dir / "model.joblib").write_bytes(b"not loadable: loading it would fail")
+    skipped = run(
+        "register", str(written.model_dir), "-m", "churn", "--framework", "sklearn", "--baseline", str(sample),
+        "--no-prediction-baseline", "--json",
+    )  # fmt: skip
+    assert skipped.exit_code == 0, skipped.stderr
+    assert "prediction baseline" not in skipped.stderr
+    stored = boto3.client("s3", region_name=REGION).get_object(
+        Bucket=bucket("sandbox"),
+        Key=layout.version_prefix("churn", json.loads(skipped.stdout)["version"]) + "baseline.json",
+    )
+    assert "outputs" not in json.loads(stored["Body"].read())
