@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from mlinfra.registry.store import StageRegistry
     from mlinfra.stacks.files import Stage
     from mlinfra_drift.baseline import Baseline
-    from mlinfra_drift.report import DriftReport
+    from mlinfra_drift.report import DriftReport, PredictionDrift
 
 DEFAULT_SINCE = "24h"
 MAX_WINDOW = timedelta(days=90)
@@ -435,7 +435,7 @@ def drift(  # noqa: PLR0915 - one linear sequence: resolve, read, score, judge, 
     )
 
 
-def _unflagged(predictions: Any) -> Any:
+def _unflagged(predictions: PredictionDrift | None) -> PredictionDrift | None:
     """Prediction drift with nothing flagged (a window too small to judge)."""
     if predictions is None:
         return None
