@@ -11,6 +11,7 @@ genuine bytes registered over a corrupted artifact upload it again.
 from __future__ import annotations
 
 import contextlib
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ def register(
     baseline = inputs.read_baseline(baseline_path) if baseline_path else None
     if baseline is not None and baseline_path is not None:
         baseline, note = _with_predictions(
-            baseline, baseline_path, path, archive=archive, handler=handler, predict=predict
+            baseline, baseline_path, path, archive=archive, handler=handler, predict=predict, model=model
         )
         notes += [note] if note else []
     # The image that fits the model (the library version its files record; offline, from the SDK's bundled image
@@ -136,7 +137,14 @@ def register(
 
 
 def _with_predictions(
-    baseline: dict[str, Any], sample: Path, path: Path, *, archive: bool, handler: Any, predict: Predict | None
+    baseline: dict[str, Any],
+    sample: Path,
+    path: Path,
+    *,
+    archive: bool,
+    handler: Any,
+    predict: Predict | None,
+    model: str,
 ) -> tuple[dict[str, Any], str | None]:
     """The baseline with its prediction baseline, from the model's own handler on the sample; or a note why not."""
     if predict is None:
@@ -150,7 +158,8 @@ def _with_predictions(
             why = str(exc)
     return baseline, (
         f"no prediction baseline ({why}): drift scores the inputs only; to add one, run "
-        "`mlinfra baseline MODEL --version N DATA --model-dir DIR` where the model's handler runs"
+        f"`mlinfra baseline {model} --version N {shlex.quote(str(sample))} --model-dir DIR` where the model's "
+        "handler runs"
     )
 
 
