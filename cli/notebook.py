@@ -48,7 +48,8 @@ def register(
     """Register a trained model as a new immutable version of `name` in the entry stage; its version record.
 
     `sample` is a pandas DataFrame (or 2-D array) of training rows: its columns give the input schema (names and
-    types, in code/input_schema.json) and the drift baseline. `metrics` ({"auc": 0.97}) are what promotion gates
+    types, in code/input_schema.json) and the drift baseline, and the model's answers on it (through its handler,
+    as the endpoint answers) the prediction baseline. `metrics` ({"auc": 0.97}) are what promotion gates
     read; `description` is one line; `card` is Markdown text or a path (default: the card skeleton to fill in).
     The image is SageMaker's prebuilt one for the library version running here (`framework_version` picks another).
     The model directory lands in `directory` (default ./mlinfra-models/<name>/) and stays there:
@@ -63,6 +64,7 @@ def register(
     from mlinfra import records
     from mlinfra.models import export, inputs
     from mlinfra.registry import register as registration
+    from mlinfra.serving.predictions import for_place
 
     found = _project(project)
     written = export.write_model(
@@ -88,6 +90,7 @@ def register(
         git_sha=inputs.git_sha(Path.cwd()),
         description=description,
         card_path=written.card,
+        predict=for_place,
     )
     for note in result.get("notes", []):
         _say(f"note: {note}")

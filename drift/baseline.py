@@ -14,6 +14,13 @@ column order: headerless CSV captures map by position) and, per feature:
 - categorical features: `distinct`, the `top` 20 values (schema 1) and, since schema 2, `categories`: the count of
   each value, all of them up to CATEGORY_LIMIT (`categories_complete` says whether every value is there).
 
+Optionally (schema 2, `outputs`), the prediction baseline: what the model answered for the sample, summarized by
+the same builders as the inputs (`outputs_summary`): `prediction` (the predicted label, categorical, for a
+classifier; the number, numeric, for a regressor or a model that answers probabilities by default) and, for a model
+that gives class probabilities, `probability of <class>` (numeric; the positive class only for two classes). The
+drift engine scores the capture's endpointOutput against it (prediction drift). It lives inside baseline.json, so
+it is stored, attached, audited and read exactly as the baseline is; a baseline without it scores inputs only.
+
 Schema 1 baselines (deciles only) stay readable: their grid is the 11 decile edges, so KS against them is only
 good to 0.1, their PSI assumes exact deciles and their column order is the stored key order; re-attach a
 baseline (`mlinfra baseline M --version N DATA`) to get schema 2. This module does the computation; reading CSV
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -117,6 +125,30 @@ class Feature(BaseModel):
         return known, self.count - sum(known.values())
 
 
+PREDICTION = "prediction"
+
+
+def probability_name(label: str) -> str:
+    """The output column of one class's probability."""
+    return f"probability of {label}"
+
+
+class Outputs(BaseModel):
+    """The prediction baseline: one Feature per output of the model on the baseline sample (see the module doc)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    rows: int = Field(ge=0)  # sample rows predicted
+    source: str = ""  # how the outputs were obtained
+    classes: list[str] | None = None  # the probability columns' classes, in the model's order (None: no probabilities)
+    columns: dict[str, Feature]
+
+    def probability_columns(self) -> list[str | None]:
+        """Per probability column (class index): the output column it is scored as, or None (not kept)."""
+        classes = self.classes or []
+        return [probability_name(c) if probability_name(c) in self.columns else None for c in classes]
+
+
 class Baseline(BaseModel):
     """A version's baseline: the sample it summarizes and one Feature per column, in the sample's column order."""
 
@@ -131,6 +163,7 @@ class Baseline(BaseModel):
     # The sample's header, in order (schema 2): JSON objects do not keep key order once stored with sorted keys.
     header: list[str] | None = None
     columns: dict[str, Feature]
+    outputs: Outputs | None = None  # the prediction baseline, when the model's outputs on the sample are known
 
     @model_validator(mode="after")
     def _header_names_columns(self) -> Baseline:
@@ -214,6 +247,19 @@ def numeric_feature(values: NDArray[np.float64], rows: int) -> dict[str, Any]:
     }
 
 
+def category_value(raw: Any) -> str | None:
+    """A cell as the category it counts as (None: missing): how baselines and scores name categorical values."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool):
+        text = "true" if raw else "false"
+    elif isinstance(raw, float) and raw.is_integer():
+        text = str(raw)
+    else:
+        text = str(raw).strip()
+    return None if text.lower() in MISSING_TOKENS else text
+
+
 def categorical_feature(counts: Counter[str], rows: int) -> dict[str, Any]:
     """The baseline entry of a categorical column from its value counts and the sample's row count."""
     count = sum(counts.values())
@@ -248,4 +294,69 @@ def summary(
     if truncated:
         out["note"] = f"summarizes the first {max_rows:,} rows only; the sample has more"
     Baseline.model_validate(out)  # what is written is always readable
+    return out
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _class_order(labels: Counter[str], width: int) -> list[str]:
+    """The classes of `width` probability columns, in the model's order.
+
+    The predicted labels sorted as scikit-learn sorts `classes_` when there are as many of them, else the column
+    numbers.
+    """
+    if len(labels) != width:
+        return [str(index) for index in range(width)]
+    numbers = {label: _as_float(label) for label in labels}
+    if all(value is not None for value in numbers.values()):
+        return sorted(labels, key=lambda label: numbers[label] or 0.0)
+    return sorted(labels)
+
+
+def outputs_summary(
+    predictions: Sequence[Any], probabilities: Sequence[Sequence[Any]] | None = None, *, source: str
+) -> dict[str, Any]:
+    """The prediction baseline (a baseline's `outputs`) of a model's outputs on the sample, one per sample row.
+
+    `predictions` as the endpoint answers them by default; `probabilities` (rows of class probabilities, as it
+    answers `output=probabilities`) or None. Predictions are categorical (labels) when the model gives probabilities
+    or any prediction is not a number, else numeric. Probabilities of one column per row are the prediction again
+    (an XGBoost binary:logistic model answers probabilities by default) and are not kept twice.
+    """
+    rows = len(predictions)
+    if not rows:
+        raise ValueError("no predictions: a prediction baseline needs the model's outputs on at least one row")
+    numbers = [_as_float(value) for value in predictions]
+    width = len(probabilities[0]) if probabilities else 0
+    if probabilities is not None and (len(probabilities) != rows or any(len(row) != width for row in probabilities)):
+        raise ValueError("probabilities: one row of the same width per prediction")
+    columns: dict[str, dict[str, Any]] = {}
+    classes: list[str] | None = None
+    if width > 1 or any(value is None for value in numbers):
+        labels: Counter[str] = Counter()
+        for value in predictions:
+            label = category_value(value)
+            if label is not None:
+                labels[label] += 1
+        columns[PREDICTION] = categorical_feature(labels, rows)
+        if width > 1 and probabilities is not None:
+            classes = _class_order(labels, width)
+            kept = range(1, 2) if width == 2 else range(width)  # two classes: the positive one says it all
+            for index in kept:
+                values = np.asarray([_as_float(row[index]) for row in probabilities], dtype=np.float64)
+                columns[probability_name(classes[index])] = numeric_feature(values[np.isfinite(values)], rows)
+    else:
+        values = np.asarray(numbers, dtype=np.float64)
+        columns[PREDICTION] = numeric_feature(values[np.isfinite(values)], rows)
+    out: dict[str, Any] = {"rows": rows, "source": source, "columns": columns}
+    if classes is not None:
+        out["classes"] = classes
+    Outputs.model_validate(out)  # what is written is always readable
     return out

@@ -10,7 +10,8 @@ model, one run:
    SageMaker's upload of a file is visible within `settle` of its LastModified;
 3. scores them against the running version's baseline, one file in memory at a time (mlinfra_drift.score);
 4. writes the JSON and HTML report to `monitoring/<model>/reports/yyyy/mm/dd/<time>.{json,html}`;
-5. publishes the metrics the alarms watch (mlinfra_drift.publish), and `ScoredRows` = 0 when the window held no
+5. publishes the metrics the alarms watch (mlinfra_drift.publish; PredictionPSI too when the baseline has a
+   prediction baseline and the capture holds outputs), and `ScoredRows` = 0 when the window held no
    rows (or fewer than the model's `alarms.driftMinRows`: too few to judge), so the drift-silent alarm tells a
    quiet endpoint from a silent job;
 6. moves the checkpoint with a conditional write (If-Match), so two overlapping runs cannot both advance it.
@@ -69,6 +70,8 @@ class ModelResult:
     rows: int = 0
     max_psi: float | None = None
     drifted: list[str] = field(default_factory=list)
+    prediction_psi: float | None = None  # the largest PSI over the model's outputs (None: not scored)
+    predictions_drifted: list[str] = field(default_factory=list)  # outputs over the threshold
     report_key: str | None = None
     watermark: str = ""
     complete: bool = True
@@ -82,6 +85,8 @@ class ModelResult:
             "rows": self.rows,
             "maxPsi": self.max_psi,
             "drifted": self.drifted,
+            "predictionPsi": self.prediction_psi,
+            "predictionsDrifted": self.predictions_drifted,
             "report": self.report_key,
             "watermark": self.watermark,
             "complete": self.complete,
@@ -162,6 +167,10 @@ def run_model(
     result.rows, result.max_psi = report.rows, report.max_psi
     too_few = 0 < report.rows < job.drift_min_rows  # too few rows to judge: no score that could trip the alarm
     result.drifted = [] if too_few else [f.name for f in report.drifted]
+    predictions = report.predictions
+    if predictions is not None and predictions.status == "scored":
+        result.prediction_psi = predictions.max_psi
+        result.predictions_drifted = [] if too_few else [o.name for o in predictions.outputs if o.drifted]
     result.watermark = _iso(watermark)
     if result.files:
         result.report_key = write_report(s3, spec.bucket, job, report, now)

@@ -1,9 +1,10 @@
 """Publishing a drift report to CloudWatch: the metrics the DriftMonitoring alarms watch.
 
-Puts, in namespace metrics.NAMESPACE: MaxPSI and ScoredRows and MalformedRecords by Stage and Model, and FeaturePSI
-by Stage, Model and Feature (one custom metric per feature). A report with zero rows puts nothing, so an empty
-window can never look like "no drift" (the drift job then puts ScoredRows = 0, the heartbeat its drift-silent
-alarm counts, so a quiet endpoint is not a silent job).
+Puts, in namespace metrics.NAMESPACE: MaxPSI and ScoredRows and MalformedRecords by Stage and Model, FeaturePSI
+by Stage, Model and Feature (one custom metric per feature), and PredictionPSI by Stage and Model when the report
+scored prediction drift (the largest PSI over the model's outputs; not part of MaxPSI, which stays the inputs').
+A report with zero rows puts nothing, so an empty window can never look like "no drift" (the drift job then puts
+ScoredRows = 0, the heartbeat its drift-silent alarm counts, so a quiet endpoint is not a silent job).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ def datums(report: DriftReport, *, stage: str, model: str) -> list[dict[str, Any
             "Unit": "Count",
         },
     ]
+    predictions = report.predictions
+    if predictions is not None and predictions.status == "scored" and predictions.max_psi is not None:
+        out.append(
+            {"MetricName": metrics.PREDICTION_PSI, "Dimensions": base, "Value": predictions.max_psi, "Unit": "None"}
+        )
     for feature in report.features:
         if feature.psi is None:
             continue

@@ -34,6 +34,8 @@ from typing import Any
 
 import pydantic_core
 
+from .outputs import canonical_outputs, parse_output
+
 INVALID_JSON = "invalid_json"  # the line is not a JSON object (e.g. truncated)
 NO_INPUT = "no_input"  # no captureData.endpointInput.data
 BAD_BASE64 = "bad_base64"  # a BASE64 payload that does not decode
@@ -92,6 +94,7 @@ class Batch:
     rows: list[Row] = field(default_factory=list)
     block: bytes = b""
     block_rows: int = 0
+    outputs: list[Any] = field(default_factory=list)  # output entries (with `Decoder(outputs=True)` only)
 
     def __len__(self) -> int:
         return len(self.text_rows) + len(self.rows) + self.block_rows
@@ -104,7 +107,10 @@ class Decoder:
     for partitions at the window's edges, where records of neighbouring hours can appear.
     """
 
-    def __init__(self, features: Sequence[str], malformed: Counter[str]) -> None:
+    def __init__(self, features: Sequence[str], malformed: Counter[str], *, outputs: bool = False) -> None:
+        self.outputs = outputs  # also decode each record's endpointOutput into Batch.outputs
+        # Records with an output ("with"), without one ("without") and with one that does not decode ("unreadable").
+        self.output_records: Counter[str] = Counter()
         self.features = list(features)
         self.width = len(self.features)
         self.positions = {name: index for index, name in enumerate(self.features)}
@@ -115,11 +121,8 @@ class Decoder:
     def decode(self, data: bytes, in_window: Callable[[datetime], bool] | None = None) -> Batch:
         """The rows of every well-formed record in one capture file's bytes."""
         batch = Batch()
-        if in_window is None:
-            plain = _CANONICAL.findall(data)
-            if plain and len(plain) == _lines(data):  # every line canonical: no JSON parsing at all
-                batch.block, batch.block_rows = b"\n".join(plain), len(plain)
-                return batch
+        if in_window is None and self._canonical(data, batch):
+            return batch
         text_rows = batch.text_rows
         commas = self.width - 1
         for record in self._records(data):
@@ -130,6 +133,8 @@ class Decoder:
                     row = payload["data"]
                     if row.count(",") == commas and '"' not in row and "\n" not in row and "\r" not in row:
                         text_rows.append(row)
+                        if self.outputs:
+                            self._output(record, batch)
                         continue
             except (TypeError, KeyError, AttributeError):
                 if not isinstance(record, dict):
@@ -149,7 +154,35 @@ class Decoder:
                     self.outside += 1
                     continue
             self._payload_rows(payload, batch)
+            if self.outputs:
+                self._output(record, batch)
         return batch
+
+    def _canonical(self, data: bytes, batch: Batch) -> bool:
+        """The fast path: when every line is a canonical CSV record, its rows as a block (and its outputs)."""
+        plain = _CANONICAL.findall(data)
+        if not plain or len(plain) != _lines(data):
+            return False
+        batch.block, batch.block_rows = b"\n".join(plain), len(plain)  # no JSON parsing at all
+        if self.outputs:
+            found = canonical_outputs(data)
+            self.output_records["without"] += len(plain) - len(found)
+            for entries in found:
+                self._count_output(entries, batch)
+        return True
+
+    def _output(self, record: dict[str, Any], batch: Batch) -> None:
+        payload = record["captureData"].get("endpointOutput")
+        self._count_output([] if payload is None else parse_output(payload), batch)
+
+    def _count_output(self, entries: list[Any] | None, batch: Batch) -> None:
+        if entries is None:
+            self.output_records["unreadable"] += 1
+        elif not entries:
+            self.output_records["without"] += 1
+        else:
+            self.output_records["with"] += 1
+            batch.outputs.extend(entries)
 
     @staticmethod
     def _records(data: bytes) -> list[Any]:
@@ -275,12 +308,14 @@ def capture_line(
     content_type: str = "text/csv",
     encoding: str = "CSV",
     output: str = "",
+    output_type: str = "text/csv; charset=utf-8",
+    output_encoding: str = "CSV",
     fractional: bool = False,
 ) -> str:
     """One record in SageMaker's capture shape (for local serving, tests, the quickstart and benchmarks).
 
-    `data` is the request body as text; with encoding BASE64 it is base64-encoded here, as SageMaker does for
-    content types it is not told are CSV or JSON.
+    `data` is the request body as text and `output` the answer (`output_type`, `output_encoding`); with encoding
+    BASE64 each is base64-encoded here, as SageMaker does for content types it is not told are CSV or JSON.
     """
     if encoding == "BASE64":
         data = base64.b64encode(data.encode()).decode()
@@ -293,10 +328,10 @@ def capture_line(
         "captureData": {
             "endpointInput": {"observedContentType": content_type, "mode": "INPUT", "data": data, "encoding": encoding},
             "endpointOutput": {
-                "observedContentType": "text/csv; charset=utf-8",
+                "observedContentType": output_type,
                 "mode": "OUTPUT",
-                "data": output,
-                "encoding": "CSV",
+                "data": base64.b64encode(output.encode()).decode() if output_encoding == "BASE64" else output,
+                "encoding": output_encoding,
             },
         },
         "eventMetadata": {"eventId": event_id, "inferenceTime": when},

@@ -5,8 +5,13 @@ The JSON has exactly these keys: `model`, `stage`, `version`, `window` ({`from`,
 mlinfra_drift.records.REASONS), `maxPsi` (null when no rows), and `features`, sorted by drift (PSI, highest first):
 `name`, `psi`, `ks`, `ksPvalue`, `js`, `missingRate`, `outOfRangeRate`, `drifted`. For a categorical feature
 `ks`/`ksPvalue` are null and `outOfRangeRate` is the share of values the baseline never saw (unseen categories).
-Statistics that cannot be computed (no rows, no values on one side) are null. What the HTML page needs besides
-(bins, thresholds, files read) is kept on the objects but not in the JSON.
+Statistics that cannot be computed (no rows, no values on one side) are null. `predictions` is prediction drift:
+`status` (`scored`; `no_baseline` when the version's baseline has no outputs; `no_outputs` when the capture holds
+none), `note` (why it was not scored), `rows` (output entries scored), `records` (capture records `with`, `without`
+or with an `unreadable` output), `maxPsi`, `drifted`, and `outputs`, scored like features (`prediction`,
+`probability of <class>`) plus `measure`, `baselineValue`, `currentValue`: the share of the class that moved most,
+or the mean. What the HTML page needs besides (bins, thresholds, files read) is kept on the objects but not in the
+JSON.
 """
 
 from __future__ import annotations
@@ -75,6 +80,48 @@ class FeatureScore(BaseModel):
     values: int = Field(default=0, exclude=True)  # non-missing values in the window
 
 
+class OutputScore(FeatureScore):
+    """The scores of one of the model's outputs, and the number an analyst reads: a class's share, or the mean."""
+
+    measure: str | None = None  # "share of class 1", "mean prediction", "mean probability of 1"
+    baseline_value: float | None = Field(default=None, alias="baselineValue")
+    current_value: float | None = Field(default=None, alias="currentValue")
+
+    def change(self) -> str:
+        """`share of class 1 0.37 → 0.62, PSI 0.41`."""
+        moved = (
+            f"{self.measure} {self.baseline_value:.3g} → {self.current_value:.3g}, "
+            if self.measure and self.baseline_value is not None and self.current_value is not None
+            else ""
+        )
+        psi = f"PSI {self.psi:.2f}" if self.psi is not None else "PSI -"
+        return f"{moved}{psi}" if moved else f"{self.name} {psi}"
+
+
+class PredictionDrift(BaseModel):
+    """Prediction drift: the capture's outputs against the version's prediction baseline, or why not scored."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    status: Literal["scored", "no_baseline", "no_outputs"]
+    note: str | None = None
+    rows: int = 0
+    records: dict[str, int] = Field(default_factory=dict)
+    max_psi: float | None = Field(default=None, alias="maxPsi")
+    drifted: bool = False
+    outputs: list[OutputScore] = Field(default_factory=list)
+
+    def sentence(self) -> str:
+        """One line for the verdict: what drifted and by how much, that nothing did, or the note."""
+        if self.status != "scored":
+            return self.note or ""
+        moved = [o for o in self.outputs if o.drifted]
+        if moved:
+            return "Predictions drifted: " + "; ".join(o.change() for o in moved) + "."
+        top = max(self.outputs, key=lambda o: o.psi if o.psi is not None else -1.0, default=None)
+        return f"Predictions within thresholds ({top.change()})." if top is not None else ""
+
+
 class DriftReport(BaseModel):
     """One drift run: a model's captured traffic in a window against a version's baseline."""
 
@@ -88,6 +135,7 @@ class DriftReport(BaseModel):
     malformed: dict[str, int]
     max_psi: float | None = Field(alias="maxPsi")
     features: list[FeatureScore]
+    predictions: PredictionDrift | None = None
     # For the table and the HTML page only, not in the JSON:
     thresholds: Thresholds = Field(default_factory=Thresholds, exclude=True)
     files: int = Field(default=0, exclude=True)
@@ -115,7 +163,10 @@ class DriftReport(BaseModel):
         environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
         environment.filters["num"] = _number
         environment.filters["pct"] = _percent
-        return environment.from_string(template_text).render(report=self, charts=[_chart(f) for f in self.features])
+        outputs = self.predictions.outputs if self.predictions is not None else []
+        return environment.from_string(template_text).render(
+            report=self, charts=[_chart(f) for f in self.features], output_charts=[_chart(o) for o in outputs]
+        )
 
 
 def _number(value: float | None, digits: int = 3) -> str:

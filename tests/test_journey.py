@@ -136,6 +136,9 @@ def test_the_analyst_journey(aws_env: str, tmp_path: Path) -> None:
     assert journey.failed_before_register <= 1, transcript
     after = journey.failed[journey.failed_before_register :]
     assert not after, "failed after the first register:\n" + "\n".join(after)
+    # The shifted batch moves the model's answers too: the register stored its prediction baseline, serve captured
+    # the answers, and the drift verdict says so (as the page promises).
+    assert "Predictions drifted: share of class 1 " in " ".join(transcript.split()), transcript
     # prod's refusal names the approval to run, for the right version and stage, runnable as printed.
     assert '`mlinfra --local approve cancer --version 1 --stack prod --reason "..."`' in transcript
     first_prediction = next(t for t in timings if t is not None)

@@ -95,10 +95,16 @@ def drift(
     per reason, never scored. A window with no rows says so, exits 0 and publishes nothing; so does one with fewer
     rows than the model's `alarms.driftMinRows` (default 100): "too few rows to judge".
 
-    The report opens with its verdict ("3 of 30 features drifted: ..."), then the window, the table, the baseline
-    it was scored against (rows, source, when registered), the max PSI of the drift job's last runs when it wrote
-    reports, what the thresholds mean and, when something drifted, what to do. --json adds "verdict", "judged",
-    "minRows", "baseline" and "trend" to the report's JSON.
+    Prediction drift: when the version's baseline has a prediction baseline (the model's outputs on the sample,
+    computed by `register --baseline` and `mlinfra baseline --model-dir`) and the capture holds the endpoint's
+    answers, each output (the predicted label, the probability of each class, or the predicted number) is scored
+    the same way, and a drifted output exits 3 too. Without either, a note says why and nothing fails.
+
+    The report opens with its verdict ("3 of 30 features drifted: ... Predictions drifted: share of class 1
+    0.37 → 0.62, PSI 0.41."), then the window, the table, the prediction lines, the baseline it was scored against
+    (rows, source, when registered), the max PSI of the drift job's last runs when it wrote reports, what the
+    thresholds mean and, when something drifted, what to do. --json adds "verdict", "judged", "minRows", "baseline"
+    and "trend" to the report's JSON, whose "predictions" holds prediction drift.
 
     \b
     Examples:
@@ -108,7 +114,8 @@ def drift(
       mlinfra drift churn --stack staging --publish         feed the drift alarm now
       mlinfra drift churn --stack dev --version 4 --capture ./exported/   check traffic before promoting
 
-    Exit codes: 0 no drift (or no rows), 1 failed, 2 bad input, 3 a feature drifted over its threshold.
+    Exit codes: 0 no drift (or no rows), 1 failed, 2 bad input, 3 a feature or a prediction drifted over its
+    threshold.
     """
     from mlinfra.monitoring import drift as library
 
@@ -147,9 +154,11 @@ def drift(
         click.echo(f"published {run.published} metric(s) to CloudWatch mlinfra/Drift", err=True)
     if run.report_path is not None:
         click.echo(f"wrote {run.report_path}", err=True)
-    if report.drifted:
-        names = ", ".join(f.name for f in report.drifted)
-        click.echo(f"drift: {names} over the threshold (PSI > {report.thresholds.psi})", err=True)
+    if run.drifted:
+        predictions = report.predictions
+        names = [f.name for f in report.drifted]
+        names += [f"predictions ({o.name})" for o in (predictions.outputs if predictions else []) if o.drifted]
+        click.echo(f"drift: {', '.join(names)} over the threshold (PSI > {report.thresholds.psi})", err=True)
         click.get_current_context().exit(3)
 
 
@@ -191,7 +200,7 @@ def _print_report(run: DriftRun) -> None:
         no_wrap=False,
         overflow="fold",
     )
-    if report.drifted:
+    if run.drifted:
         version = report.version if report.version is not None else "N"
         rollback = next_command(f'rollback {report.model} --stack {report.stage} --reason "drift"')
         out.print(
@@ -240,3 +249,28 @@ def _print_table(run: DriftRun) -> None:
         )
     out.print(table)
     out.print(f"max PSI {_num(report.max_psi)} (threshold {report.thresholds.psi})", highlight=False)
+    _print_outputs(run)
+
+
+def _print_outputs(run: DriftRun) -> None:
+    """Prediction drift: one line per output of the model, or the note saying why it was not scored."""
+    predictions = run.report.predictions
+    if predictions is None:
+        return
+    out = console()
+    if predictions.status != "scored":
+        out.print(predictions.note or "", highlight=False, no_wrap=False, overflow="fold")
+        return
+    out.print(f"predictions: {predictions.rows:,} output(s) scored against the prediction baseline", highlight=False)
+    for o in predictions.outputs:
+        out.print(
+            f"  {o.name}: {o.change()}, JS {_num(o.js)}"
+            + (f", KS {_num(o.ks)}" if o.ks is not None else "")
+            + (" DRIFTED" if o.drifted else " ok"),
+            highlight=False,
+            no_wrap=False,
+            overflow="fold",
+        )
+    unreadable = predictions.records.get("unreadable", 0) + predictions.records.get("unreadableEntries", 0)
+    if unreadable:
+        out.print(f"  {unreadable} output(s) could not be read and were left out", highlight=False)

@@ -34,7 +34,17 @@ FRAMEWORKS = frameworks.names()  # each registers its serving contract in mlinfr
 )
 @click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), help="JSON object: metric name -> number.")
 @click.option(
-    "--baseline", "baseline_path", type=click.Path(path_type=Path), help="Training data sample, .csv/.parquet."
+    "--baseline",
+    "baseline_path",
+    type=click.Path(path_type=Path),
+    help="Training data sample, .csv/.parquet: the drift baseline (and the model's answers on it, when it runs here).",
+)
+@click.option(
+    "--no-prediction-baseline",
+    "skip_predictions",
+    is_flag=True,
+    help="Do not run the model's handler on the --baseline sample (a model too large to load here, say): "
+    "drift then scores the inputs only.",
 )
 @click.option(
     "--git-sha",
@@ -72,6 +82,7 @@ def register(  # noqa: PLR0912, PLR0915 - one branch per way register reports (d
     image: str | None,
     metrics_path: Path | None,
     baseline_path: Path | None,
+    skip_predictions: bool,
     git_sha: str,
     description: str | None,
     card_path: Path | None,
@@ -101,9 +112,16 @@ def register(  # noqa: PLR0912, PLR0915 - one branch per way register reports (d
     --include-data is given; --dry-run lists it as a warning. In local mode a model no stack file declares is
     declared in the scratch stacks (it says so); elsewhere the error prints the `mlinfra model add` to run.
 
+    --baseline DATA stores the drift baseline, and with --framework the prediction baseline too: the model's
+    answers on DATA's first 10,000 rows through its own handler, run here as `mlinfra serve` runs it, which
+    prediction drift compares the endpoint's captured answers with. When the handler cannot run here (its libraries
+    are not installed, an image of one's own, a model.tar.gz) a note says so and the version has none;
+    --no-prediction-baseline skips it (the model is then never loaded here).
+
     \b
     Examples:
       mlinfra register ./model --model churn --framework sklearn --metrics metrics.json
+      mlinfra register ./model -m churn --framework sklearn --baseline train.csv   with a prediction baseline
       mlinfra register ./model -m churn --framework sklearn --framework-version 1.9-0 --dry-run
       mlinfra register ./model -m churn --framework sklearn --vendor     wheels for code/requirements.txt
       mlinfra register model.tar.gz -m churn --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/churn:1.4
@@ -111,6 +129,7 @@ def register(  # noqa: PLR0912, PLR0915 - one branch per way register reports (d
     """
     from mlinfra.models import inputs
     from mlinfra.registry import register as registration
+    from mlinfra.serving.predictions import for_place
 
     project = Project.find()
     if dry_run:
@@ -158,6 +177,7 @@ def register(  # noqa: PLR0912, PLR0915 - one branch per way register reports (d
             card_path=card_path,
             vendor=vendor,
             include_data=include_data,
+            predict=None if skip_predictions else for_place,
         )
     for note in record.get("notes", []):
         click.echo(f"note: {note}", err=True)

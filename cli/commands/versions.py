@@ -117,6 +117,14 @@ def show(model: str, version: int, as_json: bool) -> None:
     baseline = data.get("baseline")
     summary = f"{baseline['rows']} rows: {', '.join(baseline['features'])}" if baseline else "-"
     echo(f"  baseline     {summary}")
+    if baseline:
+        outputs = baseline.get("outputs")
+        echo(
+            f"  predictions  {', '.join(outputs)}"
+            if outputs
+            else f"  predictions  - (no prediction baseline: `mlinfra baseline {model} --version {version} DATA "
+            "--model-dir DIR` adds one)"
+        )
     echo("  stages")
     for entry in data["stages"]:
         marks = [

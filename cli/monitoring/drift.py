@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from mlinfra.registry.store import StageRegistry
     from mlinfra.stacks.files import Stage
     from mlinfra_drift.baseline import Baseline
-    from mlinfra_drift.report import DriftReport
+    from mlinfra_drift.report import DriftReport, PredictionDrift
 
 DEFAULT_SINCE = "24h"
 MAX_WINDOW = timedelta(days=90)
@@ -64,10 +64,33 @@ class DriftRun:
                 f"alarms.driftMinRows ({self.min_rows}); nothing is flagged or cleared, nothing published."
             )
         drifted = report.drifted
-        if not drifted:
-            return f"No drift: all {len(report.features)} features are within their thresholds."
-        names = ", ".join(f.name for f in drifted[:8]) + (f" and {len(drifted) - 8} more" if len(drifted) > 8 else "")
-        return f"{len(drifted)} of {len(report.features)} features drifted: {names}."
+        predictions = report.predictions
+        if not drifted and predictions is not None and predictions.drifted:
+            sentence = f"All {len(report.features)} features are within their thresholds."
+        elif not drifted:
+            sentence = f"No drift: all {len(report.features)} features are within their thresholds."
+        else:
+            more = f" and {len(drifted) - 8} more" if len(drifted) > 8 else ""
+            sentence = f"{len(drifted)} of {len(report.features)} features drifted: "
+            sentence += ", ".join(f.name for f in drifted[:8]) + more + "."
+        moved = self.predictions_sentence()
+        return f"{sentence} {moved}" if moved else sentence
+
+    def predictions_sentence(self) -> str:
+        """Prediction drift in one sentence; empty when not scored (its note says why) or the window is not judged.
+
+        E.g. "Predictions drifted: share of class 1 0.37 → 0.62, PSI 0.41."
+        """
+        predictions = self.report.predictions
+        if predictions is None or predictions.status != "scored" or not self.judged:
+            return ""
+        return predictions.sentence()
+
+    @property
+    def drifted(self) -> bool:
+        """Whether a feature or a prediction drifted over its threshold (judged windows only): exit 3."""
+        predictions = self.report.predictions
+        return self.judged and (bool(self.report.drifted) or (predictions is not None and predictions.drifted))
 
     def to_json(self) -> dict[str, Any]:
         """`mlinfra drift --json`: the report's JSON, plus the verdict and what it was judged against."""
@@ -383,7 +406,10 @@ def drift(  # noqa: PLR0915 - one linear sequence: resolve, read, score, judge, 
         if report.rows and report.rows < min_rows:
             # Too few rows to judge: no feature is flagged (exit 0), and no metric could trip the alarm.
             report = report.model_copy(
-                update={"features": [f.model_copy(update={"drifted": False}) for f in report.features]}
+                update={
+                    "features": [f.model_copy(update={"drifted": False}) for f in report.features],
+                    "predictions": _unflagged(report.predictions),
+                }
             )
         elif publish and report.rows:
             published = put_metrics(registry.aws.client("cloudwatch"), report, stage=stage.name, model=model)
@@ -407,6 +433,14 @@ def drift(  # noqa: PLR0915 - one linear sequence: resolve, read, score, judge, 
         baseline_date=(registered or {}).get("registeredAt"),
         trend=trend,
     )
+
+
+def _unflagged(predictions: PredictionDrift | None) -> PredictionDrift | None:
+    """Prediction drift with nothing flagged (a window too small to judge)."""
+    if predictions is None:
+        return None
+    outputs = [o.model_copy(update={"drifted": False}) for o in predictions.outputs]
+    return predictions.model_copy(update={"drifted": False, "outputs": outputs})
 
 
 TREND_RUNS = 5

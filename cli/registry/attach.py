@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from mlinfra.stacks.project import Project
 from mlinfra_infra import layout
 
 BASELINE_FILE = "baseline.json"
+Predict = Callable[[Path, str | None, Path, dict[str, Any]], dict[str, Any]]
+"""(model directory, framework, sample, handler place) -> a baseline's `outputs` (mlinfra.serving.predictions)."""
 
 
 def baseline_key(model: str, version: int) -> str:
@@ -162,8 +165,15 @@ def attach(
     reason: str | None = None,
     card_path: Path | None = None,
     description: str | None = None,
+    model_dir: Path | None = None,
+    predict: Predict | None = None,
 ) -> dict[str, Any]:
-    """`mlinfra attach` / `mlinfra baseline`: add or replace a version's metrics, baseline, card or description."""
+    """`mlinfra attach` / `mlinfra baseline`: add or replace a version's metrics, baseline, card or description.
+
+    With `model_dir` (the directory the version was registered from) and `predict`
+    (mlinfra.serving.predictions.for_place), the baseline carries the prediction baseline: the model's answers on
+    the sample through its own handler.
+    """
     from mlinfra.models import inputs
     from mlinfra.registry.protocol import Context, actor, entry_stage, require_model
 
@@ -173,6 +183,11 @@ def attach(
         )
     if description is not None and (not description.strip() or "\n" in description):
         raise BadInputError("--description is one line of text; give it without line breaks")
+    if model_dir is not None and baseline_path is None:
+        raise BadInputError(
+            "--model-dir predicts the baseline sample: give the sample too "
+            f"(`mlinfra baseline {model} --version {version} DATA --model-dir {model_dir}`)"
+        )
     ctx, stage = entry_stage(project)
     require_model(stage, model)
     metrics = inputs.read_metrics(metrics_path) if metrics_path else None
@@ -181,6 +196,11 @@ def attach(
     registry = Context.registry(ctx, stage.name)
     with aws_errors(f"reading {model} v{version} in {stage.name}"):
         who = actor(registry.aws)
+        record = registry.version(model, version) if model_dir is not None else None
+    if model_dir is not None and baseline is not None and baseline_path is not None and predict is not None:
+        if record is None:
+            raise BadInputError(f"{model} has no version {version} in {stage.name}; see `mlinfra history {model}`")
+        baseline = for_version(baseline, baseline_path, model_dir, record, predict)
     result = attach_inputs(
         registry,
         model,
@@ -194,3 +214,54 @@ def attach(
     )
     result.pop("record")
     return result
+
+
+def with_outputs(
+    baseline: dict[str, Any],
+    sample: Path,
+    model_dir: Path,
+    *,
+    framework: str | None,
+    place: dict[str, Any],
+    predict: Predict,
+) -> dict[str, Any]:
+    """`baseline` with its prediction baseline (`outputs`): the model's answers on `sample`, from `predict`."""
+    from mlinfra_drift.baseline import Baseline
+
+    out = {**baseline, "outputs": predict(model_dir, framework, sample, place)}
+    Baseline.model_validate(out)
+    return out
+
+
+def for_version(
+    baseline: dict[str, Any], sample: Path, model_dir: Path, record: dict[str, Any], predict: Predict
+) -> dict[str, Any]:
+    """`baseline` with the prediction baseline of the registered version `record`, from its model directory.
+
+    The directory must pack to the version's digest (the bytes the endpoint runs); BadInputError otherwise, and for
+    a version on an image of one's own (no framework: its handler is not run here). What `predict` raises (the
+    handler cannot predict the sample here) fails the command.
+    """
+    from mlinfra.models import packaging
+    from mlinfra.models.directory import skipper
+
+    name, version = record.get("model"), record.get("version")
+    handler = record.get("handler")
+    framework = record.get("framework")
+    if not framework or not isinstance(handler, dict):
+        raise BadInputError(
+            f"{name} v{version} runs an image of one's own: its handler is not run here, so --model-dir cannot compute "
+            "a prediction baseline; drop --model-dir"
+        )
+    if not model_dir.is_dir():
+        raise BadInputError(
+            f"--model-dir {model_dir}: not a folder; give the model directory v{version} was registered from"
+        )
+    digest = packaging.pack(model_dir, lambda _chunk: None, skip=skipper(model_dir)).digest
+    expected = str(record.get("digest"))
+    if digest != expected:
+        raise BadInputError(
+            f"--model-dir {model_dir} packs to {digest[:19]}..., not {name} v{version}'s {expected[:19]}...: "
+            "give the directory that version was registered from (`mlinfra register DIR --dry-run` shows a digest)"
+        )
+    return with_outputs(baseline, sample, model_dir, framework=str(framework), place=handler, predict=predict)

@@ -11,6 +11,7 @@ genuine bytes registered over a corrupted artifact upload it again.
 from __future__ import annotations
 
 import contextlib
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from mlinfra.aws import aws_errors
 from mlinfra.errors import BadInputError, MlinfraError
 from mlinfra.records import audit_record, version_record
 from mlinfra.registry import staging
+from mlinfra.registry.attach import Predict, with_outputs
 from mlinfra.registry.protocol import (
     Context,
     actor,
@@ -52,8 +54,12 @@ def register(
     card_path: Path | None = None,
     vendor: bool = False,
     include_data: bool = False,
+    predict: Predict | None = None,
 ) -> dict[str, Any]:
     """Register a model directory or model.tar.gz into the entry stage; returns the version record.
+
+    With `predict` (mlinfra.serving.predictions.for_place) and a baseline, the baseline carries the model's
+    answers on the sample (its prediction baseline), or a note says why it could not be computed.
 
     Everything that can be checked is checked before a byte is uploaded (stack file, model, inputs, image, the
     package group). The bytes are hashed first: bytes that are already version N are not uploaded again; new
@@ -83,6 +89,11 @@ def register(
         refuse_data(path, model)
     metrics = inputs.read_metrics(metrics_path) if metrics_path else None
     baseline = inputs.read_baseline(baseline_path) if baseline_path else None
+    if baseline is not None and baseline_path is not None:
+        baseline, note = _with_predictions(
+            baseline, baseline_path, path, archive=archive, handler=handler, predict=predict, model=model
+        )
+        notes += [note] if note else []
     # The image that fits the model (the library version its files record; offline, from the SDK's bundled image
     # config), and whether the container's start-up pip install could run without an index: before any upload.
     skip = None if archive else modeldir.skipper(path)
@@ -123,6 +134,33 @@ def register(
             card=card,
         )
     return {**result, "notes": notes}
+
+
+def _with_predictions(
+    baseline: dict[str, Any],
+    sample: Path,
+    path: Path,
+    *,
+    archive: bool,
+    handler: Any,
+    predict: Predict | None,
+    model: str,
+) -> tuple[dict[str, Any], str | None]:
+    """The baseline with its prediction baseline, from the model's own handler on the sample; or a note why not."""
+    if predict is None:
+        return baseline, None
+    why = "the model is an archive" if archive else "an image of one's own is not run here" if handler is None else None
+    if why is None:
+        try:
+            place = handler.model_dump()
+            return with_outputs(baseline, sample, path, framework=handler.framework, place=place, predict=predict), None
+        except MlinfraError as exc:
+            why = str(exc)
+    return baseline, (
+        f"no prediction baseline ({why}): drift scores the inputs only; to add one, run "
+        f"`mlinfra baseline {model} --version N {shlex.quote(str(sample))} --model-dir DIR` where the model's "
+        "handler runs"
+    )
 
 
 def _register_hashed(

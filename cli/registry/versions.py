@@ -232,10 +232,13 @@ def _columns(baseline: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _baseline_overview(baseline: dict[str, Any]) -> dict[str, Any]:
+    outputs = baseline.get("outputs")
     return {
         "rows": baseline.get("rows"),
         "source": baseline.get("source"),
         "features": list(_columns(baseline)),
+        # The prediction baseline's outputs (prediction drift), or None when the baseline has none.
+        "outputs": list(outputs.get("columns") or {}) if isinstance(outputs, dict) else None,
     }
 
 

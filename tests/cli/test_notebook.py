@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from collections import Counter
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -104,6 +105,14 @@ def test_api_and_cli_register_the_same_digest(bootstrapped: Path, run: Run, tmp_
         boto3.client("s3").get_object(Bucket=bucket("sandbox"), Key=record.baseline or "")["Body"].read()
     )
     assert stored["header"] == list(x_train.columns) and stored["rows"] == len(x_train)
+    # The prediction baseline: the model's answers on the sample, through the handler its endpoint runs.
+    outputs = stored["outputs"]
+    assert outputs["rows"] == len(x_train) and outputs["classes"] == ["0", "1"]
+    assert list(outputs["columns"]) == ["prediction", "probability of 1"]
+    labels = Counter(str(v) for v in model.predict(x_train).tolist())
+    assert outputs["columns"]["prediction"]["categories"] == dict(labels)
+    positive = model.predict_proba(x_train)[:, 1]
+    assert outputs["columns"]["probability of 1"]["mean"] == pytest.approx(positive.mean(), abs=1e-6)
 
     # Served from the registry, through its own handler; then promoted through the API.
     with mlinfra.serve("cancer") as endpoint:

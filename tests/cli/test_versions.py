@@ -80,7 +80,7 @@ def test_show_one_version_with_its_lineage(two_versions: Path, run: Run) -> None
         ("promote", "dev"),
         ("approve", "staging"),
     ]
-    assert data["baseline"] == {"rows": 3, "source": "baseline.csv", "features": ["plan", "tenure"]}
+    assert data["baseline"] == {"rows": 3, "source": "baseline.csv", "features": ["plan", "tenure"], "outputs": None}
     assert data["card"] is None
     text = ok(run("show", "churn", "-v", "1"))
     assert "promote dev from sandbox" in text and "3 rows: plan, tenure" in text

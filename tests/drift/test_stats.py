@@ -164,7 +164,10 @@ def test_report_sorted_by_drift_and_json_shape() -> None:
     rows = [[str(a), str(b + 1.0), "a"] for a, b in zip(RNG.normal(0, 1, 500), RNG.normal(0, 1, 500), strict=True)]
     report = report_of(baseline, rows)
     data = report.to_json_dict()
-    assert list(data) == ["model", "stage", "version", "window", "rows", "malformed", "maxPsi", "features"]
+    assert list(data) == [
+        "model", "stage", "version", "window", "rows", "malformed", "maxPsi", "features", "predictions",
+    ]  # fmt: skip
+    assert data["predictions"]["status"] == "no_baseline"  # rows fed directly: no prediction baseline here
     assert data["window"] == {"from": "2026-11-26T10:00:00Z", "to": "2026-11-26T12:00:00Z"}
     assert data["rows"] == 500
     assert data["malformed"] == {}
