@@ -8,9 +8,10 @@ registries the stacks declare, registers the example churn model, promotes it to
 records that apply, promotes it to staging (delivered by pull request: a branch on local mode's scratch remote),
 accepts it with `mlinfra local merge`, which records that apply, shows prod's gates refusing it (exit 3), then
 status, history and the dev stack's offline render. Then it plays a day of staging traffic into the stage's data
-capture (SageMaker's file layout and record shape, written by `capture_traffic` below) whose last hours drift, and
-runs `mlinfra drift churn --stack staging --publish`: the drifted feature exits 3 and the MaxPSI metric lands in the
-emulator's CloudWatch, where the stage's drift alarm watches it. The emulator is stopped at the end, whatever
+capture (SageMaker's file layout and record shape, written by `capture_traffic` below, each answer the example
+model's own handler gives) whose last hours drift, and runs `mlinfra drift churn --stack staging --publish`: the
+drifted feature, and the predictions it moves, exit 3 and the MaxPSI metric lands in the emulator's CloudWatch,
+where the stage's drift alarm watches it. The emulator is stopped at the end, whatever
 happens.
 
 The same steps for a model of your own, from a notebook, are docs/analyst.md.
@@ -19,6 +20,7 @@ The same steps for a model of your own, from a notebook, are docs/analyst.md.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import random
 import shutil
@@ -28,6 +30,7 @@ import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -58,6 +61,16 @@ def step(title: str, *args: str, env: dict[str, str], expect: int = 0) -> None:
         print(f"(exit code {result.returncode}, as expected)")
 
 
+def example_handler() -> Any:
+    """The example model's own inference handler (examples/churn/model/code/inference.py), imported."""
+    spec = importlib.util.spec_from_file_location("churn_inference", EXAMPLE / "model" / "code" / "inference.py")
+    if spec is None or spec.loader is None:
+        raise SystemExit("quickstart: examples/churn/model/code/inference.py cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def capture_traffic(env: dict[str, str], *, hours: int = 6, per_hour: int = 400) -> str:
     """Write `hours` of staging traffic as a SageMaker endpoint captures it; the last two hours double their charges.
 
@@ -72,6 +85,8 @@ def capture_traffic(env: dict[str, str], *, hours: int = 6, per_hour: int = 400)
     endpoint = naming.endpoint(project, "staging", "churn")
     with (EXAMPLE / "baseline.csv").open() as handle:
         sample = list(csv.reader(handle))[1:]
+    handler = example_handler()
+    model = handler.model_fn(str(EXAMPLE / "model"))
     s3 = session.client("s3", **client_args)
     rng = random.Random(7)  # noqa: S311 - simulated traffic, not secrets
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -84,9 +99,11 @@ def capture_traffic(env: dict[str, str], *, hours: int = 6, per_hour: int = 400)
             if drifted:
                 charges = f"{float(charges) * 2:.2f}"
             when = written - timedelta(seconds=rng.uniform(0, 3500))
+            row = f"{tenure},{charges},{calls},{plan}"
+            (churn,) = handler.predict_fn(handler.input_fn(row, "text/csv"), model)  # what the endpoint answers
             lines.append(
-                capture_line(f"{tenure},{charges},{calls},{plan}", inference_time=when, event_id=str(uuid.uuid4()),
-                             output=f"{rng.random():.4f}", fractional=rng.random() < 0.5)
+                capture_line(row, inference_time=when, event_id=str(uuid.uuid4()), output=f"{churn:.4f}",
+                             fractional=rng.random() < 0.5)
             )  # fmt: skip
         key = capture_key(layout.capture_prefix("churn"), endpoint, "primary", written, str(uuid.uuid4()))
         s3.put_object(Bucket=bucket, Key=key, Body=("\n".join(lines) + "\n").encode())

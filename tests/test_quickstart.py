@@ -36,6 +36,8 @@ def test_the_quickstart_runs_the_outer_loop_to_a_refused_prod_and_a_drift_alarm(
     positions = [out.find(s) for s in steps]
     assert -1 not in positions and positions == sorted(positions), positions
     assert out.count("(exit code 3, as expected)") >= 3
+    # The captured answers are the model's own: doubled charges move them, and prediction drift is reported.
+    assert "Predictions drifted: mean prediction" in out
     assert f"The scratch project is {tmp_path / 'quickstart'}" in out
     # Local mode pinned into its scratch copy; the checkout's stacks/ are untouched.
     assert subprocess.run(["git", "diff", "--quiet", "--", "stacks"], cwd=REPO, check=False).returncode == 0

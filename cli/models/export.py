@@ -203,8 +203,15 @@ def pinned_requirements(libraries: Iterable[str]) -> list[str]:
     for library in libraries:
         try:
             pins.append(f"{library}=={metadata.version(library)}")
+            continue
         except metadata.PackageNotFoundError:
-            raise BadInputError(f"{library} is not installed here, yet the model needs it to be loaded") from None
+            pass
+        # A variant distribution of the same import package (xgboost-cpu for xgboost): its version, under the name
+        # the image and the handler know.
+        variants = metadata.packages_distributions().get(library.replace("-", "_"), [])
+        if not variants:
+            raise BadInputError(f"{library} is not installed here, yet the model needs it to be loaded")
+        pins.append(f"{library}=={metadata.version(variants[0])}")
     return pins
 
 

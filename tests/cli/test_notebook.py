@@ -251,3 +251,13 @@ def test_cli_register_in_local_mode_declares_and_says_so(bootstrapped: Path, run
     assert "Next: mlinfra --local promote fraud --version 1 --to dev" in result.stdout
     promoted = run("promote", "fraud", "--to", "dev")  # the declaration reached every stage, groups included
     assert promoted.exit_code == 0, promoted.stderr
+
+
+def test_requirements_pin_a_library_installed_as_a_variant_distribution() -> None:
+    """XGBoost installs as `xgboost-cpu` here (a variant distribution of the `xgboost` import package): the pin is
+    `xgboost==<its version>`, what the image and the handler know, and an absent library is a one-line error."""
+    variants = metadata.packages_distributions().get("xgboost", [])
+    assert variants, "xgboost is a dev dependency"
+    assert export.pinned_requirements(["xgboost"]) == [f"xgboost=={metadata.version(variants[0])}"]
+    with pytest.raises(BadInputError, match="not-a-library is not installed here"):
+        export.pinned_requirements(["not-a-library"])

@@ -9,6 +9,7 @@ import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -200,25 +201,29 @@ def test_capture_is_flushed_at_shutdown_in_sagemaker_layout(server: Server, capt
     assert "BASE64" in encodings
 
 
-def test_the_churn_example_served_with_the_sklearn_defaults(tmp_path: Path) -> None:
-    """examples/churn/model defines model_fn and predict_fn; input_fn and output_fn are the container's."""
+def test_the_churn_example_served_with_its_own_decoder(tmp_path: Path) -> None:
+    """examples/churn/model defines input_fn (CSV or JSON rows with a plan name), model_fn and predict_fn; output_fn
+    is the container's. Its answers are the logistic regression of model.json, the plan's offset included."""
     server = start_serve(["serve", "churn", "--path", str(REPO / "examples" / "churn" / "model")], tmp_path / "log")
     try:
-        rows = [[12, 70.5, 1], [48, 20.0, 0]]
-        status, _, body = server.invoke(b"12,70.5,1\n48,20.0,0", content_type="text/csv")
-        assert status == 200, body
         spec = json.loads((REPO / "examples" / "churn" / "model" / "model.json").read_text())
-        wanted = [
-            1
-            / (1 + math.exp(-(spec["intercept"] + sum(c * x for c, x in zip(spec["coefficients"], row, strict=True)))))
-            for row in rows
-        ]
-        assert json.loads(body) == pytest.approx(wanted, rel=1e-5)
-        # One CSV row is squeezed to a 1-D array by the container's decoder: this handler then fails, as it would
-        # in the scikit-learn container.
-        status, _, body = server.invoke(b"12,70.5,1", content_type="text/csv")
+
+        def churn(row: list[Any]) -> float:
+            z = spec["intercept"] + sum(c * x for c, x in zip(spec["coefficients"], row[:3], strict=True))
+            return 1 / (1 + math.exp(-(z + (spec["plan"][row[3]] if len(row) > 3 else 0.0))))
+
+        rows: list[list[Any]] = [[12, 70.5, 1, "pro"], [48, 20.0, 0, "basic"]]
+        status, _, body = server.invoke(b"12,70.5,1,pro\n48,20.0,0,basic", content_type="text/csv")
+        assert status == 200, body
+        assert json.loads(body) == pytest.approx([churn(r) for r in rows], rel=1e-5)
+        # One row, without its plan, as JSON.
+        status, _, body = server.invoke(json.dumps([[12, 70.5, 1]]).encode(), content_type="application/json")
+        assert status == 200, body
+        assert json.loads(body) == pytest.approx([churn([12, 70.5, 1])], rel=1e-5)
+        # A row of the wrong width is the handler's one-line error.
+        status, _, body = server.invoke(b"12,70.5", content_type="text/csv")
         assert status == 500
-        assert json.loads(body)["error"].startswith("predict_fn: TypeError:")
+        assert "a row has 2 values" in json.loads(body)["error"]
     finally:
         stop_process(server.process)
 
