@@ -672,7 +672,9 @@ def test_a_source_stage_in_another_account_is_read_and_approved_through_its_sour
     before = prod.read_text()
     pin = read_pin(Project(project_dir), "staging", "churn")
     assert pin is not None
-    pin_version(Project(project_dir), "prod", "churn", {**pin, "artifact": pin["artifact"].replace("-staging-", "-prod-")})
+    pin_version(
+        Project(project_dir), "prod", "churn", {**pin, "artifact": pin["artifact"].replace("-staging-", "-prod-")}
+    )
     assumed.clear()
     result = run("check", "--stack", "prod", "--json")
     assert result.exit_code == 3, result.stderr
@@ -689,4 +691,3 @@ def test_a_source_stage_in_another_account_is_read_and_approved_through_its_sour
     history = ok(run("history", "churn", "--stage", "prod", "--json"))
     approval = next(r for r in history if r["action"] == "approve")
     assert approval["role"] == approval_role, "the audit names the role the approval went through"
-
