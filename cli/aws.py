@@ -130,29 +130,49 @@ Purpose = Literal["stage", "source", "approval"]
 
 
 class StageAws:
-    """AWS clients for one stage: the caller's credentials, or a role of the stage assumed with them.
+    """AWS clients for one stage: the caller's credentials, or a role assumed with them.
 
-    `purpose` picks the role: the stage's own `access.roleArn`; as another stage's source, its `sourceRoleArn`
-    (reads) or `approvalRoleArn` (the approval of a model package), each falling back to `roleArn` when unset.
+    `purpose` picks the role. "stage": the stage's own `access.roleArn`, assumed with the caller's credentials.
+    "source" / "approval": the stage as read (or approved in) by the command of another stage, `acting_for` (that
+    stage's own StageAws): the role this stage lends for it (`access.sourceRoleArn` / `approvalRoleArn`), assumed
+    from the acting stage's session (role chaining); without one, the acting stage's session itself. A lent purpose
+    never falls back to this stage's `roleArn`: that role trusts this stage's own jobs, not the next stage's.
     """
 
-    def __init__(self, config: StackConfig, root: Path | None = None, purpose: Purpose = "stage") -> None:
+    def __init__(
+        self,
+        config: StackConfig,
+        root: Path | None = None,
+        purpose: Purpose = "stage",
+        acting_for: StageAws | None = None,
+    ) -> None:
+        if purpose != "stage" and acting_for is None:
+            raise ValueError(f"a {purpose} session of stage {config.stage} needs the StageAws of the acting stage")
         self.config = config
         self.root = root
         self.region = config.region
         self.purpose = purpose
+        self.acting_for = acting_for if purpose != "stage" else None
         self._clients: dict[str, Any] = {}
 
     @property
-    def role_arn(self) -> str | None:
-        """The role this session assumes (None: the caller's own credentials)."""
+    def lent_role_arn(self) -> str | None:
+        """The role this stage lends for the purpose ("source", "approval"); None for "stage" or when unset."""
         access = self.config.access
-        chosen = {"source": access.source_role_arn, "approval": access.approval_role_arn}.get(self.purpose)
-        return chosen or access.role_arn
+        return {"source": access.source_role_arn, "approval": access.approval_role_arn}.get(self.purpose)
+
+    @property
+    def role_arn(self) -> str | None:
+        """The role this session acts as (None: the caller's own credentials)."""
+        if self.acting_for is not None:
+            return self.lent_role_arn or self.acting_for.role_arn
+        return self.config.access.role_arn
 
     @cached_property
     def caller_session(self) -> boto3.Session:
         """The caller's own session (whoever runs mlinfra); in local mode, pointed at the emulator first."""
+        if self.acting_for is not None:
+            return self.acting_for.caller_session
         if local_mode():
             enter_local_mode(self.root)
         return new_session(self.region)
@@ -160,28 +180,36 @@ class StageAws:
     @cached_property
     def caller_arn(self) -> str:
         """The caller's identity, recorded in audit records even when a stage role is assumed."""
+        if self.acting_for is not None:
+            return self.acting_for.caller_arn
         with aws_errors("reading the caller identity"):
             return str(self.caller_session.client("sts", config=client_config()).get_caller_identity()["Arn"])
 
     @cached_property
     def session(self) -> boto3.Session:
-        """The session that acts on this stage: the stage's role if configured, else the caller's."""
-        access, role = self.config.access, self.role_arn
+        """The session that acts on this stage: the role chosen for the purpose if any, else the one it starts from.
+
+        It starts from the caller's session ("stage") or from the acting stage's session (a lent purpose).
+        """
+        if self.acting_for is not None:
+            base, role = self.acting_for.session, self.lent_role_arn
+        else:
+            base, role = self.caller_session, self.config.access.role_arn
         if role is None:
-            return self.caller_session
-        sts = self.caller_session.client("sts", config=client_config())
-        own = role == access.role_arn
+            return base
+        access, own = self.config.access, self.acting_for is None
         kwargs: dict[str, Any] = {
             "RoleArn": role,
             "RoleSessionName": f"mlinfra-{self.config.stage}" + ("" if own else f"-{self.purpose}"),
-            # A source or approval role is assumed from a CI role's session (role chaining: an hour at most).
+            # A lent role is assumed from the acting stage's session (role chaining: an hour at most).
             "DurationSeconds": access.session_seconds if own else 3600,
         }
         if access.external_id and own:
             kwargs["ExternalId"] = access.external_id
         doing = f"assuming {role} for stage {self.config.stage}" + ("" if own else f" ({self.purpose})")
         with aws_errors(doing):
-            credentials = sts.assume_role(**kwargs)["Credentials"]
+            # A client of its own (created here, for this stage), never the acting stage's cached one.
+            credentials = base.client("sts", config=client_config()).assume_role(**kwargs)["Credentials"]
         return new_session(self.region, credentials)
 
     def client(self, service: str) -> Any:
@@ -192,9 +220,15 @@ class StageAws:
 
     @cached_property
     def account_id(self) -> str:
-        """The stage's account: from its config, else the identity the stage's session runs as."""
+        """The stage's account: from its config, else that of a role of the stage, else the session's identity."""
         if self.config.account_id:
             return self.config.account_id
+        if self.acting_for is not None:
+            # Read for another stage's command: the session may be that stage's (same account, no lent role), so
+            # the account comes from a role of this stage where it names one, before any identity.
+            for arn in (self.lent_role_arn, self.config.access.role_arn):
+                if arn and arn.count(":") >= 5 and arn.split(":")[4].isdigit():
+                    return arn.split(":")[4]
         with aws_errors("reading the stage's account id"):
             return str(self.client("sts").get_caller_identity()["Account"])
 

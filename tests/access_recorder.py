@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,11 @@ def _context(service: str, op: str, params: dict[str, Any], headers: dict[str, s
             source = params.get("CopySource")
             if isinstance(source, dict):
                 out["s3:x-amz-copy-source"] = f"{{bucket}}/{key_template(str(source.get('Key', '')))}"
+    # sagemaker:ModelApprovalStatus: a condition key of CreateModelPackage and UpdateModelPackage (the service
+    # authorization reference), the status the request sets.
+    approving = op in {"CreateModelPackage", "UpdateModelPackage"}
+    if service == "sagemaker" and approving and "ModelApprovalStatus" in params:
+        out["sagemaker:ModelApprovalStatus"] = str(params["ModelApprovalStatus"])
     # cloudwatch:namespace is a condition key of PutMetricData only (the service authorization reference).
     if service == "cloudwatch" and op == "PutMetricData" and "Namespace" in params:
         out["cloudwatch:namespace"] = str(params["Namespace"])
@@ -197,19 +203,23 @@ def _hooks(client: Any, created_by: str | None, client_stage: str | None, purpos
 
     def before_build(params: dict[str, Any], model: Any, **_: Any) -> None:
         elsewhere = client_stage is not None and command_stage() not in (None, client_stage)
-        _local.pending = (model.name, dict(params), current_caller() or created_by, elsewhere)
+        # A stage's own client on another stage's registry (promote's check of the artifact it copies): made with
+        # the caller's own credentials, like the copy's read: {copy_source_bucket}.
+        owner = _stage_of_bucket(params.get("Bucket")) if prefix == "s3" and client_stage is not None else None
+        foreign = not elsewhere and owner not in (None, client_stage)
+        _local.pending = (model.name, dict(params), current_caller() or created_by, elsewhere, foreign)
 
     def before_sign(request: Any, operation_name: str, **_: Any) -> None:
         pending = getattr(_local, "pending", None)
         if pending is None or pending[0] != operation_name:
             return
-        op, params, caller, elsewhere = pending
+        op, params, caller, elsewhere, foreign = pending
         _local.pending = None
         _local.last = None
         if caller is None:
             return
         headers = {k.lower(): v for k, v in request.headers.items()}
-        _record(prefix, op, params, headers, caller, source_stage=elsewhere, purpose=purpose)
+        _record(prefix, op, params, headers, caller, source_stage=elsewhere, purpose=purpose, foreign_bucket=foreign)
 
     def after_call(http_response: Any, model: Any, **_: Any) -> None:
         if prefix == "s3" and model.name in {"GetObject", "HeadObject"} and http_response.status_code == 404:
@@ -232,6 +242,7 @@ def _record(
     *,
     source_stage: bool = False,
     purpose: str = "stage",
+    foreign_bucket: bool = False,
 ) -> None:
     action = ACTION.get(f"{prefix}:{op}", f"{prefix}:{op}")
     if action in NO_PERMISSION:
@@ -252,6 +263,8 @@ def _record(
         context.pop("s3:x-amz-copy-source", None)
         action = "s3:PutObject"
     resource = _arn_of(prefix, params, op)
+    if foreign_bucket and resource.startswith("arn:aws:s3:::{bucket}"):
+        resource = resource.replace("{bucket}", "{copy_source_bucket}", 1)
     if resource == "{stage_role}" and purpose != "stage":
         # The source stage's source or approval role, assumed by the next stage's job (mlinfra.aws.StageAws).
         resource = f"{{{purpose}_role}}"
@@ -299,11 +312,24 @@ def _client_stage() -> tuple[str | None, str]:
         owner = frame.f_locals.get("self")
         if type(owner).__name__ == "StageAws" and type(owner).__module__ == "mlinfra.aws":
             purpose = str(getattr(owner, "purpose", "stage"))
-            if getattr(owner, "role_arn", None) == owner.config.access.role_arn:
-                purpose = "stage"  # no role of its own for that purpose: the stage's roleArn (or the caller)
+            if not getattr(owner, "lent_role_arn", None):
+                purpose = "stage"  # no role lent for that purpose: the acting stage's own session
+            _OWNERS.add(owner)
             return str(owner.config.stage), purpose
         frame = frame.f_back  # type: ignore[assignment]
     return None, "stage"
+
+
+# The StageAws instances that created clients: which stage a registry bucket belongs to (once one has derived it).
+_OWNERS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _stage_of_bucket(bucket: object) -> str | None:
+    """The stage whose registry `bucket` is, among the StageAws that derived their bucket already."""
+    for owner in list(_OWNERS):
+        if owner.__dict__.get("registry_bucket") == bucket:
+            return str(owner.config.stage)
+    return None
 
 
 _installed = False

@@ -72,7 +72,8 @@ def promote(
                 raise BadInputError(f"no version of {model} runs in {source} yet; give --version N")
             version = int(source_pointer.data["version"])
         record = source_reg.require_version(model, version)
-        source_reg.verify_artifact(model, record["digest"])
+        # With the target stage's own credentials, as the copy reads it: the source's read role reads no artifact.
+        ctx.registry(to).verify_copy_source(source_reg, model, record["digest"])
 
     results: list[gate_checks.GateResult] = [
         gate_checks.source_stage_gate(model_cfg.gates, cfg.previous_stage(to), source),

@@ -33,33 +33,45 @@ from mlinfra.stacks.project import STATE_DIR, Project
 
 @dataclass
 class Context:
-    """A project and the stages an action touches, loaded once, with their registries."""
+    """A project and the stages an action touches, loaded once, with their registries.
+
+    `acting`: the stage the command acts for (the first one loaded): another stage read as its source, or approved
+    in, is reached from that stage's session.
+    """
 
     project: Project
     stages: dict[str, Stage]
     registries: dict[str, StageRegistry]
+    acting: str = ""
 
     @classmethod
     def load(cls, project: Project, *names: str) -> Context:
         """Load and validate the stack files first (bad input exits 2 before any AWS call)."""
         stages = {name: load_stage(project, name) for name in names}
-        return cls(project, stages, {})
+        return cls(project, stages, {}, names[0] if names else "")
 
     def registry(self, stage: str, purpose: Purpose = "stage") -> StageRegistry:
         """The registry of a loaded stage (its AWS session is created on first use).
 
-        `purpose`: "stage" for the stage the command acts for; "source" when another stage's command reads it as
-        its source (assuming its `access.sourceRoleArn` when set), "approval" to approve a package in it.
+        `purpose`: "stage" for the stage the command acts for; "source" when the command's stage reads it as its
+        source, "approval" to approve a package in it: then the session is the command stage's own, through the
+        role the stage lends for that purpose (`access.sourceRoleArn` / `approvalRoleArn`) where it names one.
         """
         name = stage if purpose == "stage" else f"{stage}#{purpose}"
         if name not in self.registries:
             if stage not in self.stages:
                 self.stages[stage] = load_stage(self.project, stage)
-            self.registries[name] = StageRegistry(StageAws(self.stages[stage].config, self.project.root, purpose))
+            acting = None
+            if purpose != "stage":
+                if not self.acting:
+                    raise MlinfraError(f"reading {stage} as a source needs the stage the command acts for")
+                acting = self.registry(self.acting).aws
+            config = self.stages[stage].config
+            self.registries[name] = StageRegistry(StageAws(config, self.project.root, purpose, acting))
         return self.registries[name]
 
     def source_registry(self, stage: str) -> StageRegistry:
-        """The registry of `stage` read as the source of the command's stage (its source role, if it has one)."""
+        """The registry of `stage` read as the source of the command's stage (its source role, if it lends one)."""
         return self.registry(stage, "source")
 
 
@@ -228,7 +240,7 @@ def entry_stage(project: Project) -> tuple[Context, Stage]:
         raise BadInputError(f"no stack files in {project.relative(project.stacks_dir)}/")
     first = load_stage(project, names[0])
     entry = first.config.entry_stage  # the first stage of the project's promotion order
-    ctx = Context(project, {first.name: first}, {})
+    ctx = Context(project, {first.name: first}, {}, first.name)
     if entry not in ctx.stages:
         ctx.stages[entry] = load_stage(project, project.require_stage(entry))
     return ctx, ctx.stages[entry]

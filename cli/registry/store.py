@@ -342,19 +342,42 @@ class StageRegistry:
 
     def verify_artifact(self, model: str, digest: str) -> None:
         """Check the stored artifact is exactly `digest` (S3's checksum; nothing downloaded)."""
-        found = self.stored_checksum(model, digest)
+        self._verified(self.artifact_uri(model, digest), self.stored_checksum(model, digest), digest)
+
+    def verify_copy_source(self, source: StageRegistry, model: str, digest: str) -> None:
+        """Check `source`'s stored artifact is exactly `digest`, with THIS stage's credentials (nothing downloaded).
+
+        The identity the server-side copy reads the artifact with (`copy_artifact_from`), never the role the source
+        stage lends for reading its records: that role reads no artifact. A HEAD with checksum mode returns the
+        object's SHA-256 and is authorised as s3:GetObject (and kms:Decrypt through S3 for an SSE-KMS object), what
+        the copy needs anyway; GetObjectAttributes would need s3:GetObjectAttributes on the source too.
+        """
+        key = layout.artifact_key(model, digest)
+        try:
+            head = self.s3.head_object(Bucket=source.bucket, Key=key, ChecksumMode="ENABLED")
+        except Exception as exc:
+            if error_code(exc) not in {"NoSuchKey", "404", "NotFound"}:
+                raise
+            found: str | None = None
+        else:
+            found = str(head.get("ChecksumSHA256") or "")
+        self._verified(source.artifact_uri(model, digest), found, digest)
+
+    @staticmethod
+    def _verified(uri: str, found: str | None, digest: str) -> None:
+        """IntegrityError unless `found` (the stored SHA-256; None: absent, "": none stored) is `digest`'s."""
         if found is None:
-            raise IntegrityError(f"{self.artifact_uri(model, digest)} is missing: the registry lost the artifact")
+            raise IntegrityError(f"{uri} is missing: the registry lost the artifact")
         if not found:
             raise IntegrityError(
-                f"digest mismatch: {self.artifact_uri(model, digest)} was overwritten without a SHA-256 checksum, so "
-                f"its bytes are no longer the registered {digest[:19]}... (changed behind the registry's back); do "
-                "not promote it, investigate and re-register"
+                f"digest mismatch: {uri} was overwritten without a SHA-256 checksum, so its bytes are no longer the "
+                f"registered {digest[:19]}... (changed behind the registry's back); do not promote it, investigate "
+                "and re-register"
             )
         if found != checksum_of(digest):
             raise IntegrityError(
-                f"digest mismatch: {self.artifact_uri(model, digest)} no longer matches {digest[:19]}... "
-                "(changed behind the registry's back); do not promote it, investigate and re-register"
+                f"digest mismatch: {uri} no longer matches {digest[:19]}... (changed behind the registry's back); do "
+                "not promote it, investigate and re-register"
             )
 
     def put_artifact(self, model: str, digest: str, body: Any) -> None:

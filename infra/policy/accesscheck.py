@@ -403,6 +403,9 @@ def _requests(stack: _Stack, call: Call, values: Mapping[str, str]) -> Iterator[
     via_s3 = {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}
     if on_registry and call.action in {"s3:GetObject", "s3:GetObjectVersion"}:
         yield "kms:Decrypt", stack.key_arn, via_s3, f"reading {resource} (SSE-KMS)"
+    if call.action == "s3:GetObjectAttributes":
+        # Without a version id S3 authorises GetObjectAttributes as s3:GetObject too (its API reference).
+        yield "s3:GetObject", resource, context, f"GetObjectAttributes of {resource} is authorised as s3:GetObject too"
     if on_registry and call.action == "s3:PutObject":
         yield "kms:GenerateDataKey", stack.key_arn, via_s3, f"writing {resource} (SSE-KMS)"
     if call.missing_key:
@@ -412,7 +415,8 @@ def _requests(stack: _Stack, call: Call, values: Mapping[str, str]) -> Iterator[
 
 
 SOURCE = "{source"  # placeholders of a call on the source stage's resources ({source_bucket}, {source}, ...)
-# A server-side copy's read of the source registry: made with the caller's own credentials (never a lent role).
+# A read of the source registry made with the caller's own credentials, never a lent role: a server-side copy's read,
+# and promote's check of the artifact it copies (HeadObject with checksum mode).
 COPY_SOURCE = "{copy_source_bucket}"
 
 
