@@ -220,15 +220,18 @@ class StageAws:
 
     @cached_property
     def account_id(self) -> str:
-        """The stage's account: from its config, else that of a role of the stage, else the session's identity."""
+        """The stage's account: from its config, else as the stage's own session would run (never another's)."""
         if self.config.account_id:
             return self.config.account_id
         if self.acting_for is not None:
-            # Read for another stage's command: the session may be that stage's (same account, no lent role), so
-            # the account comes from a role of this stage where it names one, before any identity.
+            # Read for another stage's command, whose session may be in another account: the account of a role of
+            # this stage where it names one (no call), else the caller's, as the stage's own session runs.
             for arn in (self.lent_role_arn, self.config.access.role_arn):
                 if arn and arn.count(":") >= 5 and arn.split(":")[4].isdigit():
                     return arn.split(":")[4]
+            with aws_errors("reading the caller's account id"):
+                sts = self.caller_session.client("sts", config=client_config())
+                return str(sts.get_caller_identity()["Account"])
         with aws_errors("reading the stage's account id"):
             return str(self.client("sts").get_caller_identity()["Account"])
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import boto3
 import pytest
@@ -406,41 +408,81 @@ def test_status_compares_pinned_pointer_and_live(platform: Path, run: Run, tmp_p
 # --- stages in separate accounts -------------------------------------------------------------------------------
 
 
-def test_prod_in_its_own_account_through_an_assumed_role(
-    project_dir: Path, aws_env: str, run: Run, tmp_path: Path
-) -> None:
-    role = "arn:aws:iam::222222222222:role/mlinfra-prod-promoter"
-    direct_delivery(project_dir)
-    prod = project_dir / "stacks" / "Pulumi.prod.yaml"
-    prod.write_text(prod.read_text() + f"  mlinfra:access:\n    roleArn: {role}\n")
-    # staging's registry grants prod's promotion role read on models/ (rendered into its bucket policy).
-    staging = project_dir / "stacks" / "Pulumi.staging.yaml"
-    staging.write_text(staging.read_text() + f"  mlinfra:registry:\n    readerRoleArns: [{role}]\n")
-    ok(run("local", "bootstrap", "--all", "--json"))
-    register(run, tmp_path)
-    ok(run("promote", "churn", "--to", "dev"))
-    ok(run("promote", "churn", "--to", "staging"))
-    ok(run("approve", "churn", "--version", "1", "--stage", "prod", "--reason", "ok"))
-    set_since("staging", "churn", 30)
-    out = ok(run("promote", "churn", "--to", "prod", "--json"))
-    assert out["version"] == 1
-
+def _as_role(role: str) -> boto3.Session:
+    """A session as `role` in the emulator (its account is the role's)."""
     credentials = boto3.client("sts", region_name="eu-west-1").assume_role(RoleArn=role, RoleSessionName="check")[
         "Credentials"
     ]
-    as_prod = boto3.client(
-        "s3",
+    return boto3.Session(
         region_name="eu-west-1",
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
     )
-    prod_bucket = naming.registry_bucket("mlinfra", "prod", "eu-west-1", "222222222222")
+
+
+def test_a_source_stage_in_the_same_account_is_read_with_the_command_stages_own_identity(
+    project_dir: Path, aws_env: str, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """staging and prod share account 222222222222, each with its own promotion role (`access.roleArn`; staging's
+    with an ExternalId) and no source roles. prod's commands (approve, check, promote) read and approve in staging
+    as prod's own role: never through staging's roleArn, which trusts staging's own jobs only."""
+    from mlinfra import aws as mlinfra_aws
+
+    account = "222222222222"
+    role = f"arn:aws:iam::{account}:role/mlinfra-prod-promotion"
+    staging_role = f"arn:aws:iam::{account}:role/mlinfra-staging-promotion"
+    direct_delivery(project_dir)
+    prod = project_dir / "stacks" / "Pulumi.prod.yaml"
+    prod.write_text(prod.read_text() + f"  mlinfra:access:\n    roleArn: {role}\n")
+    dev = project_dir / "stacks" / "Pulumi.dev.yaml"  # dev (the default account) lets staging's role copy from it
+    dev.write_text(dev.read_text() + f"  mlinfra:registry:\n    readerRoleArns: [{staging_role}]\n")
+    staging = project_dir / "stacks" / "Pulumi.staging.yaml"
+    staging.write_text(
+        staging.read_text()
+        + f"  mlinfra:accountId: '{account}'\n"
+        + f"  mlinfra:access:\n    roleArn: {staging_role}\n    externalId: staging-only\n"
+        + f"  mlinfra:registry:\n    readerRoleArns: [{role}]\n"
+    )
+    assumed: list[str] = []
+
+    def record_assume_role(session: Any) -> None:
+        session.events.register(
+            "provide-client-params.sts.AssumeRole", lambda params, **_: assumed.append(str(params["RoleArn"]))
+        )
+
+    monkeypatch.setattr(mlinfra_aws, "SESSION_HOOKS", [record_assume_role])
+    ok(run("local", "bootstrap", "--all", "--json"))
+    register(run, tmp_path)
+    ok(run("promote", "churn", "--to", "dev"))
+    ok(run("promote", "churn", "--to", "staging"))
+    assert staging_role in assumed, "staging's own jobs assume its roleArn"
+
+    assumed.clear()
+    ok(run("approve", "churn", "--version", "1", "--stage", "prod", "--reason", "ok"))
+    assert assumed == [role], "approved in staging as prod's own role, never as staging's"
+    staging_bucket = naming.registry_bucket("mlinfra", "staging", "eu-west-1", account)
+    as_prod = _as_role(role)
+    pointer = json.loads(
+        as_prod.client("s3").get_object(Bucket=staging_bucket, Key=layout.stage_key("churn"))["Body"].read()
+    )
+    since = (datetime.now(UTC) - timedelta(hours=30)).isoformat().replace("+00:00", "Z")
+    pointer["deployed"] = {"version": pointer["version"], "digest": pointer["digest"], "since": since}
+    as_prod.client("s3").put_object(Bucket=staging_bucket, Key=layout.stage_key("churn"), Body=json.dumps(pointer))
+
+    assumed.clear()
+    out = ok(run("promote", "churn", "--to", "prod", "--json"))
+    assert out["version"] == 1
+    assert assumed == [role], "staging is read (records, package, alarms, artifact) as prod's own role"
+    prod_bucket = naming.registry_bucket("mlinfra", "prod", "eu-west-1", account)
     key = layout.artifact_key("churn", out["digest"])
-    assert as_prod.head_object(Bucket=prod_bucket, Key=key)["ContentLength"] > 0
+    assert as_prod.client("s3").head_object(Bucket=prod_bucket, Key=key)["ContentLength"] > 0
     pin = read_pin(Project(project_dir), "prod", "churn")
     assert pin is not None and pin["artifact"] == f"s3://{prod_bucket}/{key}"
-    record = ok(run("history", "churn", "--stage", "prod", "--json"))[0]
+    history = ok(run("history", "churn", "--stage", "prod", "--json"))
+    approval = next(r for r in history if r["action"] == "approve")
+    assert approval["role"] == role, "the approval went through prod's own role"
+    record = next(r for r in history if r["action"] == "promote")
     assert record["role"] == role
     assert ":222222222222:" not in record["actor"], "the audit names the caller, not only the role it assumed"
     policy = json.loads(
@@ -624,11 +666,32 @@ def test_a_source_stage_in_another_account_is_read_and_approved_through_its_sour
         + f"  mlinfra:registry:\n    readerRoleArns: [{prod_role}]\n"
     )
     assumed: list[str] = []
+    # Who signed each AssumeRole (its access key id) and whom each issued key id belongs to: a lent role is assumed
+    # from prod's session (chained), never from the caller's own credentials.
+    signed_by: list[tuple[str, str]] = []
+    issued: dict[str, str] = {}
 
     def record_assume_role(session: Any) -> None:
         session.events.register(
             "provide-client-params.sts.AssumeRole", lambda params, **_: assumed.append(str(params["RoleArn"]))
         )
+
+        def sent(request: Any, **_: Any) -> None:
+            body = request.body.decode() if isinstance(request.body, bytes) else str(request.body)
+            role_arn = parse_qs(body)["RoleArn"][0]
+            signer = re.search(r"Credential=([^/]+)/", str(request.headers["Authorization"]))
+            signed_by.append((role_arn, signer.group(1) if signer else ""))
+
+        def answered(parsed: dict[str, Any], **_: Any) -> None:
+            if "Credentials" in parsed:
+                issued[parsed["Credentials"]["AccessKeyId"]] = parsed["AssumedRoleUser"]["Arn"]
+
+        session.events.register("before-send.sts.AssumeRole", sent)
+        session.events.register("after-call.sts.AssumeRole", answered)
+
+    def assumed_from(role_arn: str) -> set[str]:
+        """The identities that assumed `role_arn` (an assumed-role ARN, or "caller" for the caller's own keys)."""
+        return {issued.get(key, "caller") for arn, key in signed_by if arn == role_arn}
 
     monkeypatch.setattr(mlinfra_aws, "SESSION_HOOKS", [record_assume_role])
     ok(run("local", "bootstrap", "--all", "--json"))
@@ -636,10 +699,12 @@ def test_a_source_stage_in_another_account_is_read_and_approved_through_its_sour
     ok(run("promote", "churn", "--to", "dev"))
     ok(run("promote", "churn", "--to", "staging"))
     assert source_role not in assumed, "staging's own jobs use its roleArn, never the roles it lends prod"
+    prod_session = f"arn:aws:sts::{prod_account}:assumed-role/mlinfra-prod-promotion/mlinfra-prod"
 
     assumed.clear()
     ok(run("approve", "churn", "--version", "1", "--stage", "prod", "--reason", "ok"))
     assert approval_role in assumed and source_role in assumed and staging_role not in assumed
+    assert assumed_from(approval_role) == assumed_from(source_role) == {prod_session}, signed_by
     credentials = boto3.client("sts", region_name="eu-west-1").assume_role(
         RoleArn=staging_role, RoleSessionName="check"
     )["Credentials"]
@@ -688,6 +753,8 @@ def test_a_source_stage_in_another_account_is_read_and_approved_through_its_sour
     out = ok(run("promote", "churn", "--to", "prod", "--json"))
     assert out["version"] == 1
     assert source_role in assumed and prod_role in assumed and approval_role not in assumed
+    assert assumed_from(source_role) == {prod_session}, "the lent role is chained from prod's own session"
+    assert assumed_from(prod_role) == {"caller"}
     history = ok(run("history", "churn", "--stage", "prod", "--json"))
     approval = next(r for r in history if r["action"] == "approve")
     assert approval["role"] == approval_role, "the audit names the role the approval went through"
