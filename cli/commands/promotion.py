@@ -147,7 +147,8 @@ def approve(model: str, version: int, stage: str, reason: str, as_json: bool) ->
     Marks the version's model package in the preceding stage Approved (SageMaker's approval status, which the
     target stage's approval gate reads) and writes an audit record naming who approved. When the preceding stage
     lives in another account, its package is approved through that stage's `access.approvalRoleArn` (its records
-    read through `access.sourceRoleArn`): the roles the bootstrap stack lends the next stage.
+    read through `access.sourceRoleArn`): the roles the bootstrap stack lends the next stage, assumed from STAGE's
+    own session. Otherwise STAGE's own identity (its `access.roleArn`, or your credentials) approves it.
 
     \b
     Examples:

@@ -186,7 +186,9 @@ class AccessSettings(Settings):
     # When the next stage lives in another account: the role in THIS stage's account that the next stage's jobs
     # assume to read this stage as their source (promote's and the gates' reads), and the one its promotion job
     # assumes to approve a version's model package here (`mlinfra approve`). The bootstrap stack creates both
-    # (`<project>-<stage>-source`, `<project>-<stage>-approval`); this stage's own jobs never use them.
+    # (`<project>-<stage>-source`, `<project>-<stage>-approval`); this stage's own jobs never use them. Unset (the
+    # next stage shares this account), the next stage's jobs read and approve here with their own identity, never
+    # through `role_arn` (it trusts this stage's own jobs only).
     source_role_arn: RoleArn | None = None
     approval_role_arn: RoleArn | None = None
 

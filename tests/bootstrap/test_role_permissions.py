@@ -25,7 +25,7 @@ from mlinfra.bootstrap import stack
 from mlinfra.stacks.files import raw_config
 from mlinfra.stacks.project import Project
 from mlinfra.stacks.render import RenderedStack, mock_autoname, render
-from mlinfra_infra import naming
+from mlinfra_infra import layout, naming
 from mlinfra_infra.bootstrap import names
 from mlinfra_infra.policy import iam
 from tests.builders import merge, pin
@@ -712,3 +712,64 @@ def test_check_access_evaluates_the_stage_roles_under_the_workload_boundary(
     drift = [c for c in denied if c["principal"] == "drift-job" and c["action"].startswith("s3:")]
     assert drift and all("permissions boundary" in c["reason"] for c in drift)
     assert not [c for c in denied if not c["action"].startswith("s3:")]
+
+
+@pytest.mark.parametrize(("source", "target"), [("dev", "staging"), ("staging", "prod")])
+def test_a_preview_role_of_the_next_stage_cannot_read_an_artifact_through_the_source_role(
+    shipped: Shipped, source: str, target: str
+) -> None:
+    """The next stage's preview role may assume the source role (any same-repository pull request of an unprotected
+    stage runs it), so the source role reads records only: pointers, version records and the files stored with a
+    version, audit, the version's package and alarm states. Never an artifact, nor a listing of them: promote checks
+    and copies the artifact with its own promotion role (the source registry's readerRoleArns)."""
+    rendered = shipped[1]
+    account, registry = ACCOUNTS[source], placeholders(source)["registry"]
+    source_arn = names.role_arn(account, names.source_role("mlinfra", source))
+    preview = names.role_arn(ACCOUNTS[target], names.role("mlinfra", target, "preview"))
+    trust = json.loads(rendered.named(f"{source}-source-source").inputs["assumeRolePolicy"])
+    preview_policies, _ = role_policies(rendered, target, "preview")
+    assume = iam.Request("sts:AssumeRole", source_arn, {"aws:SecureTransport": True})
+    assert iam.evaluate(assume, preview_policies, [], preview).allowed, "the preview role's own policy"
+    assert iam.evaluate(assume, [], [trust], preview, resource_policy_required=True).allowed, "the role's trust"
+
+    policy = json.loads(rendered.named(f"{source}-source-source-policy").inputs["policy"])
+
+    def as_source_role(action: str, resource: str, **context: Any) -> bool:
+        request = iam.Request(action, resource, {"aws:SecureTransport": True, **context})
+        return iam.evaluate(request, [policy], [], source_arn).allowed
+
+    artifact = f"arn:aws:s3:::{registry}/{layout.artifact_key('churn', 'sha256:' + '0' * 64)}"
+    for action in ("s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes"):
+        assert not as_source_role(action, artifact), action
+    assert not as_source_role("s3:GetObject", f"arn:aws:s3:::{registry}/uploads/churn/x.tar.gz")
+    assert not as_source_role("s3:ListBucket", f"arn:aws:s3:::{registry}", **{"s3:prefix": "models/churn/sha256/"})
+    for key in (layout.version_key("churn", 1), "models/churn/versions/1/card.md", layout.stage_key("churn")):
+        assert as_source_role("s3:GetObject", f"arn:aws:s3:::{registry}/{key}"), key
+    assert as_source_role("s3:GetObject", f"arn:aws:s3:::{registry}/audit/churn/2026-12-07T00:00:00Z-x.json")
+    for prefix in ("models/churn/versions/", "models/churn/versions/1/", "audit/churn/", "stages/churn.json"):
+        assert as_source_role("s3:ListBucket", f"arn:aws:s3:::{registry}", **{"s3:prefix": prefix}), prefix
+    package = f"arn:aws:sagemaker:{REGION}:{account}:model-package/mlinfra-{source}-churn/1"
+    assert as_source_role("sagemaker:DescribeModelPackage", package)
+    group = f"arn:aws:sagemaker:{REGION}:{account}:model-package-group/mlinfra-{source}-churn"
+    assert not as_source_role("sagemaker:DescribeModelPackageGroup", group), "no recorded call needs it"
+    assert not as_source_role("sagemaker:UpdateModelPackage", package, **{"sagemaker:ModelApprovalStatus": "Approved"})
+
+
+@pytest.mark.parametrize("source", ["dev", "staging"])
+def test_the_approval_role_only_approves(shipped: Shipped, source: str) -> None:
+    """UpdateModelPackage's `sagemaker:ModelApprovalStatus` must be Approved: the role cannot reject a package, reset
+    it to pending, or change its metadata without approving it."""
+    rendered = shipped[1]
+    account = ACCOUNTS[source]
+    arn = names.role_arn(account, names.approval_role("mlinfra", source))
+    policy = json.loads(rendered.named(f"{source}-source-approval-policy").inputs["policy"])
+    package = f"arn:aws:sagemaker:{REGION}:{account}:model-package/mlinfra-{source}-churn/3"
+
+    def update(**context: Any) -> bool:
+        request = iam.Request("sagemaker:UpdateModelPackage", package, {"aws:SecureTransport": True, **context})
+        return iam.evaluate(request, [policy], [], arn).allowed
+
+    assert update(**{"sagemaker:ModelApprovalStatus": "Approved"})
+    assert not update(**{"sagemaker:ModelApprovalStatus": "Rejected"})
+    assert not update(**{"sagemaker:ModelApprovalStatus": "PendingManualApproval"})
+    assert not update(), "an update that sets no approval status"
