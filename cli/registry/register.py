@@ -21,6 +21,7 @@ from mlinfra.errors import BadInputError, MlinfraError
 from mlinfra.records import audit_record, version_record
 from mlinfra.registry import staging
 from mlinfra.registry.attach import Predict, with_outputs
+from mlinfra.registry.integrity import checksum_of
 from mlinfra.registry.protocol import (
     Context,
     actor,
@@ -31,7 +32,7 @@ from mlinfra.registry.protocol import (
     repair_audit,
     require_model,
 )
-from mlinfra.registry.store import ConflictError, MultipartSink, StageRegistry, checksum_of
+from mlinfra.registry.store import ConflictError, MultipartSink, StageRegistry
 from mlinfra.stacks.files import Stage
 from mlinfra.stacks.project import STATE_DIR, Project
 from mlinfra_infra import layout

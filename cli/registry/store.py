@@ -24,6 +24,7 @@ from mlinfra import records
 from mlinfra.aws import StageAws, aws_errors, error_code
 from mlinfra.errors import BadInputError, MlinfraError
 from mlinfra.records import Stored
+from mlinfra.registry.integrity import IntegrityError, checksum_of, require_checksum
 from mlinfra_infra import layout, naming
 
 if TYPE_CHECKING:
@@ -41,15 +42,6 @@ class ConflictError(MlinfraError):
 
 class MissingRegistryError(MlinfraError):
     """Raised when a stage's registry bucket does not exist (the stack is not deployed or bootstrapped)."""
-
-
-class IntegrityError(MlinfraError):
-    """Raised when an artifact's stored checksum does not match the digest its records promise."""
-
-
-def checksum_of(digest: str) -> str:
-    """S3's base64 SHA-256 checksum for a `sha256:<hex>` digest."""
-    return base64.b64encode(bytes.fromhex(digest.removeprefix("sha256:"))).decode()
 
 
 def s3_uri(bucket: str, key: str) -> str:
@@ -342,43 +334,23 @@ class StageRegistry:
 
     def verify_artifact(self, model: str, digest: str) -> None:
         """Check the stored artifact is exactly `digest` (S3's checksum; nothing downloaded)."""
-        self._verified(self.artifact_uri(model, digest), self.stored_checksum(model, digest), digest)
+        require_checksum(self.artifact_uri(model, digest), self.stored_checksum(model, digest), digest)
 
     def verify_copy_source(self, source: StageRegistry, model: str, digest: str) -> None:
-        """Check `source`'s stored artifact is exactly `digest`, with THIS stage's credentials (nothing downloaded).
+        """Check `source`'s artifact is exactly `digest` with THIS stage's credentials, those the copy reads it with.
 
-        The identity the server-side copy reads the artifact with (`copy_artifact_from`), never the role the source
-        stage lends for reading its records: that role reads no artifact. A HEAD with checksum mode returns the
-        object's SHA-256 and is authorised as s3:GetObject (and kms:Decrypt through S3 for an SSE-KMS object), what
-        the copy needs anyway; GetObjectAttributes would need s3:GetObjectAttributes on the source too.
+        A HEAD with checksum mode, authorised as s3:GetObject: the role a source stage lends reads no artifact.
         """
         key = layout.artifact_key(model, digest)
         try:
-            head = self.s3.head_object(Bucket=source.bucket, Key=key, ChecksumMode="ENABLED")
+            found: str | None = str(
+                self.s3.head_object(Bucket=source.bucket, Key=key, ChecksumMode="ENABLED").get("ChecksumSHA256") or ""
+            )
         except Exception as exc:
             if error_code(exc) not in {"NoSuchKey", "404", "NotFound"}:
                 raise
-            found: str | None = None
-        else:
-            found = str(head.get("ChecksumSHA256") or "")
-        self._verified(source.artifact_uri(model, digest), found, digest)
-
-    @staticmethod
-    def _verified(uri: str, found: str | None, digest: str) -> None:
-        """IntegrityError unless `found` (the stored SHA-256; None: absent, "": none stored) is `digest`'s."""
-        if found is None:
-            raise IntegrityError(f"{uri} is missing: the registry lost the artifact")
-        if not found:
-            raise IntegrityError(
-                f"digest mismatch: {uri} was overwritten without a SHA-256 checksum, so its bytes are no longer the "
-                f"registered {digest[:19]}... (changed behind the registry's back); do not promote it, investigate "
-                "and re-register"
-            )
-        if found != checksum_of(digest):
-            raise IntegrityError(
-                f"digest mismatch: {uri} no longer matches {digest[:19]}... (changed behind the registry's back); do "
-                "not promote it, investigate and re-register"
-            )
+            found = None
+        require_checksum(source.artifact_uri(model, digest), found, digest)
 
     def put_artifact(self, model: str, digest: str, body: Any) -> None:
         """Store an artifact (at most 5 GiB) at its content address in one PUT carrying its SHA-256, then verify.

@@ -19,9 +19,10 @@ from typing import Any, cast
 from mlinfra.aws import aws_errors
 from mlinfra.errors import BadInputError
 from mlinfra.records import CorruptRecordError
+from mlinfra.registry.integrity import IntegrityError
 from mlinfra.registry.protocol import Context, require_model
 from mlinfra.registry.status import live_version
-from mlinfra.registry.store import PACKAGE_DESCRIPTION, IntegrityError, MissingRegistryError, StageRegistry
+from mlinfra.registry.store import PACKAGE_DESCRIPTION, MissingRegistryError, StageRegistry
 from mlinfra.stacks.project import Project
 from mlinfra_infra import layout, naming
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from mlinfra.errors import BadInputError, MlinfraError
-from mlinfra.registry.store import IntegrityError, StageRegistry
+from mlinfra.registry.integrity import IntegrityError
+from mlinfra.registry.store import StageRegistry
 from mlinfra.stacks.project import STATE_DIR, Project
 from mlinfra_infra import layout
 

@@ -172,7 +172,8 @@ def test_a_preview_role_never_gains_a_write_on_its_source_stage(shipped: Shipped
 
     _, rendered = shipped
     package = "arn:aws:sagemaker:eu-west-1:222222222222:model-package/mlinfra-staging-churn/1"
-    update = iam.Request("sagemaker:UpdateModelPackage", package, {"aws:SecureTransport": True})
+    approving = {"aws:SecureTransport": True, "sagemaker:ModelApprovalStatus": "Approved"}
+    update = iam.Request("sagemaker:UpdateModelPackage", package, approving)
     source = role_named(rendered, "mlinfra-staging-source")
     assert not iam.evaluate(update, [json.loads(source["policy"])], [], arn("staging", "source")).allowed
     describe = iam.Request("sagemaker:DescribeModelPackage", package, {"aws:SecureTransport": True})

@@ -15,7 +15,7 @@ import pytest
 from click.testing import Result
 from ruamel.yaml import YAML
 
-from mlinfra.registry.store import checksum_of
+from mlinfra.registry.integrity import checksum_of
 from mlinfra.stacks.edit import read_pin
 from mlinfra.stacks.project import Project
 from mlinfra_infra import layout, naming

@@ -23,7 +23,7 @@ from botocore.awsrequest import AWSResponse
 from click.testing import Result
 
 from mlinfra import aws as mlinfra_aws
-from mlinfra.registry.store import checksum_of
+from mlinfra.registry.integrity import checksum_of
 from mlinfra.stacks.edit import read_pin
 from mlinfra.stacks.project import Project
 from mlinfra_infra import layout

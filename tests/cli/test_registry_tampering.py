@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from mlinfra.registry.store import checksum_of
+from mlinfra.registry.integrity import checksum_of
 from mlinfra_infra import layout
 from tests.cli.test_promotion import bucket, ok, read_json, register, s3
 
