@@ -659,6 +659,10 @@ def test_across_accounts_the_source_stage_is_read_through_the_roles_it_lends(tmp
             if principal == "ci-promotion":
                 expected_lent.add((True, f"arn:aws:iam::{account}:role/mlinfra-{source}-approval"))
             assert lent == expected_lent, (target, principal)
+            # The source role reads records only: every artifact read (the copy, its check) is the role's own.
+            artifacts = [c for c in mine if "/sha256/" in c["resource"] and c["action"].startswith("s3:")]
+            assert artifacts if principal == "ci-promotion" else not artifacts, (target, principal)
+            assert not [c for c in artifacts if c["actingAs"]], (target, principal)
             assumed = {c["resource"] for c in mine if c["action"] == "sts:AssumeRole" and c["allowed"]}
             expected = {f"arn:aws:iam::{account}:role/mlinfra-{source}-source"}
             if principal == "ci-promotion":

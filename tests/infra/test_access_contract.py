@@ -145,3 +145,28 @@ def test_ci_roles_are_evaluated_where_a_stack_declares_them(stacks: dict[str, Re
     # What this policy lacks is denied, by name: the version records record-deployment reads, the key it writes with.
     denied = {r.action for r in deploy if not r.decision.allowed}
     assert {"s3:GetObjectAttributes", "kms:GenerateDataKey"} <= denied
+
+
+def test_get_object_attributes_is_also_decided_as_get_object(stacks: dict[str, RenderedStack]) -> None:
+    """Without a version id S3 authorises GetObjectAttributes as s3:GetObject too (its API reference): a role
+    granted s3:GetObjectAttributes alone is denied the GetObject that goes with it, on the very same object."""
+    bucket = "arn:aws:s3:::mlinfra-prod-123456789012-eu-west-1"
+    role = RenderedResource("aws:iam/role:Role", "prod-deploy", None, {"name": "mlinfra-prod-deploy"}, True)
+    grants = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["s3:GetObjectAttributes"], "Resource": [f"{bucket}/models/*"]}],
+    }
+    inline = RenderedResource(
+        "aws:iam/rolePolicy:RolePolicy",
+        "prod-deploy-policy",
+        None,
+        {"role": "mlinfra-prod-deploy", "policy": json.dumps(grants)},
+        True,
+    )
+    access = evaluate_stack([*stacks["prod"].resources, role, inline], Context(stage="prod"))
+    deploy = [r for r in access.results if r.principal == "ci-deploy"]
+    attributes = [r for r in deploy if r.action == "s3:GetObjectAttributes" and r.resource.endswith("model.tar.gz")]
+    assert attributes and all(r.decision.allowed for r in attributes)
+    implied = [r for r in deploy if r.action == "s3:GetObject" and "authorised as s3:GetObject" in r.why]
+    assert {r.resource for r in implied} == {r.resource for r in attributes}
+    assert not any(r.decision.allowed for r in implied)
