@@ -347,6 +347,13 @@ class StageRegistry:
                 self.s3.head_object(Bucket=source.bucket, Key=key, ChecksumMode="ENABLED").get("ChecksumSHA256") or ""
             )
         except Exception as exc:
+            if error_code(exc) in {"403", "AccessDenied", "Forbidden"}:
+                raise MlinfraError(
+                    f"{source.artifact_uri(model, digest)}: access denied to {self.stage}'s identity "
+                    f"({self.aws.role_arn or 'your credentials'}): {source.stage}'s `mlinfra:registry.readerRoleArns` "
+                    "does not list it, or the artifact is missing (S3 answers 403 for a missing key without "
+                    "s3:ListBucket)"
+                ) from None
             if error_code(exc) not in {"NoSuchKey", "404", "NotFound"}:
                 raise
             found = None

@@ -255,3 +255,31 @@ def test_eight_concurrent_promoters_one_winner_per_move(two_versions: Path, aws_
     for i, _ in losers:
         assert f"racer-{i}" not in reasons, f"loser racer-{i} left no audit record"
     assert pointer["record"]["reason"] in {f"racer-{i}" for i in winners}
+
+
+def test_a_denied_check_of_the_source_artifact_names_the_identity_and_writes_nothing(
+    two_versions: Path, run: Run, hooks: list[Any]
+) -> None:
+    """promote checks the source's artifact with the target stage's own identity (a HEAD, as the copy reads it):
+    S3's 403 (a role the source's readerRoleArns does not list, or a missing key without s3:ListBucket) is one line
+    naming both causes, before anything is written in the target."""
+    heads: list[str] = []
+
+    def install(session: Any) -> None:
+        def before_send(request: Any, **_: Any) -> AWSResponse | None:
+            if request.method == "HEAD" and "/sha256/" in request.url:
+                heads.append(request.url)
+                return AWSResponse(request.url, 403, {}, _Raw(b""))
+            return None
+
+        session.events.register("before-send.s3", before_send)
+
+    hooks.append(install)
+    result = run("promote", "churn", "--to", "staging", "--version", "1")
+    hooks.remove(install)
+    assert heads and all(f"{bucket('dev')}" in url for url in heads), heads
+    assert result.exit_code == 1, result.stderr
+    assert "access denied to staging's identity" in result.stderr
+    assert "dev's `mlinfra:registry.readerRoleArns` does not list it, or the artifact is missing" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=bucket("staging"))
