@@ -135,6 +135,14 @@ def session_document(project: str, stage: str) -> str:
     return f"{project}-{stage}-analyst-shell"
 
 
+def iam_path(project: str, stage: str) -> str:
+    """The IAM path of the roles, managed policies and instance profiles of a stage's stack (workload boundary on).
+
+    The bootstrap's deploy role may change only identities under it, so no tag it can set reaches another identity.
+    """
+    return f"/{project}/{stage}/"
+
+
 def workload_boundary(project: str, stage: str) -> str:
     """The permissions boundary every IAM role of a stage's stack carries (created by the bootstrap stack)."""
     return f"{project}-{stage}-workload-boundary"

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 
 MASK = "[secret]"
 MOCK_ACCOUNT = "123456789012"
+IAM_KINDS = {
+    "aws:iam/role:Role": "role",
+    "aws:iam/policy:Policy": "policy",
+    "aws:iam/instanceProfile:InstanceProfile": "instance-profile",
+}
 MOCK_AMI = "ami-0123456789abcdef0"
 _SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -174,8 +179,8 @@ def _make_mocks(region: str, account_id: str = MOCK_ACCOUNT) -> Any:
                 key_id = _kms_key_id(args.name)
                 state.update(keyId=key_id, arn=f"arn:aws:kms:{region}:{account_id}:key/{key_id}")
                 return key_id, state
-            if token == "aws:iam/role:Role":
-                arn = f"arn:aws:iam::{account_id}:role/{name}"
+            if token in IAM_KINDS:  # IAM ARNs name no region, and carry the identity's path
+                arn = f"arn:aws:iam::{account_id}:{IAM_KINDS[token]}{inputs.get('path') or '/'}{name}"
             elif token == "aws:lambda/function:Function":
                 arn = f"arn:aws:lambda:{region}:{account_id}:function:{name}"
             elif token.startswith("aws:sagemaker/"):
