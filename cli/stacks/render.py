@@ -138,6 +138,14 @@ def mock_autoname(logical_name: str) -> str:
     return f"{logical_name}-{_short_hash(logical_name)}"
 
 
+def mock_bucket(logical_name: str, inputs: Mapping[str, Any]) -> str:
+    """A bucket's name under the mocks: its fixed name, its prefix and a deterministic suffix, or its auto-name."""
+    prefix = inputs.get("bucketPrefix")
+    return str(
+        inputs.get("bucket") or (f"{prefix}{_short_hash(logical_name)}" if prefix else mock_autoname(logical_name))
+    )
+
+
 def _kms_key_id(logical_name: str) -> str:
     return f"{_short_hash(logical_name)}-0000-4000-8000-000000000000"
 
@@ -172,7 +180,7 @@ def _make_mocks(region: str, account_id: str = MOCK_ACCOUNT) -> Any:
             state: dict[str, Any] = {**inputs, "name": name}
             arn = f"arn:aws:{module}:{region}:{account_id}:{name}"
             if token == "aws:s3/bucket:Bucket":
-                bucket = inputs.get("bucket") or autoname
+                bucket = mock_bucket(args.name, inputs)
                 state.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
                 return bucket, state
             if token == "aws:kms/key:Key":

@@ -59,7 +59,7 @@ def deploy_policy(scope: StageScope) -> Policy:
         *plan_statements(scope),
         *state_statements(scope, write=True),
         secrets_key_statement(scope, write=True),
-        # S3: the registry (fixed name) and the stage's auto-named log bucket ("registry-access-logs-*"), in this
+        # S3: the registry (fixed name) and the stage's log bucket ("<project>-<stage>-logs-*"), in this
         # account only.
         allow(
             "StageBuckets",
@@ -310,10 +310,7 @@ def deploy_policy(scope: StageScope) -> Policy:
         allow(
             "StageSchedules",
             ["scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule"],
-            [
-                scope.arn("scheduler", f"schedule/default/{prefix}*"),
-                scope.arn("scheduler", "schedule/default/sandbox-*"),
-            ],
+            [scope.arn("scheduler", f"schedule/default/{prefix}*")],
         ),
         allow(
             "StageLogGroups",

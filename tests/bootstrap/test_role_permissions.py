@@ -24,7 +24,7 @@ import pytest
 from mlinfra.bootstrap import stack
 from mlinfra.stacks.files import raw_config
 from mlinfra.stacks.project import Project
-from mlinfra.stacks.render import RenderedStack, mock_autoname, render
+from mlinfra.stacks.render import RenderedStack, mock_autoname, mock_bucket, render
 from mlinfra_infra import naming
 from mlinfra_infra.bootstrap import names
 from mlinfra_infra.policy import iam
@@ -342,7 +342,7 @@ def deploy_calls(resource: Any, stage: str) -> list[iam.Request]:
     if resource.type in CREATES:
         action, template, tagged = CREATES[resource.type]
         name = (
-            inputs.get("bucket")
+            (mock_bucket(resource.name, inputs) if resource.type == "aws:s3/bucket:Bucket" else None)
             or inputs.get("name")
             or inputs.get("modelPackageGroupName")
             or inputs.get("alarmName")
@@ -538,7 +538,7 @@ def test_the_preview_role_reads_back_every_resource_its_stage_declares(
         inputs = resource.inputs
         parent_key = PARTS[resource.type][1] if resource.type in PARTS else ""
         name = (
-            inputs.get("bucket")
+            (mock_bucket(resource.name, inputs) if resource.type == "aws:s3/bucket:Bucket" else None)
             or inputs.get("name")
             or inputs.get("modelPackageGroupName")
             or inputs.get("alarmName")
