@@ -372,7 +372,8 @@ class ModelRegistry(pulumi.ComponentResource):
             bucket_prefix=naming.log_bucket_prefix(args.project, args.stage),
             force_destroy=False,
             tags=base_tags,
-            opts=child,
+            # Logs outlive the stack: a replaced or destroyed log bucket is left in the account, never emptied.
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
         )
         self.log_bucket = logs
         aws.s3.BucketPublicAccessBlock(
