@@ -135,6 +135,28 @@ def session_document(project: str, stage: str) -> str:
     return f"{project}-{stage}-analyst-shell"
 
 
+def log_bucket_prefix(project: str, stage: str) -> str:
+    """The name prefix of a stage's registry access-log bucket (S3 appends a unique suffix; at most 37 characters).
+
+    Under `<project>-<stage>-` like every bucket of the stage, so a deploy role scoped by that prefix reaches no
+    other stage's log bucket in a shared account.
+    """
+    return f"{project}-{stage}-logs-"[:37]
+
+
+def vm_schedule(project: str, stage: str, what: str) -> str:
+    """The EventBridge Scheduler schedule that stops or starts a stage's analyst VM (`what`: stop, start)."""
+    return f"{project}-{stage}-vm-{what}"
+
+
+def iam_path(project: str, stage: str) -> str:
+    """The IAM path of the roles, managed policies and instance profiles of a stage's stack (workload boundary on).
+
+    The bootstrap's deploy role may change only identities under it, so no tag it can set reaches another identity.
+    """
+    return f"/{project}/{stage}/"
+
+
 def workload_boundary(project: str, stage: str) -> str:
     """The permissions boundary every IAM role of a stage's stack carries (created by the bootstrap stack)."""
     return f"{project}-{stage}-workload-boundary"

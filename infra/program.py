@@ -33,7 +33,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     )
     common = {"project": cfg.project, "stage": cfg.stage, "owner": cfg.owner, "region": cfg.region}
     if cfg.workload_boundary:
-        bound_roles(account_id, naming.workload_boundary(cfg.project, cfg.stage))
+        bound_roles(
+            account_id, naming.workload_boundary(cfg.project, cfg.stage), naming.iam_path(cfg.project, cfg.stage)
+        )
 
     registry = ModelRegistry(
         "registry",
@@ -117,21 +119,26 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     return exported
 
 
-def bound_roles(account_id: pulumi.Input[str], policy_name: str) -> None:
-    """Give every IAM role declared from here on the permissions boundary `policy_name` of the stage's account.
+def bound_roles(account_id: pulumi.Input[str], policy_name: str, path: str) -> None:
+    """Give every IAM role declared from here on the stage's boundary `policy_name`, and every identity its `path`.
 
-    The bootstrap stack's deploy role may create or change a role only when it carries this boundary, so neither
-    the deploy role nor any role it passes to SageMaker, Lambda, Scheduler or EC2 can hold more than the boundary
-    allows. One stack transformation covers every component, present and future.
+    The bootstrap stack's deploy role may create or change a role only when it carries this boundary, and may change
+    only identities under the stage's path, so neither the deploy role nor any role it passes to SageMaker, Lambda,
+    Scheduler or EC2 can hold more than the boundary allows, and no tag it sets reaches another identity. One stack
+    transformation covers every component, present and future.
     """
     boundary = pulumi.Output.from_input(account_id).apply(
         lambda account: f"arn:aws:iam::{account}:policy/{policy_name}"
     )
+    pathed = {"aws:iam/role:Role", "aws:iam/policy:Policy", "aws:iam/instanceProfile:InstanceProfile"}
 
     def transform(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
-        if args.type_ != "aws:iam/role:Role":
+        if args.type_ not in pathed:
             return None
-        return pulumi.ResourceTransformationResult({**args.props, "permissions_boundary": boundary}, args.opts)
+        props = {**args.props, "path": path}
+        if args.type_ == "aws:iam/role:Role":
+            props["permissions_boundary"] = boundary
+        return pulumi.ResourceTransformationResult(props, args.opts)
 
     pulumi.runtime.register_stack_transformation(transform)
 

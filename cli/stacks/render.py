@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 
 MASK = "[secret]"
 MOCK_ACCOUNT = "123456789012"
+IAM_KINDS = {
+    "aws:iam/role:Role": "role",
+    "aws:iam/policy:Policy": "policy",
+    "aws:iam/instanceProfile:InstanceProfile": "instance-profile",
+}
 MOCK_AMI = "ami-0123456789abcdef0"
 _SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -133,6 +138,14 @@ def mock_autoname(logical_name: str) -> str:
     return f"{logical_name}-{_short_hash(logical_name)}"
 
 
+def mock_bucket(logical_name: str, inputs: Mapping[str, Any]) -> str:
+    """A bucket's name under the mocks: its fixed name, its prefix and a deterministic suffix, or its auto-name."""
+    prefix = inputs.get("bucketPrefix")
+    return str(
+        inputs.get("bucket") or (f"{prefix}{_short_hash(logical_name)}" if prefix else mock_autoname(logical_name))
+    )
+
+
 def _kms_key_id(logical_name: str) -> str:
     return f"{_short_hash(logical_name)}-0000-4000-8000-000000000000"
 
@@ -167,15 +180,15 @@ def _make_mocks(region: str, account_id: str = MOCK_ACCOUNT) -> Any:
             state: dict[str, Any] = {**inputs, "name": name}
             arn = f"arn:aws:{module}:{region}:{account_id}:{name}"
             if token == "aws:s3/bucket:Bucket":
-                bucket = inputs.get("bucket") or autoname
+                bucket = mock_bucket(args.name, inputs)
                 state.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
                 return bucket, state
             if token == "aws:kms/key:Key":
                 key_id = _kms_key_id(args.name)
                 state.update(keyId=key_id, arn=f"arn:aws:kms:{region}:{account_id}:key/{key_id}")
                 return key_id, state
-            if token == "aws:iam/role:Role":
-                arn = f"arn:aws:iam::{account_id}:role/{name}"
+            if token in IAM_KINDS:  # IAM ARNs name no region, and carry the identity's path
+                arn = f"arn:aws:iam::{account_id}:{IAM_KINDS[token]}{inputs.get('path') or '/'}{name}"
             elif token == "aws:lambda/function:Function":
                 arn = f"arn:aws:lambda:{region}:{account_id}:function:{name}"
             elif token.startswith("aws:sagemaker/"):

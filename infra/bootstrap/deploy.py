@@ -17,7 +17,6 @@ from .policies import (
     Policy,
     StageScope,
     allow,
-    deny,
     document,
     plan_statements,
     secrets_key_statement,
@@ -52,11 +51,15 @@ def deploy_policy(scope: StageScope) -> Policy:
     res = _tag("ResourceTag", s)
     workload = scope.boundary_arn(names.workload_boundary(scope.project, s))
     registry = f"arn:{p}:s3:::{scope.registry_bucket}"
+    path = naming.iam_path(scope.project, s)
+    roles = f"arn:{p}:iam::{scope.account}:role{path}*"
+    policies = f"arn:{p}:iam::{scope.account}:policy{path}*"
+    profiles = f"arn:{p}:iam::{scope.account}:instance-profile{path}*"
     statements = [
         *plan_statements(scope),
         *state_statements(scope, write=True),
         secrets_key_statement(scope, write=True),
-        # S3: the registry (fixed name) and the stage's auto-named log bucket ("registry-access-logs-*"), in this
+        # S3: the registry (fixed name) and the stage's log bucket ("<project>-<stage>-logs-*"), in this
         # account only.
         allow(
             "StageBuckets",
@@ -160,7 +163,8 @@ def deploy_policy(scope: StageScope) -> Policy:
             [scope.arn("sagemaker", "*")],
             res,
         ),
-        # IAM: the stage's workload roles, only with its workload boundary; passed only to the stage's services.
+        # IAM: the stage's workload roles, only under its path (naming.iam_path) and with its workload boundary;
+        # passed only to the stage's services. Nothing outside the path: a tag the role can set reaches no other role.
         allow(
             "CreateBoundedWorkloadRoles",
             [
@@ -171,7 +175,7 @@ def deploy_policy(scope: StageScope) -> Policy:
                 "iam:DetachRolePolicy",
                 "iam:PutRolePermissionsBoundary",
             ],
-            [f"arn:{p}:iam::{scope.account}:role/*"],
+            [roles],
             {"StringEquals": {"iam:PermissionsBoundary": workload}},
         ),
         allow(
@@ -184,10 +188,11 @@ def deploy_policy(scope: StageScope) -> Policy:
                 "iam:UpdateRoleDescription",
                 "iam:UpdateAssumeRolePolicy",
             ],
-            [f"arn:{p}:iam::{scope.account}:role/*"],
+            [roles],
             res,
         ),
-        allow("TagNewRoles", ["iam:TagRole"], [f"arn:{p}:iam::{scope.account}:role/*"], req),
+        # CreateRole with tags is also a TagRole of the new role, which has no tags yet.
+        allow("TagNewRoles", ["iam:TagRole"], [roles], req),
         # Application Auto Scaling creates its SageMaker service-linked role on the first scalable target.
         allow(
             "AutoscalingServiceLinkedRole",
@@ -198,7 +203,7 @@ def deploy_policy(scope: StageScope) -> Policy:
         allow(
             "PassStageRolesToStageServices",
             ["iam:PassRole"],
-            [f"arn:{p}:iam::{scope.account}:role/*"],
+            [roles],
             {
                 "StringEquals": {
                     "aws:ResourceTag/stage": s,
@@ -212,22 +217,25 @@ def deploy_policy(scope: StageScope) -> Policy:
                 },
             },
         ),
+        # Managed policies and instance profiles under the stage's path: created tagged; the calls that change or
+        # delete them carry no tags (a tag condition there would never match), so the path alone scopes those.
         allow(
-            "StagePoliciesAndProfiles",
+            "CreateStagePoliciesAndProfiles",
+            ["iam:CreatePolicy", "iam:TagPolicy", "iam:CreateInstanceProfile", "iam:TagInstanceProfile"],
+            [policies, profiles],
+            req,
+        ),
+        allow(
+            "ManageStagePoliciesAndProfiles",
             [
-                "iam:CreatePolicy",
                 "iam:CreatePolicyVersion",
                 "iam:DeletePolicy",
                 "iam:DeletePolicyVersion",
-                "iam:TagPolicy",
-                "iam:CreateInstanceProfile",
                 "iam:DeleteInstanceProfile",
                 "iam:AddRoleToInstanceProfile",
                 "iam:RemoveRoleFromInstanceProfile",
-                "iam:TagInstanceProfile",
             ],
-            [f"arn:{p}:iam::{scope.account}:policy/*", f"arn:{p}:iam::{scope.account}:instance-profile/*"],
-            req,
+            [policies, profiles],
         ),
         # Fixed names: alarms, dashboard, topic, drift job, log groups, Session Manager document, CodeArtifact.
         allow(
@@ -302,10 +310,7 @@ def deploy_policy(scope: StageScope) -> Policy:
         allow(
             "StageSchedules",
             ["scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule"],
-            [
-                scope.arn("scheduler", f"schedule/default/{prefix}*"),
-                scope.arn("scheduler", "schedule/default/sandbox-*"),
-            ],
+            [scope.arn("scheduler", f"schedule/default/{prefix}*")],
         ),
         allow(
             "StageLogGroups",
@@ -418,117 +423,4 @@ def deploy_policy(scope: StageScope) -> Policy:
             [f"arn:{p}:ec2:{scope.region}::image/*", scope.arn("ec2", "network-interface/*")],
         ),
     ]
-    return document(*statements)
-
-
-def deploy_boundary(scope: StageScope, ci_role_names: list[str], boundary_names: list[str]) -> Policy:
-    """The deploy role's permissions boundary: its identity policy, capped; nothing that widens its own access.
-
-    It may not change any CI role, boundary or OIDC provider, may not create users or keys, may not create or
-    change a role unless that role carries the stage's workload boundary, and may not remove a boundary.
-    """
-    p, account = scope.partition, scope.account
-    workload = scope.boundary_arn(names.workload_boundary(scope.project, scope.stage))
-    ci_roles = [names.role_arn(account, name, p) for name in ci_role_names]
-    boundaries = [scope.boundary_arn(name) for name in boundary_names]
-    return document(
-        allow(
-            "AtMostTheStageServices",
-            [
-                "application-autoscaling:*",
-                "cloudwatch:*",
-                "codeartifact:*",
-                "ec2:*",
-                "iam:*",
-                "kms:*",
-                "lambda:*",
-                "logs:*",
-                "s3:*",
-                "sagemaker:*",
-                "scheduler:*",
-                "sns:*",
-                "sqs:*",
-                "ssm:*",
-                "servicequotas:ListAWSDefaultServiceQuotas",
-                "servicequotas:ListServiceQuotas",
-                "sts:GetCallerIdentity",
-            ],
-            ["*"],
-        ),
-        deny("NeverTheCiIdentities", ["iam:*"], [*ci_roles, *boundaries, f"arn:{p}:iam::{account}:oidc-provider/*"]),
-        deny(
-            "NoUsersOrKeys",
-            [
-                "iam:CreateUser",
-                "iam:CreateAccessKey",
-                "iam:CreateLoginProfile",
-                "iam:UpdateLoginProfile",
-                "iam:CreateServiceSpecificCredential",
-                "iam:CreateOpenIDConnectProvider",
-                "iam:CreateSAMLProvider",
-            ],
-            ["*"],
-        ),
-        deny(
-            "RolesOnlyWithTheWorkloadBoundary",
-            [
-                "iam:CreateRole",
-                "iam:PutRolePolicy",
-                "iam:AttachRolePolicy",
-                "iam:PutRolePermissionsBoundary",
-            ],
-            [f"arn:{p}:iam::{account}:role/*"],
-            {"StringNotEquals": {"iam:PermissionsBoundary": workload}},
-        ),
-        deny("BoundariesStay", ["iam:DeleteRolePermissionsBoundary"], ["*"]),
-    )
-
-
-# The services the stage's own roles (endpoint, drift job, scheduler, sandbox VM) use.
-WORKLOAD_SERVICES = [
-    "cloudwatch:*",
-    "codeartifact:GetAuthorizationToken",
-    "codeartifact:GetRepositoryEndpoint",
-    "codeartifact:ReadFromRepository",
-    "ec2:StartInstances",
-    "ec2:StopInstances",
-    "ec2:Describe*",
-    "ec2messages:*",
-    "ecr:BatchCheckLayerAvailability",
-    "ecr:BatchGetImage",
-    "ecr:GetAuthorizationToken",
-    "ecr:GetDownloadUrlForLayer",
-    "kms:CreateGrant",
-    "kms:Decrypt",
-    "kms:DescribeKey",
-    "kms:Encrypt",
-    "kms:GenerateDataKey",
-    "lambda:InvokeFunction",
-    "logs:*",
-    "s3:*",
-    "sagemaker:*",
-    "sns:Publish",
-    "sqs:SendMessage",
-    "ssm:*",
-    "ssmmessages:*",
-    "sts:GetCallerIdentity",
-    "sts:GetServiceBearerToken",
-]
-
-
-def workload_boundary(scope: StageScope) -> Policy:
-    """The boundary of every role the stage's stack creates: its services, never IAM, never another stage's data."""
-    others = [stage for stage in scope.stages if stage != scope.stage]
-    statements = [
-        allow("AtMostTheWorkloadServices", WORKLOAD_SERVICES, ["*"]),
-        deny("NeverIam", ["iam:*", "organizations:*", "account:*"], ["*"]),
-    ]
-    if others:
-        statements.append(
-            deny(
-                "NeverAnotherStagesData",
-                ["s3:*"],
-                [f"arn:{scope.partition}:s3:::{scope.project}-{other}-*" for other in others],
-            )
-        )
     return document(*statements)

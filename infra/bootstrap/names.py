@@ -16,6 +16,10 @@ GITHUB_ISSUER_HOST = "token.actions.githubusercontent.com"
 GITHUB_ISSUER = f"https://{GITHUB_ISSUER_HOST}"
 STS_AUDIENCE = "sts.amazonaws.com"  # what aws-actions/configure-aws-credentials asks GitHub for
 
+# The bootstrap's own resources are tagged `managed-by: mlinfra-bootstrap`, never `mlinfra`: no deploy role's tag
+# condition matches them.
+MANAGED_BY = "mlinfra-bootstrap"
+
 RoleKind = Literal["preview", "deploy", "promotion"]
 ROLE_KINDS: tuple[RoleKind, ...] = ("preview", "deploy", "promotion")
 

@@ -335,8 +335,9 @@ def scoped_reads(scope: StageScope) -> list[tuple[list[str], list[str]]]:
 
 
 def stage_buckets(scope: StageScope) -> list[str]:
-    """The stage stack's buckets: the registry (fixed name) and its auto-named access-log bucket."""
-    return [f"arn:{scope.partition}:s3:::{scope.registry_bucket}", f"arn:{scope.partition}:s3:::registry-access-logs-*"]
+    """The stage stack's buckets: the registry (fixed name) and its access-log bucket (named by S3 under a prefix)."""
+    logs = naming.log_bucket_prefix(scope.project, scope.stage)
+    return [f"arn:{scope.partition}:s3:::{scope.registry_bucket}", f"arn:{scope.partition}:s3:::{logs}*"]
 
 
 def plan_statements(scope: StageScope) -> list[Policy]:

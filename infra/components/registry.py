@@ -360,13 +360,21 @@ class ModelRegistry(pulumi.ComponentResource):
     def _access_logs(self, name: str, args: ModelRegistryArgs, base_tags: dict[str, str]) -> None:
         """S3 server access logs of the registry: who read or wrote which artifact, record and pointer.
 
-        A separate bucket (logs of a bucket must not land in itself), auto-named so the registry name stays the
-        only fixed one. S3's logging service writes with SSE-S3 only (SSE-KMS targets are not supported) and is
-        authorised by the bucket policy, limited to this registry and account (confused deputy).
+        A separate bucket (logs of a bucket must not land in itself), named by S3 under the stage's prefix
+        (naming.log_bucket_prefix) so the registry name stays the only fixed one. S3's logging service writes with
+        SSE-S3 only (SSE-KMS targets are not supported) and is authorised by the bucket policy, limited to this
+        registry and account (confused deputy).
         https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html
         """
         child = pulumi.ResourceOptions(parent=self)
-        logs = aws.s3.Bucket(f"{name}-access-logs", force_destroy=False, tags=base_tags, opts=child)
+        logs = aws.s3.Bucket(
+            f"{name}-access-logs",
+            bucket_prefix=naming.log_bucket_prefix(args.project, args.stage),
+            force_destroy=False,
+            tags=base_tags,
+            # Logs outlive the stack: a replaced or destroyed log bucket is left in the account, never emptied.
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+        )
         self.log_bucket = logs
         aws.s3.BucketPublicAccessBlock(
             f"{name}-access-logs-public-access",

@@ -527,6 +527,7 @@ class SandboxVM(pulumi.ComponentResource):
         # created, so the dependency makes sure the permission exists before the first evening comes.
         aws.scheduler.Schedule(
             f"{name}-nightly-stop",
+            name=naming.vm_schedule(args.project, args.stage, "stop"),
             description=f"Stop the mlinfra {args.stage} analyst VM every evening",
             schedule_expression=settings.stop_schedule,
             schedule_expression_timezone=settings.timezone,
@@ -541,6 +542,7 @@ class SandboxVM(pulumi.ComponentResource):
         if settings.start_schedule is not None:
             aws.scheduler.Schedule(
                 f"{name}-morning-start",
+                name=naming.vm_schedule(args.project, args.stage, "start"),
                 description=f"Start the mlinfra {args.stage} analyst VM every working morning",
                 schedule_expression=settings.start_schedule,
                 schedule_expression_timezone=settings.timezone,

@@ -209,7 +209,8 @@ def _identity_policies(stack: _Stack, role: Resource) -> tuple[list[dict[str, An
 
 
 def _role_arn(stack: _Stack, role: Resource) -> str:
-    return f"arn:aws:iam::{stack.account}:role/{role.inputs.get('name') or _autoname(role.name)}"
+    path = role.inputs.get("path") or "/"
+    return f"arn:aws:iam::{stack.account}:role{path}{role.inputs.get('name') or _autoname(role.name)}"
 
 
 def _drift_models(stack: _Stack, job_component: str) -> list[str]:

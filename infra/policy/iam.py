@@ -22,8 +22,9 @@ What it decides, in AWS's order:
 `resource_policy_required` is for KMS key policies and role trust policies, which must allow the caller themselves
 (directly, or by naming the account and then also through an identity policy).
 
-Not modelled (none of mlinfra's policies use them): SCPs, session policies, `BinaryEquals`, cross-account
-evaluation (both sides must allow), ARN-typed context values other than strings. An operator this module does not
+Not modelled (none of mlinfra's policies use them): SCPs, session policies, `BinaryEquals`, ARN-typed context values
+other than strings. Across accounts both sides must allow: the caller (mlinfra_infra.policy.accesscheck) evaluates
+the caller's policies and the resource's policy separately. An operator this module does not
 know raises `PolicyError`: a policy it cannot read is never taken as allowing or denying.
 """
 
@@ -181,7 +182,9 @@ def _role_of_session(principal: str) -> str:
     return f"arn:{match[1]}:iam::{match[2]}:role/{match[3]}"
 
 
-PrincipalMatch = Literal["direct", "account", "none"]
+# "session": the statement names the caller's role session ARN itself; "direct": the caller otherwise (its role ARN,
+# "*", a service); "account": the caller's account, which delegates to the caller's own identity policies.
+PrincipalMatch = Literal["session", "direct", "account", "none"]
 
 
 def _match_principal(element: Any, principal: str) -> PrincipalMatch:
@@ -198,6 +201,8 @@ def _match_principal(element: Any, principal: str) -> PrincipalMatch:
             if not isinstance(value, str):
                 raise PolicyError(f"Principal {kind} value {value!r} is not a string")
             if kind == "AWS":
+                if value == principal and role != principal:
+                    return "session"
                 if value == "*" or value in {principal, role}:
                     return "direct"
                 if account and value in {account, f"arn:aws:iam::{account}:root"}:
@@ -454,7 +459,7 @@ def _with_principal_keys(request: Request, principal: str) -> Request:
     return Request(request.action, request.resource, context)
 
 
-def evaluate(
+def evaluate(  # noqa: PLR0911 - one return per outcome of the evaluation logic
     request: Request,
     identity_policies: Sequence[Mapping[str, Any]],
     resource_policies: Sequence[Mapping[str, Any]] = (),
@@ -480,13 +485,20 @@ def evaluate(
             return Decision(False, match.label, f"explicit deny of {what}", "explicit-deny")
 
     resource_allows = [m for m in resource if m.effect == "Allow"]
+    session = [m for m in resource_allows if m.principal == "session"]
     direct = [m for m in resource_allows if m.principal == "direct"]
     delegated = [m for m in resource_allows if m.principal == "account"]
     identity_allows = [m for m in identity if m.effect == "Allow"]
     boundary_ok = boundary_policies is None or any(m.effect == "Allow" for m in boundary)
 
-    if direct:
+    # A resource policy naming the role session itself is not limited by the role's boundary; one naming the role
+    # ARN (or "*") is (IAM user guide, policy evaluation within a single account: resource-based policies).
+    if session:
+        return Decision(True, session[0].label, f"the resource policy allows {what} to {principal}", "allow")
+    if direct and boundary_ok:
         return Decision(True, direct[0].label, f"the resource policy allows {what} to {principal}", "allow")
+    if direct:
+        return Decision(False, "", f"the permissions boundary does not allow {what}")
     if resource_policy_required and not delegated:
         return Decision(False, "", f"no statement of the resource policy allows {what} to {principal}")
     if identity_allows and boundary_ok:

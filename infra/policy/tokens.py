@@ -73,11 +73,16 @@ OPEN_CIDRS = ("0.0.0.0/0", "::/0")
 
 
 def bucket_id(resource: Resource) -> str:
-    """The bucket's name as other resources reference it: its `bucket` input, or the auto-name (offline render)."""
+    """The bucket's name as other resources reference it: its `bucket` input, else its prefix or auto-name.
+
+    Offline, with the render's deterministic suffix (mlinfra.stacks.render.mock_bucket).
+    """
     name = resource.inputs.get("bucket")
     if isinstance(name, str) and name:
         return name
-    return f"{resource.name}-{hashlib.sha256(resource.name.encode()).hexdigest()[:7]}"
+    suffix = hashlib.sha256(resource.name.encode()).hexdigest()[:7]
+    prefix = resource.inputs.get("bucketPrefix")
+    return f"{prefix}{suffix}" if isinstance(prefix, str) and prefix else f"{resource.name}-{suffix}"
 
 
 def _by_bucket(index: Index, type_token: str) -> dict[str, Resource]:

@@ -24,7 +24,7 @@ import pytest
 from mlinfra.bootstrap import stack
 from mlinfra.stacks.files import raw_config
 from mlinfra.stacks.project import Project
-from mlinfra.stacks.render import RenderedStack, mock_autoname, render
+from mlinfra.stacks.render import RenderedStack, mock_autoname, mock_bucket, render
 from mlinfra_infra import layout, naming
 from mlinfra_infra.bootstrap import names
 from mlinfra_infra.policy import iam
@@ -157,11 +157,11 @@ CREATES: dict[str, tuple[str, str, bool]] = {
     "aws:s3/bucket:Bucket": ("s3:CreateBucket", "arn:aws:s3:::{name}", False),
     "aws:kms/key:Key": ("kms:CreateKey", "*", True),
     "aws:kms/alias:Alias": ("kms:CreateAlias", "arn:aws:kms:{region}:{account}:{name}", False),
-    "aws:iam/role:Role": ("iam:CreateRole", "arn:aws:iam::{account}:role/{name}", True),
-    "aws:iam/policy:Policy": ("iam:CreatePolicy", "arn:aws:iam::{account}:policy/{name}", True),
+    "aws:iam/role:Role": ("iam:CreateRole", "arn:aws:iam::{account}:role{path}{name}", True),
+    "aws:iam/policy:Policy": ("iam:CreatePolicy", "arn:aws:iam::{account}:policy{path}{name}", True),
     "aws:iam/instanceProfile:InstanceProfile": (
         "iam:CreateInstanceProfile",
-        "arn:aws:iam::{account}:instance-profile/{name}",
+        "arn:aws:iam::{account}:instance-profile{path}{name}",
         True,
     ),
     "aws:sagemaker/model:Model": ("sagemaker:CreateModel", "arn:aws:sagemaker:{region}:{account}:model/{name}", True),
@@ -289,11 +289,11 @@ PARTS: dict[str, tuple[str, str, str]] = {
         "arn:aws:s3:::{parent}",
     ),
     "aws:s3/bucketObjectv2:BucketObjectv2": ("s3:PutObject", "bucket", "arn:aws:s3:::{parent}/{key}"),
-    "aws:iam/rolePolicy:RolePolicy": ("iam:PutRolePolicy", "role", "arn:aws:iam::{account}:role/{parent}"),
+    "aws:iam/rolePolicy:RolePolicy": ("iam:PutRolePolicy", "role", "arn:aws:iam::{account}:role{path}{parent}"),
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment": (
         "iam:AttachRolePolicy",
         "role",
-        "arn:aws:iam::{account}:role/{parent}",
+        "arn:aws:iam::{account}:role{path}{parent}",
     ),
     "aws:sns/topicPolicy:TopicPolicy": ("sns:SetTopicAttributes", "arn", "{parent}"),
     "aws:sns/topicSubscription:TopicSubscription": ("sns:Subscribe", "topic", "{parent}"),
@@ -335,14 +335,14 @@ REQUEST_TAGGED = {"aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"}  # adopte
 
 def deploy_calls(resource: Any, stage: str) -> list[iam.Request]:
     """The calls `pulumi up` makes to create `resource` in `stage`'s account; a type not known here fails."""
-    values = {"region": REGION, "account": ACCOUNTS[stage]}
+    values = {"region": REGION, "account": ACCOUNTS[stage], "path": naming.iam_path("mlinfra", stage)}
     inputs = resource.inputs
     tags = inputs.get("tags") or {}
     context: dict[str, Any] = {"aws:ResourceAccount": ACCOUNTS[stage]}
     if resource.type in CREATES:
         action, template, tagged = CREATES[resource.type]
         name = (
-            inputs.get("bucket")
+            (mock_bucket(resource.name, inputs) if resource.type == "aws:s3/bucket:Bucket" else None)
             or inputs.get("name")
             or inputs.get("modelPackageGroupName")
             or inputs.get("alarmName")
@@ -431,16 +431,16 @@ READS: dict[str, tuple[tuple[str, ...], str]] = {
         "arn:aws:kms:{region}:{account}:key/00000000-0000-4000-8000-000000000009",
     ),
     "aws:kms/alias:Alias": (("kms:ListAliases",), "*"),
-    "aws:iam/role:Role": (("iam:GetRole", "iam:ListAttachedRolePolicies"), "arn:aws:iam::{account}:role/{name}"),
-    "aws:iam/rolePolicy:RolePolicy": (("iam:GetRolePolicy",), "arn:aws:iam::{account}:role/{parent}"),
+    "aws:iam/role:Role": (("iam:GetRole", "iam:ListAttachedRolePolicies"), "arn:aws:iam::{account}:role{path}{name}"),
+    "aws:iam/rolePolicy:RolePolicy": (("iam:GetRolePolicy",), "arn:aws:iam::{account}:role{path}{parent}"),
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment": (
         ("iam:ListAttachedRolePolicies",),
-        "arn:aws:iam::{account}:role/{parent}",
+        "arn:aws:iam::{account}:role{path}{parent}",
     ),
-    "aws:iam/policy:Policy": (("iam:GetPolicy", "iam:GetPolicyVersion"), "arn:aws:iam::{account}:policy/{name}"),
+    "aws:iam/policy:Policy": (("iam:GetPolicy", "iam:GetPolicyVersion"), "arn:aws:iam::{account}:policy{path}{name}"),
     "aws:iam/instanceProfile:InstanceProfile": (
         ("iam:GetInstanceProfile",),
-        "arn:aws:iam::{account}:instance-profile/{name}",
+        "arn:aws:iam::{account}:instance-profile{path}{name}",
     ),
     "aws:sagemaker/model:Model": (("sagemaker:DescribeModel",), "arn:aws:sagemaker:{region}:{account}:model/{name}"),
     "aws:sagemaker/endpointConfiguration:EndpointConfiguration": (
@@ -528,7 +528,7 @@ def test_the_preview_role_reads_back_every_resource_its_stage_declares(
 ) -> None:
     identity, _ = role_policies(shipped[1], stage, "preview")
     principal = names.role_arn(ACCOUNTS[stage], names.role("mlinfra", stage, "preview"))
-    values = {"region": REGION, "account": ACCOUNTS[stage]}
+    values = {"region": REGION, "account": ACCOUNTS[stage], "path": naming.iam_path("mlinfra", stage)}
     checked, refused = 0, []
     for resource in stage_stacks[stage].resources:
         if not resource.custom:
@@ -538,7 +538,7 @@ def test_the_preview_role_reads_back_every_resource_its_stage_declares(
         inputs = resource.inputs
         parent_key = PARTS[resource.type][1] if resource.type in PARTS else ""
         name = (
-            inputs.get("bucket")
+            (mock_bucket(resource.name, inputs) if resource.type == "aws:s3/bucket:Bucket" else None)
             or inputs.get("name")
             or inputs.get("modelPackageGroupName")
             or inputs.get("alarmName")
@@ -703,13 +703,13 @@ def test_check_access_evaluates_the_stage_roles_under_the_workload_boundary(
 ) -> None:
     """The stage stacks' roles carry the bootstrap's workload boundary: a boundary without S3 denies the drift job's
     registry reads even though its own policy allows them."""
-    from mlinfra_infra.bootstrap import deploy
+    from mlinfra_infra.bootstrap import boundaries
     from tests.bootstrap.conftest import platform_copy
 
     root = platform_copy(tmp_path / "platform")
     shipped_file = REPO / "infra" / "bootstrap" / "Pulumi.bootstrap.yaml"
     shutil.copy(shipped_file, root / "infra" / "bootstrap" / "Pulumi.bootstrap.yaml")
-    monkeypatch.setattr(deploy, "WORKLOAD_SERVICES", [s for s in deploy.WORKLOAD_SERVICES if s != "s3:*"])
+    monkeypatch.setattr(boundaries, "WORKLOAD_SERVICES", [s for s in boundaries.WORKLOAD_SERVICES if s != "s3:*"])
     reports, code = _access(root)
     assert code == 3
     denied = [c for r in reports for c in r["calls"] if not c["allowed"]]

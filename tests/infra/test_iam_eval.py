@@ -435,6 +435,23 @@ def test_permissions_boundary_caps_identity_policies() -> None:
     assert not decision.allowed and "boundary" in decision.reason
 
 
+def test_a_resource_policy_naming_the_role_is_capped_by_its_boundary_one_naming_the_session_is_not() -> None:
+    """The IAM user guide (policy evaluation within a single account, resource-based policies): a resource policy
+    that names the role's ARN does not lift the role's permissions boundary; one that names the role session does."""
+    role = "arn:aws:iam::123456789012:role/job"
+    session = "arn:aws:sts::123456789012:assumed-role/job/run-1"
+    boundary = policy({"Effect": "Allow", "Action": "sqs:*", "Resource": "*"})
+    get = Request("s3:GetObject", "arn:aws:s3:::b/k")
+
+    def bucket(who: str) -> dict[str, Any]:
+        return policy({"Effect": "Allow", "Principal": {"AWS": who}, "Action": "s3:GetObject", "Resource": "*"})
+
+    by_role = evaluate(get, [], [bucket(role)], session, boundary_policies=[boundary])
+    assert not by_role.allowed and "boundary" in by_role.reason
+    assert evaluate(get, [], [bucket(session)], session, boundary_policies=[boundary]).allowed
+    assert evaluate(get, [], [bucket(role)], session).allowed  # no boundary: the resource policy alone allows
+
+
 GITHUB = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
 DEPLOY_TRUST = policy(
     {

@@ -173,6 +173,10 @@ def test_protected_registry_refuses_key_deletion(render_stack: Render, stack: Re
 def test_access_logs_of_the_registry_go_to_a_private_log_bucket(stack: RenderedStack) -> None:
     logs = stack.named("registry-access-logs")
     assert "bucket" not in logs.inputs, "auto-named: the registry keeps the only fixed bucket name"
+    # Named by S3 under the stage's prefix (a deploy role scoped by `mlinfra-dev-` reaches no other stage's), and
+    # left in the account when replaced or destroyed: Pulumi never tries to delete a bucket of logs.
+    assert logs.inputs["bucketPrefix"] == "mlinfra-dev-logs-"
+    assert logs.retain_on_delete
     logging = stack.one("aws:s3/bucketLogging:BucketLogging").inputs
     assert logging["bucket"] == "mlinfra-dev-123456789012-eu-west-1"
     assert logging["targetBucket"] != logging["bucket"]

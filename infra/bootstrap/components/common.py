@@ -7,7 +7,9 @@ from typing import Any
 
 import pulumi
 
-BOOTSTRAP_MANAGED_BY = "mlinfra-bootstrap"  # never `mlinfra`: the deploy roles' tag conditions must not match these
+from mlinfra_infra.bootstrap import names
+
+BOOTSTRAP_MANAGED_BY = names.MANAGED_BY  # never `mlinfra`: the deploy roles' tag conditions must not match these
 
 
 def tags(owner: str, stage: str | None = None) -> dict[str, str]:

@@ -9,7 +9,7 @@ import pulumi_aws as aws
 
 from mlinfra_infra.components.common import TYPE_PREFIX
 
-from .. import backend_policies, deploy, names, policies
+from .. import backend_policies, boundaries, deploy, names, policies
 from ..policies import StageScope
 from .common import child, tags, to_json
 
@@ -71,7 +71,7 @@ class StageCiRoles(pulumi.ComponentResource):
             f"{name}-workload-boundary",
             name=names.workload_boundary(project, stage),
             description=f"The most any role of the {project} {stage} stack may do",
-            policy=to_json(deploy.workload_boundary(scope)),
+            policy=to_json(boundaries.workload_boundary(scope)),
             tags=stage_tags,
             opts=child(self, provider),
         )
@@ -79,7 +79,7 @@ class StageCiRoles(pulumi.ComponentResource):
             f"{name}-deploy-boundary",
             name=names.deploy_boundary(project, stage),
             description=f"The most the {project} {stage} deploy role may do",
-            policy=to_json(deploy.deploy_boundary(scope, args.account_ci_roles, args.account_boundaries)),
+            policy=to_json(boundaries.deploy_boundary(scope, args.account_ci_roles, args.account_boundaries)),
             tags=stage_tags,
             opts=child(self, provider),
         )
