@@ -529,6 +529,13 @@ def promotion_policy(scope: StageScope) -> Policy:
                 ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging"],
                 [f"arn:{p}:s3:::{scope.source_registry_bucket}/models/*"],
             ),
+            # With ListBucket there, a lost source artifact is a 404 (NoSuchKey), not a 403 mistaken for a denial.
+            allow(
+                "SourceRegistryListModels",
+                ["s3:ListBucket"],
+                [f"arn:{p}:s3:::{scope.source_registry_bucket}"],
+                {"StringLike": {"s3:prefix": ["models/*"]}},
+            ),
             _source_key_through_s3(scope, "SourceRegistryKeyThroughS3"),
         ]
     elif scope.source_stage and scope.source_registry_bucket and scope.source_account:
@@ -555,8 +562,15 @@ def promotion_policy(scope: StageScope) -> Policy:
             # The version's model package: its gates (describe) and an approval recorded on it (update).
             allow(
                 "SourceModelPackages",
-                ["sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"],
+                ["sagemaker:DescribeModelPackage"],
                 [scope.arn("sagemaker", f"model-package/{prefix}*/*", account=scope.source_account)],
+            ),
+            # An approval, and nothing else, on the source's package (what `mlinfra approve` records there).
+            allow(
+                "SourceModelPackageApprovals",
+                ["sagemaker:UpdateModelPackage"],
+                [scope.arn("sagemaker", f"model-package/{prefix}*/*", account=scope.source_account)],
+                {"StringEquals": {"sagemaker:ModelApprovalStatus": "Approved"}},
             ),
             _source_key_through_s3(scope, "SourceRegistryKeyThroughS3"),
         ]

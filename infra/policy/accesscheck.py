@@ -390,7 +390,16 @@ def _decide(
         own = evaluate(request, found.policies, [], found.arn, boundary_policies=found.boundary)
         if not own.allowed:
             return own
-        return evaluate(request, [], resource_policies, found.arn, resource_policy_required=True)
+        # The resource's policy must let the caller in: naming it, or naming its account (which then delegates to the
+        # caller's own policies, already found to allow).
+        return evaluate(
+            request,
+            found.policies,
+            resource_policies,
+            found.arn,
+            boundary_policies=found.boundary,
+            resource_policy_required=True,
+        )
     except PolicyError as exc:
         return Decision(False, "", f"a policy could not be evaluated: {exc}")
 

@@ -170,3 +170,27 @@ def test_get_object_attributes_is_also_decided_as_get_object(stacks: dict[str, R
     implied = [r for r in deploy if r.action == "s3:GetObject" and "authorised as s3:GetObject" in r.why]
     assert {r.resource for r in implied} == {r.resource for r in attributes}
     assert not any(r.decision.allowed for r in implied)
+
+
+def test_across_accounts_a_bucket_policy_naming_the_callers_account_delegates_to_its_policies(
+    stacks: dict[str, RenderedStack],
+) -> None:
+    """A caller in another account: S3 needs the caller's own policy and the bucket's. A bucket policy naming the
+    caller's account (not the role) delegates to the caller's own policies, as AWS does; naming neither refuses."""
+    from mlinfra_infra.policy.accesscheck import Found, _decide, _registry
+    from mlinfra_infra.policy.engine import Index
+
+    owner = _registry(Index(stacks["dev"].resources), Context(stage="dev"))
+    assert owner is not None
+    key = f"arn:aws:s3:::{owner.bucket}/stages/churn.json"
+    grants = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}
+    caller = Found("ci-preview", "arn:aws:iam::999999999999:role/mlinfra-staging-preview", "x", [grants], ["churn"])
+
+    def bucket_policy(principal: str) -> dict[str, object]:
+        allowed = {"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "s3:GetObject", "Resource": key}
+        return {"Version": "2012-10-17", "Statement": [allowed]}
+
+    owner.bucket_policy = bucket_policy("arn:aws:iam::999999999999:root")
+    assert _decide(owner, caller, "s3:GetObject", key, {}, role_account="999999999999").allowed
+    owner.bucket_policy = bucket_policy("arn:aws:iam::888888888888:root")
+    assert not _decide(owner, caller, "s3:GetObject", key, {}, role_account="999999999999").allowed
