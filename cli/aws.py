@@ -193,6 +193,8 @@ class StageAws:
         """
         if self.acting_for is not None:
             base, role = self.acting_for.session, self.lent_role_arn
+            if role is None:
+                self._refuse_across_accounts()
         else:
             base, role = self.caller_session, self.config.access.role_arn
         if role is None:
@@ -212,6 +214,30 @@ class StageAws:
             credentials = base.client("sts", config=client_config()).assume_role(**kwargs)["Credentials"]
         return new_session(self.region, credentials)
 
+    def declared_account(self) -> str | None:
+        """The stage's account as its config says it (`accountId`, else the account of a role it names), no call."""
+        if self.config.account_id:
+            return self.config.account_id
+        for arn in (self.lent_role_arn, self.config.access.role_arn):
+            if arn and arn.count(":") >= 5 and arn.split(":")[4].isdigit():
+                return arn.split(":")[4]
+        return None
+
+    def _refuse_across_accounts(self) -> None:
+        """A lent purpose without the lent role: refuse (exit 2) when the stages are known to be in two accounts.
+
+        The acting stage's own identity would ask its own account for this stage's alarms and packages.
+        """
+        acting = self.acting_for
+        mine, theirs = self.declared_account(), acting.declared_account() if acting is not None else None
+        if acting is not None and mine and theirs and mine != theirs:
+            key = "sourceRoleArn" if self.purpose == "source" else "approvalRoleArn"
+            raise BadInputError(
+                f"stage {self.config.stage} is in account {mine} and {acting.config.stage} in {theirs}: "
+                f"set mlinfra:access.{key} in stage {self.config.stage}'s stack file to the role it lends "
+                f"(`mlinfra bootstrap preview --json`, outputs.sourceRoles; docs/cross-account.md)"
+            )
+
     def client(self, service: str) -> Any:
         """A (cached) client for `service` acting on this stage."""
         if service not in self._clients:
@@ -226,9 +252,9 @@ class StageAws:
         if self.acting_for is not None:
             # Read for another stage's command, whose session may be in another account: the account of a role of
             # this stage where it names one (no call), else the caller's, as the stage's own session runs.
-            for arn in (self.lent_role_arn, self.config.access.role_arn):
-                if arn and arn.count(":") >= 5 and arn.split(":")[4].isdigit():
-                    return arn.split(":")[4]
+            declared = self.declared_account()
+            if declared:
+                return declared
             with aws_errors("reading the caller's account id"):
                 sts = self.caller_session.client("sts", config=client_config())
                 return str(sts.get_caller_identity()["Account"])

@@ -758,3 +758,31 @@ def test_a_source_stage_in_another_account_is_read_and_approved_through_its_sour
     history = ok(run("history", "churn", "--stage", "prod", "--json"))
     approval = next(r for r in history if r["action"] == "approve")
     assert approval["role"] == approval_role, "the audit names the role the approval went through"
+
+
+def test_a_source_in_another_account_without_its_lent_roles_is_refused_naming_the_setting(
+    project_dir: Path, aws_env: str, run: Run, tmp_path: Path
+) -> None:
+    """staging in 333333333333 lends prod nothing: prod's job would ask its own account (222222222222) for staging's
+    alarms and packages and find none. promote refuses (exit 2) naming the stack-file key, and writes nothing."""
+    prod_role = "arn:aws:iam::222222222222:role/mlinfra-prod-promotion"
+    direct_delivery(project_dir)
+    prod = project_dir / "stacks" / "Pulumi.prod.yaml"
+    prod.write_text(prod.read_text() + f"  mlinfra:access:\n    roleArn: {prod_role}\n")
+    staging = project_dir / "stacks" / "Pulumi.staging.yaml"
+    staging.write_text(
+        staging.read_text()
+        + "  mlinfra:accountId: '333333333333'\n"
+        + "  mlinfra:access:\n    roleArn: arn:aws:iam::333333333333:role/mlinfra-staging-promotion\n"
+        + f"  mlinfra:registry:\n    readerRoleArns: [{prod_role}]\n"
+    )
+    ok(run("local", "bootstrap", "--all", "--json"))
+    register(run, tmp_path)
+    ok(run("promote", "churn", "--to", "dev"))
+    ok(run("promote", "churn", "--to", "staging"))
+    before = prod.read_text()
+    result = run("promote", "churn", "--to", "prod")
+    assert result.exit_code == 2, result.stderr
+    assert "stage staging is in account 333333333333 and prod in 222222222222" in result.stderr
+    assert "mlinfra:access.sourceRoleArn" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert prod.read_text() == before
