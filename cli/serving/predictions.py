@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mlinfra.errors import MlinfraError
+from mlinfra_drift.baseline import MISSING_TOKENS  # the cells the drift engine reads as missing
 
 PREDICTION_ROWS = 10_000  # sample rows predicted: plenty for the output's distribution, seconds for most models
 BATCH_ROWS = 500  # rows per invocation
@@ -79,7 +80,7 @@ def _cell(value: Any) -> Any:
     """A cell as sent: numbers and text as they are, a missing one as NaN."""
     if value is None:
         return math.nan
-    if isinstance(value, str) and value.strip().lower() in {"", "na", "n/a", "nan", "null", "none", "#n/a"}:
+    if isinstance(value, str) and value.strip().lower() in MISSING_TOKENS:
         return math.nan
     return value
 
